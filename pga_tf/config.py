@@ -1,0 +1,134 @@
+"""The run configuration: one frozen object, built from flags in the entry points only.
+
+Library modules take a `Config` (or plain arguments), never absl's FLAGS, so each can be used and
+tested without absl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+METHODS = ("lpga", "vpga", "lvpga", "vae", "ae")
+VARIATIONAL = frozenset({"vpga", "lvpga", "vae"})
+OPTIMIZERS = ("sgd", "adam")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+# Each method's defaults are its reference script's argparse defaults (its MNIST setting):
+# zj10/PGA src/train_lpga.py, train_vpga.py, train_lvpga.py. The reference's VPGA has no
+# warm-up, hence init_steps 0. The baselines reuse the nets: the VAE takes VPGA's latent size and
+# KL weight so it differs from VPGA only by the perceptual terms; the AE takes LPGA's latent size.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lpga": dict(z_dim=12, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1.5e-2, vrec=0.0, vkld=0.0),
+    "vpga": dict(z_dim=32, init_steps=0, zn_rec=6e-2, zh_rec=0.0, nll=0.0, vrec=1e-2, vkld=3e-2),
+    "lvpga": dict(z_dim=32, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1e-2, vrec=1.5e-2, vkld=2e-2),
+    "vae": dict(z_dim=32, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=3e-2),
+    "ae": dict(z_dim=12, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0),
+}
+
+# Flags a resumed or exported run must share with the run that wrote the checkpoint: they
+# change the variables or what the weights mean.
+ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    method: str = "lpga"
+    dataset: str = "fashion_mnist"
+    model: str = "conv_mnist"
+    z_dim: int = 12
+    batch_size: int = 64
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    epochs: int = 600
+    train_steps: int = 0
+    use_bn: bool = False
+    init_steps: int = 3000
+    zn_rec: float = 6e-2
+    zh_rec: float = 0.0
+    nll: float = 1.5e-2
+    vrec: float = 0.0
+    vkld: float = 0.0
+    seed: int = 0
+    run_dir: str = "runs/default"
+    data_dir: str = ""
+    log_every: int = 100
+    sample_every: int = 2000
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 3
+    steps_per_loop: int = 10
+    bn_momentum: float = 0.99
+    strategy: str = "default"
+    sync_bn: bool = False
+    mixed_precision: bool = False
+    jit_compile: bool = False
+
+    @property
+    def variational(self) -> bool:
+        return self.method in VARIATIONAL
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def for_method(method: str, **overrides: Any) -> Config:
+    """A Config with `method`'s reference defaults, then `overrides` on top."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return Config(method=method, **{**METHOD_DEFAULTS[method], **overrides})
+
+
+def validate(cfg: Config) -> None:
+    """Raise ValueError with one line for a configuration no run can use."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    for name in ("z_dim", "batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
+                 "keep_checkpoints", "steps_per_loop"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise ValueError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.train_steps < 0:
+        raise ValueError(f"--train_steps must be >= 0 (0 means use --epochs), got {cfg.train_steps}")
+    for name in ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "init_steps"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
+
+
+CONFIG_FILE = "config.json"
+
+
+def save(cfg: Config, run_dir: str) -> None:
+    """Write the resolved configuration beside the checkpoints (atomically)."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, CONFIG_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(cfg.to_json() + "\n")
+    os.replace(tmp, path)
+
+
+def load(run_dir: str) -> Config | None:
+    """The configuration a run dir was trained with, or None if it has none."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        raw = json.load(f)
+    known = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in raw.items() if k in known})
+
+
+def conflicts(saved: Config, new: Config) -> list[str]:
+    """Architecture-defining settings on which `new` differs from the run's saved config."""
+    return [f"--{k}: run has {getattr(saved, k)!r}, asked for {getattr(new, k)!r}"
+            for k in ARCHITECTURE_KEYS if getattr(saved, k) != getattr(new, k)]
