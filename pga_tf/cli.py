@@ -1,0 +1,116 @@
+"""absl flags, defined once for every entry point, and their translation into a Config.
+
+Only the entry points (train.py, export_savedmodel.py) import this module; the library takes the
+resulting frozen Config.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from absl import flags
+
+from pga_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
+MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
+
+# Flags whose default depends on --method (None here; resolved from config.METHOD_DEFAULTS).
+METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld")
+
+
+def define_train_flags() -> None:
+    d = config_lib.Config()
+    flags.DEFINE_enum("method", d.method, config_lib.METHODS, "Training objective.")
+    flags.DEFINE_enum("dataset", d.dataset, DATASETS, "Dataset (TFDS name, or with --data_dir local files).")
+    flags.DEFINE_enum("model", d.model, MODELS, "Encoder/decoder architecture (reference src/models.py).")
+    flags.DEFINE_integer("z_dim", None, "Latent dimension (default: the method's reference default).")
+    flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (split over replicas).")
+    flags.DEFINE_float("lr", d.lr, "Learning rate.")
+    flags.DEFINE_enum("optimizer", d.optimizer, config_lib.OPTIMIZERS, "sgd (momentum 0.9, reference) or adam.")
+    flags.DEFINE_integer("epochs", d.epochs, "Training epochs (ignored when --train_steps > 0).")
+    flags.DEFINE_integer("train_steps", d.train_steps, "Total training steps; overrides --epochs when > 0.")
+    flags.DEFINE_boolean("use_bn", d.use_bn, "Batch norm in the nets (reference --bn).")
+    flags.DEFINE_integer("init_steps", None, "Steps before the latent terms switch on (method default).")
+    flags.DEFINE_float("zn_rec", None, "Latent reconstruction coefficient, z ~ N(0, I).")
+    flags.DEFINE_float("zh_rec", None, "Latent reconstruction coefficient, z = E(x).")
+    flags.DEFINE_float("nll", None, "NLL coefficient (LPGA, LVPGA).")
+    flags.DEFINE_float("vrec", None, "VAE latent reconstruction coefficient (VPGA, LVPGA).")
+    flags.DEFINE_float("vkld", None, "VAE KL coefficient (VPGA, LVPGA, VAE).")
+    flags.DEFINE_integer("seed", d.seed, "Random seed (initialisation, noise, shuffling).")
+    flags.DEFINE_string("run_dir", None, "Output dir: checkpoints, TensorBoard logs, samples, export "
+                        "(default runs/<method>_<dataset>_<model>). An existing run resumes.")
+    flags.DEFINE_string("data_dir", d.data_dir, "A local directory of MNIST-format IDX files or image "
+                        "files, used instead of TFDS.")
+    flags.DEFINE_integer("log_every", d.log_every, "Steps between progress lines and scalar summaries.")
+    flags.DEFINE_integer("sample_every", d.sample_every, "Steps between sample grids.")
+    flags.DEFINE_integer("ckpt_every", d.ckpt_every, "Steps between checkpoints.")
+    flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.")
+    flags.DEFINE_integer("steps_per_loop", d.steps_per_loop, "Steps run inside one tf.function call.")
+    flags.DEFINE_float("bn_momentum", d.bn_momentum, "Momentum of the BN moving statistics.")
+    flags.DEFINE_enum("strategy", d.strategy, config_lib.STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
+                         "multi-replica code without GPUs); 0 leaves it alone.")
+    flags.DEFINE_boolean("sync_bn", d.sync_bn, "Synchronise BN statistics across replicas.")
+    flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Keras mixed_float16 policy.")
+    flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
+    flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.")
+
+    for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
+                 "keep_checkpoints", "steps_per_loop"):
+        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
+    flags.register_validator("z_dim", lambda v: v is None or v > 0, message="--z_dim must be positive")
+    flags.register_validator("lr", lambda v: v > 0, message="--lr must be positive")
+    flags.register_validator("train_steps", lambda v: v >= 0,
+                             message="--train_steps must be >= 0 (0 means use --epochs)")
+    flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0")
+    for name in METHOD_DEPENDENT[1:]:
+        flags.register_validator(name, lambda v: v is None or v >= 0, message=f"--{name} must be >= 0")
+
+
+def config_from_flags() -> config_lib.Config:
+    """The Config these flags ask for: method defaults, then every flag given."""
+    overrides = {name: FLAGS[name].value for name in METHOD_DEPENDENT if FLAGS[name].value is not None}
+    common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
+              "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
+              "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "mixed_precision",
+              "jit_compile")
+    overrides.update({name: FLAGS[name].value for name in common})
+    run_dir = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
+    cfg = config_lib.for_method(FLAGS.method, run_dir=run_dir, **overrides)
+    config_lib.validate(cfg)
+    return cfg
+
+
+def split_cpu(n: int) -> None:
+    """Expose the CPU as `n` logical devices; must run before TensorFlow initialises devices."""
+    if n <= 0:
+        return
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def fail(message: str) -> None:
+    """End the program on a user error: one line on stderr, exit status 1."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def guarded(main: Callable, user_errors: tuple) -> Callable:
+    """Wrap an absl main so the given user-caused exceptions end in one line, not a traceback."""
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except user_errors as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted")
+
+    return wrapped

@@ -1,0 +1,243 @@
+"""The training loop: models, optimizer and checkpoint under a tf.distribute strategy.
+
+`Trainer` owns what one step updates (built inside `strategy.scope()`); `Trainer.fit` decides
+when to step, log, draw sample grids and save. Neither knows which dataset it is fed: they take
+a tf.data.Dataset of [-1, 1] images and a fixed numpy batch for the reconstruction grids.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pga_tf import models, step as step_lib
+from pga_tf.config import Config
+from pga_tf.images import grid
+
+
+class TrainingError(Exception):
+    """The run cannot go on (non-finite loss, incompatible checkpoint); the message is one line."""
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+    if cfg.optimizer == "sgd":
+        # tf.train.MomentumOptimizer in the reference; Keras' SGD momentum update is the same
+        # for a constant learning rate.
+        opt = keras.optimizers.SGD(learning_rate=cfg.lr, momentum=0.9)
+    else:
+        opt = keras.optimizers.Adam(learning_rate=cfg.lr)
+    if cfg.mixed_precision:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+class Trainer:
+    """Models, optimizer, random state and the compiled step of one run."""
+
+    def __init__(self, cfg: Config, image_shape: tuple[int, int, int],
+                 strategy: tf.distribute.Strategy | None = None):
+        self.cfg = cfg
+        self.image_shape = tuple(image_shape)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.global_batch = cfg.batch_size
+        replicas = self.strategy.num_replicas_in_sync
+        if cfg.batch_size % replicas:
+            raise ValueError(f"--batch_size {cfg.batch_size} is not divisible by the "
+                             f"{replicas} replicas")
+        self.local_batch = cfg.batch_size // replicas
+        if cfg.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        with self.strategy.scope():
+            self.encoder, self.decoder = models.build_models(
+                cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
+                variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn)
+            self.optimizer = make_optimizer(cfg)
+            # Build the slots now: a first distributed step that creates them fails.
+            self.optimizer.build(self.encoder.trainable_variables + self.decoder.trainable_variables)
+            self.generator = tf.random.Generator.from_seed(cfg.seed)
+            self.checkpoint = tf.train.Checkpoint(encoder=self.encoder, decoder=self.decoder,
+                                                  optimizer=self.optimizer, generator=self.generator)
+        self._train_n = None
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    # ----------------------------------------------------------------------------- the step
+    def losses(self, images: tf.Tensor, noise: step_lib.Noise) -> step_lib.Losses:
+        coeffs = step_lib.coefficients(self.cfg, self.optimizer.iterations)
+        return step_lib.method_losses(self.cfg.method, self.encoder, self.decoder, images,
+                                      noise, coeffs)
+
+    def replica_step(self, images: tf.Tensor, noise: step_lib.Noise | None = None) -> dict:
+        """One update on this replica's share of the batch; returns global-batch means."""
+        if noise is None:
+            noise = step_lib.draw_noise(self.generator, self.local_batch, self.cfg.z_dim)
+        enc_vars = self.encoder.trainable_variables
+        dec_vars = self.decoder.trainable_variables
+
+        def mean(per_example):
+            return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+
+        with tf.GradientTape(persistent=True) as tape:
+            out = self.losses(images, noise)
+            enc_loss, dec_loss = mean(out.encoder), mean(out.decoder)
+            if self.cfg.mixed_precision:
+                scaled = (self.optimizer.scale_loss(enc_loss), self.optimizer.scale_loss(dec_loss))
+            else:
+                scaled = (enc_loss, dec_loss)
+        # Each network takes the gradient of its own loss (reference: enc_gvs + dec_gvs).
+        grads = tape.gradient(scaled[0], enc_vars) + tape.gradient(scaled[1], dec_vars)
+        del tape
+        self.optimizer.apply_gradients(zip(grads, enc_vars + dec_vars))
+        metrics = {name: mean(value) for name, value in out.terms.items()}
+        metrics.update(enc_loss=enc_loss, dec_loss=dec_loss)
+        return metrics
+
+    def _build_train_n(self) -> Callable:
+        replica_step = self.replica_step
+        if self.cfg.jit_compile:
+            replica_step = tf.function(replica_step, jit_compile=True)
+
+        def distributed_step(iterator):
+            per_replica = self.strategy.run(replica_step, args=(next(iterator),))
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                    for k, v in per_replica.items()}
+
+        @tf.function
+        def train_n(iterator, n):
+            # Python runs once per n steps; the first step fixes the metric structure.
+            sums = distributed_step(iterator)
+            for _ in tf.range(n - 1):
+                out = distributed_step(iterator)
+                sums = {k: sums[k] + out[k] for k in sums}
+            return {k: v / tf.cast(n, tf.float32) for k, v in sums.items()}
+
+        return train_n
+
+    def train_steps(self, iterator, n: int) -> dict:
+        """Run `n` steps from a distributed iterator; returns the metrics averaged over them."""
+        if self._train_n is None:
+            self._train_n = self._build_train_n()
+        out = self._train_n(iterator, tf.constant(n, tf.int32))
+        return {k: float(v) for k, v in out.items()}
+
+    # ----------------------------------------------------------------------------- inference
+    def encode_mean(self, images: tf.Tensor) -> tf.Tensor:
+        out = self.encoder(images, training=False)
+        return out[0] if self.cfg.variational else out
+
+    def sample_grids(self, z: np.ndarray, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Samples D(z), input/reconstruction pairs and interpolations, as uint8 grids."""
+        samples = self.decoder(tf.constant(z, tf.float32), training=False).numpy()
+        mu = self.encode_mean(tf.constant(images, tf.float32))
+        rec = self.decoder(mu, training=False).numpy()
+        pairs = np.stack([images, rec], axis=1).reshape((-1,) + images.shape[1:])
+        # Interpolate between the codes of consecutive image pairs: a row per pair, with the two
+        # real images at its ends, as in the reference's interpolation grid.
+        half = len(images) // 2
+        a, b = mu[:half], mu[half:2 * half]
+        steps = np.linspace(0.0, 1.0, 9, dtype=np.float32)
+        interp = [self.decoder((1 - t) * a + t * b, training=False).numpy() for t in steps]
+        rows = np.stack([images[:half]] + interp + [images[half:2 * half]], axis=1)
+        return {
+            "samples": grid(samples),
+            "reconstructions": grid(pairs, ncol=2 * max(1, int(math.sqrt(len(images) / 2)))),
+            "interpolations": grid(rows.reshape((-1,) + images.shape[1:]), ncol=rows.shape[1]),
+        }
+
+
+def _next_boundary(step: int, *periods: int) -> int:
+    return min(p - step % p for p in periods)
+
+
+def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: str,
+        fixed_images: np.ndarray, log: Callable[[str], None] = print) -> dict:
+    """Train until `total_steps`, resuming from the latest checkpoint in `run_dir`.
+
+    Writes TensorBoard summaries (every loss term, the totals, lr, images/s, image grids) to
+    run_dir/tb, PNG grids to run_dir/samples and checkpoints to run_dir/checkpoints.
+    Returns the last logged metrics.
+    """
+    from pga_tf.images import save_png  # PIL, only needed when writing grids
+
+    cfg = trainer.cfg
+    manager = tf.train.CheckpointManager(trainer.checkpoint, os.path.join(run_dir, "checkpoints"),
+                                         max_to_keep=cfg.keep_checkpoints)
+    if manager.latest_checkpoint:
+        try:
+            trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise TrainingError(f"checkpoint {manager.latest_checkpoint} does not fit this model "
+                                f"({type(e).__name__}); use another --run_dir") from None
+        log(f"resumed from {manager.latest_checkpoint} at step {trainer.step}")
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
+    samples_dir = os.path.join(run_dir, "samples")
+    os.makedirs(samples_dir, exist_ok=True)
+    z_fixed = np.random.default_rng(cfg.seed).standard_normal((100, cfg.z_dim)).astype(np.float32)
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+
+    step = trainer.step
+    sums: dict[str, float] = {}
+    window_steps, window_time, start_step, start_time = 0, 0.0, step, time.time()
+    last: dict = {}
+    while step < total_steps:
+        n = min(cfg.steps_per_loop, total_steps - step,
+                _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
+        t0 = time.perf_counter()
+        out = trainer.train_steps(iterator, n)
+        window_time += time.perf_counter() - t0
+        bad = [k for k, v in out.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1}..{step + n}; "
+                                f"stopped without saving (last checkpoint: "
+                                f"{manager.latest_checkpoint or 'none'})")
+        step += n
+        window_steps += n
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v * n
+        done = step >= total_steps
+        if step % cfg.log_every == 0 or done:
+            last = {k: v / window_steps for k, v in sums.items()}
+            ips = window_steps * trainer.global_batch / max(window_time, 1e-9)
+            elapsed = time.time() - start_time
+            eta = elapsed / max(step - start_step, 1) * (total_steps - step)
+            with writer.as_default(step=step):
+                for k, v in last.items():
+                    tf.summary.scalar(f"loss/{k}", v)
+                tf.summary.scalar("train/learning_rate", cfg.lr)
+                tf.summary.scalar("train/images_per_s", ips)
+            terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
+            log(f"step {step}/{total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
+            sums, window_steps, window_time = {}, 0, 0.0
+        if step % cfg.sample_every == 0 or done:
+            grids = trainer.sample_grids(z_fixed, fixed_images)
+            with writer.as_default(step=step):
+                for name, g in grids.items():
+                    tf.summary.image(name, g[None], max_outputs=1)
+                    save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
+        if step % cfg.ckpt_every == 0 or done:
+            manager.save(checkpoint_number=step)
+    writer.flush()
+    return last
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

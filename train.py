@@ -1,0 +1,79 @@
+"""Train a PGA model (or the AE/VAE baselines).
+
+  python train.py                                   # LPGA on Fashion-MNIST, reference settings
+  python train.py --flagfile=flags/lpga_cifar10.cfg # a paper setting
+  tensorboard --logdir runs/                        # watch it
+
+An existing --run_dir resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from pga_tf import cli  # noqa: E402
+
+cli.define_train_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        cfg = cli.config_from_flags()
+    except ValueError as e:
+        cli.fail(str(e))
+    cli.split_cpu(FLAGS.cpu_devices)
+
+    from pga_tf import config as config_lib, data, export, models, train_lib
+
+    image_shape = data.image_shape(cfg.dataset)
+    expected = models.IMAGE_SHAPES[cfg.model]
+    if tuple(image_shape[:2]) != tuple(expected):
+        cli.fail(f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
+                 f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}")
+    saved = config_lib.load(cfg.run_dir)
+    if saved is not None and config_lib.conflicts(saved, cfg):
+        cli.fail(f"{cfg.run_dir} holds a different run ({'; '.join(config_lib.conflicts(saved, cfg))}); "
+                 "use another --run_dir")
+
+    data_dir = cfg.data_dir or None
+    dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed)
+    if cfg.train_steps > 0:
+        total_steps = cfg.train_steps
+    else:
+        examples = data.num_examples(cfg.dataset, "train", data_dir)
+        total_steps = cfg.epochs * (examples // cfg.batch_size)
+    try:
+        fixed = data.fixed_batch(cfg.dataset, 16, "test", data_dir)
+    except data.DataError:
+        fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
+
+    strategy = train_lib.make_strategy(cfg.strategy)
+    trainer = train_lib.Trainer(cfg, image_shape, strategy)
+    config_lib.save(cfg, cfg.run_dir)
+    print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
+          f"{total_steps} steps on {strategy.num_replicas_in_sync} replica(s); run dir {cfg.run_dir}",
+          flush=True)
+    train_lib.fit(trainer, dataset, total_steps, cfg.run_dir, fixed,
+                  log=lambda line: print(line, flush=True))
+    if FLAGS.export:
+        module = export.PGAServing(trainer.encoder, trainer.decoder, cfg.z_dim, image_shape,
+                                   cfg.variational)
+        path = export.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)
+        print(f"SavedModel written to {path}", flush=True)
+
+
+def _user_errors():
+    from pga_tf import data, export, train_lib
+
+    return (data.DataError, train_lib.TrainingError, export.ExportError)
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main, _user_errors()))
