@@ -29,6 +29,7 @@ def main(argv):
     except ValueError as e:
         cli.fail(str(e))
     cli.split_cpu(FLAGS.cpu_devices)
+    cli.quiet_tensorflow()
 
     from pga_tf import config as config_lib, data, export, models, train_lib
 

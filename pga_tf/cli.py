@@ -96,6 +96,16 @@ def split_cpu(n: int) -> None:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
 
 
+def quiet_tensorflow() -> None:
+    """Keep the console for our progress lines: TF/absl INFO chatter (saver, SavedModel) off."""
+    import logging as py_logging
+
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    py_logging.getLogger("tensorflow").setLevel(py_logging.ERROR)
+
+
 def fail(message: str) -> None:
     """End the program on a user error: one line on stderr, exit status 1."""
     print(f"error: {message}", file=sys.stderr, flush=True)
