@@ -124,3 +124,73 @@ def guarded(main: Callable, user_errors: tuple) -> Callable:
             fail("interrupted")
 
     return wrapped
+
+
+# ------------------------------------------------------------------------ evaluation flags
+FEATURES = ("classifier", "inception")
+
+
+def define_feature_flags() -> None:
+    """Which network's features FID/KID use (train.py's --fid_every and evaluate.py)."""
+    flags.DEFINE_enum("features", "classifier", FEATURES,
+                      "FID/KID features: 'classifier', the penultimate layer of a domain classifier "
+                      "trained by `python -m pga_tf.classifier` (works offline), or 'inception', "
+                      "Inception-v3 pool features at 299x299.")
+    flags.DEFINE_string("classifier", "", "Domain classifier file (.keras, with its .json beside it); "
+                        "default classifiers/<dataset>_cnn.keras.")
+    flags.DEFINE_string("inception_weights", "imagenet", "Inception-v3 weights: 'imagenet' (downloads "
+                        "once; needs network) or a local inception_v3_..._notop.h5 file.")
+    flags.DEFINE_string("stats_cache", os.path.join("~", ".cache", "pga_tf", "fid_stats"),
+                        "Directory caching real-data feature statistics, keyed by extractor "
+                        "checksum, dataset, split, N and a hash of the images.")
+
+
+def define_fid_training_flags() -> None:
+    """train.py's FID-during-training flags (with define_feature_flags)."""
+    flags.DEFINE_integer("fid_every", 0, "Steps between FID evaluations written to TensorBoard "
+                         "(eval/FID-<features>); 0 turns them off.")
+    flags.DEFINE_integer("fid_samples", 2000, "Generated (and real test) images per training-time FID.")
+    flags.register_validator("fid_every", lambda v: v >= 0, message="--fid_every must be >= 0")
+    flags.register_validator("fid_samples", lambda v: v >= 2, message="--fid_samples must be >= 2")
+
+
+def define_eval_flags() -> None:
+    """evaluate.py's flags."""
+    define_feature_flags()
+    flags.DEFINE_string("run_dir", None, "Training run to evaluate (its config.json and latest checkpoint).")
+    flags.DEFINE_string("out", "", "Report path (default <run_dir>/eval/report.json); PNG grids go beside it.")
+    flags.DEFINE_integer("num_samples", 10000, "Generated images for FID/KID (real: as many test "
+                         "images, at most the whole test split).")
+    flags.DEFINE_integer("nll_examples", 1000, "Test images for the exact latent NLL (LPGA/LVPGA); "
+                         "0 skips it.")
+    flags.DEFINE_integer("fd_draws", 16, "Random directions per image for the finite-difference "
+                         "log-det estimate reported beside the exact one.")
+    flags.DEFINE_integer("batch_size", 250, "Batch size for sampling, features and reconstructions.")
+    flags.DEFINE_integer("seed", 0, "Seed of the latent samples and finite-difference directions.")
+    flags.DEFINE_string("data_dir", None, "Data directory (default: the run's --data_dir).")
+    flags.mark_flag_as_required("run_dir")
+    for name in ("num_samples", "batch_size", "fd_draws"):
+        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
+    flags.register_validator("num_samples", lambda v: v >= 2, message="--num_samples must be >= 2")
+    flags.register_validator("nll_examples", lambda v: v >= 0, message="--nll_examples must be >= 0")
+
+
+def define_classifier_flags() -> None:
+    """`python -m pga_tf.classifier`'s flags."""
+    flags.DEFINE_enum("dataset", "fashion_mnist", DATASETS, "Dataset (MNIST-format IDX files with labels).")
+    flags.DEFINE_string("out", "classifiers", "Output directory for <name>.keras and <name>.json.")
+    flags.DEFINE_string("name", "", "Classifier name (default <dataset>_cnn); reports say FID-<name>.")
+    flags.DEFINE_string("data_dir", "", "Directory of IDX files (default: the dataset's local copy).")
+    flags.DEFINE_integer("epochs", 8, "Training epochs.")
+    flags.DEFINE_integer("batch_size", 128, "Batch size.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    for name in ("epochs", "batch_size"):
+        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
+
+
+def define_export_flags() -> None:
+    """export_savedmodel.py's flags."""
+    flags.DEFINE_string("run_dir", None, "Training run to export (its config.json and latest checkpoint).")
+    flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default <run_dir>/saved_model).")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
+    flags.mark_flag_as_required("run_dir")

@@ -1,0 +1,182 @@
+"""Evaluation of a trained run: FID/KID of samples, test reconstruction error, latent NLL.
+
+`evaluate_run` is what evaluate.py runs; it takes plain arguments (no flags) and returns the
+report it writes. Each part is also usable alone: `load_run`, `reconstruction_error`,
+fid.real_stats / fid.sample_features, likelihood.evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from pga_tf import config as config_lib, data, fid as fid_lib, likelihood, models, objectives
+from pga_tf.features import Extractor
+from pga_tf.images import grid, save_png
+
+REPORT_VERSION = 1
+
+
+class EvalError(Exception):
+    """A user-caused problem with the run to evaluate (no config, no checkpoint); one line."""
+
+
+def load_run(run_dir: str) -> tuple[config_lib.Config, models.Encoder, models.Decoder, str, int]:
+    """The run's config, its encoder/decoder restored from the latest checkpoint, that
+    checkpoint's path and its step."""
+    if not os.path.isdir(run_dir):
+        raise EvalError(f"run dir {run_dir} does not exist")
+    cfg = config_lib.load(run_dir)
+    if cfg is None:
+        raise EvalError(f"{run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
+    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if ckpt is None:
+        raise EvalError(f"{run_dir} has no checkpoint yet (looked in {run_dir}/checkpoints)")
+    channels = data.image_shape(cfg.dataset)[-1]
+    # float32 even for a mixed-precision run: the checkpointed variables are float32 anyway.
+    encoder, decoder = models.build_models(cfg.model, cfg.z_dim, channels, use_bn=cfg.use_bn,
+                                           variational=cfg.variational, bn_momentum=cfg.bn_momentum)
+    # Only the models: the optimizer, generator and input position in the checkpoint are unused.
+    status = tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(ckpt)
+    try:
+        status.expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise EvalError(f"checkpoint {ckpt} does not fit the run's config ({type(e).__name__})") from None
+    match = re.search(r"-(\d+)$", ckpt)
+    return cfg, encoder, decoder, ckpt, int(match.group(1)) if match else -1
+
+
+def encode_mean(encoder: Callable, images, variational: bool) -> tf.Tensor:
+    out = encoder(tf.convert_to_tensor(images, tf.float32), training=False)
+    return out[0] if variational else out
+
+
+def reconstruction_error(encoder: Callable, decoder: Callable, variational: bool,
+                         images: tf.data.Dataset, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image MSE of D(E(x)) (the mean code for variational encoders) over an unbatched
+    dataset of [-1, 1] images, and the first 32 (input, reconstruction) pairs."""
+    from tqdm import tqdm
+
+    errors, pairs = [], []
+    with tqdm(desc="reconstructions", unit="img", disable=None, leave=False) as bar:
+        for x in images.batch(batch_size):
+            rec = decoder(encode_mean(encoder, x, variational), training=False)
+            errors.append(objectives.squared_error(x, rec).numpy())
+            if sum(map(len, pairs)) < 64:
+                pairs.append(np.stack([x.numpy(), rec.numpy()], axis=1)[:32].reshape((-1,) + tuple(x.shape[1:])))
+            bar.update(int(x.shape[0]))
+    if not errors:
+        raise data.DataError("the test split is empty")
+    return np.concatenate(errors).astype(np.float64), np.concatenate(pairs)[:64]
+
+
+def _json_number(x: float) -> float | None:
+    """NaN/inf (e.g. KID of too few images) as null, so the report is strict JSON."""
+    return float(x) if np.isfinite(x) else None
+
+
+def _summary(x: np.ndarray) -> dict:
+    return {"mean": float(np.mean(x)), "stderr": float(np.std(x) / np.sqrt(len(x))), "n": int(len(x))}
+
+
+def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, nll_examples: int = 1000,
+                 fd_draws: int = 16, batch_size: int = 250, seed: int = 0, data_dir: str | None = None,
+                 cache: fid_lib.StatsCache | None = None, out: str | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Evaluate the latest checkpoint of `run_dir`; write the JSON report and PNG grids.
+
+    Args:
+      run_dir: a training run (config.json + checkpoints/).
+      extractor: features for FID/KID (see features.make_extractor).
+      num_samples: generated images; the real side is as many test images, at most all of them.
+      nll_examples: test images for the latent NLL (LPGA/LVPGA only); 0 skips it.
+      fd_draws: random directions per image for the finite-difference log-det estimate.
+      data_dir: data directory (default: the run's).
+      cache: real-statistics cache (default: none).
+      out: report path (default <run_dir>/eval/report.json); grids and latent_nll.npz beside it.
+    Returns:
+      The report dict.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.time()
+    cfg, encoder, decoder, ckpt, step = load_run(run_dir)
+    if data_dir is None:
+        data_dir = cfg.data_dir or None
+    out = out or os.path.join(run_dir, "eval", "report.json")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    os.makedirs(out_dir, exist_ok=True)
+    log(f"evaluating {ckpt} (step {step}): {cfg.method} on {cfg.dataset}, features {extractor.name}")
+    seconds["load"] = time.time() - t0
+
+    t = time.time()
+    real = fid_lib.real_stats(extractor, cfg.dataset, num_samples, "test", data_dir, cache, log)
+    seconds["real_statistics"] = time.time() - t
+
+    t = time.time()
+    fake_act, samples = fid_lib.sample_features(decoder, extractor, num_samples, cfg.z_dim, seed,
+                                                batch_size, keep=100)
+    fid_value = fid_lib.fid(real, fid_lib.stats_of(fake_act))
+    kid_value, kid_std = fid_lib.kid(real.activations, fake_act, seed)
+    seconds["fid_kid"] = time.time() - t
+    log(f"{extractor.fid_name} {fid_value:.4g}, {extractor.kid_name} {kid_value:.4g} +- {kid_std:.2g} "
+        f"({num_samples} samples vs {real.n} test images, {seconds['fid_kid']:.0f} s)")
+
+    t = time.time()
+    errors, pairs = reconstruction_error(encoder, decoder, cfg.variational,
+                                         data.load_images(cfg.dataset, "test", data_dir), batch_size)
+    seconds["reconstruction"] = time.time() - t
+    rec = {**_summary(errors), "mse_0_1": float(np.mean(errors)) / 4.0,
+           "note": "per-pixel MSE of D(E(x)) on the test split, pixels in [-1, 1] (mse_0_1: in [0, 1])"}
+    log(f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} test images")
+
+    nll = None
+    if cfg.method in likelihood.METHODS and nll_examples > 0:
+        t = time.time()
+        images = fid_lib.load_real_images(cfg.dataset, nll_examples, "test", data_dir)
+        nll = likelihood.evaluate(encoder, decoder, cfg.method, images, fd_draws, seed, batch_size)
+        np.savez(os.path.join(out_dir, "latent_nll.npz"),
+                 **{k: np.asarray(v) for k, v in nll.pop("per_example").items()})
+        seconds["latent_nll"] = time.time() - t
+        fd = nll["finite_difference"][f"{cfg.method}_direction"]
+        log(f"latent NLL {nll['nll_exact']['mean']:.4g} nats (exact log-det {nll['log_det_exact']['mean']:.4g}; "
+            f"training estimator {fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) "
+            f"on {nll['examples']} test images")
+
+    grids = {"samples": os.path.join(out_dir, "samples.png"),
+             "reconstructions": os.path.join(out_dir, "reconstructions.png")}
+    save_png(grid(samples), grids["samples"])
+    save_png(grid(pairs, ncol=16), grids["reconstructions"])
+    seconds["total"] = time.time() - t0
+
+    report = {
+        "report_version": REPORT_VERSION,
+        "run_dir": run_dir,
+        "checkpoint": ckpt,
+        "step": step,
+        "config": {k: getattr(cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
+        "features": extractor.describe(),
+        "metrics": {extractor.fid_name: fid_value, extractor.kid_name: _json_number(kid_value),
+                    "reconstruction_mse": rec["mean"]},
+        "fid": {"name": extractor.fid_name, "value": fid_value, "num_generated": num_samples,
+                "num_real": real.n, "real_split": "test", "seed": seed},
+        "kid": {"name": extractor.kid_name, "value": _json_number(kid_value), "std": _json_number(kid_std)},
+        "reconstruction": rec,
+        "latent_nll": nll,
+        "grids": grids,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+    if nll is not None:
+        report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, out)
+    log(f"report written to {out} ({seconds['total']:.0f} s)")
+    return report

@@ -1,0 +1,194 @@
+"""Feature extractors for FID/KID: a domain classifier's penultimate layer, or Inception-v3's pool.
+
+An `Extractor` maps [-1, 1] images (the pipelines' range) to feature vectors and carries what a
+report and the real-statistics cache need: a display name ("Inception", or the classifier's name,
+giving "FID-Inception" vs "FID-fashion_mnist_cnn") and a checksum of its weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Callable, Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pga_tf import classifier as classifier_lib
+
+INCEPTION_SIZE = 299
+INCEPTION_NAME = "Inception"
+
+
+class FeatureError(Exception):
+    """A user-caused problem with a feature extractor (missing, tampered, offline); one line."""
+
+
+@dataclasses.dataclass
+class Extractor:
+    """[-1, 1] images -> [N, feature_dim] float32 features, in batches."""
+
+    name: str  # "Inception" or the classifier's name
+    kind: str  # "inception" or "classifier"
+    checksum: str  # sha256 identifying the weights (cache key)
+    feature_dim: int
+    fn: Callable[[tf.Tensor], tf.Tensor]  # one batch of [-1, 1] images -> features
+    image_shape: tuple[int, int, int] | None = None  # the only input shape accepted, if any
+    batch_size: int = 250
+    info: dict = dataclasses.field(default_factory=dict)  # extra fields for the report
+    calls: int = 0  # batches run so far (the cache tests count them)
+
+    @property
+    def fid_name(self) -> str:
+        return f"FID-{self.name}"
+
+    @property
+    def kid_name(self) -> str:
+        return f"KID-{self.name}"
+
+    def check_images(self, shape: tuple[int, ...]) -> None:
+        if self.image_shape is not None and tuple(shape[1:]) != tuple(self.image_shape):
+            want = "x".join(map(str, self.image_shape))
+            raise FeatureError(f"{self.name} takes {want} images, got {'x'.join(map(str, shape[1:]))}")
+
+    def __call__(self, images) -> np.ndarray:
+        """Features of one batch of [-1, 1] images (numpy or tensor)."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        self.check_images(images.shape)
+        self.calls += 1
+        return self.fn(images).numpy().astype(np.float32)
+
+    def of_batches(self, batches: Iterable, total: int | None = None, desc: str = "features") -> np.ndarray:
+        """Features of an iterable of image batches, concatenated, with a progress bar."""
+        from tqdm import tqdm
+
+        out = []
+        with tqdm(total=total, desc=desc, unit="img", disable=None, leave=False) as bar:
+            for batch in batches:
+                out.append(self(batch))
+                bar.update(len(out[-1]))
+        if not out:
+            return np.zeros([0, self.feature_dim], np.float32)
+        return np.concatenate(out)
+
+    def of_array(self, images: np.ndarray, desc: str = "features") -> np.ndarray:
+        batches = (images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size))
+        return self.of_batches(batches, len(images), desc)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "checksum": self.checksum,
+                "feature_dim": self.feature_dim, **self.info}
+
+
+def _sha256_file(path: str) -> str:
+    return classifier_lib.sha256(path)
+
+
+def _sha256_weights(model: keras.Model) -> str:
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(w.path.encode())
+        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- domain classifier
+def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
+    """The penultimate ("features") layer of a classifier saved by `pga_tf.classifier`.
+
+    The file's sha256 must equal the one in the JSON beside it: a modified or truncated file is a
+    FeatureError rather than silently different FIDs.
+    """
+    path = os.path.expanduser(path)
+    meta_path = classifier_lib.metadata_path(path)
+    if not os.path.isfile(path):
+        raise FeatureError(f"no domain classifier at {path}; train one with `python -m pga_tf.classifier "
+                           f"--dataset=<dataset> --out={os.path.dirname(path) or '.'}` or pass "
+                           "--features=inception")
+    if not os.path.isfile(meta_path):
+        raise FeatureError(f"{path} has no {os.path.basename(meta_path)} beside it (checksum, accuracy); "
+                           "retrain it with `python -m pga_tf.classifier`")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        want = meta["sha256"]
+        layer = meta.get("feature_layer", classifier_lib.FEATURE_LAYER)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FeatureError(f"cannot read classifier metadata {meta_path}: {type(e).__name__}: {e}") from None
+    got = _sha256_file(path)
+    if got != want:
+        raise FeatureError(f"checksum mismatch for {path}: sha256 {got[:16]}... but {os.path.basename(meta_path)} "
+                           f"says {str(want)[:16]}...; the file was modified or corrupted, retrain it")
+    try:
+        model = keras.models.load_model(path, compile=False)
+        features = keras.Model(model.inputs, model.get_layer(layer).output)
+    except Exception as e:  # Keras raises many types for an unreadable archive
+        raise FeatureError(f"cannot load classifier {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+    fn = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
+    info = {k: meta[k] for k in ("dataset", "test_accuracy", "epochs") if k in meta}
+    info["path"] = path
+    return Extractor(name=meta.get("name") or os.path.splitext(os.path.basename(path))[0],
+                     kind="classifier", checksum=got, feature_dim=int(features.output.shape[-1]),
+                     fn=fn, image_shape=tuple(int(d) for d in model.input_shape[1:]),
+                     batch_size=batch_size, info=info)
+
+
+def default_classifier_path(dataset: str, directory: str = "classifiers") -> str:
+    return os.path.join(directory, classifier_lib.default_name(dataset) + ".keras")
+
+
+# ---------------------------------------------------------------------------------- Inception
+def inception_preprocess(images: tf.Tensor) -> tf.Tensor:
+    """[-1, 1] images of any size, 1 or 3 channels -> 299x299x3 in [-1, 1] (Inception's range)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    if images.shape[-1] == 1:
+        images = tf.image.grayscale_to_rgb(images)
+    images = tf.image.resize(images, [INCEPTION_SIZE, INCEPTION_SIZE], method="bilinear")
+    return tf.clip_by_value(images, -1.0, 1.0)
+
+
+def inception_extractor(weights: str | None = "imagenet", batch_size: int = 50) -> Extractor:
+    """keras.applications.InceptionV3 without its top, average-pooled: 2048 features.
+
+    Args:
+      weights: "imagenet" (Keras downloads the file once; needs network), a local .h5 path
+        (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5), or None (random weights:
+        only for testing the plumbing; its FIDs mean nothing).
+    """
+    if weights not in (None, "imagenet"):
+        weights = os.path.expanduser(weights)
+        if not os.path.isfile(weights):
+            raise FeatureError(f"Inception weights file {weights} does not exist")
+    try:
+        model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=weights,
+                                               input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
+    except Exception as e:  # a failed download (URLError, OSError...), a wrong .h5 (ValueError)
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        hint = ("; offline? pass --inception_weights=/path/to/inception_v3_weights_tf_dim_ordering_tf_"
+                "kernels_notop.h5 or use --features=classifier") if weights == "imagenet" else ""
+        raise FeatureError(f"cannot build InceptionV3 with weights={weights}: {first}{hint}") from None
+    checksum = _sha256_file(weights) if weights not in (None, "imagenet") else _sha256_weights(model)
+    name = INCEPTION_NAME if weights is not None else INCEPTION_NAME + "-random"
+    fn = tf.function(lambda x: model(inception_preprocess(x), training=False), reduce_retracing=True)
+    return Extractor(name=name, kind="inception", checksum=checksum,
+                     feature_dim=int(model.output.shape[-1]), fn=fn, batch_size=batch_size,
+                     info={"weights": weights or "random"})
+
+
+def make_extractor(kind: str, dataset: str, classifier_path: str = "", inception_weights: str | None = "imagenet",
+                   batch_size: int = 250) -> Extractor:
+    """The extractor a --features/--classifier/--inception_weights combination asks for."""
+    if kind == "classifier":
+        ex = classifier_extractor(classifier_path or default_classifier_path(dataset), batch_size)
+        trained_on = ex.info.get("dataset")
+        if trained_on and trained_on != dataset:
+            raise FeatureError(f"classifier {ex.name} was trained on {trained_on}, not {dataset}; pass "
+                               f"--classifier for a {dataset} classifier")
+        return ex
+    if kind == "inception":
+        return inception_extractor(inception_weights, batch_size=min(batch_size, 50))
+    raise ValueError(f"unknown features {kind!r}; valid: classifier, inception")

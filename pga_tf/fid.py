@@ -1,0 +1,247 @@
+"""FID and KID of generated images against a dataset split, with cached real-data statistics.
+
+The distances are TF-GAN's (see tfgan_metrics.py); this module feeds them features, keeps the
+real side's statistics on disk, and draws the generated side from a decoder.
+
+Real statistics are cached as .npz files (features, their mean and unbiased covariance) under a
+key of: the extractor's checksum, dataset, split, N, and a sha256 of the N images themselves, so
+a different data directory holding a same-named dataset cannot be mistaken for the real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from pga_tf import data, tfgan_metrics
+from pga_tf.features import Extractor
+
+# KID's block estimator: at most this many samples per block (TF-GAN's default is 1024).
+KID_BLOCK = 1000
+
+
+@dataclasses.dataclass
+class FeatureStats:
+    """Features of one image set: activations [N, F], their mean [F] and covariance [F, F]."""
+
+    activations: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.activations.shape[0])
+
+
+def stats_of(activations: np.ndarray) -> FeatureStats:
+    """Mean and unbiased covariance (as TF-GAN computes them) in float64."""
+    a = np.asarray(activations, np.float64)
+    if a.ndim != 2 or a.shape[0] < 2:
+        raise ValueError(f"need [N >= 2, F] activations, got shape {a.shape}")
+    return FeatureStats(np.asarray(activations, np.float32), a.mean(0), np.cov(a, rowvar=False))
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)): the Frechet distance between two Gaussians.
+
+    Tr((S1 S2)^(1/2)) is TF-GAN's `trace_sqrt_product` (the one FID from activations uses), in
+    float64, so this equals `fid_from_activations` on the activations the moments came from.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
+    tr_sqrt = float(tfgan_metrics.trace_sqrt_product(tf.constant(s1), tf.constant(s2)))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
+
+
+def fid(real: FeatureStats, fake: FeatureStats) -> float:
+    return frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
+
+
+def fid_from_activations(act1: np.ndarray, act2: np.ndarray) -> float:
+    """TF-GAN's frechet_classifier_distance_from_activations (float64)."""
+    return float(tfgan_metrics.frechet_classifier_distance_from_activations(
+        tf.constant(act1, tf.float64), tf.constant(act2, tf.float64)))
+
+
+def kid(act1: np.ndarray, act2: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """TF-GAN's kernel (Inception) distance and its standard error, or (nan, nan) if either set
+    has fewer than 2 rows.
+
+    Both sets are shuffled first (a fixed permutation): the block estimator assumes random
+    order, and a split stored sorted by class would bias it. The block size is chosen so every
+    block holds at least 2 rows of each set.
+    """
+    n1, n2 = len(act1), len(act2)
+    if min(n1, n2) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    act1 = np.asarray(act1, np.float64)[rng.permutation(n1)]
+    act2 = np.asarray(act2, np.float64)[rng.permutation(n2)]
+    blocks = max(1, min(math.ceil(max(n1, n2) / KID_BLOCK), min(n1, n2) // 2))
+    block = math.ceil(max(n1, n2) / blocks)
+    # TF-GAN's map_fn(back_prop=False) logs a deprecation warning on every call.
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        mean, std = tfgan_metrics.kernel_classifier_distance_and_std_from_activations(
+            tf.constant(act1), tf.constant(act2), max_block_size=block)
+    finally:
+        tf_logger.setLevel(level)
+    return float(mean), float(std)
+
+
+# ------------------------------------------------------------------------ real-data statistics
+def _images_sha256(images: np.ndarray) -> str:
+    a = np.ascontiguousarray(images, np.float32)
+    digest = hashlib.sha256(repr(a.shape).encode())
+    digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+class StatsCache:
+    """Real-data FeatureStats on disk, one .npz (+ a .json describing it) per key."""
+
+    def __init__(self, directory: str | None):
+        self.directory = os.path.expanduser(directory) if directory else None
+
+    def key(self, extractor: Extractor, dataset: str, split: str, n: int, images_sha: str) -> str:
+        parts = [extractor.checksum, dataset, split, str(n), images_sha]
+        digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+        return f"{dataset}_{split}_{n}_{extractor.name}_{digest}"
+
+    def path(self, key: str) -> str | None:
+        return os.path.join(self.directory, key + ".npz") if self.directory else None
+
+    def load(self, key: str) -> FeatureStats | None:
+        path = self.path(key)
+        if path is None or not os.path.isfile(path):
+            return None
+        try:
+            with np.load(path) as f:
+                return FeatureStats(f["activations"], f["mu"], f["sigma"])
+        except (OSError, ValueError, KeyError):  # a damaged cache entry is recomputed
+            return None
+
+    def save(self, key: str, stats: FeatureStats, info: dict) -> None:
+        path = self.path(key)
+        if path is None:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, activations=stats.activations, mu=stats.mu, sigma=stats.sigma)
+        os.replace(tmp, path)
+        with open(path[:-4] + ".json", "w") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
+
+
+def load_real_images(dataset: str, n: int, split: str = "test", data_dir: str | None = None) -> np.ndarray:
+    """The first min(n, split size) images of `split`, [-1, 1] float32."""
+    ds = data.load_images(dataset, split, data_dir).take(n).batch(1000)
+    batches = list(ds.as_numpy_iterator())
+    if not batches:
+        raise data.DataError(f"{dataset} {split} split is empty")
+    images = np.concatenate(batches)
+    if len(images) < 2:
+        raise data.DataError(f"{dataset} {split} split has {len(images)} image(s); FID needs at least 2")
+    return images
+
+
+def real_stats(extractor: Extractor, dataset: str, n: int, split: str = "test",
+               data_dir: str | None = None, cache: StatsCache | None = None,
+               log: Callable[[str], None] = lambda s: None) -> FeatureStats:
+    """FeatureStats of the first n (at most all) `split` images, from the cache when possible."""
+    images = load_real_images(dataset, n, split, data_dir)
+    extractor.check_images(images.shape)
+    cache = cache or StatsCache(None)
+    key = cache.key(extractor, dataset, split, len(images), _images_sha256(images))
+    stats = cache.load(key)
+    if stats is not None:
+        log(f"real statistics of {len(images)} {dataset} {split} images: cached ({cache.path(key)})")
+        return stats
+    t0 = time.time()
+    stats = stats_of(extractor.of_array(images, desc=f"real {split} features"))
+    cache.save(key, stats, {"extractor": extractor.describe(), "dataset": dataset, "split": split,
+                            "n": len(images), "data_dir": data_dir or "", "seconds": time.time() - t0})
+    where = f"; cached to {cache.path(key)}" if cache.directory else ""
+    log(f"real statistics of {len(images)} {dataset} {split} images: {time.time() - t0:.1f} s{where}")
+    return stats
+
+
+# ----------------------------------------------------------------------------- generated side
+def latent_draws(n: int, z_dim: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+
+
+def generate(decoder: Callable, z: np.ndarray, batch_size: int = 250):
+    """Yields batches of D(z) images (inference mode) as numpy arrays."""
+    for i in range(0, len(z), batch_size):
+        yield decoder(tf.constant(z[i:i + batch_size]), training=False).numpy()
+
+
+def sample_features(decoder: Callable, extractor: Extractor, n: int, z_dim: int, seed: int = 0,
+                    batch_size: int = 250, keep: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features of n images D(z), z ~ N(0, I) from `seed`; also the first `keep` images."""
+    kept = []
+
+    def batches():
+        for images in generate(decoder, latent_draws(n, z_dim, seed), batch_size):
+            if sum(map(len, kept)) < keep:
+                kept.append(images[:keep - sum(map(len, kept))])
+            yield images
+
+    activations = extractor.of_batches(batches(), n, desc="sample features")
+    first = np.concatenate(kept) if kept else np.zeros((0,), np.float32)
+    return activations, first
+
+
+# ----------------------------------------------------------------------- training-time hook
+class FIDCallback:
+    """A `train_lib.fit` callback: every `every` steps, FID of `num_samples` samples against
+    the test split, written to TensorBoard as eval/FID-<extractor> and logged.
+
+    Real statistics are computed (or read from the cache) when the callback is built; the latent
+    draws are fixed, so successive values differ by the model only.
+    """
+
+    def __init__(self, extractor: Extractor, dataset: str, z_dim: int, every: int, num_samples: int,
+                 data_dir: str | None = None, cache: StatsCache | None = None, seed: int = 0,
+                 batch_size: int = 250, log: Callable[[str], None] = print):
+        if every <= 0:
+            raise ValueError(f"every must be positive, got {every}")
+        self.extractor, self.every, self.log = extractor, every, log
+        self.real = real_stats(extractor, dataset, num_samples, "test", data_dir, cache, log)
+        self.z = latent_draws(num_samples, z_dim, seed + 1)
+        self.batch_size = batch_size
+        self.next_due: int | None = None
+        self.history: list[tuple[int, float]] = []
+
+    def __call__(self, step: int, trainer, writer) -> None:
+        # fit calls this after every block of steps; blocks need not end on multiples of
+        # `every`, so FID runs at the first block end at or past each multiple.
+        if self.next_due is None:  # first call (also after a resume): the next multiple
+            self.next_due = -(-step // self.every) * self.every
+        if step < self.next_due:
+            return
+        self.next_due = (step // self.every + 1) * self.every
+        t0 = time.time()
+        fake = self.extractor.of_batches(generate(trainer.decoder, self.z, self.batch_size), len(self.z),
+                                         desc="FID samples")
+        value = fid(self.real, stats_of(fake))
+        self.history.append((step, value))
+        with writer.as_default(step=step):
+            tf.summary.scalar(f"eval/{self.extractor.fid_name}", value)
+        writer.flush()
+        self.log(f"step {step} | {self.extractor.fid_name} {value:.4g} ({len(self.z)} samples, "
+                 f"{time.time() - t0:.1f} s)")
