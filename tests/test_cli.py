@@ -1,0 +1,100 @@
+"""Flags: every flagfile parses to the reference command it names; user errors end in one line."""
+
+import glob
+import os
+import shlex
+
+import pytest
+from absl import flags
+
+from pga_tf import cli, config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg")))
+
+if "method" not in flags.FLAGS:
+    cli.define_train_flags()
+
+# The reference's argparse names (zj10/PGA src/train_*.py) and ours.
+REFERENCE_NAMES = {"--dataset": "dataset", "--model": "model", "--epoch": "epochs", "--lr": "lr",
+                   "--bn": "use_bn", "--z_dim": "z_dim", "--zn_rec": "zn_rec", "--zh_rec": "zh_rec",
+                   "--nll": "nll", "--vrec": "vrec", "--vkld": "vkld", "--init_steps": "init_steps"}
+REFERENCE_DATASETS = {"mnist": "mnist", "cifar10": "cifar10", "celeba": "celeb_a",
+                      "fashion_mnist": "fashion_mnist"}  # the last: ours, on the MNIST setting
+
+
+def parse(argv):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", *argv])
+    try:
+        return cli.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def reference_config(comment: str) -> config.Config | None:
+    """The Config a reference README command asks for, read independently of our flagfile."""
+    words = shlex.split(comment)
+    scripts = [w for w in words if w.startswith("train_") and w.endswith(".py")]
+    if not scripts:
+        return None
+    method = scripts[0][len("train_"):-len(".py")]
+    args = words[words.index(scripts[0]) + 1:]
+    values = {"dataset": "mnist", "model": "conv_mnist"}
+    for name, value in zip(args[::2], args[1::2]):
+        key = REFERENCE_NAMES[name]
+        if key == "use_bn":
+            values[key] = value.lower() in ("true", "yes")
+        elif key == "dataset":
+            values[key] = REFERENCE_DATASETS[value]
+        elif key in ("model",):
+            values[key] = value
+        else:
+            values[key] = type(getattr(config.Config, key, 0.0))(float(value)) if key in (
+                "epochs", "z_dim", "init_steps") else float(value)
+    return config.for_method(method, **values)
+
+
+@pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
+def test_flagfile_parses_to_its_reference_command(path):
+    cfg = parse([f"--flagfile={path}"])
+    with open(path) as f:
+        comment = f.readline().lstrip("# ").split(":", 1)[1]
+    want = reference_config(comment)
+    if want is None:  # Fashion-MNIST and baseline settings: the nets of a reference setting
+        assert cfg.method in os.path.basename(path)
+        return
+    for key in ("method", "dataset", "model", "epochs", "lr", "use_bn", "z_dim", "init_steps",
+                "zn_rec", "zh_rec", "nll", "vrec", "vkld", "batch_size", "optimizer"):
+        assert getattr(cfg, key) == pytest.approx(getattr(want, key)), key
+
+
+def test_method_defaults_follow_the_reference_scripts():
+    lpga, vpga, lvpga = (parse([f"--method={m}"]) for m in ("lpga", "vpga", "lvpga"))
+    assert (lpga.z_dim, lpga.init_steps, lpga.zn_rec, lpga.nll) == (12, 3000, 6e-2, 1.5e-2)
+    assert (vpga.z_dim, vpga.zn_rec, vpga.vrec, vpga.vkld) == (32, 6e-2, 1e-2, 3e-2)
+    assert (lvpga.z_dim, lvpga.init_steps, lvpga.vrec, lvpga.vkld, lvpga.nll) == (32, 3000, 1.5e-2, 2e-2, 1e-2)
+    assert lpga.lr == 0.1 and lpga.batch_size == 64 and lpga.epochs == 600 and not lpga.use_bn
+
+
+def test_flags_override_a_flagfile():
+    cfg = parse([f"--flagfile={os.path.join(ROOT, 'flags', 'lpga_cifar10.cfg')}", "--z_dim=64"])
+    assert cfg.z_dim == 64 and cfg.model == "conv_32"
+
+
+@pytest.mark.parametrize("argv", [["--lr=0"], ["--batch_size=0"], ["--z_dim=-1"], ["--method=gan"],
+                                  ["--train_steps=-5"], ["--nll=-1"]])
+def test_bad_flags_are_rejected_at_parse_time(argv):
+    with pytest.raises(flags.IllegalFlagValueError):
+        parse(argv)
+
+
+def test_guarded_turns_user_errors_into_one_line(capsys):
+    def main(argv):
+        raise OSError(28, "No space left on device", "/runs/x/ckpt")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.guarded(main, (OSError,))(["prog"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: [Errno 28] No space left on device: '/runs/x/ckpt'"]
