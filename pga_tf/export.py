@@ -1,7 +1,13 @@
 """SavedModel export of a trained encoder/decoder pair.
 
 The export is a tf.Module whose signatures run the models in inference mode (batch norm with its
-moving statistics), so served samples do not depend on the serving batch.
+moving statistics), so served samples do not depend on the serving batch:
+
+  decode(z: float32 [N, z_dim])                 -> images: float32 [N, H, W, C] in [-1, 1]
+  encode(images: float32 [N, H, W, C])          -> mu: float32 [N, z_dim] (+ log_var if variational)
+  reconstruct(images: float32 [N, H, W, C])     -> images: D(mu)
+  sample(num_samples: int32 [], seed: int64 []) -> images: D(z), z ~ N(0, I) drawn from `seed`
+  serving_default = sample
 """
 
 from __future__ import annotations
@@ -28,30 +34,33 @@ class PGAServing(tf.Module):
         self.z_dim = z_dim
         self.image_shape = tuple(int(d) for d in image_shape)
         self.variational = variational
-        image_spec = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
+        # Static shapes in the specs document the signatures (saved_model_cli shows them). A
+        # loaded signature does not check them, so each function re-checks its input at run time.
+        image_spec = tf.TensorSpec([None, *self.image_shape], tf.float32, name="images")
         self.decode = tf.function(self._decode, input_signature=[
-            tf.TensorSpec([None, None], tf.float32, name="z")])
+            tf.TensorSpec([None, z_dim], tf.float32, name="z")])
         self.encode = tf.function(self._encode, input_signature=[image_spec])
         self.reconstruct = tf.function(self._reconstruct, input_signature=[image_spec])
         self.sample = tf.function(self._sample, input_signature=[
             tf.TensorSpec([], tf.int32, name="num_samples"),
             tf.TensorSpec([], tf.int64, name="seed")])
 
-    def _check_z(self, z):
-        tf.debugging.assert_rank(z, 2, message="decode: z must have shape [N, z_dim]")
-        tf.debugging.assert_equal(tf.shape(z)[1], self.z_dim,
-                                  message=f"decode: z must have shape [N, {self.z_dim}]")
+    # tf.ensure_shape is the check that survives in a loaded SavedModel: assertions on the rank
+    # are folded away against the spec's static shape. Its message names the tensor, the shape it
+    # got and the one expected, e.g. "Shape of tensor z [2,5] is not compatible with expected
+    # shape [?,4]."
+    def _check_z(self, z: tf.Tensor) -> tf.Tensor:
         return tf.ensure_shape(z, [None, self.z_dim])
 
-    def _check_images(self, images):
-        h, w, c = self.image_shape
-        message = f"images must have shape [N, {h}, {w}, {c}] with values in [-1, 1]"
-        tf.debugging.assert_rank(images, 4, message=message)
-        tf.debugging.assert_equal(tf.shape(images)[1:], tf.constant([h, w, c]), message=message)
-        return tf.ensure_shape(images, [None, h, w, c])
+    def _check_images(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.ensure_shape(images, [None, *self.image_shape])
 
-    def _images(self, z):
+    def _images(self, z: tf.Tensor) -> dict:
         return {"images": self.decoder(z, training=False)}
+
+    def _mu(self, images: tf.Tensor) -> tf.Tensor:
+        out = self.encoder(images, training=False)
+        return out[0] if self.variational else out
 
     def _decode(self, z):
         return self._images(self._check_z(z))
@@ -62,19 +71,78 @@ class PGAServing(tf.Module):
             return {"mu": out[0], "log_var": out[1]}
         return {"mu": out}
 
-    def _mu(self, images):
-        out = self.encoder(images, training=False)
-        return out[0] if self.variational else out
-
     def _reconstruct(self, images):
         return self._images(self._mu(self._check_images(images)))
 
     def _sample(self, num_samples, seed):
-        tf.debugging.assert_non_negative(num_samples, message="sample: num_samples must be >= 0")
+        check = tf.debugging.assert_non_negative(num_samples,
+                                                 message="sample: num_samples must be >= 0")
+        with tf.control_dependencies([check]):  # fail on the check, not inside the draw
+            shape = tf.stack([num_samples, self.z_dim])
         # A stateless draw, so the same seed gives the same images in any process.
-        z = tf.random.stateless_normal(tf.stack([num_samples, self.z_dim]),
-                                       seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+        z = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]))
         return self._images(z)
+
+
+def from_run(run_dir: str) -> PGAServing:
+    """A PGAServing of `run_dir`'s latest checkpoint, built with the run's saved config.
+
+    Raises ExportError (one line) for a dir that is no run, holds no checkpoint, or whose
+    checkpoint does not fit its config.json.
+    """
+    from pga_tf import config as config_lib, data, models
+
+    try:
+        cfg = config_lib.load(run_dir)
+        if cfg is not None:
+            config_lib.validate(cfg)
+    except (ValueError, TypeError) as e:  # bad JSON, unknown keys' types, invalid values
+        raise ExportError(f"{os.path.join(run_dir, config_lib.CONFIG_FILE)} is unreadable: {e}") from None
+    if cfg is None:
+        raise ExportError(f"{run_dir} has no {config_lib.CONFIG_FILE}; pass the --run_dir of a "
+                          "training run")
+    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if ckpt is None:
+        raise ExportError(f"{run_dir} has no checkpoint to export (nothing in "
+                          f"{os.path.join(run_dir, 'checkpoints')})")
+    try:
+        image_shape = data.image_shape(cfg.dataset)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    # Float32 compute whatever the run trained with: the checkpoint's variables are float32
+    # either way, and float16 pays off only for training on GPUs.
+    encoder, decoder = models.build_models(cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
+                                           variational=cfg.variational)
+    try:
+        # Only the models: the optimizer and random state are training-only.
+        tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(
+            ckpt).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        reason = str(e).split("\n")[0].split(". ")[0]
+        raise ExportError(f"checkpoint {ckpt} does not match the run's {config_lib.CONFIG_FILE} "
+                          f"(method {cfg.method}, model {cfg.model}, z_dim {cfg.z_dim}, use_bn "
+                          f"{cfg.use_bn}): {reason}") from None
+    return PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational)
+
+
+def _is_replaceable(path: str) -> bool:
+    """Whether --overwrite may delete `path`: only an earlier export or an empty directory, so a
+    mistyped --export_dir (a run dir, a home dir) is never wiped."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    return not os.listdir(path) or os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def check_destination(export_dir: str, overwrite: bool) -> str:
+    """The absolute export path, or ExportError if an existing dir there may not be replaced."""
+    export_dir = os.path.abspath(export_dir)
+    if os.path.lexists(export_dir):
+        if not overwrite:
+            raise ExportError(f"export dir {export_dir} already exists; pass --overwrite to replace it")
+        if not _is_replaceable(export_dir):
+            raise ExportError(f"{export_dir} exists and is not a SavedModel; refusing to replace it "
+                              "(choose another --export_dir)")
+    return export_dir
 
 
 def export(module: PGAServing, export_dir: str, overwrite: bool = False) -> str:
@@ -83,15 +151,15 @@ def export(module: PGAServing, export_dir: str, overwrite: bool = False) -> str:
     The SavedModel is written to a temporary sibling and renamed into place, so an existing export
     survives a failed write.
     """
-    export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not overwrite:
-        raise ExportError(f"export dir {export_dir} already exists; pass --overwrite to replace it")
+    export_dir = check_destination(export_dir, overwrite)
     parent = os.path.dirname(export_dir)
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     except OSError as e:
-        raise ExportError(f"cannot write to {parent}: {e.strerror}") from None
+        # makedirs reports a file in the way as "File exists"; say what is wrong.
+        reason = "a file is in the way" if isinstance(e, FileExistsError) else e.strerror
+        raise ExportError(f"cannot write to {parent}: {reason}") from None
     try:
         signatures = {
             "serving_default": module.sample,
@@ -101,9 +169,20 @@ def export(module: PGAServing, export_dir: str, overwrite: bool = False) -> str:
             "reconstruct": module.reconstruct,
         }
         tf.saved_model.save(module, tmp, signatures=signatures)
-        if os.path.exists(export_dir):
-            shutil.rmtree(export_dir)
-        os.replace(tmp, export_dir)
+        # Move the old export aside before the new one takes its name, so at every moment one
+        # complete export sits at export_dir (but for the instant between the two renames).
+        old = None
+        if os.path.lexists(export_dir):
+            old = tempfile.mkdtemp(prefix=".export-old-", dir=parent)
+            os.replace(export_dir, old)
+        try:
+            os.replace(tmp, export_dir)
+        except OSError:
+            if old is not None:
+                os.replace(old, export_dir)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(f"cannot write the SavedModel to {export_dir}: {e.strerror}") from None

@@ -1,0 +1,42 @@
+"""Export a training run's latest checkpoint as a SavedModel.
+
+  python export_savedmodel.py --run_dir=runs/lpga_mnist_conv_mnist --export_dir=/tmp/pga [--overwrite]
+
+Signatures (see pga_tf/export.py): decode, encode, reconstruct, sample; serving_default = sample.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from pga_tf import cli  # noqa: E402
+
+cli.define_export_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.quiet_tensorflow()
+    from pga_tf import export
+
+    export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "saved_model")
+    export.check_destination(export_dir, FLAGS.overwrite)  # refuse before the slower restore
+    module = export.from_run(FLAGS.run_dir)
+    path = export.export(module, export_dir, overwrite=FLAGS.overwrite)
+    print(f"SavedModel written to {path}", flush=True)
+
+
+def _user_errors():
+    from pga_tf import export
+
+    return (export.ExportError,)
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main, _user_errors()))
