@@ -1,0 +1,61 @@
+"""Evaluate a trained run: FID/KID of samples, test reconstruction MSE, exact latent NLL.
+
+  python -m pga_tf.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
+  python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
+  python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
+
+The latest checkpoint is loaded with the run's saved config.json.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from pga_tf import cli  # noqa: E402
+
+cli.define_eval_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
+
+    if not os.path.isdir(FLAGS.run_dir):
+        cli.fail(f"run dir {FLAGS.run_dir} does not exist")
+    try:
+        cfg = config_lib.load(FLAGS.run_dir)
+    except (ValueError, TypeError) as e:
+        cli.fail(f"cannot read {os.path.join(FLAGS.run_dir, config_lib.CONFIG_FILE)}: {e}")
+    if cfg is None:
+        cli.fail(f"{FLAGS.run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
+    cli.quiet_tensorflow()
+    # TensorFlow loads from here on (so do the error types the guard needs).
+    cli.guarded(evaluate, _user_errors())(cfg)
+
+
+def evaluate(cfg):
+    from pga_tf import evaluation, features, fid
+
+    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
+                                        FLAGS.inception_weights, FLAGS.batch_size)
+    evaluation.evaluate_run(
+        FLAGS.run_dir, extractor, num_samples=FLAGS.num_samples, nll_examples=FLAGS.nll_examples,
+        fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+        data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
+        log=lambda line: print(line, flush=True))
+
+
+def _user_errors():
+    from pga_tf import data, evaluation, features
+
+    return (data.DataError, evaluation.EvalError, features.FeatureError, OSError)
+
+
+if __name__ == "__main__":
+    app.run(main)

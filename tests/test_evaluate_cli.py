@@ -1,0 +1,116 @@
+"""evaluate.py and `python -m pga_tf.classifier` end to end, in subprocesses, on a tiny synthetic
+IDX dataset: a 5-step LPGA run, a 1-epoch classifier, then the report."""
+
+import gzip
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def write_idx(path, arr):
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def run(args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def assert_one_line_error(proc, needle):
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and needle in last, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data dir, classifier path, run dir, stats cache dir) after training both."""
+    tmp = tmp_path_factory.mktemp("eval")
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 64), ("t10k", 24)):
+        labels = rng.integers(0, 10, n)
+        # Class k: a bright horizontal band at rows 2k..2k+4 over noise, so the labels mean something.
+        images = rng.integers(0, 80, (n, 28, 28))
+        for i, k in enumerate(labels):
+            images[i, 2 * k:2 * k + 5] = 255
+        write_idx(data_dir / f"{stem}-images-idx3-ubyte.gz", images)
+        write_idx(data_dir / f"{stem}-labels-idx1-ubyte.gz", labels)
+    clf_dir = tmp / "classifiers"
+    proc = ok(run(["-m", "pga_tf.classifier", f"--data_dir={data_dir}", f"--out={clf_dir}", "--epochs=1",
+                   "--batch_size=16"]))
+    assert "test accuracy" in proc.stdout
+    meta = json.load(open(clf_dir / "fashion_mnist_cnn.json"))
+    assert meta["train_examples"] == 64 and meta["test_examples"] == 24 and 0 <= meta["test_accuracy"] <= 1
+
+    run_dir = tmp / "run"
+    ok(run(["train.py", "--method=lpga", "--train_steps=5", "--z_dim=4", "--batch_size=8", "--init_steps=0",
+            "--log_every=5", "--steps_per_loop=5", "--lr=0.01", "--noexport", f"--data_dir={data_dir}",
+            f"--run_dir={run_dir}"]))
+    return str(data_dir), str(clf_dir / "fashion_mnist_cnn.keras"), str(run_dir), str(tmp / "cache")
+
+
+def test_evaluate_writes_a_well_formed_report(trained):
+    _, clf, run_dir, cache = trained
+    args = ["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", "--num_samples=30",
+            "--nll_examples=6", "--fd_draws=2", "--batch_size=16", f"--stats_cache={cache}"]
+    proc = ok(run(args))
+    report_path = os.path.join(run_dir, "eval", "report.json")
+    with open(report_path) as f:
+        report = json.load(f)  # strict JSON: no NaN
+    assert report["step"] == 5 and report["checkpoint"].endswith("ckpt-5")
+    assert report["config"]["method"] == "lpga" and report["config"]["z_dim"] == 4
+    assert report["features"]["name"] == "fashion_mnist_cnn" and report["features"]["kind"] == "classifier"
+    metrics = report["metrics"]
+    assert set(metrics) == {"FID-fashion_mnist_cnn", "KID-fashion_mnist_cnn", "reconstruction_mse",
+                            "latent_nll_nats"}
+    assert report["fid"]["num_generated"] == 30 and report["fid"]["num_real"] == 24  # the whole test split
+    assert np.isfinite(metrics["FID-fashion_mnist_cnn"]) and metrics["FID-fashion_mnist_cnn"] >= 0
+    assert report["reconstruction"]["n"] == 24 and 0 < report["reconstruction"]["mean"] < 4
+    nll = report["latent_nll"]
+    assert nll["examples"] == 6 and nll["z_dim"] == 4
+    fd = nll["finite_difference"]["lpga_direction"]
+    assert fd["used_in_training"] and fd["draws"] == 2
+    np.testing.assert_allclose(nll["nll_exact"]["mean"], nll["prior_nll"]["mean"] + nll["log_det_exact"]["mean"])
+    arrays = np.load(os.path.join(run_dir, "eval", "latent_nll.npz"))
+    assert arrays["log_det_exact"].shape == (6,)
+    for path in report["grids"].values():
+        assert os.path.getsize(path) > 0 and path.endswith(".png")
+    assert "FID-fashion_mnist_cnn" in proc.stdout and "report written to" in proc.stdout
+
+    # Second run: the real statistics come from the cache; --out puts the report elsewhere.
+    out = os.path.join(os.path.dirname(cache), "other", "r.json")
+    proc = ok(run(args + [f"--out={out}", "--nll_examples=0"]))
+    assert "cached" in proc.stdout
+    again = json.load(open(out))
+    assert again["latent_nll"] is None and "latent_nll_nats" not in again["metrics"]
+    assert again["metrics"]["FID-fashion_mnist_cnn"] == pytest.approx(metrics["FID-fashion_mnist_cnn"], rel=1e-6)
+
+
+def test_user_errors_are_one_line(trained, tmp_path):
+    data_dir, clf, run_dir, cache = trained
+    assert_one_line_error(run(["evaluate.py", f"--run_dir={tmp_path / 'nope'}"]), "does not exist")
+    tampered = tmp_path / "fashion_mnist_cnn.keras"
+    blob = bytearray(open(clf, "rb").read())
+    blob[100] ^= 0xFF
+    tampered.write_bytes(bytes(blob))
+    (tmp_path / "fashion_mnist_cnn.json").write_text(open(clf[:-6] + ".json").read())
+    assert_one_line_error(run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={tampered}",
+                               f"--stats_cache={cache}"]), "checksum mismatch")
