@@ -139,7 +139,8 @@ def define_feature_flags() -> None:
     flags.DEFINE_string("classifier", "", "Domain classifier file (.keras, with its .json beside it); "
                         "default classifiers/<dataset>_cnn.keras.")
     flags.DEFINE_string("inception_weights", "imagenet", "Inception-v3 weights: 'imagenet' (downloads "
-                        "once; needs network) or a local inception_v3_..._notop.h5 file.")
+                        "once; needs network), a local inception_v3_..._notop.h5 file, or 'random' "
+                        "(untrained: checks the plumbing only; reported as FID-Inception-random).")
     flags.DEFINE_string("stats_cache", os.path.join("~", ".cache", "pga_tf", "fid_stats"),
                         "Directory caching real-data feature statistics, keyed by extractor "
                         "checksum, dataset, split, N and a hash of the images.")

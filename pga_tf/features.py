@@ -181,7 +181,8 @@ def inception_extractor(weights: str | None = "imagenet", batch_size: int = 50) 
 
 def make_extractor(kind: str, dataset: str, classifier_path: str = "", inception_weights: str | None = "imagenet",
                    batch_size: int = 250) -> Extractor:
-    """The extractor a --features/--classifier/--inception_weights combination asks for."""
+    """The extractor a --features/--classifier/--inception_weights combination asks for
+    (inception_weights "random": untrained Inception, to check the plumbing offline)."""
     if kind == "classifier":
         ex = classifier_extractor(classifier_path or default_classifier_path(dataset), batch_size)
         trained_on = ex.info.get("dataset")
@@ -190,5 +191,6 @@ def make_extractor(kind: str, dataset: str, classifier_path: str = "", inception
                                f"--classifier for a {dataset} classifier")
         return ex
     if kind == "inception":
-        return inception_extractor(inception_weights, batch_size=min(batch_size, 50))
+        weights = None if inception_weights in (None, "", "random") else inception_weights
+        return inception_extractor(weights, batch_size=min(batch_size, 50))
     raise ValueError(f"unknown features {kind!r}; valid: classifier, inception")

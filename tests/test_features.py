@@ -82,7 +82,8 @@ def test_make_extractor_refuses_a_classifier_of_another_dataset(saved_classifier
 
 
 def test_inception_plumbing_with_random_weights():
-    ex = features.inception_extractor(weights=None, batch_size=2)
+    ex = features.make_extractor("inception", "fashion_mnist", inception_weights="random")
+    ex.batch_size = 2
     assert ex.name == "Inception-random" and ex.fid_name == "FID-Inception-random"
     assert ex.kind == "inception" and ex.feature_dim == 2048 and len(ex.checksum) == 64
     grey = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
