@@ -62,21 +62,22 @@ class Extractor:
         return self.fn(images).numpy().astype(np.float32)
 
     def of_batches(self, batches: Iterable, total: int | None = None, desc: str = "features") -> np.ndarray:
-        """Features of an iterable of image batches, concatenated, with a progress bar."""
+        """Features of an iterable of image batches, concatenated, with a progress bar. Batches
+        larger than `batch_size` are split (Inception at 299x299 wants small ones)."""
         from tqdm import tqdm
 
         out = []
         with tqdm(total=total, desc=desc, unit="img", disable=None, leave=False) as bar:
             for batch in batches:
-                out.append(self(batch))
-                bar.update(len(out[-1]))
+                for i in range(0, len(batch), self.batch_size):
+                    out.append(self(batch[i:i + self.batch_size]))
+                    bar.update(len(out[-1]))
         if not out:
             return np.zeros([0, self.feature_dim], np.float32)
         return np.concatenate(out)
 
     def of_array(self, images: np.ndarray, desc: str = "features") -> np.ndarray:
-        batches = (images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size))
-        return self.of_batches(batches, len(images), desc)
+        return self.of_batches([images], len(images), desc)
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "checksum": self.checksum,
