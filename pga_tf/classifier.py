@@ -127,7 +127,10 @@ def save(model: keras.Model, out_dir: str, name: str, info: dict) -> str:
     model path. The JSON is written last, so a classifier with a JSON is a complete one."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name + ".keras")
-    model.save(path)
+    # An uncompiled copy: the file then holds the weights only, not Adam's slots (3x smaller).
+    bare = build(tuple(model.input_shape[1:]), int(model.output_shape[-1]))
+    bare.set_weights(model.get_weights())
+    bare.save(path)
     meta = {
         "format_version": FORMAT_VERSION,
         "name": name,
