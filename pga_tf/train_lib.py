@@ -7,6 +7,7 @@ a tf.data.Dataset of [-1, 1] images and a fixed numpy batch for the reconstructi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -43,8 +44,57 @@ def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
     else:
         opt = keras.optimizers.Adam(learning_rate=cfg.lr)
     if cfg.mixed_precision:
-        opt = keras.optimizers.LossScaleOptimizer(opt)
+        opt = _CountingLossScaleOptimizer(opt)
     return opt
+
+
+class _CountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """A LossScaleOptimizer whose `iterations` counts the steps it skips on overflow too.
+
+    Keras' counts only applied steps, so `Trainer.step`, the warm-up switch and checkpoint
+    numbers would fall behind the loop's step count after every overflow, and a resumed run
+    would train extra steps.
+    """
+
+    def _stateful_handle_non_finite_grads(self):
+        super()._stateful_handle_non_finite_grads()
+        self.inner_optimizer.iterations.assign_add(1)
+
+
+def _agree_on_overflow(grads: list) -> list:
+    """Make every replica's gradients non-finite if any replica's are.
+
+    Keras 3's LossScaleOptimizer tests each replica's *local* gradients for inf/NaN and
+    all-reduces them only afterwards (inside the inner optimizer), so with several replicas one
+    could skip the step while another applies the all-reduced, non-finite gradients. One scalar
+    all-reduce makes them decide together.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return grads
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
+    overflowed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    all_finite = overflowed == 0.0  # (ReduceOp has no MIN: count the replicas that overflowed)
+    poison = tf.where(all_finite, 0.0, float("nan"))  # + 0.0 leaves a gradient exactly as it is
+    return [None if g is None else g + tf.cast(poison, g.dtype) for g in grads]
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str | None):
+    """Keras' global dtype policy set to `name` (None: unchanged) while layers are constructed.
+
+    Layers fix their policy when constructed, so the policy need not stay global: restoring it
+    keeps one mixed-precision Trainer from turning every later model in the process float16.
+    """
+    if name is None:
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 class Trainer:
@@ -61,12 +111,18 @@ class Trainer:
             raise ValueError(f"--batch_size {cfg.batch_size} is not divisible by the "
                              f"{replicas} replicas")
         self.local_batch = cfg.batch_size // replicas
-        if cfg.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        devices = self.strategy.extended.worker_devices if replicas > 1 else ()
+        if cfg.jit_compile and len(devices) > 1 and all("CPU" in d.upper() for d in devices):
+            # XLA runs every logical CPU device's cluster on CPU:0, which then cannot reach the
+            # other replicas' variables ("Trying to access resource ... located in device CPU:1").
+            raise TrainingError(f"--jit_compile cannot run {len(devices)} replicas on logical CPU "
+                                "devices (XLA puts them all on CPU:0); drop --jit_compile or "
+                                "--cpu_devices")
         with self.strategy.scope():
-            self.encoder, self.decoder = models.build_models(
-                cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
-                variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn)
+            with _dtype_policy("mixed_float16" if cfg.mixed_precision else None):
+                self.encoder, self.decoder = models.build_models(
+                    cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
+                    variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn)
             self.optimizer = make_optimizer(cfg)
             # Build the slots now: a first distributed step that creates them fails.
             self.optimizer.build(self.encoder.trainable_variables + self.decoder.trainable_variables)
@@ -105,6 +161,8 @@ class Trainer:
         # Each network takes the gradient of its own loss (reference: enc_gvs + dec_gvs).
         grads = tape.gradient(scaled[0], enc_vars) + tape.gradient(scaled[1], dec_vars)
         del tape
+        if self.cfg.mixed_precision:
+            grads = _agree_on_overflow(grads)
         self.optimizer.apply_gradients(zip(grads, enc_vars + dec_vars))
         metrics = {name: mean(value) for name, value in out.terms.items()}
         metrics.update(enc_loss=enc_loss, dec_loss=dec_loss)
