@@ -58,6 +58,8 @@ def define_train_flags() -> None:
     flags.DEFINE_boolean("sync_bn", d.sync_bn, "Synchronise BN statistics across replicas.")
     flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Keras mixed_float16 policy.")
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
+    flags.DEFINE_boolean("fused", d.fused, "The fused training step: same losses and gradients as "
+                         "the plain one, fewer passes (step.fused_method_losses). Only without --use_bn.")
     flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.")
 
     for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
@@ -77,7 +79,7 @@ def config_from_flags() -> config_lib.Config:
     overrides = {name: FLAGS[name].value for name in METHOD_DEPENDENT if FLAGS[name].value is not None}
     common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
               "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-              "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "mixed_precision",
+              "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "mixed_precision", "fused",
               "jit_compile")
     overrides.update({name: FLAGS[name].value for name in common})
     run_dir = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")

@@ -36,6 +36,9 @@ class Losses(NamedTuple):
     encoder: tf.Tensor  # [N] per-example loss whose gradient the encoder's weights take
     decoder: tf.Tensor  # [N] per-example loss whose gradient the decoder's weights take
     terms: dict  # name -> [N] per-example term, for summaries
+    # [N] (fused step only): one loss whose gradient is the encoder loss's for the encoder's
+    # weights and the decoder loss's for the decoder's, so one backward pass serves both.
+    surrogate: tf.Tensor | None = None
 
 
 def draw_noise(generator: tf.random.Generator, batch_size: int, z_dim: int) -> Noise:
@@ -145,3 +148,173 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
     enc += c["vrec"] * terms["vrec"] + c["vkld"] * terms["vkld"]
     dec += c["vrec"] * terms["vrec"]
     return Losses(enc, dec, terms)
+
+
+# ------------------------------------------------------------------------------ the fused step
+def frozen(model: Callable) -> Callable:
+    """`model`'s training-mode forward with its weights held constant.
+
+    Same values as `model(x, training=True)`; the gradient reaches `x` but none of the model's
+    weights. This is the reference's "no encoder gradient" path, z - E(sg(x)) + sg(z), without
+    the second encoder pass it costs: the weights enter the pass through stop_gradient.
+    """
+
+    def call(x):
+        weights = [tf.stop_gradient(v) for v in model.trainable_variables]
+        # stateless_call runs the model's body without the model's own name scope.
+        with tf.name_scope(f"{model.name}_frozen"):
+            out, _ = model.stateless_call(weights, list(model.non_trainable_variables), x,
+                                          training=True)
+        return out
+
+    return call
+
+
+def two_views(model: Callable, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """One training-mode pass y = model(x), returned as two tensors of the same value.
+
+    The first's gradient reaches `x` only (as `frozen(model)(x)` would), the second's reaches
+    the model's weights only (as `model(stop_gradient(x))` would): the two passes those take,
+    for the price of one forward pass. The backward pass is the two vector-Jacobian products
+    of the recorded forward pass, each with its own upstream gradient.
+    """
+
+    @tf.custom_gradient
+    def views(x):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            y = model(x, training=True)
+
+        def grad(dy_input_view, dy_weights_view, variables=None):
+            # The input's VJP with the first view's gradient, the weights' with the second's.
+            dx = tape.gradient(y, x, output_gradients=dy_input_view)
+            dw = tape.gradient(y, variables, output_gradients=dy_weights_view)
+            return dx, dw
+
+        return (y, tf.identity(y)), grad
+
+    return views(x)
+
+
+def _halves(x: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:
+    return x[:n], x[n:]
+
+
+def fused_method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.Tensor,
+                        noise: Noise, coeffs: dict, zero_coefficients=frozenset()) -> Losses:
+    """`method_losses` computed with fewer passes and one backward pass (batch norm off only).
+
+    The losses, every term and the gradient of the encoder (decoder) loss w.r.t. the encoder's
+    (decoder's) weights are those of `method_losses` (tests/test_fused.py checks that); what
+    changes is how they are computed:
+
+    * Each pass is built with exactly the gradient paths its consumers need, instead of
+      computing gradients that are thrown away: `frozen(E)` (weights held constant) replaces
+      the reference's frozen-encoder trick and its extra encoder pass; a pass whose input
+      carries no gradient that any loss needs takes `stop_gradient` inputs.
+    * Passes with the same gradient paths run as one batched call: the encoder on real images
+      and on decoded prior samples; the decoder on mu and on the perturbed/noisy codes; the
+      frozen encoder on both of those decodings. This is only valid because with batch norm off
+      every example is processed independently: batching does not change any value.
+    * The encoder's and decoder's views of the image reconstruction are two passes over mu: the
+      frozen decoder D_f(mu) (gradient to mu, hence the encoder) and D(sg(mu)) (gradient to the
+      decoder's weights); the latter is also h's decoding of mu, which the plain step computes
+      a second time.
+    * `Losses.surrogate` = (encoder-only terms) + (decoder-only terms) + (terms in both losses,
+      once): every term is built so that its gradient reaches only the weights of the losses it
+      appears in, so the surrogate's gradient is the encoder loss's for the encoder's weights
+      and the decoder loss's for the decoder's, and one `tape.gradient` call computes both.
+      The terms in both losses are img_rec (as its two views) and, for VPGA/LVPGA, vrec (its
+      gradient reaches the encoder through log_var, the decoder through its weights).
+    * Coefficients named in `zero_coefficients` are 0 at every step (the Config's 0s, not the
+      warm-up's: during warm-up the latent terms are computed and differentiated as usual).
+      Their terms are still computed and reported, but their gradient path is not built: only
+      zh_rec has one of its own (the encoder on sg(D(mu)), live weights), which is 0 in every
+      method's default. The plain step adds 0 * zh_rec and back-propagates zeros; the values are
+      equal (for finite zh_rec) and so are the gradients.
+
+    Returns:
+      Losses with `surrogate` set; `encoder` (`decoder`) also has the right gradient for the
+      encoder's (decoder's) weights on its own.
+    """
+    variational = method in ("vpga", "lvpga", "vae")
+    c = coeffs
+    n = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+
+    def encode(x):
+        out = encoder(x, training=True)
+        return out if variational else (out, None)
+
+    def decode(z):
+        return decoder(z, training=True)
+
+    if method in ("vae", "ae"):
+        # One pass each, as in the plain step; only the two backward passes become one.
+        mu, log_var = encode(images)
+        z = mu if method == "ae" else mu + tf.exp(0.5 * log_var) * noise.posterior
+        rec = objectives.squared_error(images, decode(z))
+        if method == "ae":
+            return Losses(rec, rec, {"img_rec": rec}, surrogate=rec)
+        kl = objectives.vae_kl(mu, log_var)
+        loss = rec + c["vkld"] * kl
+        return Losses(loss, loss, {"img_rec": rec, "vkld": kl}, surrogate=loss)
+
+    encode_frozen = frozen(encoder)
+
+    # Decoded prior samples feed only zn_rec, whose gradient the encoder's weights take.
+    x_prior = tf.stop_gradient(decode(noise.prior))
+    mu_both, log_var_both = encode(tf.concat([images, x_prior], 0))
+    mu, h_prior = _halves(mu_both, n)
+    log_var = None if log_var_both is None else log_var_both[:n]
+    mu_const = tf.stop_gradient(mu)
+
+    # The second code decoded with mu, and the direction/noise it carries.
+    if method == "lpga":
+        delta = objectives.lpga_direction(noise.direction)
+        z2 = mu_const + delta
+    elif method == "vpga":
+        z2 = mu_const + tf.exp(0.5 * log_var) * noise.posterior
+    elif method == "lvpga":
+        delta = objectives.lvpga_direction(noise.direction, log_var)
+        z2 = mu_const + delta
+    else:
+        raise ValueError(f"unknown method {method!r}")
+
+    # D(mu) once, as the encoder's view (gradient to mu) and the decoder's (to its weights).
+    x_mu_enc, x_mu = two_views(decoder, mu)
+    x_2 = decode(z2)
+    h_both = encode_frozen(tf.concat([x_mu, x_2], 0))
+    h_mu, h_2 = _halves(h_both[0] if variational else h_both, n)
+
+    img_rec = objectives.squared_error(images, x_mu_enc)
+    img_rec_dec = objectives.squared_error(images, x_mu)
+    if "zh_rec" in zero_coefficients:
+        zh_rec = objectives.squared_error(mu_const, h_mu)  # value only: its coefficient is 0
+    else:
+        h_mu_live = encode(tf.stop_gradient(x_mu))[0]
+        zh_rec = objectives.squared_error(mu_const, h_mu_live)
+    terms = {"img_rec": img_rec,
+             "zn_rec": objectives.squared_error(noise.prior, h_prior),
+             "zh_rec": zh_rec}
+    enc_only = img_rec + c["zn_rec"] * terms["zn_rec"] + c["zh_rec"] * zh_rec
+    dec_only = img_rec_dec
+    if method == "lpga":
+        terms["nll_enc"] = objectives.prior_nll(mu)
+        terms["nll_dec"] = objectives.log_det_loss(h_mu, h_2, delta)
+        enc_only += c["nll"] * terms["nll_enc"]
+        dec_only += c["nll"] * terms["nll_dec"]
+        shared = None
+    else:
+        terms["vkld"] = objectives.vae_kl(mu, log_var)
+        if method == "vpga":
+            terms["vrec"] = objectives.vae_reconstruction(h_mu, h_2, global_latent_rms(mu))
+        else:
+            terms["vrec"] = objectives.log_det_loss(h_mu, h_2, delta)
+            terms["nll_enc"] = objectives.prior_nll(mu)
+            enc_only += c["nll"] * terms["nll_enc"]
+        enc_only += c["vkld"] * terms["vkld"]
+        shared = c["vrec"] * terms["vrec"]
+    if shared is None:
+        return Losses(enc_only, dec_only, terms, surrogate=enc_only + dec_only)
+    return Losses(enc_only + shared, dec_only + shared, terms,
+                  surrogate=enc_only + dec_only + shared)

@@ -130,6 +130,11 @@ class Trainer:
             self.checkpoint = tf.train.Checkpoint(encoder=self.encoder, decoder=self.decoder,
                                                   optimizer=self.optimizer, generator=self.generator)
         self._train_n = None
+        # The fused step needs every example of a pass processed independently: no batch norm.
+        self.fused = cfg.fused and not cfg.use_bn
+        # Coefficients that are 0 at every step: the fused step skips their gradient paths.
+        self._zero_coefficients = frozenset(
+            name for name in step_lib.COEFFICIENTS if getattr(cfg, name) == 0)
 
     @property
     def step(self) -> int:
@@ -138,6 +143,9 @@ class Trainer:
     # ----------------------------------------------------------------------------- the step
     def losses(self, images: tf.Tensor, noise: step_lib.Noise) -> step_lib.Losses:
         coeffs = step_lib.coefficients(self.cfg, self.optimizer.iterations)
+        if self.fused:
+            return step_lib.fused_method_losses(self.cfg.method, self.encoder, self.decoder, images,
+                                                noise, coeffs, self._zero_coefficients)
         return step_lib.method_losses(self.cfg.method, self.encoder, self.decoder, images,
                                       noise, coeffs)
 
@@ -151,15 +159,20 @@ class Trainer:
         def mean(per_example):
             return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
 
+        scale = self.optimizer.scale_loss if self.cfg.mixed_precision else (lambda loss: loss)
         with tf.GradientTape(persistent=True) as tape:
             out = self.losses(images, noise)
             enc_loss, dec_loss = mean(out.encoder), mean(out.decoder)
-            if self.cfg.mixed_precision:
-                scaled = (self.optimizer.scale_loss(enc_loss), self.optimizer.scale_loss(dec_loss))
+            if out.surrogate is None:
+                scaled = (scale(enc_loss), scale(dec_loss))
             else:
-                scaled = (enc_loss, dec_loss)
-        # Each network takes the gradient of its own loss (reference: enc_gvs + dec_gvs).
-        grads = tape.gradient(scaled[0], enc_vars) + tape.gradient(scaled[1], dec_vars)
+                scaled = scale(mean(out.surrogate))
+        # Each network takes the gradient of its own loss (reference: enc_gvs + dec_gvs); the
+        # fused step's surrogate has exactly those gradients, in one backward pass.
+        if out.surrogate is None:
+            grads = tape.gradient(scaled[0], enc_vars) + tape.gradient(scaled[1], dec_vars)
+        else:
+            grads = tape.gradient(scaled, enc_vars + dec_vars)
         del tape
         if self.cfg.mixed_precision:
             grads = _agree_on_overflow(grads)

@@ -1,0 +1,272 @@
+"""Training and sampling throughput of each method, and how close the step gets to the hardware.
+
+    python -m pga_tf.bench --methods=lpga,vpga,lvpga,vae --json=out.json
+
+For each method it prints and (with --json) writes:
+
+* ``train_images_per_s``: training images/s with a real input pipeline (tf.data over
+  Fashion-MNIST when the dataset's files are on the machine, otherwise over synthetic uint8 images
+  with the same shuffle/map/batch/prefetch stages); ``train_images_per_s_fixed_batch``: the same
+  step fed one batch over and over (``Dataset.from_tensors(batch).repeat()``), i.e. with the
+  pipeline taken out. Each is the median over ``--blocks`` timed blocks of ``--steps`` steps,
+  after ``--warmup`` steps; every block is one ``Trainer.train_steps`` call (one tf.function
+  call for all its steps), exactly as ``train.py`` runs.
+* ``sample_images_per_s``: decoder images/s in inference mode (``training=False``) at
+  ``--sample_batch`` (256), median over blocks.
+* ``step_gflop``: floating-point operations of one training step, counted from the graph: the
+  traced step (forward, gradients, optimizer update) is pruned to the ops that feed its outputs
+  or side effects (the gradient code also builds ops nothing uses; TensorFlow prunes them before
+  running), then each op's registered ``flops`` statistic is summed (what
+  ``tf.compat.v1.profiler`` counts: matmuls, convolutions and their gradients, and common
+  elementwise ops; activations without a registered count are left out, a fraction of a
+  percent here). ``step_gflop_matmul_conv`` is the matmul/convolution share.
+* ``achieved_gflop_per_s`` = step FLOPs x steps/s (fixed batch), and ``fraction_of_peak`` =
+  that over ``matmul_peak_gflop_per_s``, the float32 rate `tf.linalg.matmul` reaches on
+  ``--matmul_n``-square matrices measured in the same run on the same device.
+
+The load average (``os.getloadavg``) is recorded with every figure: on a shared machine the
+numbers are only comparable at similar load. Everything runs on TensorFlow's default device, so
+the same command measures a GPU where there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import ops as tf_ops  # noqa: E402
+
+from pga_tf import config as config_lib, data, models, train_lib  # noqa: E402
+
+MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D",
+                             "Conv2DBackpropInput", "Conv2DBackpropFilter"})
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _median_rate(run_block: Callable[[], None], units_per_block: float, blocks: int) -> tuple[float, list[float]]:
+    rates = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        run_block()
+        rates.append(units_per_block / (time.perf_counter() - t0))
+    return statistics.median(rates), rates
+
+
+# --------------------------------------------------------------------------------- FLOP count
+def _live_ops(graph: tf.Graph) -> list:
+    """Ops that feed the function's outputs or its side effects (what actually runs)."""
+    seeds = [t.op for t in graph.outputs] + list(getattr(graph, "control_outputs", []))
+    seen, stack = set(), list(seeds)
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return [op for op in graph.get_operations() if op.name in seen]
+
+
+def graph_flops(concrete: Callable) -> dict[str, float]:
+    """FLOPs of a concrete function's graph (live ops only) by registered op statistics."""
+    graph = concrete.graph
+    total = matmul_conv = 0
+    for op in _live_ops(graph):
+        try:
+            stats = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops")
+        except (ValueError, TypeError):  # shapes unknown: not counted
+            continue
+        if stats.value:
+            total += stats.value
+            if op.type in MATMUL_CONV_OPS:
+                matmul_conv += stats.value
+    return {"total": float(total), "matmul_conv": float(matmul_conv)}
+
+
+def step_flops(trainer: train_lib.Trainer) -> dict[str, float]:
+    """FLOPs of one training step of `trainer`, counted on its traced graph (not run)."""
+    spec = tf.TensorSpec([trainer.local_batch, *trainer.image_shape], tf.float32)
+    concrete = tf.function(trainer.replica_step).get_concrete_function(spec)
+    return graph_flops(concrete)
+
+
+# --------------------------------------------------------------------------------- peaks
+def matmul_peak(n: int, blocks: int = 5, calls: int = 5) -> float:
+    """float32 GFLOP/s of tf.linalg.matmul on [n, n] x [n, n], median over blocks."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+
+    @tf.function
+    def chain(a, b):
+        acc = tf.zeros([], tf.float32)
+        for _ in range(calls):
+            acc += tf.reduce_sum(tf.linalg.matmul(a, b)[:1, :1])  # keeps each product live
+            a = a + 1e-6  # a distinct product each time: nothing is deduplicated
+        return acc
+
+    chain(a, b).numpy()
+    rate, _ = _median_rate(lambda: chain(a, b).numpy(), calls * 2.0 * n ** 3 / 1e9, blocks)
+    return rate
+
+
+# --------------------------------------------------------------------------------- data
+def _synthetic_dataset(batch_size: int, shape: tuple[int, int, int], seed: int) -> tf.data.Dataset:
+    """The train pipeline's stages over random uint8 images (when no dataset is on disk)."""
+    raw = np.random.default_rng(seed).integers(0, 256, (10000, *shape), dtype=np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices(raw).shuffle(10000, seed=seed).repeat()
+    ds = ds.map(data.scale, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
+                   seed: int) -> tuple[tf.data.Dataset, str]:
+    if source in ("auto", "fashion_mnist") and shape == data.image_shape("fashion_mnist"):
+        try:
+            return data.make_train_dataset("fashion_mnist", batch_size, seed=seed), "fashion_mnist"
+        except (data.DataError, OSError, ValueError):
+            if source == "fashion_mnist":
+                raise
+    return _synthetic_dataset(batch_size, shape, seed), "synthetic"
+
+
+# --------------------------------------------------------------------------------- one method
+def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None]) -> dict:
+    overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
+                     steps_per_loop=args.steps, seed=args.seed)
+    if args.fused is not None:
+        overrides["fused"] = args.fused == "on"
+    if args.z_dim:
+        overrides["z_dim"] = args.z_dim
+    cfg = config_lib.for_method(method, **overrides)
+    hw = models.IMAGE_SHAPES[args.model]
+    shape = (*hw, args.channels)
+    trainer = train_lib.Trainer(cfg, shape)
+    strategy = trainer.strategy
+    out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
+                 "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
+                 "fused": getattr(cfg, "fused", False), "uses_fused_step": bool(getattr(trainer, "fused", False))}
+
+    def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
+        it = iter(strategy.experimental_distribute_dataset(ds))
+        trainer.train_steps(it, args.warmup)
+        return _median_rate(lambda: trainer.train_steps(it, args.steps), args.steps * args.batch_size,
+                            args.blocks)
+
+    # Pipeline excluded: one batch, fed again and again.
+    pipe, source = input_pipeline(args.data, args.batch_size, shape, args.seed)
+    batch = next(iter(pipe))
+    out["load_before"] = load()
+    out["train_images_per_s_fixed_batch"], fixed_blocks = train_rate(
+        tf.data.Dataset.from_tensors(batch).repeat())
+    out["train_images_per_s"], pipe_blocks = train_rate(pipe)
+    out["data"] = source
+    out["train_blocks_fixed_batch"] = [round(r, 1) for r in fixed_blocks]
+    out["train_blocks"] = [round(r, 1) for r in pipe_blocks]
+
+    # Sampling: the decoder alone, inference mode.
+    sample = tf.function(lambda z: trainer.decoder(z, training=False), jit_compile=cfg.jit_compile)
+    z = tf.random.normal([args.sample_batch, cfg.z_dim], seed=args.seed)
+    calls = max(1, args.sample_calls)
+
+    def sample_block():
+        for _ in range(calls):
+            x = sample(z)
+        x.numpy()
+
+    sample_block()
+    out["sample_images_per_s"], _ = _median_rate(sample_block, calls * args.sample_batch, args.blocks)
+    out["load_after"] = load()
+
+    flops = step_flops(trainer)
+    steps_per_s = out["train_images_per_s_fixed_batch"] / args.batch_size
+    out["flop_count"] = "graph"
+    out["step_gflop"] = flops["total"] / 1e9
+    out["step_gflop_matmul_conv"] = flops["matmul_conv"] / 1e9
+    out["achieved_gflop_per_s"] = out["step_gflop"] * steps_per_s
+    out["matmul_peak_gflop_per_s"] = peak
+    out["fraction_of_peak"] = out["achieved_gflop_per_s"] / peak
+    log(f"{method:6s} train {out['train_images_per_s']:7.1f} img/s ({source} pipeline)  "
+        f"{out['train_images_per_s_fixed_batch']:7.1f} img/s (fixed batch)  "
+        f"sample {out['sample_images_per_s']:8.0f} img/s  "
+        f"step {out['step_gflop']:.3f} GFLOP  {out['achieved_gflop_per_s']:.0f} GFLOP/s "
+        f"= {100 * out['fraction_of_peak']:.0f}% of matmul peak  "
+        f"[load {out['load_before']}->{out['load_after']}]")
+    return out
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m pga_tf.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--methods", default="lpga,vpga,lvpga,vae",
+                   help="comma-separated methods (%s)" % ",".join(config_lib.METHODS))
+    p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))
+    p.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for "
+                   "conv_mnist, else 3)")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--z_dim", type=int, default=0, help="latent size (default: the method's)")
+    p.add_argument("--steps", type=int, default=20, help="training steps per timed block")
+    p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is reported)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, autotune)")
+    p.add_argument("--jit_compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="XLA-compile the step and the sampler")
+    p.add_argument("--fused", choices=("on", "off"), default=None,
+                   help="the fused step (default: the Config default)")
+    p.add_argument("--data", choices=("auto", "fashion_mnist", "synthetic"), default="auto",
+                   help="input pipeline source for the with-pipeline figure")
+    p.add_argument("--sample_batch", type=int, default=256)
+    p.add_argument("--sample_calls", type=int, default=10, help="decoder calls per timed block")
+    p.add_argument("--matmul_n", type=int, default=2048, help="matrix size of the peak measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default="", help="write the results here")
+    args = p.parse_args(argv)
+    if args.channels is None:
+        args.channels = 1 if args.model == "conv_mnist" else 3
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in config_lib.METHODS]
+    if bad or not methods:
+        p.error(f"unknown method(s) {bad}; choose from {', '.join(config_lib.METHODS)}")
+    for name in ("batch_size", "steps", "blocks", "sample_batch", "matmul_n"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be positive")
+    if args.warmup < 1:
+        p.error("--warmup must be >= 1 (the first call traces)")
+    args.methods = methods
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    tf.get_logger().setLevel("ERROR")  # the graph-statistics API's deprecation notice
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
+    peak = matmul_peak(args.matmul_n)
+    log(f"device {device}; float32 matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
+    results: dict = {}
+    for method in args.methods:
+        results[method] = bench_method(method, args, peak, log)
+    peak_after = matmul_peak(args.matmul_n)
+    log(f"float32 matmul again: {peak_after:.0f} GFLOP/s [load {load()}]")
+    run = {"device": device, "matmul_peak_after_gflop_per_s": peak_after, "tensorflow": tf.__version__,
+           "cpu_count": os.cpu_count(), "argv": sys.argv[1:] if argv is None else argv}
+    for figures in results.values():
+        figures.update(run)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, sort_keys=True)
+            f.write("\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
