@@ -31,7 +31,14 @@ def main(argv):
     cli.split_cpu(FLAGS.cpu_devices)
     cli.quiet_tensorflow()
 
-    from pga_tf import config as config_lib, data, export, models, train_lib
+    from pga_tf import distribution, train_lib
+
+    # Before anything else touches TensorFlow: MultiWorkerMirroredStrategy can only configure
+    # its collectives before TF initialises.
+    strategy = train_lib.make_strategy(cfg.strategy)
+    chief = distribution.is_chief(strategy)  # only the chief writes the run dir
+
+    from pga_tf import config as config_lib, data, export, models
 
     image_shape = data.image_shape(cfg.dataset)
     expected = models.IMAGE_SHAPES[cfg.model]
@@ -55,15 +62,18 @@ def main(argv):
     except data.DataError:
         fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
 
-    strategy = train_lib.make_strategy(cfg.strategy)
     trainer = train_lib.Trainer(cfg, image_shape, strategy)
-    config_lib.save(cfg, cfg.run_dir)
+    if chief:
+        config_lib.save(cfg, cfg.run_dir)
     print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
           f"{total_steps} steps on {strategy.num_replicas_in_sync} replica(s); run dir {cfg.run_dir}",
           flush=True)
     train_lib.fit(trainer, dataset, total_steps, cfg.run_dir, fixed,
                   log=lambda line: print(line, flush=True))
-    if FLAGS.export:
+    # Equal digests on every worker (and run to run with --deterministic) mean equal weights.
+    print(f"finished at step {trainer.step}; weights sha256 "
+          f"{distribution.weights_digest(trainer.encoder, trainer.decoder)}", flush=True)
+    if FLAGS.export and chief:
         module = export.PGAServing(trainer.encoder, trainer.decoder, cfg.z_dim, image_shape,
                                    cfg.variational)
         path = export.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import models, step as step_lib
+from pga_tf import distribution, models, step as step_lib
 from pga_tf.config import Config
 from pga_tf.images import grid
 
@@ -32,7 +32,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()  # the cluster comes from TF_CONFIG
+        except ValueError as e:  # bad JSON, a task missing from the cluster, ...
+            raise TrainingError(f"--strategy multi_worker: bad TF_CONFIG "
+                                f"({str(e).splitlines()[0]})") from None
     raise ValueError(f"unknown strategy {name!r}")
 
 
@@ -249,20 +253,28 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     from pga_tf.images import save_png  # PIL, only needed when writing grids
 
     cfg = trainer.cfg
-    manager = tf.train.CheckpointManager(trainer.checkpoint, os.path.join(run_dir, "checkpoints"),
+    # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
+    # into scratch dirs; all of them resume from the chief's checkpoints.
+    out_dir = distribution.write_dir(trainer.strategy, run_dir)
+    manager = tf.train.CheckpointManager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
                                          max_to_keep=cfg.keep_checkpoints)
-    if manager.latest_checkpoint:
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest:
         try:
-            trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            trainer.checkpoint.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise TrainingError(f"checkpoint {manager.latest_checkpoint} does not fit this model "
+            raise TrainingError(f"checkpoint {latest} does not fit this model "
                                 f"({type(e).__name__}); use another --run_dir") from None
-        log(f"resumed from {manager.latest_checkpoint} at step {trainer.step}")
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
-    samples_dir = os.path.join(run_dir, "samples")
+        log(f"resumed from {latest} at step {trainer.step}")
+    if not distribution.same_on_all_workers(trainer.strategy, trainer.step):
+        raise TrainingError(f"workers resumed at different steps (this one at {trainer.step}); "
+                            "--run_dir must be on a filesystem every worker sees")
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
+    samples_dir = os.path.join(out_dir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
     z_fixed = np.random.default_rng(cfg.seed).standard_normal((100, cfg.z_dim)).astype(np.float32)
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(
+        distribution.for_workers(trainer.strategy, dataset)))
 
     step = trainer.step
     sums: dict[str, float] = {}
@@ -306,6 +318,7 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
         if step % cfg.ckpt_every == 0 or done:
             manager.save(checkpoint_number=step)
     writer.flush()
+    distribution.cleanup(trainer.strategy, run_dir)
     return last
 
 

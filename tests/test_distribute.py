@@ -8,6 +8,8 @@ in one subprocess (this file run as a script) that prints their results as JSON.
 import functools
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import traceback
@@ -290,6 +292,67 @@ def test_mixed_precision_overflow_on_one_replica_skips_the_step_everywhere(two_r
 def test_jit_compile_on_logical_cpus_is_refused(two_replica):
     message = _result(two_replica, "jit_refused")
     assert message and "--jit_compile cannot run 2 replicas on logical CPU devices" in message
+
+
+# ------------------------------------------------------------------------ multi-worker
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    from tests.test_data import write_idx
+
+    d = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (32, 28, 28), dtype=np.uint8))
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (16, 28, 28), dtype=np.uint8))
+    return str(d)
+
+
+def test_two_workers_train_to_identical_weights(idx_dir, tmp_path):
+    """train.py as two MultiWorkerMirroredStrategy workers on localhost, sharing one run dir.
+
+    VPGA with sync BN: its global latent RMS and the BN statistics are all-reduced across
+    workers. Each worker prints a digest of its final weights; the chief's checkpoint must hold
+    those same weights, and the other worker's scratch dir must be gone.
+    """
+    from pga_tf import distribution, export
+
+    run_dir = str(tmp_path / "run")
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    args = [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
+            "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={run_dir}", "--method=vpga",
+            "--use_bn", "--sync_bn", f"--z_dim={Z_DIM}", f"--batch_size={BATCH}", "--lr=0.01",
+            "--train_steps=4", "--steps_per_loop=2", "--log_every=2", "--ckpt_every=2",
+            "--sample_every=4"]
+    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**ENV, "TF_CONFIG": json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
+             for i in range(2)]
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=240)[0])
+    finally:
+        for proc in procs:  # a worker whose peer died waits forever in a collective
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out
+        assert "on 2 replica(s)" in out
+    digests = [re.findall(r"finished at step 4; weights sha256 (\w+)", out) for out in outputs]
+    assert digests[0] and digests[0] == digests[1], outputs
+    module = export.from_run(run_dir)  # the chief's config.json and latest checkpoint
+    assert distribution.weights_digest(module.encoder, module.decoder) == digests[0][0]
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "samples", "saved_model", "tb"]
 
 
 if __name__ == "__main__":
