@@ -18,6 +18,8 @@ from absl import app, flags  # noqa: E402
 from pga_tf import cli  # noqa: E402
 
 cli.define_train_flags()
+cli.define_feature_flags()
+cli.define_fid_training_flags()
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +40,15 @@ def main(argv):
     strategy = train_lib.make_strategy(cfg.strategy)
     chief = distribution.is_chief(strategy)  # only the chief writes the run dir
 
+    import keras
+    import tensorflow as tf
+
     from pga_tf import config as config_lib, data, export, models
+
+    # Seeds weight initialisation (and Python/numpy); noise comes from the checkpointed generator.
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     image_shape = data.image_shape(cfg.dataset)
     expected = models.IMAGE_SHAPES[cfg.model]
@@ -63,13 +73,16 @@ def main(argv):
         fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
 
     trainer = train_lib.Trainer(cfg, image_shape, strategy)
-    if chief:
-        config_lib.save(cfg, cfg.run_dir)
+    callbacks = _fid_callbacks(cfg, data_dir) if chief else []
     print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
           f"{total_steps} steps on {strategy.num_replicas_in_sync} replica(s); run dir {cfg.run_dir}",
           flush=True)
-    train_lib.fit(trainer, dataset, total_steps, cfg.run_dir, fixed,
-                  log=lambda line: print(line, flush=True))
+    last = train_lib.fit(trainer, dataset, total_steps, cfg.run_dir, fixed,
+                         log=lambda line: print(line, flush=True),
+                         on_start=(lambda: config_lib.save(cfg, cfg.run_dir)) if chief else None,
+                         callbacks=callbacks)
+    if last.get("stopped_by_signal"):
+        return
     # Equal digests on every worker (and run to run with --deterministic) mean equal weights.
     print(f"finished at step {trainer.step}; weights sha256 "
           f"{distribution.weights_digest(trainer.encoder, trainer.decoder)}", flush=True)
@@ -80,10 +93,24 @@ def main(argv):
         print(f"SavedModel written to {path}", flush=True)
 
 
-def _user_errors():
-    from pga_tf import data, export, train_lib
+def _fid_callbacks(cfg, data_dir) -> list:
+    """FID every --fid_every steps into TensorBoard (eval/FID-<features>), or nothing."""
+    if not FLAGS.fid_every:
+        return []
+    from pga_tf import features, fid
 
-    return (data.DataError, train_lib.TrainingError, export.ExportError)
+    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
+                                        FLAGS.inception_weights)
+    return [fid.FIDCallback(extractor, cfg.dataset, cfg.z_dim, FLAGS.fid_every, FLAGS.fid_samples,
+                            data_dir, fid.StatsCache(FLAGS.stats_cache), seed=cfg.seed,
+                            log=lambda line: print(line, flush=True))]
+
+
+def _user_errors():
+    from pga_tf import data, export, features, train_lib
+
+    # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
+    return (data.DataError, train_lib.TrainingError, export.ExportError, features.FeatureError, OSError)
 
 
 if __name__ == "__main__":

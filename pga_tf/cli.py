@@ -60,6 +60,8 @@ def define_train_flags() -> None:
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
     flags.DEFINE_boolean("fused", d.fused, "The fused training step: same losses and gradients as "
                          "the plain one, fewer passes (step.fused_method_losses). Only without --use_bn.")
+    flags.DEFINE_boolean("deterministic", d.deterministic, "Deterministic ops (tf.config.experimental."
+                         "enable_op_determinism): a resumed run ends bitwise where an uninterrupted one does.")
     flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.")
 
     for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
@@ -80,7 +82,7 @@ def config_from_flags() -> config_lib.Config:
     common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
               "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
               "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "mixed_precision", "fused",
-              "jit_compile")
+              "jit_compile", "deterministic")
     overrides.update({name: FLAGS[name].value for name in common})
     run_dir = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
     cfg = config_lib.for_method(FLAGS.method, run_dir=run_dir, **overrides)

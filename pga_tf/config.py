@@ -67,6 +67,7 @@ class Config:
     # The fused training step (step.fused_method_losses) when batch norm is off; same losses and
     # gradients as the plain step, fewer passes. Ignored (plain step) with --use_bn.
     fused: bool = True
+    deterministic: bool = False
 
     @property
     def variational(self) -> bool:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -24,6 +26,12 @@ from pga_tf.images import grid
 
 class TrainingError(Exception):
     """The run cannot go on (non-finite loss, incompatible checkpoint); the message is one line."""
+
+
+class NonFiniteLoss(TrainingError):
+    def __init__(self, terms: list[str], step: int):
+        super().__init__(f"non-finite {', '.join(terms)} at step {step}")
+        self.terms, self.step = terms, step
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -112,7 +120,7 @@ class Trainer:
         self.global_batch = cfg.batch_size
         replicas = self.strategy.num_replicas_in_sync
         if cfg.batch_size % replicas:
-            raise ValueError(f"--batch_size {cfg.batch_size} is not divisible by the "
+            raise TrainingError(f"--batch_size {cfg.batch_size} is not divisible by the "
                              f"{replicas} replicas")
         self.local_batch = cfg.batch_size // replicas
         devices = self.strategy.extended.worker_devices if replicas > 1 else ()
@@ -195,23 +203,36 @@ class Trainer:
             return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                     for k, v in per_replica.items()}
 
+        def non_finite(metrics):
+            return tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.stack(list(metrics.values())))))
+
         @tf.function
         def train_n(iterator, n):
             # Python runs once per n steps; the first step fixes the metric structure.
             sums = distributed_step(iterator)
-            for _ in tf.range(n - 1):
+            first_bad = tf.where(non_finite(sums), 0, -1)
+            for i in tf.range(1, n):
                 out = distributed_step(iterator)
                 sums = {k: sums[k] + out[k] for k in sums}
-            return {k: v / tf.cast(n, tf.float32) for k, v in sums.items()}
+                first_bad = tf.where((first_bad < 0) & non_finite(out), i, first_bad)
+            means = {k: v / tf.cast(n, tf.float32) for k, v in sums.items()}
+            return means, first_bad
 
         return train_n
 
     def train_steps(self, iterator, n: int) -> dict:
-        """Run `n` steps from a distributed iterator; returns the metrics averaged over them."""
+        """Run `n` steps from a distributed iterator; returns the metrics averaged over them.
+
+        Raises NonFiniteLoss (after the n steps) if any step gave a NaN or Inf loss term.
+        """
         if self._train_n is None:
             self._train_n = self._build_train_n()
-        out = self._train_n(iterator, tf.constant(n, tf.int32))
-        return {k: float(v) for k, v in out.items()}
+        out, first_bad = self._train_n(iterator, tf.constant(n, tf.int32))
+        out = {k: float(v) for k, v in out.items()}
+        if int(first_bad) >= 0:
+            bad = sorted(k for k, v in out.items() if not math.isfinite(v))
+            raise NonFiniteLoss(bad, self.step - n + int(first_bad) + 1)
+        return out
 
     # ----------------------------------------------------------------------------- inference
     def encode_mean(self, images: tf.Tensor) -> tf.Tensor:
@@ -242,17 +263,51 @@ def _next_boundary(step: int, *periods: int) -> int:
     return min(p - step % p for p in periods)
 
 
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag the loop polls, so a stop lands between steps."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+Callback = Callable[[int, "Trainer", tf.summary.SummaryWriter], None]
+
+
 def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: str,
-        fixed_images: np.ndarray, log: Callable[[str], None] = print) -> dict:
+        fixed_images: np.ndarray, log: Callable[[str], None] = print,
+        callbacks: Sequence[Callback] = (), on_start: Callable[[], None] | None = None) -> dict:
     """Train until `total_steps`, resuming from the latest checkpoint in `run_dir`.
 
     Writes TensorBoard summaries (every loss term, the totals, lr, images/s, image grids) to
-    run_dir/tb, PNG grids to run_dir/samples and checkpoints to run_dir/checkpoints.
-    Returns the last logged metrics.
+    run_dir/tb, PNG grids to run_dir/samples and checkpoints to run_dir/checkpoints. The
+    checkpoint holds everything that decides the rest of the run: weights, optimizer slots, the
+    step, the random generator and (on one device) the input pipeline's position, so a resumed
+    run continues exactly. SIGTERM/SIGINT end the run between steps with a checkpoint.
+    `callbacks` run after every block of steps with (step, trainer, writer); `on_start` once the
+    checkpoint has restored, before anything is written (so a failed restore changes nothing).
+    Returns the last logged metrics, with "stopped_by_signal" set if a signal ended the run.
     """
     from pga_tf.images import save_png  # PIL, only needed when writing grids
 
     cfg = trainer.cfg
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(
+        distribution.for_workers(trainer.strategy, dataset)))
+    if trainer.strategy.num_replicas_in_sync == 1 and isinstance(iterator, tf.data.Iterator):
+        trainer.checkpoint.iterator = iterator
     # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
     # into scratch dirs; all of them resume from the chief's checkpoints.
     out_dir = distribution.write_dir(trainer.strategy, run_dir)
@@ -266,57 +321,69 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
             raise TrainingError(f"checkpoint {latest} does not fit this model "
                                 f"({type(e).__name__}); use another --run_dir") from None
         log(f"resumed from {latest} at step {trainer.step}")
+        # The checkpoint holds the optimizer's learning-rate variable; the flag given now wins,
+        # so a resumed run can be continued with another --lr.
+        trainer.optimizer.learning_rate = cfg.lr
     if not distribution.same_on_all_workers(trainer.strategy, trainer.step):
         raise TrainingError(f"workers resumed at different steps (this one at {trainer.step}); "
                             "--run_dir must be on a filesystem every worker sees")
+    if on_start is not None:
+        on_start()
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     samples_dir = os.path.join(out_dir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
     z_fixed = np.random.default_rng(cfg.seed).standard_normal((100, cfg.z_dim)).astype(np.float32)
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(
-        distribution.for_workers(trainer.strategy, dataset)))
 
     step = trainer.step
     sums: dict[str, float] = {}
     window_steps, window_time, start_step, start_time = 0, 0.0, step, time.time()
     last: dict = {}
-    while step < total_steps:
-        n = min(cfg.steps_per_loop, total_steps - step,
-                _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
-        t0 = time.perf_counter()
-        out = trainer.train_steps(iterator, n)
-        window_time += time.perf_counter() - t0
-        bad = [k for k, v in out.items() if not math.isfinite(v)]
-        if bad:
-            raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1}..{step + n}; "
-                                f"stopped without saving (last checkpoint: "
-                                f"{manager.latest_checkpoint or 'none'})")
-        step += n
-        window_steps += n
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + v * n
-        done = step >= total_steps
-        if step % cfg.log_every == 0 or done:
-            last = {k: v / window_steps for k, v in sums.items()}
-            ips = window_steps * trainer.global_batch / max(window_time, 1e-9)
-            elapsed = time.time() - start_time
-            eta = elapsed / max(step - start_step, 1) * (total_steps - step)
-            with writer.as_default(step=step):
-                for k, v in last.items():
-                    tf.summary.scalar(f"loss/{k}", v)
-                tf.summary.scalar("train/learning_rate", cfg.lr)
-                tf.summary.scalar("train/images_per_s", ips)
-            terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
-            log(f"step {step}/{total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
-            sums, window_steps, window_time = {}, 0, 0.0
-        if step % cfg.sample_every == 0 or done:
-            grids = trainer.sample_grids(z_fixed, fixed_images)
-            with writer.as_default(step=step):
-                for name, g in grids.items():
-                    tf.summary.image(name, g[None], max_outputs=1)
-                    save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
-        if step % cfg.ckpt_every == 0 or done:
-            manager.save(checkpoint_number=step)
+    with _StopRequest() as stop:
+        while step < total_steps:
+            n = min(cfg.steps_per_loop, total_steps - step,
+                    _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
+            t0 = time.perf_counter()
+            try:
+                out = trainer.train_steps(iterator, n)
+            except NonFiniteLoss as e:
+                # The weights are already poisoned: leave the last checkpoint as it is.
+                raise TrainingError(f"{e}; stopped without saving (last good checkpoint: "
+                                    f"{manager.latest_checkpoint or 'none'})") from None
+            window_time += time.perf_counter() - t0
+            step += n
+            window_steps += n
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            done = step >= total_steps
+            if step % cfg.log_every == 0 or done or stop.signal:
+                last = {k: v / window_steps for k, v in sums.items()}
+                ips = window_steps * trainer.global_batch / max(window_time, 1e-9)
+                elapsed = time.time() - start_time
+                eta = elapsed / max(step - start_step, 1) * (total_steps - step)
+                with writer.as_default(step=step):
+                    for k, v in last.items():
+                        tf.summary.scalar(f"loss/{k}", v)
+                    tf.summary.scalar("train/learning_rate", cfg.lr)
+                    tf.summary.scalar("train/images_per_s", ips)
+                terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
+                log(f"step {step}/{total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
+                sums, window_steps, window_time = {}, 0, 0.0
+            if step % cfg.sample_every == 0 or done:
+                grids = trainer.sample_grids(z_fixed, fixed_images)
+                with writer.as_default(step=step):
+                    for name, g in grids.items():
+                        tf.summary.image(name, g[None], max_outputs=1)
+                        save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
+            for callback in callbacks:
+                callback(step, trainer, writer)
+            if step % cfg.ckpt_every == 0 or done or stop.signal:
+                manager.save(checkpoint_number=step)
+            if stop.signal:
+                name = signal.Signals(stop.signal).name
+                log(f"{name}: stopped at step {step}, checkpoint saved to {manager.latest_checkpoint}; "
+                    "run the same command again to resume")
+                last["stopped_by_signal"] = stop.signal
+                break
     writer.flush()
     distribution.cleanup(trainer.strategy, run_dir)
     return last
