@@ -198,9 +198,11 @@ def test_bad_input_gives_one_line_and_changes_nothing(idx_dir, tmp_path):
         defaults = [a for a in TINY + ["--train_steps=10"] if a.split("=")[0] not in given]
         proc = run(args + defaults)
         try:
-            if proc.stderr.strip().splitlines()[-1].startswith("FATAL Flags parsing error"):
-                # absl's own parse-time validation: one line naming the flag, exit 1.
-                assert proc.returncode == 1 and needle in proc.stderr
+            fatal = [l for l in proc.stderr.splitlines() if l.startswith("FATAL Flags parsing error")]
+            if fatal:
+                # absl's own parse-time validation: one line naming the flag (and a hint), exit 1.
+                assert proc.returncode == 1 and "Traceback" not in proc.stderr
+                assert needle in fatal[0], fatal[0]
             else:
                 assert_one_line_error(proc, needle)
         except (AssertionError, IndexError) as e:
