@@ -60,11 +60,32 @@ def trained(tmp_path_factory):
     meta = json.load(open(clf_dir / "fashion_mnist_cnn.json"))
     assert meta["train_examples"] == 64 and meta["test_examples"] == 24 and 0 <= meta["test_accuracy"] <= 1
 
-    run_dir = tmp / "run"
-    ok(run(["train.py", "--method=lpga", "--train_steps=5", "--z_dim=4", "--batch_size=8", "--init_steps=0",
-            "--log_every=5", "--steps_per_loop=5", "--lr=0.01", "--noexport", f"--data_dir={data_dir}",
-            f"--run_dir={run_dir}"]))
-    return str(data_dir), str(clf_dir / "fashion_mnist_cnn.keras"), str(run_dir), str(tmp / "cache")
+    run_dir, cache = tmp / "run", tmp / "cache"
+    clf = clf_dir / "fashion_mnist_cnn.keras"
+    proc = ok(run(["train.py", "--method=lpga", "--train_steps=5", "--z_dim=4", "--batch_size=8",
+                   "--init_steps=0", "--log_every=5", "--steps_per_loop=5", "--lr=0.01", "--noexport",
+                   f"--data_dir={data_dir}", f"--run_dir={run_dir}", "--fid_every=5", "--fid_samples=20",
+                   f"--classifier={clf}", f"--stats_cache={cache}"]))
+    assert "step 5 | FID-fashion_mnist_cnn" in proc.stdout, proc.stdout
+    return str(data_dir), str(clf), str(run_dir), str(cache)
+
+
+def test_training_writes_fid_to_tensorboard(trained):
+    import tensorflow as tf
+
+    _, _, run_dir, _ = trained
+    found = []
+    for path in tf.io.gfile.glob(os.path.join(run_dir, "tb", "*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            found += [(event.step, v.tag) for v in event.summary.value if v.tag.startswith("eval/")]
+    assert found == [(5, "eval/FID-fashion_mnist_cnn")]
+
+
+def test_training_fid_needs_a_classifier(trained, tmp_path):
+    data_dir, _, _, _ = trained
+    proc = run(["train.py", "--train_steps=5", f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'r'}",
+                "--fid_every=5", f"--classifier={tmp_path / 'none.keras'}"])
+    assert_one_line_error(proc, "no domain classifier")
 
 
 def test_evaluate_writes_a_well_formed_report(trained):
