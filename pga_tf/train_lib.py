@@ -124,12 +124,13 @@ class Trainer:
                              f"{replicas} replicas")
         self.local_batch = cfg.batch_size // replicas
         devices = self.strategy.extended.worker_devices if replicas > 1 else ()
-        if cfg.jit_compile and len(devices) > 1 and all("CPU" in d.upper() for d in devices):
-            # XLA runs every logical CPU device's cluster on CPU:0, which then cannot reach the
-            # other replicas' variables ("Trying to access resource ... located in device CPU:1").
-            raise TrainingError(f"--jit_compile cannot run {len(devices)} replicas on logical CPU "
-                                "devices (XLA puts them all on CPU:0); drop --jit_compile or "
-                                "--cpu_devices")
+        if cfg.jit_compile and devices and all("CPU" in d.upper() for d in devices):
+            # XLA has no collectives on CPU ("Collectives are not yet implemented for CPU devices
+            # when compiling with XLA"), and it runs every logical CPU device's cluster on CPU:0,
+            # which then cannot reach the other replicas' variables.
+            raise TrainingError(f"--jit_compile cannot run a step of {replicas} replicas on CPUs "
+                                "(XLA has no CPU collectives); drop --jit_compile or run on one "
+                                "device")
         with self.strategy.scope():
             with _dtype_policy("mixed_float16" if cfg.mixed_precision else None):
                 self.encoder, self.decoder = models.build_models(

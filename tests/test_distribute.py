@@ -291,7 +291,7 @@ def test_mixed_precision_overflow_on_one_replica_skips_the_step_everywhere(two_r
 
 def test_jit_compile_on_logical_cpus_is_refused(two_replica):
     message = _result(two_replica, "jit_refused")
-    assert message and "--jit_compile cannot run 2 replicas on logical CPU devices" in message
+    assert message and "--jit_compile cannot run a step of 2 replicas on CPUs" in message
 
 
 # ------------------------------------------------------------------------ multi-worker
