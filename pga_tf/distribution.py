@@ -65,16 +65,29 @@ def for_workers(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> t
     return dataset.with_options(options)
 
 
+def _sum_over_replicas(strategy: tf.distribute.Strategy, values: list[float]) -> np.ndarray:
+    per_replica = strategy.run(lambda: tf.constant(values, tf.float64))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()
+
+
 def same_on_all_workers(strategy: tf.distribute.Strategy, value: int) -> bool:
     """Whether every worker passes the same integer (e.g. the step it resumed at); a collective
     that every worker must call. Without it a worker that found no checkpoint would train on
     from step 0 beside a resumed chief, its weights silently different."""
     if not is_multi_worker(strategy):
         return True
-    per_replica = strategy.run(lambda: tf.constant([value, value * value], tf.float64))
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()
+    total = _sum_over_replicas(strategy, [value, value * value])
     n = strategy.num_replicas_in_sync
     return bool(total[1] * n == total[0] ** 2)  # equality in Cauchy-Schwarz: all values equal
+
+
+def on_any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether `flag` is set on some worker (e.g. "a stop signal arrived"); a collective that
+    every worker must call. Workers that stopped on their own would leave the others waiting
+    forever in the next step's all-reduce."""
+    if not is_multi_worker(strategy):
+        return flag
+    return bool(_sum_over_replicas(strategy, [float(flag)])[0] > 0)
 
 
 def weights_digest(*models: tf.keras.Model) -> str:

@@ -351,12 +351,14 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                 raise TrainingError(f"{e}; stopped without saving (last good checkpoint: "
                                     f"{manager.latest_checkpoint or 'none'})") from None
             window_time += time.perf_counter() - t0
+            # One decision for all workers, taken at the same step on each.
+            stopping = distribution.on_any_worker(trainer.strategy, stop.signal is not None)
             step += n
             window_steps += n
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             done = step >= total_steps
-            if step % cfg.log_every == 0 or done or stop.signal:
+            if step % cfg.log_every == 0 or done or stopping:
                 last = {k: v / window_steps for k, v in sums.items()}
                 ips = window_steps * trainer.global_batch / max(window_time, 1e-9)
                 elapsed = time.time() - start_time
@@ -377,13 +379,14 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                         save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
             for callback in callbacks:
                 callback(step, trainer, writer)
-            if step % cfg.ckpt_every == 0 or done or stop.signal:
+            if step % cfg.ckpt_every == 0 or done or stopping:
                 manager.save(checkpoint_number=step)
-            if stop.signal:
-                name = signal.Signals(stop.signal).name
-                log(f"{name}: stopped at step {step}, checkpoint saved to {manager.latest_checkpoint}; "
+            if stopping:
+                name = signal.Signals(stop.signal).name if stop.signal else "another worker's signal"
+                saved = os.path.join(run_dir, "checkpoints", f"ckpt-{step}")  # the chief's
+                log(f"{name}: stopped at step {step}, checkpoint saved to {saved}; "
                     "run the same command again to resume")
-                last["stopped_by_signal"] = stop.signal
+                last["stopped_by_signal"] = stop.signal or signal.SIGTERM
                 break
     writer.flush()
     distribution.cleanup(trainer.strategy, run_dir)

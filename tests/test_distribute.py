@@ -9,9 +9,12 @@ import functools
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import traceback
 
 import numpy as np
@@ -316,40 +319,80 @@ def idx_dir(tmp_path_factory):
     return str(d)
 
 
-def test_two_workers_train_to_identical_weights(idx_dir, tmp_path):
+class _Worker:
+    """A train.py worker process whose output lines are collected by a thread as they come."""
+
+    def __init__(self, args, index, cluster):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                "task": {"type": "worker", "index": index}})}
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+
+def _run_workers(args, n=2, on_started=None, timeout=240):
+    """Run `n` train.py workers on localhost; on_started(workers) once each has logged a step.
+
+    Returns the workers after all have exited; kills them all if any is still running at the
+    timeout (a worker whose peer died waits forever in a collective)."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
+    workers = [_Worker(args, i, cluster) for i in range(n)]
+    deadline = time.monotonic() + timeout
+    try:
+        if on_started is not None:
+            while not all(any(l.startswith("step ") for l in w.lines) for w in workers):
+                assert time.monotonic() < deadline and all(w.proc.poll() is None for w in workers), \
+                    [w.output for w in workers]
+                time.sleep(0.2)
+            on_started(workers)
+        for w in workers:
+            w.proc.wait(timeout=max(deadline - time.monotonic(), 1))
+            w._reader.join(timeout=10)
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+    return workers
+
+
+def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     """train.py as two MultiWorkerMirroredStrategy workers on localhost, sharing one run dir.
 
     VPGA with sync BN: its global latent RMS and the BN statistics are all-reduced across
-    workers. Each worker prints a digest of its final weights; the chief's checkpoint must hold
-    those same weights, and the other worker's scratch dir must be gone.
+    workers. A SIGTERM to one worker stops both at the same step with a checkpoint (neither is
+    left waiting in a collective); both then resume from the chief's checkpoint and print equal
+    digests of their final weights, which the chief's checkpoint holds.
     """
     from pga_tf import distribution, export
 
     run_dir = str(tmp_path / "run")
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     args = [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
             "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={run_dir}", "--method=vpga",
             "--use_bn", "--sync_bn", f"--z_dim={Z_DIM}", f"--batch_size={BATCH}", "--lr=0.01",
-            "--train_steps=4", "--steps_per_loop=2", "--log_every=2", "--ckpt_every=2",
-            "--sample_every=4"]
-    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**ENV, "TF_CONFIG": json.dumps(
-                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
-             for i in range(2)]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=240)[0])
-    finally:
-        for proc in procs:  # a worker whose peer died waits forever in a collective
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for proc, out in zip(procs, outputs):
-        assert proc.returncode == 0, out
-        assert "on 2 replica(s)" in out
-    digests = [re.findall(r"finished at step 4; weights sha256 (\w+)", out) for out in outputs]
-    assert digests[0] and digests[0] == digests[1], outputs
+            "--steps_per_loop=2", "--log_every=2", "--ckpt_every=1000", "--sample_every=1000"]
+    first = _run_workers(args + ["--train_steps=1000"],
+                         on_started=lambda ws: ws[1].proc.send_signal(signal.SIGTERM))
+    stops = [re.findall(r"stopped at step (\d+)", w.output) for w in first]
+    assert all(w.proc.returncode == 0 for w in first) and stops[0] and stops[0] == stops[1], \
+        [w.output for w in first]
+    step = int(stops[0][0])
+    assert "another worker's signal: stopped" in first[0].output
+    assert not os.path.exists(os.path.join(run_dir, ".worker-worker-1"))  # scratch removed
+
+    second = _run_workers(args + [f"--train_steps={step + 2}"])
+    for w in second:
+        assert w.proc.returncode == 0, w.output
+        assert "on 2 replica(s)" in w.output and f"at step {step}" in w.output  # resumed
+    digests = [re.findall(rf"finished at step {step + 2}; weights sha256 (\w+)", w.output)
+               for w in second]
+    assert digests[0] and digests[0] == digests[1], [w.output for w in second]
     module = export.from_run(run_dir)  # the chief's config.json and latest checkpoint
     assert distribution.weights_digest(module.encoder, module.decoder) == digests[0][0]
     assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "samples", "saved_model", "tb"]
