@@ -87,8 +87,9 @@ def main(argv):
     print(f"finished at step {trainer.step}; weights sha256 "
           f"{distribution.weights_digest(trainer.encoder, trainer.decoder)}", flush=True)
     if FLAGS.export and chief:
-        module = export.PGAServing(trainer.encoder, trainer.decoder, cfg.z_dim, image_shape,
-                                   cfg.variational)
+        # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a
+        # --mixed_precision run's float16 compute pays off only for training on GPUs).
+        module = export.from_run(cfg.run_dir)
         path = export.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)
         print(f"SavedModel written to {path}", flush=True)
 

@@ -276,7 +276,7 @@ def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     train = run([os.path.join(ROOT, "train.py"), "--strategy=mirrored", "--cpu_devices=2",
                  "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={trained}", "--method=lpga",
                  "--use_bn", "--sync_bn", f"--z_dim={Z_DIM}", "--batch_size=8", "--lr=0.01",
-                 "--init_steps=0", "--train_steps=2", "--steps_per_loop=2", "--noexport"])
+                 "--init_steps=0", "--train_steps=2", "--steps_per_loop=2"])
     assert train.returncode == 0, train.stderr
     assert "on 2 replica(s)" in train.stdout
     export_dir = str(tmp_path / "sm")
@@ -286,6 +286,10 @@ def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     images = sig["sample"](num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"]
     assert images.shape == (3, *SHAPE) and np.all(np.isfinite(images.numpy()))
     assert list(sig["encode"](images=images)) == ["mu"]
+    # train.py's own end-of-run export is the same model.
+    at_end = tf.saved_model.load(os.path.join(trained, "saved_model")).signatures["sample"]
+    np.testing.assert_array_equal(
+        at_end(num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"], images)
 
 
 def test_example_client_writes_a_png(exported, tmp_path):
