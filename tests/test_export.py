@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config, export, train_lib
+from tests.test_train_cli import assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -46,15 +47,6 @@ def run(args, timeout=180):
 
 def export_cli(*args):
     return [os.path.join(ROOT, "export_savedmodel.py"), *args]
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in last, last
 
 
 def _images(n, seed=0):
