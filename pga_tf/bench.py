@@ -24,6 +24,10 @@ For each method it prints and (with --json) writes:
   that over ``matmul_peak_gflop_per_s``, the float32 rate `tf.linalg.matmul` reaches on
   ``--matmul_n``-square matrices measured in the same run on the same device.
 
+By default it measures what ``train.py`` runs (the fused step, pga_tf.kernels on); ``--fused=off
+--fast_kernels=off`` measures the straightforward step (method_losses, two backward passes,
+stock Keras layers), and ``--jit_compile`` the XLA-compiled one.
+
 The load average (``os.getloadavg``) is recorded with every figure: on a shared machine the
 numbers are only comparable at similar load. Everything runs on TensorFlow's default device, so
 the same command measures a GPU where there is one.
@@ -45,7 +49,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import config as config_lib, data, models, train_lib  # noqa: E402
+from pga_tf import config as config_lib, data, kernels, models, train_lib  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D",
                              "Conv2DBackpropInput", "Conv2DBackpropFilter"})
@@ -145,8 +149,7 @@ def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
 def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None]) -> dict:
     overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
                      steps_per_loop=args.steps, seed=args.seed)
-    if args.fused is not None:
-        overrides["fused"] = args.fused == "on"
+    overrides["fused"] = args.fused == "on"
     if args.z_dim:
         overrides["z_dim"] = args.z_dim
     cfg = config_lib.for_method(method, **overrides)
@@ -156,7 +159,8 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     strategy = trainer.strategy
     out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
                  "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
-                 "fused": getattr(cfg, "fused", False), "uses_fused_step": bool(getattr(trainer, "fused", False))}
+                 "fused": cfg.fused, "uses_fused_step": trainer.fused,
+                 "fast_kernels": kernels.enabled()}
 
     def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
         it = iter(strategy.experimental_distribute_dataset(ds))
@@ -172,6 +176,8 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
         tf.data.Dataset.from_tensors(batch).repeat())
     out["train_images_per_s"], pipe_blocks = train_rate(pipe)
     out["data"] = source
+    # 1: the compiled loop was traced once for both iterators and every n (no retracing).
+    out["train_traces"] = trainer._train_n.experimental_get_tracing_count()
     out["train_blocks_fixed_batch"] = [round(r, 1) for r in fixed_blocks]
     out["train_blocks"] = [round(r, 1) for r in pipe_blocks]
 
@@ -220,8 +226,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, autotune)")
     p.add_argument("--jit_compile", action=argparse.BooleanOptionalAction, default=False,
                    help="XLA-compile the step and the sampler")
-    p.add_argument("--fused", choices=("on", "off"), default=None,
-                   help="the fused step (default: the Config default)")
+    p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
+                   help="the fused training step (step.fused_method_losses; plain with BN on)")
+    p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
+                   help="pga_tf.kernels' formulations of the slow ops (off: stock Keras layers)")
     p.add_argument("--data", choices=("auto", "fashion_mnist", "synthetic"), default="auto",
                    help="input pipeline source for the with-pipeline figure")
     p.add_argument("--sample_batch", type=int, default=256)
@@ -248,6 +256,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     tf.get_logger().setLevel("ERROR")  # the graph-statistics API's deprecation notice
+    kernels.set_enabled(args.fast_kernels == "on")
     log = lambda s: print(s, flush=True)  # noqa: E731
     device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
     peak = matmul_peak(args.matmul_n)

@@ -26,6 +26,8 @@ from typing import Callable, NamedTuple
 import keras
 import tensorflow as tf
 
+from pga_tf import kernels
+
 # Initial bias of the log-variance head: log(sigma^2) = 2 ln(0.1), i.e. sigma = 0.1 at the start.
 LOG_VAR_BIAS_INIT = 2.0 * math.log(0.1)
 
@@ -160,9 +162,10 @@ class _Unit(_Block):
         common = dict(kernel_initializer="glorot_uniform", bias_initializer="zeros",
                       use_bias=norm is None)  # no bias before BN: beta plays that role
         if kind == "fc":
-            self.layer = keras.layers.Dense(width, **common)
+            self.layer = kernels.Dense(width, **common)
         else:
-            cls = {"conv": keras.layers.Conv2D, "dconv": keras.layers.Conv2DTranspose}[kind]
+            # The stock Keras layers, with faster kernels for a few slow cases (pga_tf/kernels.py).
+            cls = {"conv": kernels.Conv2D, "dconv": kernels.Conv2DTranspose}[kind]
             self.layer = cls(width, kernel, strides=stride, padding="same", **common)
         self.flatten = kind == "fc"
         self.norm = norm
