@@ -115,4 +115,4 @@ def _user_errors():
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main, _user_errors()))
+    app.run(cli.guarded(main, _user_errors))

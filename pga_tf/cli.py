@@ -116,16 +116,24 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def guarded(main: Callable, user_errors: tuple) -> Callable:
-    """Wrap an absl main so the given user-caused exceptions end in one line, not a traceback."""
+def guarded(main: Callable, user_errors: tuple | Callable[[], tuple]) -> Callable:
+    """Wrap an absl main so the given user-caused exceptions end in one line, not a traceback.
+
+    `user_errors` may be a function returning the tuple, so the modules that define those
+    exceptions (and TensorFlow with them) are imported only once an exception needs matching:
+    a mistyped flag is then reported before TensorFlow has loaded.
+    """
 
     def wrapped(argv):
         try:
             return main(argv)
-        except user_errors as e:
-            fail(str(e))
         except KeyboardInterrupt:
             fail("interrupted")
+        except Exception as e:
+            errors = user_errors() if callable(user_errors) else user_errors
+            if isinstance(e, errors):
+                fail(str(e))
+            raise
 
     return wrapped
 
