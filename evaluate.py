@@ -35,12 +35,8 @@ def main(argv):
     if cfg is None:
         cli.fail(f"{FLAGS.run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
     cli.quiet_tensorflow()
-    # TensorFlow loads from here on (so do the error types the guard needs).
-    cli.guarded(evaluate, _user_errors())(cfg)
 
-
-def evaluate(cfg):
-    from pga_tf import evaluation, features, fid
+    from pga_tf import evaluation, features, fid  # TensorFlow loads here
 
     extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
                                         FLAGS.inception_weights, FLAGS.batch_size)
@@ -58,4 +54,4 @@ def _user_errors():
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded(main, _user_errors))
