@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from pga_tf import bench, config, train_lib
+from pga_tf import bench, config, kernels, train_lib
 
 
 def test_graph_flops_counts_a_matmul_and_ignores_dead_ops():
@@ -28,6 +28,22 @@ def test_fused_step_counts_fewer_flops_than_the_plain_one():
     assert 0.5 < counts[True] / counts[False] < 0.6, counts
 
 
+def test_reference_count_is_the_plain_step_with_stock_kernels_whatever_is_measured():
+    shape = (28, 28, 1)
+    plain_cfg = config.for_method("lpga", z_dim=4, batch_size=8, fused=False)
+    kernels.set_enabled(False)
+    try:
+        expected = bench.step_flops(train_lib.Trainer(plain_cfg, shape))
+    finally:
+        kernels.set_enabled(True)
+    fast = bench.step_flops(train_lib.Trainer(config.for_method("lpga", z_dim=4, batch_size=8), shape))
+    assert fast != expected  # the measured step differs (fewer passes, phase-wise convolutions)...
+    for fused in (False, True):  # ...but the work it is rated by does not
+        cfg = config.for_method("lpga", z_dim=4, batch_size=8, fused=fused)
+        assert bench.reference_step_flops(cfg, shape) == expected
+    assert kernels.enabled()
+
+
 def test_tiny_run_writes_json(tmp_path):
     out = tmp_path / "out.json"
     bench.main(["--methods=lpga,vae", "--z_dim=4", "--batch_size=8", "--steps=1", "--blocks=1",
@@ -37,7 +53,8 @@ def test_tiny_run_writes_json(tmp_path):
     assert set(results) == {"lpga", "vae"}
     for figures in results.values():
         for key in ("train_images_per_s", "train_images_per_s_fixed_batch", "sample_images_per_s",
-                    "step_gflop", "fraction_of_peak", "matmul_peak_gflop_per_s"):
+                    "step_gflop", "reference_step_gflop", "fraction_of_peak",
+                    "matmul_peak_gflop_per_s"):
             assert figures[key] > 0, key
         assert figures["train_traces"] == 1 and figures["uses_fused_step"]
 
@@ -46,3 +63,9 @@ def test_tiny_run_writes_json(tmp_path):
 def test_bad_arguments_exit(argv):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
+
+
+def test_graph_flops_counts_einsum():
+    f = tf.function(lambda a, b: tf.einsum("nm,km->nk", a, b))
+    flops = bench.graph_flops(f.get_concrete_function(tf.TensorSpec([8, 16]), tf.TensorSpec([4, 16])))
+    assert flops["total"] == 2 * 8 * 16 * 4
