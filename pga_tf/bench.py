@@ -32,7 +32,8 @@ For each method it prints and (with --json) writes:
 
 By default it measures what ``train.py`` runs (the fused step, pga_tf.kernels on); ``--fused=off
 --fast_kernels=off`` measures the straightforward step (method_losses, two backward passes,
-stock Keras layers), and ``--jit_compile`` the XLA-compiled one.
+stock Keras layers), and ``--jit_compile`` the XLA-compiled one. ``--strategy=mirrored`` (with
+``--cpu_devices=N`` on a CPU) and ``--mixed_precision`` measure train.py's flags of the same names.
 
 The load average (``os.getloadavg``) is recorded with every figure: on a shared machine the
 numbers are only comparable at similar load. Everything runs on TensorFlow's default device, so
@@ -57,7 +58,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import config as config_lib, data, kernels, models, train_lib  # noqa: E402
+from pga_tf import cli, config as config_lib, data, kernels, models, train_lib  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
                              "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"})
@@ -190,19 +191,22 @@ def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
 # --------------------------------------------------------------------------------- one method
 def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None]) -> dict:
     overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
-                     steps_per_loop=args.steps, seed=args.seed)
+                     steps_per_loop=args.steps, seed=args.seed, strategy=args.strategy,
+                     mixed_precision=args.mixed_precision)
     overrides["fused"] = args.fused == "on"
     if args.z_dim:
         overrides["z_dim"] = args.z_dim
     cfg = config_lib.for_method(method, **overrides)
     hw = models.IMAGE_SHAPES[args.model]
     shape = (*hw, args.channels)
-    trainer = train_lib.Trainer(cfg, shape)
-    strategy = trainer.strategy
+    strategy = train_lib.make_strategy(cfg.strategy)
+    trainer = train_lib.Trainer(cfg, shape, strategy)
     out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
                  "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
                  "fused": cfg.fused, "uses_fused_step": trainer.fused,
-                 "fast_kernels": kernels.enabled()}
+                 "fast_kernels": kernels.enabled(), "strategy": cfg.strategy,
+                 "replicas": strategy.num_replicas_in_sync,
+                 "mixed_precision": cfg.mixed_precision}
 
     def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
         it = iter(strategy.experimental_distribute_dataset(ds))
@@ -237,7 +241,9 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     out["sample_images_per_s"], _ = _median_rate(sample_block, calls * args.sample_batch, args.blocks)
     out["load_after"] = load()
 
-    flops = step_flops(trainer)
+    # The step's graph is counted on one device: the replicas together do the same work.
+    flops = step_flops(trainer if strategy.num_replicas_in_sync == 1 else
+                       train_lib.Trainer(dataclasses.replace(cfg, strategy="default"), shape))
     reference = reference_step_flops(cfg, shape)
     steps_per_s = out["train_images_per_s_fixed_batch"] / args.batch_size
     out["flop_count"] = "graph"
@@ -248,7 +254,10 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     out["achieved_gflop_per_s"] = out["reference_step_gflop"] * steps_per_s
     out["matmul_peak_gflop_per_s"] = peak
     out["fraction_of_peak"] = out["achieved_gflop_per_s"] / peak
-    log(f"{method:6s} train {out['train_images_per_s']:7.1f} img/s ({source} pipeline)  "
+    log(f"{method:6s} [{cfg.strategy} x{strategy.num_replicas_in_sync}"
+        f"{', xla' if cfg.jit_compile else ''}{', mixed_float16' if cfg.mixed_precision else ''}, "
+        f"fused {trainer.fused}, fast kernels {kernels.enabled()}] "
+        f"train {out['train_images_per_s']:7.1f} img/s ({source} pipeline)  "
         f"{out['train_images_per_s_fixed_batch']:7.1f} img/s (fixed batch)  "
         f"sample {out['sample_images_per_s']:8.0f} img/s  "
         f"step {out['reference_step_gflop']:.3f} GFLOP (executed {out['step_gflop']:.3f})  "
@@ -271,6 +280,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, autotune)")
     p.add_argument("--jit_compile", action=argparse.BooleanOptionalAction, default=False,
                    help="XLA-compile the step and the sampler")
+    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                   help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)")
+    p.add_argument("--cpu_devices", type=int, default=0,
+                   help="split the CPU into this many logical devices (as train.py does)")
+    p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=False,
+                   help="Keras mixed_float16 policy (loss terms stay float32), as train.py")
     p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
                    help="the fused training step (step.fused_method_losses; plain with BN on)")
     p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
@@ -289,6 +304,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [m for m in methods if m not in config_lib.METHODS]
     if bad or not methods:
         p.error(f"unknown method(s) {bad}; choose from {', '.join(config_lib.METHODS)}")
+    if args.cpu_devices < 0:
+        p.error("--cpu_devices must be >= 0")
     for name in ("batch_size", "steps", "blocks", "sample_batch", "matmul_n"):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
@@ -302,6 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     tf.get_logger().setLevel("ERROR")  # the graph-statistics API's deprecation notice
     kernels.set_enabled(args.fast_kernels == "on")
+    cli.split_cpu(args.cpu_devices)
     log = lambda s: print(s, flush=True)  # noqa: E731
     device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
     peak = matmul_peak(args.matmul_n)
