@@ -3,8 +3,10 @@
   python -m pga_tf.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
   python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
+  python evaluate.py --baselines --dataset=fashion_mnist   # floor (real train) and ceiling (noise) rows
 
-The latest checkpoint is loaded with the run's saved config.json.
+The latest checkpoint is loaded with the run's saved config.json. FID and KID are the mean and
+standard deviation over --draws independent draws of --num_samples samples.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.baselines:
+        return baselines()
     from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
 
     if not os.path.isdir(FLAGS.run_dir):
@@ -44,7 +48,19 @@ def main(argv):
         FLAGS.run_dir, extractor, num_samples=FLAGS.num_samples, nll_examples=FLAGS.nll_examples,
         fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
-        log=lambda line: print(line, flush=True))
+        log=lambda line: print(line, flush=True), draws=FLAGS.draws)
+
+
+def baselines():
+    """The floor and ceiling rows of a results table, scored exactly as evaluate_run scores a model."""
+    cli.quiet_tensorflow()
+    from pga_tf import evaluation, features, fid
+
+    extractor = features.make_extractor(FLAGS.features, FLAGS.dataset, FLAGS.classifier,
+                                        FLAGS.inception_weights, FLAGS.batch_size)
+    evaluation.baselines(extractor, FLAGS.dataset, FLAGS.num_samples, FLAGS.draws, FLAGS.seed,
+                         FLAGS.data_dir or None, fid.StatsCache(FLAGS.stats_cache),
+                         FLAGS.out or f"baselines_{FLAGS.dataset}.json", lambda line: print(line, flush=True))
 
 
 def _user_errors():

@@ -171,9 +171,15 @@ def define_eval_flags() -> None:
     """evaluate.py's flags."""
     define_feature_flags()
     flags.DEFINE_string("run_dir", None, "Training run to evaluate (its config.json and latest checkpoint).")
-    flags.DEFINE_string("out", "", "Report path (default <run_dir>/eval/report.json); PNG grids go beside it.")
-    flags.DEFINE_integer("num_samples", 10000, "Generated images for FID/KID (real: as many test "
-                         "images, at most the whole test split).")
+    flags.DEFINE_boolean("baselines", False, "Instead of a run, score the reference rows of --dataset: "
+                         "real train images (the floor) and Gaussian noise images (a ceiling).")
+    flags.DEFINE_enum("dataset", "fashion_mnist", DATASETS, "Dataset of --baselines.")
+    flags.DEFINE_string("out", "", "Report path (default <run_dir>/eval/report.json, or "
+                        "baselines_<dataset>.json); PNG grids go beside it.")
+    flags.DEFINE_integer("num_samples", 10000, "Generated images per draw for FID/KID (real: as many "
+                         "test images, at most the whole test split).")
+    flags.DEFINE_integer("draws", 3, "Independent draws of --num_samples samples; FID/KID are "
+                         "reported as mean and standard deviation over them.")
     flags.DEFINE_integer("nll_examples", 1000, "Test images for the exact latent NLL (LPGA/LVPGA); "
                          "0 skips it.")
     flags.DEFINE_integer("fd_draws", 16, "Random directions per image for the finite-difference "
@@ -181,8 +187,10 @@ def define_eval_flags() -> None:
     flags.DEFINE_integer("batch_size", 250, "Batch size for sampling, features and reconstructions.")
     flags.DEFINE_integer("seed", 0, "Seed of the latent samples and finite-difference directions.")
     flags.DEFINE_string("data_dir", None, "Data directory (default: the run's --data_dir).")
-    flags.mark_flag_as_required("run_dir")
-    for name in ("num_samples", "batch_size", "fd_draws"):
+    flags.register_multi_flags_validator(
+        ["run_dir", "baselines"], lambda v: bool(v["run_dir"]) != v["baselines"],
+        message="give either --run_dir=<training run> or --baselines")
+    for name in ("num_samples", "batch_size", "fd_draws", "draws"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
     flags.register_validator("num_samples", lambda v: v >= 2, message="--num_samples must be >= 2")
     flags.register_validator("nll_examples", lambda v: v >= 0, message="--nll_examples must be >= 0")

@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from pga_tf import config as config_lib, data, fid as fid_lib, likelihood, models, objectives
 from pga_tf.features import Extractor
-from pga_tf.images import grid, save_png
+from pga_tf.images import grid, interpolation_grid, save_png
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: FID/KID over several draws (value = mean, std over draws)
 
 
 class EvalError(Exception):
@@ -85,16 +85,49 @@ def _summary(x: np.ndarray) -> dict:
     return {"mean": float(np.mean(x)), "stderr": float(np.std(x) / np.sqrt(len(x))), "n": int(len(x))}
 
 
+def _spread(values: list[float]) -> float | None:
+    """Sample standard deviation over draws (None for a single draw)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def distances(real: fid_lib.FeatureStats, draws_of_activations: list[np.ndarray], seed: int = 0) -> dict:
+    """FID and KID of each draw of activations against `real`: per-draw values, mean and spread.
+
+    The spread over independent draws is what says how much a table entry would move if the
+    samples were drawn again; KID's own standard error (over blocks of one draw) is kept beside it.
+    """
+    fids, kids, kid_errors = [], [], []
+    for act in draws_of_activations:
+        fids.append(fid_lib.fid(real, fid_lib.stats_of(act)))
+        k, k_err = fid_lib.kid(real.activations, act, seed)
+        kids.append(k)
+        kid_errors.append(k_err)
+    return {"fid": {"value": float(np.mean(fids)), "std": _spread(fids), "values": fids},
+            "kid": {"value": _json_number(np.mean(kids)),
+                    "std": _json_number(_spread(kids)) if len(kids) > 1 else None,
+                    "values": [_json_number(k) for k in kids],
+                    "block_std": [_json_number(e) for e in kid_errors]}}
+
+
+def _format(entry: dict) -> str:
+    value, std = entry["value"], entry["std"]
+    if value is None:
+        return "nan"
+    return f"{value:.4g}" + (f" +- {std:.2g}" if std is not None else "")
+
+
 def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, nll_examples: int = 1000,
                  fd_draws: int = 16, batch_size: int = 250, seed: int = 0, data_dir: str | None = None,
                  cache: fid_lib.StatsCache | None = None, out: str | None = None,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print, draws: int = 3) -> dict:
     """Evaluate the latest checkpoint of `run_dir`; write the JSON report and PNG grids.
 
     Args:
       run_dir: a training run (config.json + checkpoints/).
       extractor: features for FID/KID (see features.make_extractor).
-      num_samples: generated images; the real side is as many test images, at most all of them.
+      num_samples: generated images per draw; the real side is as many test images, at most all.
+      draws: independent draws of `num_samples` latent samples (seeds seed, seed + 1, ...); FID and
+        KID are reported as the mean and standard deviation over them.
       nll_examples: test images for the latent NLL (LPGA/LVPGA only); 0 skips it.
       fd_draws: random directions per image for the finite-difference log-det estimate.
       data_dir: data directory (default: the run's).
@@ -119,13 +152,17 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     seconds["real_statistics"] = time.time() - t
 
     t = time.time()
-    fake_act, samples = fid_lib.sample_features(decoder, extractor, num_samples, cfg.z_dim, seed,
-                                                batch_size, keep=100)
-    fid_value = fid_lib.fid(real, fid_lib.stats_of(fake_act))
-    kid_value, kid_std = fid_lib.kid(real.activations, fake_act, seed)
+    seeds = [seed + d for d in range(draws)]
+    activations, samples = [], None
+    for s in seeds:
+        act, kept = fid_lib.sample_features(decoder, extractor, num_samples, cfg.z_dim, s, batch_size,
+                                            keep=100 if samples is None else 0)
+        activations.append(act)
+        samples = kept if samples is None else samples
+    dist = distances(real, activations, seed)
     seconds["fid_kid"] = time.time() - t
-    log(f"{extractor.fid_name} {fid_value:.4g}, {extractor.kid_name} {kid_value:.4g} +- {kid_std:.2g} "
-        f"({num_samples} samples vs {real.n} test images, {seconds['fid_kid']:.0f} s)")
+    log(f"{extractor.fid_name} {_format(dist['fid'])}, {extractor.kid_name} {_format(dist['kid'])} "
+        f"({draws} draw(s) of {num_samples} samples vs {real.n} test images, {seconds['fid_kid']:.0f} s)")
 
     t = time.time()
     errors, pairs = reconstruction_error(encoder, decoder, cfg.variational,
@@ -148,10 +185,14 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
             f"training estimator {fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) "
             f"on {nll['examples']} test images")
 
-    grids = {"samples": os.path.join(out_dir, "samples.png"),
-             "reconstructions": os.path.join(out_dir, "reconstructions.png")}
+    grids = {name: os.path.join(out_dir, f"{name}.png")
+             for name in ("samples", "reconstructions", "interpolations")}
     save_png(grid(samples), grids["samples"])
     save_png(grid(pairs, ncol=16), grids["reconstructions"])
+    ends = fid_lib.load_real_images(cfg.dataset, 20, "test", data_dir)
+    decode = lambda z: decoder(tf.constant(z), training=False).numpy()  # noqa: E731
+    save_png(interpolation_grid(ends, encode_mean(encoder, ends, cfg.variational).numpy(), decode),
+             grids["interpolations"])
     seconds["total"] = time.time() - t0
 
     report = {
@@ -161,11 +202,11 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         "step": step,
         "config": {k: getattr(cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
         "features": extractor.describe(),
-        "metrics": {extractor.fid_name: fid_value, extractor.kid_name: _json_number(kid_value),
+        "metrics": {extractor.fid_name: dist["fid"]["value"], extractor.kid_name: dist["kid"]["value"],
                     "reconstruction_mse": rec["mean"]},
-        "fid": {"name": extractor.fid_name, "value": fid_value, "num_generated": num_samples,
-                "num_real": real.n, "real_split": "test", "seed": seed},
-        "kid": {"name": extractor.kid_name, "value": _json_number(kid_value), "std": _json_number(kid_std)},
+        "fid": {"name": extractor.fid_name, **dist["fid"], "draws": draws, "num_generated": num_samples,
+                "num_real": real.n, "real_split": "test", "seeds": seeds},
+        "kid": {"name": extractor.kid_name, **dist["kid"]},
         "reconstruction": rec,
         "latent_nll": nll,
         "grids": grids,
@@ -173,10 +214,50 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     }
     if nll is not None:
         report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
+    _write_json(report, out)
+    log(f"report written to {out} ({seconds['total']:.0f} s)")
+    return report
+
+
+def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draws: int = 3, seed: int = 0,
+              data_dir: str | None = None, cache: fid_lib.StatsCache | None = None,
+              out: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """FID/KID against the test split, computed as for a model, of two reference "generators".
+
+    floor: real training images (draw d is train images [d n, (d + 1) n), disjoint draws), the
+    best a model can score with these features and n. ceiling: Gaussian noise images
+    (N(0, 1) per pixel, clipped to [-1, 1]; seed + d), a generator that learned nothing.
+    """
+    t0 = time.time()
+    real = fid_lib.real_stats(extractor, dataset, num_samples, "test", data_dir, cache, log)
+    n = real.n
+    train = fid_lib.load_real_images(dataset, n * draws, "train", data_dir)
+    if len(train) < n * draws:
+        raise data.DataError(f"{dataset} train split has {len(train)} images; {draws} disjoint "
+                             f"draws of {n} need {n * draws}")
+    shape = train.shape[1:]
+    floor = [extractor.of_array(train[d * n:(d + 1) * n], desc=f"train draw {d}") for d in range(draws)]
+    noise = [extractor.of_array(np.clip(np.random.default_rng(seed + d).standard_normal((n, *shape)), -1, 1)
+                                .astype(np.float32), desc=f"noise draw {d}") for d in range(draws)]
+    report = {"report_version": REPORT_VERSION, "dataset": dataset, "features": extractor.describe(),
+              "num_real": n, "num_generated": n, "draws": draws, "real_split": "test",
+              "floor": {"what": "real train images vs test", **distances(real, floor, seed)},
+              "ceiling": {"what": "Gaussian noise images, N(0, 1) clipped to [-1, 1], vs test",
+                          **distances(real, noise, seed)},
+              "seconds": round(time.time() - t0, 2)}
+    for name in ("floor", "ceiling"):
+        log(f"{name} ({report[name]['what']}): {extractor.fid_name} {_format(report[name]['fid'])}, "
+            f"{extractor.kid_name} {_format(report[name]['kid'])}")
+    if out:
+        _write_json(report, out)
+        log(f"baselines written to {out}")
+    return report
+
+
+def _write_json(report: dict, out: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=2, allow_nan=False)
         f.write("\n")
     os.replace(tmp, out)
-    log(f"report written to {out} ({seconds['total']:.0f} s)")
-    return report

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from pga_tf import distribution, models, step as step_lib
 from pga_tf.config import Config
-from pga_tf.images import grid
+from pga_tf.images import grid, interpolation_grid
 
 
 class TrainingError(Exception):
@@ -246,17 +246,11 @@ class Trainer:
         mu = self.encode_mean(tf.constant(images, tf.float32))
         rec = self.decoder(mu, training=False).numpy()
         pairs = np.stack([images, rec], axis=1).reshape((-1,) + images.shape[1:])
-        # Interpolate between the codes of consecutive image pairs: a row per pair, with the two
-        # real images at its ends, as in the reference's interpolation grid.
-        half = len(images) // 2
-        a, b = mu[:half], mu[half:2 * half]
-        steps = np.linspace(0.0, 1.0, 9, dtype=np.float32)
-        interp = [self.decoder((1 - t) * a + t * b, training=False).numpy() for t in steps]
-        rows = np.stack([images[:half]] + interp + [images[half:2 * half]], axis=1)
+        decode = lambda z: self.decoder(tf.constant(z), training=False).numpy()  # noqa: E731
         return {
             "samples": grid(samples),
             "reconstructions": grid(pairs, ncol=2 * max(1, int(math.sqrt(len(images) / 2)))),
-            "interpolations": grid(rows.reshape((-1,) + images.shape[1:]), ncol=rows.shape[1]),
+            "interpolations": interpolation_grid(images, mu.numpy(), decode),
         }
 
 

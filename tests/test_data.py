@@ -368,3 +368,22 @@ def test_debian_fashion_mnist():
         assert float(tf.reduce_min(x)) == -1.0 and float(tf.reduce_max(x)) == 1.0
     batch = next(iter(data.make_train_dataset("fashion_mnist", 64, seed=0)))
     assert batch.shape == (64, 28, 28, 1)
+
+
+def test_interpolation_grid_rows_walk_between_codes():
+    # Decoder: a code c in [-1, 1] becomes a 2x2 image filled with c, so each tile's value is the
+    # interpolated code itself and can be checked by hand.
+    imgs = np.stack([np.full((2, 2, 1), v, np.float32) for v in (-1.0, 0.5, 1.0, -0.5)])
+    codes = np.array([[-1.0], [0.5], [1.0], [-0.5]], np.float32)
+    decode = lambda z: np.broadcast_to(z[:, :, None, None], (len(z), 2, 2, 1))  # noqa: E731
+    g = images.interpolation_grid(imgs, codes, decode, steps=3)
+    assert g.shape == (2 * 2, 5 * 2, 1)  # pairs (0, 2) and (1, 3); image, 3 steps, image
+    tile = lambda r, c: g[2 * r, 2 * c, 0]  # noqa: E731
+    expected = [[-1.0, -1.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.0, -0.5, -0.5]]
+    for r, row in enumerate(expected):
+        assert [tile(r, c) for c in range(5)] == list(images.to_uint8(np.array(row)))
+
+
+def test_interpolation_grid_needs_a_pair():
+    with pytest.raises(ValueError, match="needs >= 2 images"):
+        images.interpolation_grid(np.zeros((1, 2, 2, 1)), np.zeros((1, 3)), lambda z: z)

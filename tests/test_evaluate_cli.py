@@ -91,7 +91,7 @@ def test_training_fid_needs_a_classifier(trained, tmp_path):
 def test_evaluate_writes_a_well_formed_report(trained):
     _, clf, run_dir, cache = trained
     args = ["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", "--num_samples=30",
-            "--nll_examples=6", "--fd_draws=2", "--batch_size=16", f"--stats_cache={cache}"]
+            "--nll_examples=6", "--fd_draws=2", "--batch_size=16", f"--stats_cache={cache}", "--draws=2"]
     proc = ok(run(args))
     report_path = os.path.join(run_dir, "eval", "report.json")
     with open(report_path) as f:
@@ -103,6 +103,10 @@ def test_evaluate_writes_a_well_formed_report(trained):
     assert set(metrics) == {"FID-fashion_mnist_cnn", "KID-fashion_mnist_cnn", "reconstruction_mse",
                             "latent_nll_nats"}
     assert report["fid"]["num_generated"] == 30 and report["fid"]["num_real"] == 24  # the whole test split
+    fids = report["fid"]["values"]
+    assert len(fids) == 2 and fids[0] != fids[1] and report["fid"]["seeds"] == [0, 1]
+    assert metrics["FID-fashion_mnist_cnn"] == pytest.approx(np.mean(fids))
+    assert report["fid"]["std"] == pytest.approx(np.std(fids, ddof=1))
     assert np.isfinite(metrics["FID-fashion_mnist_cnn"]) and metrics["FID-fashion_mnist_cnn"] >= 0
     assert report["reconstruction"]["n"] == 24 and 0 < report["reconstruction"]["mean"] < 4
     nll = report["latent_nll"]
@@ -125,6 +129,29 @@ def test_evaluate_writes_a_well_formed_report(trained):
     assert again["metrics"]["FID-fashion_mnist_cnn"] == pytest.approx(metrics["FID-fashion_mnist_cnn"], rel=1e-6)
 
 
+def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
+    data_dir, clf, _, cache = trained
+    out = tmp_path / "baselines.json"
+    proc = ok(run(["evaluate.py", "--baselines", f"--data_dir={data_dir}", f"--classifier={clf}",
+                   "--num_samples=20", "--draws=3", "--batch_size=16", f"--stats_cache={cache}", f"--out={out}"]))
+    report = json.load(open(out))
+    assert report["num_real"] == 20 and report["draws"] == 3
+    floor, ceiling = report["floor"]["fid"], report["ceiling"]["fid"]
+    assert len(floor["values"]) == len(ceiling["values"]) == 3
+    assert max(floor["values"]) < min(ceiling["values"]) / 5, (floor, ceiling)
+    assert "floor" in proc.stdout and "ceiling" in proc.stdout
+    # 3 disjoint draws of 30 need 90 train images; the tiny set has 64.
+    proc = run(["evaluate.py", "--baselines", f"--data_dir={data_dir}", f"--classifier={clf}",
+                "--num_samples=30", "--draws=3", f"--stats_cache={cache}", f"--out={tmp_path / 'b.json'}"])
+    assert_one_line_error(proc, "train split has 64 images")
+
+
+def test_run_dir_or_baselines():
+    for args in ([], ["--run_dir=x", "--baselines"]):
+        proc = run(["evaluate.py", *args])
+        assert proc.returncode != 0 and "give either --run_dir" in proc.stderr, proc.stderr
+
+
 def test_user_errors_are_one_line(trained, tmp_path):
     data_dir, clf, run_dir, cache = trained
     assert_one_line_error(run(["evaluate.py", f"--run_dir={tmp_path / 'nope'}"]), "does not exist")
@@ -135,3 +162,35 @@ def test_user_errors_are_one_line(trained, tmp_path):
     (tmp_path / "fashion_mnist_cnn.json").write_text(open(clf[:-6] + ".json").read())
     assert_one_line_error(run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={tampered}",
                                f"--stats_cache={cache}"]), "checksum mismatch")
+
+
+def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_path):
+    import shutil
+
+    data_dir, clf, run_dir, cache = trained
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    shutil.copytree(run_dir, runs / "lpga")  # trained to step 5 already: evaluated, not retrained
+    proc = ok(run(["-m", "pga_tf.results", "--methods=ae,lpga", "--train_steps=5", "--num_samples=20",
+                   "--draws=2", f"--runs_dir={runs}", f"--docs_dir={docs}", f"--data_dir={data_dir}",
+                   f"--classifier={clf}", f"--stats_cache={cache}"], timeout=600))
+    assert "lpga: " in proc.stdout and "not training" in proc.stdout
+    summary = json.load(open(docs / "results.json"))
+    ae, lpga = summary["methods"]["ae"], summary["methods"]["lpga"]
+    assert ae["timing"]["train_seconds"] > 0 and "train_seconds" not in lpga["timing"]
+    assert ae["report"]["step"] == 5 and ae["report"]["config"]["method"] == "ae"
+    assert "--flagfile=flags/ae_fashion_mnist.cfg" in ae["timing"]["train_command"]
+    assert len(lpga["report"]["fid"]["values"]) == 2
+    lines = (docs / "table.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == \
+        ["AE", "LPGA", "real train images (floor)", "Gaussian noise (ceiling)"]
+    fid_ae = ae["report"]["fid"]
+    assert lines[2].split("|")[2].strip() == f"{fid_ae['value']:.1f} ± {fid_ae['std']:.1f}"
+    for m in ("ae", "lpga"):
+        for name in ("samples", "interpolations"):
+            assert (docs / f"{m}_{name}.png").stat().st_size > 0
+
+
+def test_results_reports_a_failed_child_in_one_line(tmp_path):
+    proc = run(["-m", "pga_tf.results", "--methods=ae", "--train_steps=2", f"--runs_dir={tmp_path / 'r'}",
+                f"--docs_dir={tmp_path / 'd'}", f"--data_dir={tmp_path / 'missing'}"])
+    assert_one_line_error(proc, "train.py (ae) failed (exit 1)")

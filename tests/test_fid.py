@@ -64,6 +64,24 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     assert all(math.isnan(x) for x in fid.kid(a[:1], b))
 
 
+def test_distances_over_draws_are_per_draw_values_with_mean_and_sample_std():
+    from pga_tf import evaluation
+
+    rng = np.random.default_rng(3)
+    real = fid.stats_of(rng.standard_normal((300, 4)))
+    draws = [rng.standard_normal((300, 4)) + shift for shift in (0.0, 0.5, 1.0)]
+    out = evaluation.distances(real, draws, seed=0)
+    fids = [_closed_form(real.mu, real.sigma, d.mean(0), np.cov(d, rowvar=False)) for d in draws]
+    np.testing.assert_allclose(out["fid"]["values"], fids, rtol=1e-6)
+    assert out["fid"]["values"][0] < out["fid"]["values"][1] < out["fid"]["values"][2]
+    assert out["fid"]["value"] == pytest.approx(np.mean(fids), rel=1e-6)
+    assert out["fid"]["std"] == pytest.approx(np.std(fids, ddof=1), rel=1e-6)
+    kids = [fid.kid(real.activations, d, 0)[0] for d in draws]
+    assert out["kid"]["values"] == pytest.approx(kids) and out["kid"]["std"] == pytest.approx(np.std(kids, ddof=1))
+    one = evaluation.distances(real, draws[:1])
+    assert one["fid"]["std"] is None and one["kid"]["std"] is None
+
+
 def test_stats_of_rejects_too_few_rows():
     with pytest.raises(ValueError):
         fid.stats_of(np.zeros((1, 3)))

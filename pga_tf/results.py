@@ -1,0 +1,178 @@
+"""Regenerate the results table: train each method, evaluate it, score the floor and ceiling rows.
+
+    python -m pga_tf.results                       # docs/results/: table.md, results.json, PNGs
+
+For each method, `train.py --flagfile=flags/<method>_<dataset>.cfg` runs for --train_steps
+(methods with a warm-up get --init_steps instead of their default, so their latent terms switch
+on within a short budget), unless its run dir already holds a checkpoint at that step; then
+`evaluate.py` scores it (--draws draws of --num_samples samples), and `evaluate.py --baselines`
+scores real training images (the floor) and Gaussian noise (a ceiling) the same way. Each step
+is the documented command run as a child process, so the table is exactly what a user gets from
+those commands. The wall time of each training and evaluation is recorded beside its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from pga_tf import cli
+from pga_tf.config import METHOD_DEFAULTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("ae", "vae", "lpga", "vpga", "lvpga")
+
+flags.DEFINE_list("methods", list(METHODS), "Methods, in table order.")
+flags.DEFINE_enum("dataset", "fashion_mnist", cli.DATASETS, "Dataset (flags/<method>_<dataset>.cfg).")
+flags.DEFINE_integer("train_steps", 3000, "Training steps, the same for every method.")
+flags.DEFINE_integer("init_steps", 1000, "Warm-up steps for the methods that have one (LPGA, LVPGA).")
+flags.DEFINE_string("runs_dir", os.path.join("runs", "results"), "Run dirs: <runs_dir>/<method>.")
+flags.DEFINE_string("docs_dir", os.path.join("docs", "results"), "Where the table, JSON and PNGs go.")
+flags.DEFINE_integer("num_samples", 10000, "Samples per draw for FID/KID.")
+flags.DEFINE_integer("draws", 3, "Draws of --num_samples samples (mean and std over draws).")
+flags.DEFINE_string("classifier", "", "Domain classifier for the features (default: evaluate.py's).")
+flags.DEFINE_string("stats_cache", "", "Real-statistics cache dir (default: evaluate.py's).")
+flags.DEFINE_string("data_dir", "", "Data directory (default: the dataset's local copy).")
+flags.register_validator("methods", lambda v: bool(v) and set(v) <= set(METHODS),
+                         message=f"--methods must be a subset of {','.join(METHODS)}")
+for _name in ("train_steps", "num_samples", "draws"):
+    flags.register_validator(_name, lambda v: v > 0, message=f"--{_name} must be positive")
+flags.register_validator("init_steps", lambda v: v >= 0, message="--init_steps must be >= 0")
+FLAGS = flags.FLAGS
+
+
+class ResultsError(Exception):
+    """A child command failed; the message names it and its log."""
+
+
+def checkpoint_step(run_dir: str) -> int:
+    """Step of the run's latest checkpoint (from TF's `checkpoint` index), or -1 if none."""
+    try:
+        with open(os.path.join(run_dir, "checkpoints", "checkpoint")) as f:
+            match = re.search(r'^model_checkpoint_path: ".*?-(\d+)"', f.read(), re.M)
+    except FileNotFoundError:
+        return -1
+    return int(match.group(1)) if match else -1
+
+
+def _run(args: list[str], log_path: str, what: str) -> float:
+    """Runs `python <args>` in the repo with output to log_path; its wall time in seconds."""
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        last = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
+        raise ResultsError(f"{what} failed (exit {proc.returncode}): {last} [log: {log_path}]")
+    return time.time() - t0
+
+
+def _feature_args() -> list[str]:
+    return ([f"--classifier={FLAGS.classifier}"] if FLAGS.classifier else []) + \
+           ([f"--stats_cache={FLAGS.stats_cache}"] if FLAGS.stats_cache else []) + \
+           ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
+
+
+def train_and_evaluate(method: str, print_fn=print) -> dict:
+    run_dir = os.path.abspath(os.path.join(FLAGS.runs_dir, method))
+    timing_path = run_dir + ".timing.json"
+    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
+    train = ["train.py", f"--flagfile=flags/{method}_{FLAGS.dataset}.cfg",
+             f"--train_steps={FLAGS.train_steps}", f"--sample_every={FLAGS.train_steps}", "--noexport",
+             f"--run_dir={run_dir}"] + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
+    if METHOD_DEFAULTS.get(method, {}).get("init_steps", 0) > 0:
+        train.append(f"--init_steps={FLAGS.init_steps}")
+    if checkpoint_step(run_dir) >= FLAGS.train_steps:
+        print_fn(f"{method}: {run_dir} is trained to step {checkpoint_step(run_dir)}; not training")
+    else:
+        print_fn(f"{method}: python {' '.join(train)}")
+        timing = {"train_seconds": _run(train, run_dir + ".train.log", f"train.py ({method})"),
+                  "train_command": "python " + " ".join(train), "load_after_train": os.getloadavg()[0]}
+        with open(timing_path, "w") as f:
+            json.dump(timing, f, indent=2)
+    evaluate = ["evaluate.py", f"--run_dir={run_dir}", f"--num_samples={FLAGS.num_samples}",
+                f"--draws={FLAGS.draws}"] + _feature_args()
+    print_fn(f"{method}: python {' '.join(evaluate)}")
+    timing["eval_seconds"] = _run(evaluate, run_dir + ".eval.log", f"evaluate.py ({method})")
+    timing["eval_command"] = "python " + " ".join(evaluate)
+    with open(os.path.join(run_dir, "eval", "report.json")) as f:
+        report = json.load(f)
+    os.makedirs(FLAGS.docs_dir, exist_ok=True)
+    for name in ("samples", "interpolations"):
+        shutil.copyfile(report["grids"][name], os.path.join(FLAGS.docs_dir, f"{method}_{name}.png"))
+    return {"report": report, "timing": timing}
+
+
+def _pm(entry: dict, digits: int) -> str:
+    if entry.get("value") is None:
+        return "–"
+    std = entry.get("std")
+    return f"{entry['value']:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def table(results: dict, baselines: dict) -> str:
+    """The markdown table: one row per method, then the floor and ceiling rows."""
+    fid_name = baselines["features"]["name"]
+    head = (f"| method | FID-{fid_name} | KID-{fid_name} | rec. MSE | latent NLL (nats) | "
+            "exact log\\|det J_h\\| | training estimate (minus exact) | train time | eval time |")
+    rows = [head, "|" + "---|" * 9]
+    for method, r in results.items():
+        rep, t = r["report"], r["timing"]
+        nll = rep["latent_nll"]
+        if nll:
+            fd = nll["finite_difference"][f"{method}_direction"]
+            like = (f"{nll['nll_exact']['mean']:.1f} | {nll['log_det_exact']['mean']:.2f} | "
+                    f"{fd['log_det']['mean']:.2f} ({fd['minus_exact']['mean']:+.2f})")
+        else:
+            like = "– | – | –"
+        train_time = f"{t['train_seconds'] / 60:.1f} min" if "train_seconds" in t else "–"
+        rows.append(f"| {method.upper()} | {_pm(rep['fid'], 1)} | {_pm(rep['kid'], 3)} | "
+                    f"{rep['reconstruction']['mean']:.4f} | {like} | {train_time} | {t['eval_seconds']:.0f} s |")
+    for name, label in (("floor", "real train images (floor)"), ("ceiling", "Gaussian noise (ceiling)")):
+        b = baselines[name]
+        rows.append(f"| {label} | {_pm(b['fid'], 2)} | {_pm(b['kid'], 3)} | – | – | – | – | – | – |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    os.makedirs(FLAGS.runs_dir, exist_ok=True)
+    os.makedirs(FLAGS.docs_dir, exist_ok=True)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    t0 = time.time()
+    results = {m: train_and_evaluate(m, say) for m in FLAGS.methods}
+    base_out = os.path.abspath(os.path.join(FLAGS.runs_dir, f"baselines_{FLAGS.dataset}.json"))
+    base = ["evaluate.py", "--baselines", f"--dataset={FLAGS.dataset}", f"--num_samples={FLAGS.num_samples}",
+            f"--draws={FLAGS.draws}", f"--out={base_out}"] + _feature_args()
+    say(f"baselines: python {' '.join(base)}")
+    base_seconds = _run(base, base_out[:-5] + ".log", "evaluate.py --baselines")
+    with open(base_out) as f:
+        baselines = json.load(f)
+    text = table(results, baselines)
+    with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
+        f.write(text)
+    summary = {"argv": sys.argv, "dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps,
+               "methods": results, "baselines": {**baselines, "seconds_wall": base_seconds},
+               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+               "total_seconds": time.time() - t0}
+    with open(os.path.join(FLAGS.docs_dir, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2, allow_nan=False)
+        f.write("\n")
+    say(text)
+    say(f"written to {FLAGS.docs_dir}/ (table.md, results.json, <method>_samples.png, "
+        f"<method>_interpolations.png) in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main, (ResultsError, OSError)))
