@@ -58,7 +58,7 @@ def test_tiny_run_writes_json(tmp_path):
     assert set(results) == {"lpga", "vae"}
     for figures in results.values():
         for key in ("train_images_per_s", "train_images_per_s_fixed_batch", "sample_images_per_s",
-                    "step_gflop", "reference_step_gflop", "fraction_of_peak",
+                    "step_gflop", "reference_step_gflop", "fraction_of_peak", "effective_fraction_of_peak",
                     "matmul_peak_gflop_per_s"):
             assert figures[key] > 0, key
         assert figures["train_traces"] == 1 and figures["uses_fused_step"]

@@ -308,17 +308,6 @@ def _free_ports(n):
     return ports
 
 
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    from tests.test_data import write_idx
-
-    d = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (32, 28, 28), dtype=np.uint8))
-    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (16, 28, 28), dtype=np.uint8))
-    return str(d)
-
-
 class _Worker:
     """A train.py worker process whose output lines are collected by a thread as they come."""
 

@@ -252,17 +252,6 @@ def test_overwrite_replaces_an_existing_export(run_dir, tmp_path):
 
 
 # --------------------------------------------------------------- mirrored run, example client
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    from tests.test_data import write_idx
-
-    d = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (32, 28, 28), dtype=np.uint8))
-    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (16, 28, 28), dtype=np.uint8))
-    return str(d)
-
-
 def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     trained = str(tmp_path / "run")
     train = run([os.path.join(ROOT, "train.py"), "--strategy=mirrored", "--cpu_devices=2",
