@@ -190,7 +190,8 @@ def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
 
 
 # --------------------------------------------------------------------------------- one method
-def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None]) -> dict:
+def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None],
+                 strategy: tf.distribute.Strategy) -> dict:
     overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
                      steps_per_loop=args.steps, seed=args.seed, strategy=args.strategy,
                      mixed_precision=args.mixed_precision)
@@ -200,7 +201,6 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     cfg = config_lib.for_method(method, **overrides)
     hw = models.IMAGE_SHAPES[args.model]
     shape = (*hw, args.channels)
-    strategy = train_lib.make_strategy(cfg.strategy)
     trainer = train_lib.Trainer(cfg, shape, strategy)
     out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
                  "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
@@ -327,9 +327,12 @@ def main(argv: list[str] | None = None) -> dict:
     device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
     peak = matmul_peak(args.matmul_n)
     log(f"device {device}; float32 matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
+    # One strategy for all methods: a second MirroredStrategy over the same devices in one process
+    # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
+    strategy = train_lib.make_strategy(args.strategy)
     results: dict = {}
     for method in args.methods:
-        results[method] = bench_method(method, args, peak, log)
+        results[method] = bench_method(method, args, peak, log, strategy)
     peak_after = matmul_peak(args.matmul_n)
     log(f"float32 matmul again: {peak_after:.0f} GFLOP/s [load {load()}]")
     run = {"device": device, "matmul_peak_after_gflop_per_s": peak_after, "tensorflow": tf.__version__,

@@ -79,7 +79,7 @@ def test_graph_flops_counts_einsum():
 def test_mirrored_and_mixed_precision_runs(tmp_path):
     # Logical devices must be configured before TensorFlow starts: a fresh process.
     out = tmp_path / "out.json"
-    argv = ["--methods=lpga", "--z_dim=4", "--batch_size=8", "--steps=1", "--blocks=1", "--warmup=1",
+    argv = ["--methods=lpga,vae", "--z_dim=4", "--batch_size=8", "--steps=1", "--blocks=1", "--warmup=1",
             "--sample_batch=8", "--sample_calls=1", "--matmul_n=64", "--data=synthetic",
             "--strategy=mirrored", "--cpu_devices=2", "--mixed_precision", f"--json={out}"]
     proc = subprocess.run([sys.executable, "-m", "pga_tf.bench", *argv], capture_output=True,
