@@ -41,6 +41,7 @@ flags.DEFINE_integer("draws", 3, "Draws of --num_samples samples (mean and std o
 flags.DEFINE_string("classifier", "", "Domain classifier for the features (default: evaluate.py's).")
 flags.DEFINE_string("stats_cache", "", "Real-statistics cache dir (default: evaluate.py's).")
 flags.DEFINE_string("data_dir", "", "Data directory (default: the dataset's local copy).")
+flags.DEFINE_integer("seed", 0, "Training seed (train.py --seed), to see how much a retrained model moves.")
 flags.register_validator("methods", lambda v: bool(v) and set(v) <= set(METHODS),
                          message=f"--methods must be a subset of {','.join(METHODS)}")
 for _name in ("train_steps", "num_samples", "draws"):
@@ -89,7 +90,8 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
     train = ["train.py", f"--flagfile=flags/{method}_{FLAGS.dataset}.cfg",
              f"--train_steps={FLAGS.train_steps}", f"--sample_every={FLAGS.train_steps}", "--noexport",
-             f"--run_dir={run_dir}"] + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
+             f"--run_dir={run_dir}", f"--seed={FLAGS.seed}"] + \
+        ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
     if METHOD_DEFAULTS.get(method, {}).get("init_steps", 0) > 0:
         train.append(f"--init_steps={FLAGS.init_steps}")
     if checkpoint_step(run_dir) >= FLAGS.train_steps:
