@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -88,6 +89,14 @@ def test_mirrored_and_mixed_precision_runs(tmp_path):
     figures = json.loads(out.read_text())["lpga"]
     assert figures["replicas"] == 2 and figures["mixed_precision"]
     assert figures["train_images_per_s"] > 0 and figures["train_traces"] == 1
+    # The machine is named so figures from different CPUs are not compared by mistake.
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    name = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
+    if name:
+        assert figures["cpu"].startswith(name.group(1).strip())
+    family = re.search(r"^CPU family:\s*(\d+)$", lscpu, re.M)
+    if family:
+        assert f"family {family.group(1)}," in figures["cpu"]
     # Counted on one device for the whole global batch: the same graph as an unmirrored run.
     single = bench.step_flops(train_lib.Trainer(
         config.for_method("lpga", z_dim=4, batch_size=8, mixed_precision=True), (28, 28, 1)))
