@@ -48,6 +48,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pga_tf import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
+
 DIM = 64  # conv_mnist's width
 CHANNELS = 1
 HW = 28
@@ -404,28 +407,13 @@ def check(path: str, rtol: float, modes: list[str] | None, f32_factor: float, st
 
 
 # ----------------------------------------------------------------------------------- bench
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields
-
-
 def cpu_model() -> str:
-    return _cpuinfo().get("model name") or platform.processor() or "unknown"
+    return machine.cpuinfo().get("model name") or platform.processor() or "unknown"
 
 
 def cpu_simd_flags() -> list[str]:
     """The vector-extension flags of /proc/cpuinfo that matter to float32 conv/matmul speed."""
-    flags = set(_cpuinfo().get("flags", "").split())
+    flags = set(machine.cpuinfo().get("flags", "").split())
     return sorted(f for f in flags if f in {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw",
                                            "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile"})
 
@@ -512,6 +500,7 @@ def main(argv=None) -> int:
     info = {
         "torch_version": torch.__version__,
         "python": platform.python_version(),
+        "cpu": machine.cpu_model(),  # the same string as pga_tf.bench's "cpu"
         "cpu_model": cpu_model(),
         "cpu_simd_flags": cpu_simd_flags(),
         "cpu_count": os.cpu_count(),

@@ -48,7 +48,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -60,7 +59,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import cli, config as config_lib, data, kernels, models, train_lib  # noqa: E402
+from pga_tf import cli, config as config_lib, data, kernels, machine, models, train_lib  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
                              "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"})
@@ -68,30 +67,6 @@ MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMat
 
 def load() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def cpu_model() -> str:
-    """The CPU's name, family/model and vector units: figures from two machines compare only if these match.
-
-    A hypervisor may show just the vendor's name ("AMD EPYC"); the family/model numbers and the
-    widest vector and matrix extensions still tell CPU generations apart.
-    """
-    info: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if not key and info:
-                    break  # the first processor's block is enough
-                info.setdefault(key, value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = info.get("model name") or platform.processor() or platform.machine()
-    details = [f"family {info['cpu family']}, model {info['model']}"] if "cpu family" in info else []
-    flags = set(info.get("flags", "").split())
-    details += [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(details)})" if details else name
 
 
 def _median_rate(run_block: Callable[[], None], units_per_block: float, blocks: int) -> tuple[float, list[float]]:
@@ -350,8 +325,9 @@ def main(argv: list[str] | None = None) -> dict:
     cli.split_cpu(args.cpu_devices)
     log = lambda s: print(s, flush=True)  # noqa: E731
     device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
+    cpu = machine.cpu_model()
     peak = matmul_peak(args.matmul_n)
-    log(f"device {device}, {cpu_model()}, {os.cpu_count()} cores; float32 matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
+    log(f"device {device}, {cpu}, {os.cpu_count()} cores; float32 matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
     strategy = train_lib.make_strategy(args.strategy)
@@ -361,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     peak_after = matmul_peak(args.matmul_n)
     log(f"float32 matmul again: {peak_after:.0f} GFLOP/s [load {load()}]")
     run = {"device": device, "matmul_peak_after_gflop_per_s": peak_after, "tensorflow": tf.__version__,
-           "cpu": cpu_model(), "cpu_count": os.cpu_count(), "argv": sys.argv[1:] if argv is None else argv}
+           "cpu": cpu, "cpu_count": os.cpu_count(), "argv": sys.argv[1:] if argv is None else argv}
     for figures in results.values():
         figures.update(run)
     if args.json:
