@@ -6,6 +6,7 @@ resulting frozen Config.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Callable
@@ -74,6 +75,38 @@ def define_train_flags() -> None:
     flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0")
     for name in METHOD_DEPENDENT[1:]:
         flags.register_validator(name, lambda v: v is None or v >= 0, message=f"--{name} must be >= 0")
+    forbid_flag_like_values()
+
+
+_GUARDED: set[str] = set()
+
+
+def forbid_flag_like_values() -> None:
+    """Refuse, at parse time, a path or name flag whose value starts with '-'.
+
+    absl gives a string flag written without its value the next argument as its value: a
+    flagfile ending in a bare `--run_dir`, followed by `--train_steps=5` on the command line,
+    would train into a directory named `--train_steps=5`. Every string flag defined so far by
+    this project (not absl's own) gets the check; entry points call this after defining their
+    flags (each define_* function here does). A path that really starts with '-' can be written
+    ./-name.
+    """
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.startswith("absl"):
+            continue
+        for flag in module_flags:
+            if flag.parser.flag_type() != "string" or flag.name in _GUARDED:
+                continue
+            _GUARDED.add(flag.name)
+            flags.register_validator(flag.name, functools.partial(_not_flag_like, flag.name))
+
+
+def _not_flag_like(name: str, value) -> bool:
+    if isinstance(value, str) and value.startswith("-"):
+        raise flags.ValidationError(
+            f"--{name} got {value!r}, which looks like a flag: was the value of --{name} left "
+            "out? (write a path that starts with '-' as ./-name)")
+    return True
 
 
 def config_from_flags() -> config_lib.Config:
@@ -156,6 +189,7 @@ def define_feature_flags() -> None:
     flags.DEFINE_string("stats_cache", os.path.join("~", ".cache", "pga_tf", "fid_stats"),
                         "Directory caching real-data feature statistics, keyed by extractor "
                         "checksum, dataset, split, N and a hash of the images.")
+    forbid_flag_like_values()
 
 
 def define_fid_training_flags() -> None:
@@ -194,6 +228,7 @@ def define_eval_flags() -> None:
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
     flags.register_validator("num_samples", lambda v: v >= 2, message="--num_samples must be >= 2")
     flags.register_validator("nll_examples", lambda v: v >= 0, message="--nll_examples must be >= 0")
+    forbid_flag_like_values()
 
 
 def define_classifier_flags() -> None:
@@ -207,6 +242,7 @@ def define_classifier_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Random seed.")
     for name in ("epochs", "batch_size"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
+    forbid_flag_like_values()
 
 
 def define_export_flags() -> None:
@@ -215,3 +251,4 @@ def define_export_flags() -> None:
     flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default <run_dir>/saved_model).")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
     flags.mark_flag_as_required("run_dir")
+    forbid_flag_like_values()

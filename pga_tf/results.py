@@ -47,6 +47,7 @@ flags.register_validator("methods", lambda v: bool(v) and set(v) <= set(METHODS)
 for _name in ("train_steps", "num_samples", "draws"):
     flags.register_validator(_name, lambda v: v > 0, message=f"--{_name} must be positive")
 flags.register_validator("init_steps", lambda v: v >= 0, message="--init_steps must be >= 0")
+cli.forbid_flag_like_values()
 FLAGS = flags.FLAGS
 
 

@@ -98,3 +98,41 @@ def test_guarded_turns_user_errors_into_one_line(capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: [Errno 28] No space left on device: '/runs/x/ckpt'"]
+
+
+# Each entry point with a flagfile whose last line is a bare path/name flag: absl hands that
+# flag the next argument as its value. (entry point, the bare flag, the argument it swallows,
+# further arguments that make a run end quickly if the value were accepted.)
+SWALLOWING = {
+    "train": (["train.py"], "--run_dir", "--seed=5", ["--data_dir=missing", "--train_steps=1"]),
+    "train_data_dir": (["train.py"], "--data_dir", "--seed=5", ["--train_steps=1"]),
+    "evaluate": (["evaluate.py"], "--out", "--seed=5", ["--run_dir=missing"]),
+    "export": (["export_savedmodel.py"], "--export_dir", "--overwrite", ["--run_dir=missing"]),
+    "results": (["-m", "pga_tf.results"], "--docs_dir", "--seed=5",
+                ["--methods=ae", "--train_steps=1", "--data_dir=missing"]),
+    "classifier": (["-m", "pga_tf.classifier"], "--name", "--seed=5", ["--data_dir=missing"]),
+}
+
+
+@pytest.mark.parametrize("case", SWALLOWING)
+def test_a_path_flag_never_swallows_the_next_flag(case, tmp_path):
+    import subprocess
+    import sys
+
+    entry, bare, swallowed, rest = SWALLOWING[case]
+    flagfile = tmp_path / "bare.cfg"
+    flagfile.write_text(f"{bare}\n")
+    if not entry[0].startswith("-"):
+        entry = [os.path.join(ROOT, entry[0])]
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, *entry, *rest, f"--flagfile={flagfile}", swallowed],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{bare} got '{swallowed}', which looks like a flag" in proc.stderr, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bare.cfg"]  # nothing created, under any name
+
+
+def test_a_value_starting_with_a_dash_is_refused_and_dot_slash_accepted():
+    with pytest.raises(flags.IllegalFlagValueError, match="--run_dir got '-x'"):
+        parse(["--run_dir=-x"])
+    assert parse(["--run_dir=./-x"]).run_dir == "./-x"
