@@ -21,7 +21,8 @@ DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
 MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
 
 # Flags whose default depends on --method (None here; resolved from config.METHOD_DEFAULTS).
-METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld")
+METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda",
+                    "rae_beta", "rae_lambda")
 
 
 def define_train_flags() -> None:
@@ -42,6 +43,14 @@ def define_train_flags() -> None:
     flags.DEFINE_float("nll", None, "NLL coefficient (LPGA, LVPGA).")
     flags.DEFINE_float("vrec", None, "VAE latent reconstruction coefficient (VPGA, LVPGA).")
     flags.DEFINE_float("vkld", None, "VAE KL coefficient (VPGA, LVPGA, VAE).")
+    flags.DEFINE_float("wae_lambda", None, "WAE-MMD: weight of the IMQ-kernel MMD between the codes "
+                       "and prior samples (method default; per-pixel-mean MSE scale).")
+    flags.DEFINE_float("rae_beta", None, "RAE: weight of ||z||^2 / 2 (method default).")
+    flags.DEFINE_float("rae_lambda", None, "RAE: weight of the decoder regulariser --rae_reg "
+                       "(method default).")
+    flags.DEFINE_enum("rae_reg", d.rae_reg, config_lib.RAE_REGULARISERS, "RAE's decoder regulariser: "
+                      "'l2' (weight decay on the decoder's kernels, RAE-L2) or 'gp' (squared gradient "
+                      "of the decoder w.r.t. z, RAE-GP).")
     flags.DEFINE_integer("seed", d.seed, "Random seed (initialisation, noise, shuffling).")
     flags.DEFINE_string("run_dir", None, "Output dir: checkpoints, TensorBoard logs, samples, export "
                         "(default runs/<method>_<dataset>_<model>). An existing run resumes.")
@@ -115,7 +124,7 @@ def config_from_flags() -> config_lib.Config:
     common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
               "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
               "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "mixed_precision", "fused",
-              "jit_compile", "deterministic")
+              "jit_compile", "deterministic", "rae_reg")
     overrides.update({name: FLAGS[name].value for name in common})
     run_dir = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
     cfg = config_lib.for_method(FLAGS.method, run_dir=run_dir, **overrides)

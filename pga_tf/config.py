@@ -11,10 +11,11 @@ import json
 import os
 from typing import Any
 
-METHODS = ("lpga", "vpga", "lvpga", "vae", "ae")
+METHODS = ("lpga", "vpga", "lvpga", "vae", "ae", "wae", "rae")
 VARIATIONAL = frozenset({"vpga", "lvpga", "vae"})
 OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+RAE_REGULARISERS = ("l2", "gp")  # RAE's decoder regulariser: weight decay (RAE-L2) or gradient penalty (RAE-GP)
 
 # Each method's defaults are its reference script's argparse defaults (its MNIST setting):
 # zj10/PGA src/train_lpga.py, train_vpga.py, train_lvpga.py. The reference's VPGA has no
@@ -26,6 +27,14 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "lvpga": dict(z_dim=32, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1e-2, vrec=1.5e-2, vkld=2e-2),
     "vae": dict(z_dim=32, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=3e-2),
     "ae": dict(z_dim=12, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0),
+    # WAE-MMD and RAE-L2 default to their papers' MNIST settings (flags/wae_mnist.cfg,
+    # flags/rae_mnist.cfg say how each coefficient is converted to our per-pixel-mean MSE on
+    # [-1, 1] images): WAE z_dim 8, lambda 10 on 0.05 * sum-of-squares over [0, 1] pixels; RAE
+    # bottleneck 16, embedding weight 1e-4 on mean(z^2), L2 weight 1e-7.
+    "wae": dict(z_dim=8, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
+                wae_lambda=1.0204),
+    "rae": dict(z_dim=16, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
+                rae_beta=5e-5, rae_lambda=4e-7),
 }
 
 # Flags a resumed or exported run must share with the run that wrote the checkpoint: they
@@ -51,6 +60,12 @@ class Config:
     nll: float = 1.5e-2
     vrec: float = 0.0
     vkld: float = 0.0
+    # WAE-MMD's weight of the IMQ-kernel MMD (baselines.imq_mmd); RAE's weights of ||z||^2 / 2
+    # and of the decoder regulariser `rae_reg` ("l2" weight decay or "gp" gradient penalty).
+    wae_lambda: float = 0.0
+    rae_beta: float = 0.0
+    rae_lambda: float = 0.0
+    rae_reg: str = "l2"
     seed: int = 0
     run_dir: str = "runs/default"
     data_dir: str = ""
@@ -103,7 +118,10 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--lr must be positive, got {cfg.lr}")
     if cfg.train_steps < 0:
         raise ValueError(f"--train_steps must be >= 0 (0 means use --epochs), got {cfg.train_steps}")
-    for name in ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "init_steps"):
+    if cfg.rae_reg not in RAE_REGULARISERS:
+        raise ValueError(f"unknown --rae_reg {cfg.rae_reg!r}; choose one of {', '.join(RAE_REGULARISERS)}")
+    for name in ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "init_steps", "wae_lambda", "rae_beta",
+                 "rae_lambda"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
 

@@ -28,7 +28,7 @@ from pga_tf import cli
 from pga_tf.config import METHOD_DEFAULTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("ae", "vae", "lpga", "vpga", "lvpga")
+METHODS = ("ae", "vae", "wae", "rae", "lpga", "vpga", "lvpga")
 
 flags.DEFINE_list("methods", list(METHODS), "Methods, in table order.")
 flags.DEFINE_enum("dataset", "fashion_mnist", cli.DATASETS, "Dataset (flags/<method>_<dataset>.cfg).")

@@ -1,6 +1,10 @@
 """What one training step computes: the forward passes of each method and its two losses.
 
-`method_losses` is the whole method, read top to bottom: it takes the models, a batch, the
+`LOSS_FUNCTIONS` is the one table the trainer picks a method's loss function from, by method
+name. The PGA methods and their AE/VAE baselines share `method_losses`; other families (WAE,
+RAE, ...) have their own entry, with their terms in baselines.py.
+
+`method_losses` is the whole PGA method, read top to bottom: it takes the models, a batch, the
 step's random draws and the warm-up coefficients, and returns per-example encoder and decoder
 losses plus every named term. It knows nothing of optimizers, datasets or strategies, so the
 tests drive it directly with fixed noise.
@@ -18,7 +22,7 @@ from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
-from pga_tf import objectives
+from pga_tf import baselines, objectives
 from pga_tf.config import Config
 
 COEFFICIENTS = ("zn_rec", "zh_rec", "nll", "vrec", "vkld")
@@ -148,6 +152,82 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
     enc += c["vrec"] * terms["vrec"] + c["vkld"] * terms["vkld"]
     dec += c["vrec"] * terms["vrec"]
     return Losses(enc, dec, terms)
+
+
+# -------------------------------------------------------------- the other families' losses
+def _spread(statistic: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """A batch statistic as a per-example [N] loss: tf.nn.compute_average_loss of it (over this
+    replica's N of the global batch, summed over replicas) gives the mean of the replicas'
+    statistics."""
+    return tf.fill(tf.shape(like)[:1], statistic)
+
+
+def wae_losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
+               noise: Noise, step: tf.Tensor) -> Losses:
+    """WAE-MMD (Tolstikhin et al., ICLR 2018, Algorithm 2): ||x - D(E(x))||^2 + lambda * MMD.
+
+    Deterministic encoder; the MMD (baselines.imq_mmd) compares the batch's codes with as many
+    prior samples (`noise.prior`). Under tf.distribute it is computed on each replica's share and
+    the replicas' estimates are averaged: each is unbiased, with the variance of a smaller batch
+    (WAE's own code estimates it per batch). One loss trains both nets. Batch norm: the encoder
+    pass and the reconstruction pass update the moving statistics (there is no prior pass).
+    """
+    del step  # no warm-up
+    z = encoder(images, training=True, update_stats=True)
+    rec = objectives.squared_error(images, decoder(z, training=True, update_stats=True))
+    mmd = _spread(baselines.imq_mmd(z, noise.prior), rec)
+    loss = rec + cfg.wae_lambda * mmd
+    return Losses(loss, loss, {"img_rec": rec, "mmd": mmd}, surrogate=loss)
+
+
+def rae_losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
+               noise: Noise, step: tf.Tensor) -> Losses:
+    """RAE (Ghosh et al., ICLR 2020, eq. 11): ||x - D(E(x))||^2 + beta ||z||^2 / 2 + lambda L_REG.
+
+    L_REG is `cfg.rae_reg`: "l2", the sum of squares of the decoder's kernels (RAE-L2), or "gp",
+    the decoder's gradient penalty at z = E(x) (RAE-GP, baselines.decoder_gradient_penalty). The
+    weight decay is one number per batch, spread over its examples. One loss trains both nets.
+    Batch norm as in `wae_losses`.
+    """
+    del noise, step  # deterministic, no warm-up
+    z = encoder(images, training=True, update_stats=True)
+    decode = lambda codes: decoder(codes, training=True, update_stats=True)  # noqa: E731
+    if cfg.rae_reg == "gp":
+        reg, x_rec = baselines.decoder_gradient_penalty(decode, z)
+    else:
+        x_rec = decode(z)
+        kernels = [v for v in decoder.trainable_variables if v.name == "kernel"]
+        reg = _spread(baselines.weight_decay(kernels), z)
+    rec = objectives.squared_error(images, x_rec)
+    z_l2 = baselines.latent_l2(z)
+    loss = rec + cfg.rae_beta * z_l2 + cfg.rae_lambda * reg
+    return Losses(loss, loss, {"img_rec": rec, "z_l2": z_l2, f"dec_{cfg.rae_reg}": reg},
+                  surrogate=loss)
+
+
+LossFunction = Callable[[Config, Callable, Callable, tf.Tensor, Noise, tf.Tensor], Losses]
+
+
+def _pga_family(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
+                noise: Noise, step: tf.Tensor) -> Losses:
+    return method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step))
+
+
+# method name -> its loss function (cfg, encoder, decoder, images, noise, step) -> Losses, whose
+# per-example losses the trainer averages with tf.nn.compute_average_loss. The only place a
+# method's objective is chosen; a new method is a new entry.
+LOSS_FUNCTIONS: dict[str, LossFunction] = {
+    "lpga": _pga_family,
+    "vpga": _pga_family,
+    "lvpga": _pga_family,
+    "vae": _pga_family,
+    "ae": _pga_family,
+    "wae": wae_losses,
+    "rae": rae_losses,
+}
+
+# The methods `fused_method_losses` computes (the others always take their LOSS_FUNCTIONS entry).
+FUSED_METHODS = frozenset({"lpga", "vpga", "lvpga", "vae", "ae"})
 
 
 # ------------------------------------------------------------------------------ the fused step

@@ -144,7 +144,7 @@ class Trainer:
                                                   optimizer=self.optimizer, generator=self.generator)
         self._train_n = None
         # The fused step needs every example of a pass processed independently: no batch norm.
-        self.fused = cfg.fused and not cfg.use_bn
+        self.fused = cfg.fused and not cfg.use_bn and cfg.method in step_lib.FUSED_METHODS
         # Coefficients that are 0 at every step: the fused step skips their gradient paths.
         self._zero_coefficients = frozenset(
             name for name in step_lib.COEFFICIENTS if getattr(cfg, name) == 0)
@@ -155,12 +155,12 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- the step
     def losses(self, images: tf.Tensor, noise: step_lib.Noise) -> step_lib.Losses:
-        coeffs = step_lib.coefficients(self.cfg, self.optimizer.iterations)
         if self.fused:
+            coeffs = step_lib.coefficients(self.cfg, self.optimizer.iterations)
             return step_lib.fused_method_losses(self.cfg.method, self.encoder, self.decoder, images,
                                                 noise, coeffs, self._zero_coefficients)
-        return step_lib.method_losses(self.cfg.method, self.encoder, self.decoder, images,
-                                      noise, coeffs)
+        loss_fn = step_lib.LOSS_FUNCTIONS[self.cfg.method]
+        return loss_fn(self.cfg, self.encoder, self.decoder, images, noise, self.optimizer.iterations)
 
     def replica_step(self, images: tf.Tensor, noise: step_lib.Noise | None = None) -> dict:
         """One update on this replica's share of the batch; returns global-batch means."""

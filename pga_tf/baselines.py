@@ -1,0 +1,122 @@
+"""Loss terms of the non-PGA comparison models (WAE-MMD, RAE) as pure functions of tensors.
+
+Like objectives.py, every term is per example ([N]) or, for a batch statistic, a scalar that the
+step spreads over the batch; each docstring names the paper equation and the official code line
+it follows:
+
+* WAE-MMD: Tolstikhin et al., "Wasserstein Auto-Encoders", ICLR 2018, Algorithm 2; official code
+  github.com/tolstikhin/wae, wae.py `WAE.mmd_penalty` (IMQ branch).
+* RAE: Ghosh et al., "From Variational to Deterministic Autoencoders", ICLR 2020, eq. 11;
+  official code github.com/ParthaEth/Regularized_autoencoders-RAE-,
+  models/rae/loss_functions.py and models/rae/rae_mnist.py.
+
+The step (step.py's `wae_losses`, `rae_losses`) runs the nets and combines these terms.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+# The IMQ kernel's scales in WAE's official code (wae.py `mmd_penalty`): C = 2 * z_dim *
+# sigma_z^2 * scale for each of these, and the statistic is the sum over them.
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    # Differences, not |a|^2 + |b|^2 - 2ab (wae.py's form): exact, never negative; the batches are
+    # small enough that the [N, M, z_dim] intermediate costs nothing.
+    return tf.reduce_sum(tf.square(a[:, None, :] - b[None, :, :]), axis=-1)
+
+
+def imq_mmd(codes: tf.Tensor, prior: tf.Tensor, scales: Sequence[float] = IMQ_SCALES,
+            prior_variance: float = 1.0) -> tf.Tensor:
+    """Unbiased estimate of MMD^2 between the codes' and the prior's distributions, IMQ kernels.
+
+    k_C(x, y) = C / (C + ||x - y||^2) with C = 2 * z_dim * prior_variance * s for each scale s,
+    summed over `scales` (wae.py `mmd_penalty`, kernel 'IMQ'). The U-statistic of WAE Algorithm 2:
+
+      sum_{i != j} k(q_i, q_j) / (n (n - 1)) + sum_{i != j} k(p_i, p_j) / (m (m - 1))
+        - 2 sum_{i, j} k(q_i, p_j) / (n m)
+
+    Its expectation is the population MMD^2 (0 when the codes follow the prior), so it can be
+    negative on a batch. It is a statistic of the whole batch: under tf.distribute each replica
+    computes it on its own share (as WAE's code does per batch), see step.wae_losses.
+
+    Args:
+      codes: [n, z_dim] encoder outputs E(x), n >= 2.
+      prior: [m, z_dim] samples of the prior N(0, prior_variance * I), m >= 2.
+      scales: the multiples of 2 * z_dim * prior_variance used as C.
+      prior_variance: sigma_z^2 (wae.py's `pz_scale ** 2`).
+    Returns:
+      float32 scalar.
+    """
+    q = tf.cast(codes, tf.float32)
+    p = tf.cast(prior, tf.float32)
+    n = tf.cast(tf.shape(q)[0], tf.float32)
+    m = tf.cast(tf.shape(p)[0], tf.float32)
+    z_dim = q.shape[-1]
+    d_qq, d_pp, d_qp = _squared_distances(q, q), _squared_distances(p, p), _squared_distances(q, p)
+    off_q = 1.0 - tf.eye(tf.shape(q)[0])
+    off_p = 1.0 - tf.eye(tf.shape(p)[0])
+    stat = tf.constant(0.0)
+    for s in scales:
+        c = 2.0 * z_dim * prior_variance * s
+        stat += tf.reduce_sum(off_q * c / (c + d_qq)) / (n * (n - 1.0))
+        stat += tf.reduce_sum(off_p * c / (c + d_pp)) / (m * (m - 1.0))
+        stat -= 2.0 * tf.reduce_sum(c / (c + d_qp)) / (n * m)
+    return stat
+
+
+def latent_l2(z: tf.Tensor) -> tf.Tensor:
+    """RAE's code penalty L_z = ||z||^2 / 2 per example (paper eq. 11, `embeddig_loss`).
+
+    The official code takes mean(z^2) over the latent dimensions instead, i.e. 2 / z_dim times
+    this; the flagfiles convert its `embedding_weight` accordingly.
+
+    Args:
+      z: [N, z_dim] codes E(x).
+    Returns:
+      [N] float32 tensor.
+    """
+    return 0.5 * tf.reduce_sum(tf.square(tf.cast(z, tf.float32)), axis=1)
+
+
+def weight_decay(kernels: Sequence[tf.Tensor]) -> tf.Tensor:
+    """RAE-L2's decoder regulariser ||theta||^2: the sum of squares of the given weights.
+
+    Keras' `l2(w)` regulariser (w * sum(x^2), no 1/2), as rae_mnist.py sets it on the decoder's
+    layers; the step passes every kernel of the decoder (not biases or BN parameters).
+
+    Args:
+      kernels: the weight tensors.
+    Returns:
+      float32 scalar.
+    """
+    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in kernels])
+
+
+def decoder_gradient_penalty(decode: Callable[[tf.Tensor], tf.Tensor],
+                             z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """RAE-GP's decoder regulariser, and the decoded images (one decoder pass for both).
+
+    The official code (loss_functions.py `grad_pen_loss`) penalises the gradient of the decoded
+    image's squared norm w.r.t. the code, g = d/dz sum_pixels D(z)^2, as mean(g^2); its decoder
+    outputs images in [0, 1]. Ours outputs [-1, 1], so the same quantity is taken of the image
+    mapped to [0, 1], (D(z) + 1) / 2. The gradient is recorded, so a training tape around this
+    call differentiates the penalty (double backprop) w.r.t. the decoder's weights and z.
+
+    Args:
+      decode: z -> images in [-1, 1] (the decoder's training-mode pass).
+      z: [N, z_dim] codes.
+    Returns:
+      ([N] float32 penalty mean_d(g^2) per example, [N, H, W, C] decoded images D(z)).
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        images = decode(z)
+        unit = (tf.cast(images, tf.float32) + 1.0) / 2.0
+        energy = tf.reduce_sum(tf.square(unit))
+    grad = tf.cast(tape.gradient(energy, z), tf.float32)
+    return tf.reduce_mean(tf.square(grad), axis=1), images
