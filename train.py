@@ -30,6 +30,16 @@ def main(argv):
         cfg = cli.config_from_flags()
     except ValueError as e:
         cli.fail(str(e))
+    if cfg.strategy == "multi_worker":
+        # Before TensorFlow loads: its strategy constructor waits for the peers in C++, deaf to
+        # Ctrl-C and SIGTERM, so the waiting (and a stop while waiting) happens here.
+        from pga_tf import rendezvous
+
+        try:
+            rendezvous.wait_for_peers(os.environ.get("TF_CONFIG"), FLAGS.worker_timeout,
+                                      log=lambda line: print(line, flush=True))
+        except rendezvous.ClusterError as e:
+            cli.fail(str(e))
     cli.split_cpu(FLAGS.cpu_devices)
     cli.quiet_tensorflow()
 

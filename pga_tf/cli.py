@@ -65,6 +65,8 @@ def define_train_flags() -> None:
     flags.DEFINE_enum("strategy", d.strategy, config_lib.STRATEGIES, "tf.distribute strategy.")
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
                          "multi-replica code without GPUs); 0 leaves it alone.")
+    flags.DEFINE_float("worker_timeout", 600, "--strategy=multi_worker: seconds to wait for the other "
+                       "workers of TF_CONFIG to start before giving up; 0 waits forever.")
     flags.DEFINE_boolean("sync_bn", d.sync_bn, "Synchronise BN statistics across replicas.")
     flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Keras mixed_float16 policy.")
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
@@ -82,6 +84,7 @@ def define_train_flags() -> None:
     flags.register_validator("train_steps", lambda v: v >= 0,
                              message="--train_steps must be >= 0 (0 means use --epochs)")
     flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0")
+    flags.register_validator("worker_timeout", lambda v: v >= 0, message="--worker_timeout must be >= 0")
     for name in METHOD_DEPENDENT[1:]:
         flags.register_validator(name, lambda v: v is None or v >= 0, message=f"--{name} must be >= 0")
     forbid_flag_like_values()

@@ -387,5 +387,61 @@ def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "samples", "saved_model", "tb"]
 
 
+def _lone_worker(idx_dir, run_dir, index, n, worker_timeout):
+    """train.py as worker `index` of an `n`-worker TF_CONFIG cluster whose other workers never start."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
+    args = [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
+            "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={run_dir}", f"--z_dim={Z_DIM}",
+            f"--batch_size={BATCH}", "--train_steps=2"]
+    if worker_timeout is not None:
+        args.append(f"--worker_timeout={worker_timeout}")
+    return _Worker(args, index, cluster), cluster["worker"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_worker_waiting_for_its_peer_says_so_and_stops_on_a_signal(idx_dir, tmp_path, sig):
+    """Worker 1 alone: it names the worker it waits for, and Ctrl-C or SIGTERM ends the wait at
+    once with one error line, the run dir untouched (TensorFlow's own wait ignores both)."""
+    run_dir = tmp_path / "run"
+    worker, addresses = _lone_worker(idx_dir, run_dir, index=1, n=2, worker_timeout=None)
+    waiting = f"waiting for worker 0 ({addresses[0]}) to start (--worker_timeout=600 s"
+    try:
+        deadline = time.monotonic() + 60
+        while not any(waiting in line for line in worker.lines):
+            assert time.monotonic() < deadline and worker.proc.poll() is None, worker.output
+            time.sleep(0.2)
+        worker.proc.send_signal(sig)
+        worker.proc.wait(timeout=20)  # a worker that ignores the signal fails here
+    finally:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
+    worker._reader.join(timeout=10)
+    assert worker.proc.returncode == 1, worker.output
+    assert worker.lines[-1].strip() == (f"error: {sig.name} while waiting for worker 0 "
+                                        f"({addresses[0]}); stopped, nothing written"), worker.output
+    assert "Traceback" not in worker.output
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("index, n", [(1, 2), (0, 3)], ids=["worker1_of_2", "chief_of_3"])
+def test_a_worker_whose_peers_never_come_gives_up_after_worker_timeout(idx_dir, tmp_path, index, n):
+    run_dir = tmp_path / "run"
+    worker, addresses = _lone_worker(idx_dir, run_dir, index=index, n=n, worker_timeout=2)
+    try:
+        worker.proc.wait(timeout=120)
+    finally:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
+    worker._reader.join(timeout=10)
+    missing = ", ".join(f"worker {i} ({a})" for i, a in enumerate(addresses) if i != index)
+    assert worker.proc.returncode == 1, worker.output
+    assert f"waiting for {missing} to start (--worker_timeout=2 s" in worker.output
+    assert worker.lines[-1].startswith(f"error: {missing} did not start within --worker_timeout=2 s"), \
+        worker.output
+    assert "Traceback" not in worker.output and not run_dir.exists()
+
+
 if __name__ == "__main__":
     _run_checks(sys.argv[1])
