@@ -8,6 +8,8 @@ moving statistics), so served samples do not depend on the serving batch:
   reconstruct(images: float32 [N, H, W, C])     -> images: D(mu)
   sample(num_samples: int32 [], seed: int64 []) -> images: D(z), z ~ N(0, I) drawn from `seed`
   serving_default = sample
+
+Every signature takes N = 0 and returns empty outputs of these shapes.
 """
 
 from __future__ import annotations
@@ -56,23 +58,27 @@ class PGAServing(tf.Module):
         return tf.ensure_shape(images, [None, *self.image_shape])
 
     def _images(self, z: tf.Tensor) -> dict:
-        return {"images": self.decoder(z, training=False)}
+        # oneDNN's convolutions reject an empty batch ("Must provide as many biases as the last
+        # dimension of the input"), so N = 0 takes a branch that runs no layer at all.
+        return _unless_empty(z, lambda z: {"images": self.decoder(z, training=False)},
+                             {"images": [*self.image_shape]})
 
     def _mu(self, images: tf.Tensor) -> tf.Tensor:
-        out = self.encoder(images, training=False)
-        return out[0] if self.variational else out
+        return self._encode(images)["mu"]
 
     def _decode(self, z):
         return self._images(self._check_z(z))
 
     def _encode(self, images):
-        out = self.encoder(self._check_images(images), training=False)
-        if self.variational:
-            return {"mu": out[0], "log_var": out[1]}
-        return {"mu": out}
+        def run(images):
+            out = self.encoder(images, training=False)
+            return {"mu": out[0], "log_var": out[1]} if self.variational else {"mu": out}
+
+        names = ("mu", "log_var") if self.variational else ("mu",)
+        return _unless_empty(self._check_images(images), run, {k: [self.z_dim] for k in names})
 
     def _reconstruct(self, images):
-        return self._images(self._mu(self._check_images(images)))
+        return self._images(self._mu(images))
 
     def _sample(self, num_samples, seed):
         check = tf.debugging.assert_non_negative(num_samples,
@@ -82,6 +88,12 @@ class PGAServing(tf.Module):
         # A stateless draw, so the same seed gives the same images in any process.
         z = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]))
         return self._images(z)
+
+
+def _unless_empty(x: tf.Tensor, fn, empty_shapes: dict) -> dict:
+    """fn(x), or for an x of 0 rows a dict of float32 zeros of shape [0, *empty_shapes[key]]."""
+    return tf.cond(tf.shape(x)[0] > 0, lambda: fn(x),
+                   lambda: {k: tf.zeros([0, *shape], tf.float32) for k, shape in empty_shapes.items()})
 
 
 def from_run(run_dir: str) -> PGAServing:

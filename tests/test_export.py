@@ -142,6 +142,39 @@ def test_negative_sample_count_is_refused(exported):
         fn(num_samples=tf.constant(-1), seed=tf.constant(0, tf.int64))
 
 
+# Every signature on an empty batch, in a fresh process: argv[1] the SavedModel; prints the
+# output shapes as JSON.
+EMPTY_BATCH = """
+import json, sys
+import tensorflow as tf
+sig = tf.saved_model.load(sys.argv[1]).signatures
+z_dim, image_shape = int(sys.argv[2]), [int(d) for d in sys.argv[3].split(",")]
+calls = {"decode": dict(z=tf.zeros([0, z_dim])), "encode": dict(images=tf.zeros([0, *image_shape])),
+         "reconstruct": dict(images=tf.zeros([0, *image_shape])),
+         "sample": dict(num_samples=tf.constant(0), seed=tf.constant(3, tf.int64)),
+         "serving_default": dict(num_samples=tf.constant(0), seed=tf.constant(3, tf.int64))}
+print("SHAPES " + json.dumps({f"{name}/{k}": [list(v.shape), v.dtype.name]
+                              for name, kw in calls.items() for k, v in sig[name](**kw).items()}))
+"""
+
+
+@pytest.mark.parametrize("onednn", ["default", "off"])
+def test_every_signature_takes_an_empty_batch(exported, onednn):
+    """N = 0 gives empty outputs of the documented shapes (oneDNN's kernels reject it inside)."""
+    env = {k: v for k, v in ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if onednn == "off":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    proc = subprocess.run([sys.executable, "-c", EMPTY_BATCH, exported, str(Z_DIM),
+                           ",".join(map(str, SHAPE))], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=180)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("SHAPES ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    images, codes = [[0, *SHAPE], "float32"], [[0, Z_DIM], "float32"]
+    assert json.loads(lines[0][len("SHAPES "):]) == {
+        "decode/images": images, "encode/mu": codes, "encode/log_var": codes,
+        "reconstruct/images": images, "sample/images": images, "serving_default/images": images}
+
+
 def test_non_variational_encode_returns_mu_only(tmp_path):
     cfg = config.for_method("lpga", z_dim=Z_DIM, batch_size=8, model="conv_mnist")
     trainer = train_lib.Trainer(cfg, SHAPE)
@@ -149,6 +182,8 @@ def test_non_variational_encode_returns_mu_only(tmp_path):
     loaded = tf.saved_model.load(export.export(module, str(tmp_path / "sm")))
     out = loaded.signatures["encode"](images=tf.constant(_images(2)))
     assert list(out) == ["mu"] and out["mu"].shape == (2, Z_DIM)
+    empty = loaded.signatures["encode"](images=tf.zeros([0, *SHAPE]))
+    assert list(empty) == ["mu"] and empty["mu"].shape == (0, Z_DIM)
 
 
 # --------------------------------------------------------------------------- user errors
