@@ -24,6 +24,11 @@ import tensorflow as tf
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+def _float(x: tf.Tensor) -> tf.Tensor:
+    """float16 (mixed precision) -> float32; float32 and float64 (the tests' references) kept."""
+    return x if x.dtype in (tf.float32, tf.float64) else tf.cast(x, tf.float32)
+
+
 def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     # Differences, not |a|^2 + |b|^2 - 2ab (wae.py's form): exact, never negative; the batches are
     # small enough that the [N, M, z_dim] intermediate costs nothing.
@@ -116,7 +121,7 @@ def decoder_gradient_penalty(decode: Callable[[tf.Tensor], tf.Tensor],
     with tf.GradientTape() as tape:
         tape.watch(z)
         images = decode(z)
-        unit = (tf.cast(images, tf.float32) + 1.0) / 2.0
+        unit = (_float(images) + 1.0) / 2.0
         energy = tf.reduce_sum(tf.square(unit))
-    grad = tf.cast(tape.gradient(energy, z), tf.float32)
+    grad = _float(tape.gradient(energy, z))
     return tf.reduce_mean(tf.square(grad), axis=1), images
