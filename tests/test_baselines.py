@@ -1,7 +1,13 @@
 """WAE-MMD and RAE: the loss terms against numpy and finite differences, the step's combination of
-them, and 200 training steps of each method on synthetic data."""
+them, their batch statistics on two replicas, and 200 training steps of each method on synthetic
+data. The two-replica check runs in a subprocess (this file as a script): logical CPU devices must
+be configured before TensorFlow initialises."""
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -170,3 +176,59 @@ def test_200_steps_lower_the_reconstruction_loss(method, extra):
     assert trainer.step == 200
     assert last["img_rec"] < 0.5 * first["img_rec"], (first, last)
     assert all(np.isfinite(v) for v in last.values())
+
+
+# ------------------------------------------------------------------------ two replicas
+def check_two_replicas():
+    """One mirrored step of WAE and RAE-L2: the metrics they report for the global batch."""
+    from pga_tf import cli
+
+    cli.split_cpu(2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    images = _synthetic_images(8)
+    prior = np.random.default_rng(5).normal(size=(8, 4)).astype(np.float32)
+
+    def halves(ctx):
+        i = ctx.replica_id_in_sync_group
+        return images[4 * i:4 * i + 4], prior[4 * i:4 * i + 4]
+
+    out = {}
+    for method in ("wae", "rae"):
+        cfg = config.for_method(method, z_dim=4, batch_size=8, wae_lambda=0.7, rae_beta=0.3,
+                                rae_lambda=0.2)
+        trainer = train_lib.Trainer(cfg, (28, 28, 1), strategy)
+        z = trainer.encoder(images, training=True).numpy().astype(np.float64)
+        kernels = [v.numpy().astype(np.float64) for v in trainer.decoder.trainable_variables
+                   if "kernel" in v.path]
+
+        @tf.function
+        def mirrored_step(values):
+            x, p = values
+            return strategy.run(trainer.replica_step, args=(x, step_lib.Noise(p, p, p)))
+
+        per_replica = mirrored_step(strategy.experimental_distribute_values_from_function(halves))
+        metrics = {k: float(strategy.reduce("SUM", v, axis=None)) for k, v in per_replica.items()}
+        if method == "wae":
+            expected = np.mean([numpy_imq_mmd(z[:4], prior[:4].astype(np.float64)),
+                                numpy_imq_mmd(z[4:], prior[4:].astype(np.float64))])
+            out[method] = [metrics["mmd"], float(expected)]
+        else:
+            out[method] = [metrics["dec_l2"], float(sum((k ** 2).sum() for k in kernels))]
+    return out
+
+
+def test_batch_statistics_on_two_replicas():
+    """The MMD is each replica's estimate on its half, averaged; the weight decay counts once."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
+    out = json.loads(lines[-1][len("RESULTS "):])
+    np.testing.assert_allclose(*out["wae"], rtol=1e-4)
+    np.testing.assert_allclose(*out["rae"], rtol=1e-5)
+
+
+if __name__ == "__main__":
+    print("RESULTS " + json.dumps(check_two_replicas()))
