@@ -150,6 +150,9 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     t = time.time()
     real = fid_lib.real_stats(extractor, cfg.dataset, num_samples, "test", data_dir, cache, log)
     seconds["real_statistics"] = time.time() - t
+    warning = fid_lib.few_samples_warning(num_samples, real.n, extractor.feature_dim, extractor.fid_name)
+    if warning:
+        log(f"warning: {warning}")
 
     t = time.time()
     seeds = [seed + d for d in range(draws)]
@@ -205,12 +208,13 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         "metrics": {extractor.fid_name: dist["fid"]["value"], extractor.kid_name: dist["kid"]["value"],
                     "reconstruction_mse": rec["mean"]},
         "fid": {"name": extractor.fid_name, **dist["fid"], "draws": draws, "num_generated": num_samples,
-                "num_real": real.n, "real_split": "test", "seeds": seeds},
+                "num_real": real.n, "real_split": "test", "seeds": seeds, "warning": warning},
         "kid": {"name": extractor.kid_name, **dist["kid"]},
         "reconstruction": rec,
         "latent_nll": nll,
         "grids": grids,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "warnings": [warning] if warning else [],
     }
     if nll is not None:
         report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
@@ -231,6 +235,9 @@ def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draw
     t0 = time.time()
     real = fid_lib.real_stats(extractor, dataset, num_samples, "test", data_dir, cache, log)
     n = real.n
+    warning = fid_lib.few_samples_warning(n, n, extractor.feature_dim, extractor.fid_name)
+    if warning:
+        log(f"warning: {warning}")
     train = fid_lib.load_real_images(dataset, n * draws, "train", data_dir)
     if len(train) < n * draws:
         raise data.DataError(f"{dataset} train split has {len(train)} images; {draws} disjoint "
@@ -244,7 +251,7 @@ def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draw
               "floor": {"what": "real train images vs test", **distances(real, floor, seed)},
               "ceiling": {"what": "Gaussian noise images, N(0, 1) clipped to [-1, 1], vs test",
                           **distances(real, noise, seed)},
-              "seconds": round(time.time() - t0, 2)}
+              "seconds": round(time.time() - t0, 2), "warnings": [warning] if warning else []}
     for name in ("floor", "ceiling"):
         log(f"{name} ({report[name]['what']}): {extractor.fid_name} {_format(report[name]['fid'])}, "
             f"{extractor.kid_name} {_format(report[name]['kid'])}")

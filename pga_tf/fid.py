@@ -68,6 +68,23 @@ def fid(real: FeatureStats, fake: FeatureStats) -> float:
     return frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
 
 
+def few_samples_warning(n_generated: int, n_real: int, feature_dim: int, fid_name: str = "FID") -> str | None:
+    """A one-line warning when an FID's covariances are singular, else None.
+
+    N images give a covariance of rank at most N - 1, so with N <= feature_dim on either side
+    the FID is dominated by sampling error: even two draws of real images score far from 0, and
+    the value moves with N. FIDs are comparable only at the same N (and extractor and real
+    split), with N above feature_dim; evaluate.py's default 10000 is above both feature sizes
+    used here (128 for the domain classifiers, 2048 for Inception).
+    """
+    if min(n_generated, n_real) > feature_dim:
+        return None
+    return (f"{fid_name} of {n_generated} generated vs {n_real} real images: not more than the "
+            f"{feature_dim} feature dimensions, so the covariances are singular and the FID is "
+            f"inflated (even real vs real scores far above 0); compare FIDs only at the same N, "
+            f"above {feature_dim} (10000 by default)")
+
+
 def fid_from_activations(act1: np.ndarray, act2: np.ndarray) -> float:
     """TF-GAN's frechet_classifier_distance_from_activations (float64)."""
     return float(tfgan_metrics.frechet_classifier_distance_from_activations(
@@ -223,6 +240,10 @@ class FIDCallback:
         self.extractor, self.every, self.log = extractor, every, log
         self.real = real_stats(extractor, dataset, num_samples, "test", data_dir, cache, log)
         self.z = latent_draws(num_samples, z_dim, seed + 1)
+        self.warning = few_samples_warning(num_samples, self.real.n, extractor.feature_dim,
+                                           extractor.fid_name)
+        if self.warning:
+            log(f"warning: {self.warning}")
         self.batch_size = batch_size
         self.next_due: int | None = None
         self.history: list[tuple[int, float]] = []

@@ -165,6 +165,12 @@ def main(argv):
     with open(base_out) as f:
         baselines = json.load(f)
     text = table(results, baselines)
+    # evaluate.py's warnings (an FID from too few samples) go under the table they qualify.
+    warnings = list(dict.fromkeys(w for rep in [r["report"] for r in results.values()] + [baselines]
+                                  for w in rep.get("warnings", [])))
+    for warning in warnings:
+        say(f"warning: {warning}")
+    text += "".join(f"\n**Warning:** {w}.\n" for w in warnings)
     with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
         f.write(text)
     summary = {"argv": sys.argv, "dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps,

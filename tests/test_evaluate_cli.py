@@ -67,6 +67,9 @@ def trained(tmp_path_factory):
                    f"--data_dir={data_dir}", f"--run_dir={run_dir}", "--fid_every=5", "--fid_samples=20",
                    f"--classifier={clf}", f"--stats_cache={cache}"]))
     assert "step 5 | FID-fashion_mnist_cnn" in proc.stdout, proc.stdout
+    # 20 samples, 128 feature dimensions: said before training starts.
+    assert ("warning: FID-fashion_mnist_cnn of 20 generated vs 20 real images: not more than the "
+            "128 feature dimensions") in proc.stdout.split("step 5 |")[0], proc.stdout
     return str(data_dir), str(clf), str(run_dir), str(cache)
 
 
@@ -119,6 +122,11 @@ def test_evaluate_writes_a_well_formed_report(trained):
     for path in report["grids"].values():
         assert os.path.getsize(path) > 0 and path.endswith(".png")
     assert "FID-fashion_mnist_cnn" in proc.stdout and "report written to" in proc.stdout
+    # 30 generated and 24 real images against 128 feature dimensions: flagged, in log and report.
+    warning = ("FID-fashion_mnist_cnn of 30 generated vs 24 real images: not more than the 128 "
+               "feature dimensions, so the covariances are singular")
+    assert report["fid"]["warning"].startswith(warning) and report["warnings"] == [report["fid"]["warning"]]
+    assert f"warning: {warning}" in proc.stdout
 
     # Second run: the real statistics come from the cache; --out puts the report elsewhere.
     out = os.path.join(os.path.dirname(cache), "other", "r.json")
@@ -140,6 +148,7 @@ def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
     assert len(floor["values"]) == len(ceiling["values"]) == 3
     assert max(floor["values"]) < min(ceiling["values"]) / 5, (floor, ceiling)
     assert "floor" in proc.stdout and "ceiling" in proc.stdout
+    assert report["warnings"] and report["warnings"][0].startswith("FID-fashion_mnist_cnn of 20 generated vs 20 real")
     # 3 disjoint draws of 30 need 90 train images; the tiny set has 64.
     proc = run(["evaluate.py", "--baselines", f"--data_dir={data_dir}", f"--classifier={clf}",
                 "--num_samples=30", "--draws=3", f"--stats_cache={cache}", f"--out={tmp_path / 'b.json'}"])
@@ -180,9 +189,11 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
     assert ae["report"]["step"] == 5 and ae["report"]["config"]["method"] == "ae"
     assert "--flagfile=flags/ae_fashion_mnist.cfg" in ae["timing"]["train_command"]
     assert len(lpga["report"]["fid"]["values"]) == 2
-    lines = (docs / "table.md").read_text().splitlines()
+    lines = [line for line in (docs / "table.md").read_text().splitlines() if line.startswith("|")]
     assert [line.split("|")[1].strip() for line in lines[2:]] == \
         ["AE", "LPGA", "real train images (floor)", "Gaussian noise (ceiling)"]
+    assert (docs / "table.md").read_text().count("**Warning:** FID-fashion_mnist_cnn of 20 generated") == 1
+    assert "warning: FID-fashion_mnist_cnn of 20 generated" in proc.stdout
     fid_ae = ae["report"]["fid"]
     assert lines[2].split("|")[2].strip() == f"{fid_ae['value']:.1f} ± {fid_ae['std']:.1f}"
     for m in ("ae", "lpga"):

@@ -127,3 +127,23 @@ def test_fid_rises_monotonically_with_blur(fashion_features):
         scipy.ndimage.gaussian_filter(train, sigma=(0, s, s, 0)) if s else train)))
         for s in (0.0, 0.5, 1.0, 1.5, 2.5)]
     assert all(a < b for a, b in zip(values, values[1:])), values
+
+
+def test_fid_below_the_feature_dimension_is_flagged():
+    """The rule: a warning exactly when a side has no more images than feature dimensions."""
+    assert fid.few_samples_warning(10, 10000, 128, "FID-x").startswith(
+        "FID-x of 10 generated vs 10000 real images: not more than the 128 feature dimensions")
+    assert fid.few_samples_warning(10000, 128, 128) is not None  # the real side counts too
+    assert fid.few_samples_warning(129, 129, 128) is None
+
+
+def test_real_vs_real_fid_is_inflated_below_the_feature_dimension():
+    """Why the rule: two draws of one Gaussian in 32 dimensions (true FID 0) score far from 0
+    when N <= 32, and near 0 well above it."""
+    rng = np.random.default_rng(0)
+    d = 32
+
+    def real_vs_real(n):
+        return fid.fid(fid.stats_of(rng.standard_normal((n, d))), fid.stats_of(rng.standard_normal((n, d))))
+
+    assert real_vs_real(16) > 20 * real_vs_real(4000) and real_vs_real(4000) < 0.5
