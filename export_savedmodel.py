@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pga_tf import console
 
-from absl import app, flags  # noqa: E402
+console.install()  # first of all: TensorFlow's harmless native lines stay off stderr
+
+from absl import flags  # noqa: E402
 
 from pga_tf import cli  # noqa: E402
 
@@ -39,4 +41,4 @@ def _user_errors():
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main, _user_errors))
+    cli.run(main, _user_errors)

@@ -53,7 +53,10 @@ import sys
 import time
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    from pga_tf import console
+
+    console.install()  # before TensorFlow loads: its harmless native lines stay off stderr
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -269,8 +272,15 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line `error:` (argparse prints its usage, then exits 2)."""
+
+    def error(self, message: str):
+        cli.fail(f"{message} (--help lists the flags)")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pga_tf.bench", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m pga_tf.bench", description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="lpga,vpga,lvpga,vae",
                    help="comma-separated methods (%s)" % ",".join(config_lib.METHODS))
     p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))

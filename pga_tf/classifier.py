@@ -18,8 +18,10 @@ import json
 import os
 import time
 
-if __name__ == "__main__":  # before TensorFlow loads: keep its C++ chatter off the console
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    from pga_tf import console
+
+    console.install()  # before TensorFlow loads: its harmless native lines stay off stderr
 
 import keras
 import numpy as np
@@ -190,9 +192,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
-
     from pga_tf import cli
 
     cli.define_classifier_flags()
-    app.run(cli.guarded(main, (data.DataError, ValueError, OSError)))
+    cli.run(main, (data.DataError, ValueError, OSError))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import textwrap
 from typing import Callable
 
-from absl import flags
+from absl import app, flags
 
 from pga_tf import config as config_lib
 
@@ -146,19 +147,118 @@ def split_cpu(n: int) -> None:
 
 
 def quiet_tensorflow() -> None:
-    """Keep the console for our progress lines: TF/absl INFO chatter (saver, SavedModel) off."""
+    """Keep the console for our progress lines: TF/absl INFO chatter (saver, SavedModel) off,
+    unless PGA_TF_SHOW_TF_LOGS=1 asks for TensorFlow's logs (see pga_tf/console.py)."""
     import logging as py_logging
 
     from absl import logging
 
+    from pga_tf import console
+
+    if console.showing_tf_logs():
+        return
     logging.set_verbosity(logging.WARNING)
     py_logging.getLogger("tensorflow").setLevel(py_logging.ERROR)
 
 
 def fail(message: str) -> None:
     """End the program on a user error: one line on stderr, exit status 1."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    line = " ".join(str(message).split())  # one line, whatever the message holds
+    print(f"error: {line}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+def run(main: Callable, user_errors: tuple | Callable[[], tuple],
+        help_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
+    """absl's app.run for an entry point: user errors and flag errors end in one `error:` line
+    (see guarded), and --help prints the program's own flags (grouped by `help_groups`) and exits 0.
+    """
+    app.run(guarded(main, user_errors), flags_parser=lambda argv: parse_flags(argv, help_groups))
+
+
+HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+FULL_HELP_ARGS = ("--helpfull", "-helpfull")
+
+# train.py's --help, in the README's order; a flag in no group is listed under "Other flags".
+TRAIN_HELP_GROUPS = (
+    ("Main", ("method", "dataset", "model", "z_dim", "batch_size", "lr", "optimizer", "epochs",
+              "train_steps", "use_bn", "bn_momentum", "init_steps")),
+    ("Coefficients (default: the method's)", ("zn_rec", "zh_rec", "nll", "vrec", "vkld")),
+    ("Run control", ("seed", "run_dir", "data_dir", "log_every", "sample_every", "ckpt_every",
+                     "keep_checkpoints", "export")),
+    ("Scaling out", ("strategy", "cpu_devices", "sync_bn", "mixed_precision", "jit_compile")),
+    ("Speed and reproducibility", ("fused", "steps_per_loop", "deterministic")),
+    ("FID during training", ("fid_every", "fid_samples", "features", "classifier",
+                             "inception_weights", "stats_cache")),
+)
+
+
+def parse_flags(argv: list[str], help_groups: tuple = ()) -> list[str]:
+    """absl's flag parsing, with our --help and a one-line `error:` for a bad flag."""
+    args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if any(a in HELP_ARGS or a in FULL_HELP_ARGS for a in args):
+        print(help_text(help_groups, full=any(a in FULL_HELP_ARGS for a in args)), end="")
+        sys.exit(0)
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        message = str(e)
+        if message.startswith("ERROR:: "):  # absl's prefix for an unreadable flagfile
+            message = message[len("ERROR:: "):]
+        fail(f"{message} (--help lists the flags)")
+
+
+def _own_flags() -> list:
+    """The program's flags in definition order: all but absl's (and TensorFlow's, if loaded)."""
+    foreign = ("absl", "tensorflow", "keras", "tf_keras")
+    seen, out = set(), []
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.split(".")[0] in foreign:
+            continue
+        for flag in module_flags:
+            if flag.name not in seen:
+                seen.add(flag.name)
+                out.append(flag)
+    return out
+
+
+def _describe(flag) -> str:
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    text = flag.help
+    if flag.default is not None and flag.default != "":  # None: the help says what applies
+        default = str(flag.default).lower() if flag.boolean else str(flag.default)
+        text += f" (default: {default})"
+    return f"  {name}\n" + textwrap.fill(text, width=96, initial_indent=" " * 6,
+                                         subsequent_indent=" " * 6) + "\n"
+
+
+def help_text(groups: tuple = (), full: bool = False) -> str:
+    """The program's docstring and its flags, in `groups` then "Other flags" (or one list)."""
+    main = sys.modules.get("__main__")
+    doc = (getattr(main, "__doc__", None) or "").strip()
+    own = _own_flags()
+    by_name = {f.name: f for f in own}
+    sections, listed = [], set()
+    for title, names in groups:
+        present = [by_name[n] for n in names if n in by_name]
+        if present:
+            sections.append((title, present))
+            listed.update(f.name for f in present)
+    rest = [f for f in own if f.name not in listed]
+    if rest:
+        sections.append(("Other flags" if sections else "Flags", rest))
+    out = [doc + "\n\n" if doc else ""]
+    for title, section_flags in sections:
+        out.append(f"{title}:\n" + "".join(_describe(f) for f in section_flags) + "\n")
+    out.append("--flagfile=FILE reads flags from FILE (one per line); later flags override it.\n"
+               "PGA_TF_SHOW_TF_LOGS=1 shows TensorFlow's own log lines (hidden by default).\n")
+    if full:
+        out.append("\nabsl's flags:\n" + "".join(
+            _describe(f) for module, fl in FLAGS.flags_by_module_dict().items()
+            if module.split(".")[0] == "absl" for f in fl))
+    else:
+        out.append("--helpfull adds absl's own flags.\n")
+    return "".join(out)
 
 
 def guarded(main: Callable, user_errors: tuple | Callable[[], tuple]) -> Callable:

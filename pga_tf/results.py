@@ -22,10 +22,15 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+if __name__ == "__main__":
+    from pga_tf import console
 
-from pga_tf import cli
-from pga_tf.config import METHOD_DEFAULTS
+    console.install()  # the same console as the commands it runs
+
+from absl import flags  # noqa: E402
+
+from pga_tf import cli  # noqa: E402
+from pga_tf.config import METHOD_DEFAULTS  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("ae", "vae", "wae", "rae", "lpga", "vpga", "lvpga")
@@ -71,8 +76,7 @@ def _run(args: list[str], log_path: str, what: str) -> float:
     """Runs `python <args>` in the repo with output to log_path; its wall time in seconds."""
     t0 = time.time()
     with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        proc = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         with open(log_path) as f:
             lines = [line.strip() for line in f if line.strip()]
@@ -186,4 +190,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main, (ResultsError, OSError)))
+    cli.run(main, (ResultsError, OSError))
