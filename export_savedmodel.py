@@ -31,7 +31,7 @@ def main(argv):
     export.check_destination(export_dir, FLAGS.overwrite)  # refuse before the slower restore
     module = export.from_run(FLAGS.run_dir)
     path = export.export(module, export_dir, overwrite=FLAGS.overwrite)
-    print(f"SavedModel written to {path}", flush=True)
+    print(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path}", flush=True)
 
 
 def _user_errors():

@@ -103,7 +103,7 @@ def main(argv):
         # --mixed_precision run's float16 compute pays off only for training on GPUs).
         module = export.from_run(cfg.run_dir)
         path = export.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)
-        print(f"SavedModel written to {path}", flush=True)
+        print(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path}", flush=True)
 
 
 def _fid_callbacks(cfg, data_dir) -> list:

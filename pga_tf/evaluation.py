@@ -21,6 +21,10 @@ from pga_tf.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
 REPORT_VERSION = 2  # 2: FID/KID over several draws (value = mean, std over draws)
+# KID is TF-GAN's unbiased block estimate of the squared MMD between the two feature sets, with
+# the kernel k(x, y) = (x.y / d + 1)^3 on d-dimensional features. We report it as computed: not
+# multiplied by 1000 as many papers print it, so its scale is that of the extractor's features.
+KID_UNIT = "MMD^2 with kernel (x.y/d + 1)^3 on the extractor's features; unscaled (not x1000)"
 
 
 class EvalError(Exception):
@@ -103,7 +107,7 @@ def distances(real: fid_lib.FeatureStats, draws_of_activations: list[np.ndarray]
         kids.append(k)
         kid_errors.append(k_err)
     return {"fid": {"value": float(np.mean(fids)), "std": _spread(fids), "values": fids},
-            "kid": {"value": _json_number(np.mean(kids)),
+            "kid": {"unit": KID_UNIT, "value": _json_number(np.mean(kids)),
                     "std": _json_number(_spread(kids)) if len(kids) > 1 else None,
                     "values": [_json_number(k) for k in kids],
                     "block_std": [_json_number(e) for e in kid_errors]}}
@@ -165,6 +169,7 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     dist = distances(real, activations, seed)
     seconds["fid_kid"] = time.time() - t
     log(f"{extractor.fid_name} {_format(dist['fid'])}, {extractor.kid_name} {_format(dist['kid'])} "
+        "(MMD^2, unscaled) "
         f"({draws} draw(s) of {num_samples} samples vs {real.n} test images, {seconds['fid_kid']:.0f} s)")
 
     t = time.time()
@@ -254,7 +259,7 @@ def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draw
               "seconds": round(time.time() - t0, 2), "warnings": [warning] if warning else []}
     for name in ("floor", "ceiling"):
         log(f"{name} ({report[name]['what']}): {extractor.fid_name} {_format(report[name]['fid'])}, "
-            f"{extractor.kid_name} {_format(report[name]['kid'])}")
+            f"{extractor.kid_name} {_format(report[name]['kid'])} (MMD^2, unscaled)")
     if out:
         _write_json(report, out)
         log(f"baselines written to {out}")

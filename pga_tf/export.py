@@ -134,7 +134,18 @@ def from_run(run_dir: str) -> PGAServing:
         raise ExportError(f"checkpoint {ckpt} does not match the run's {config_lib.CONFIG_FILE} "
                           f"(method {cfg.method}, model {cfg.model}, z_dim {cfg.z_dim}, use_bn "
                           f"{cfg.use_bn}): {reason}") from None
-    return PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational)
+    module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational)
+    module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it
+    return module
+
+
+def checkpoint_step(ckpt: str) -> int | None:
+    """The training step `ckpt` was saved at (its optimizer's iteration count), or None."""
+    try:
+        return int(tf.train.load_checkpoint(ckpt).get_tensor(
+            "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError):
+        return None
 
 
 def _is_replaceable(path: str) -> bool:
@@ -157,6 +168,19 @@ def check_destination(export_dir: str, overwrite: bool) -> str:
     return export_dir
 
 
+def _new_dir(parent: str, prefix: str) -> str:
+    """A new uniquely named directory in `parent` with the mode any new directory gets (0777 less
+    the umask): tempfile.mkdtemp's 0700 would survive the rename, and a model server running as
+    another user could not read the export."""
+    while True:
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
 def export(module: PGAServing, export_dir: str, overwrite: bool = False) -> str:
     """Write `module` as a SavedModel at `export_dir`; never leaves a half-written export.
 
@@ -167,7 +191,7 @@ def export(module: PGAServing, export_dir: str, overwrite: bool = False) -> str:
     parent = os.path.dirname(export_dir)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+        tmp = _new_dir(parent, ".export-")
     except OSError as e:
         # makedirs reports a file in the way as "File exists"; say what is wrong.
         reason = "a file is in the way" if isinstance(e, FileExistsError) else e.strerror

@@ -349,6 +349,8 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
             stopping = distribution.on_any_worker(trainer.strategy, stop.signal is not None)
             step += n
             window_steps += n
+            if step - n <= cfg.init_steps < step:
+                _log_warm_up_end(cfg, log)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             done = step >= total_steps
@@ -385,6 +387,15 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     writer.flush()
     distribution.cleanup(trainer.strategy, run_dir)
     return last
+
+
+def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
+    """Say that the jump in enc_loss and the dark-blob grids before it are expected."""
+    terms = [name for name in step_lib.COEFFICIENTS if getattr(cfg, name)]
+    if cfg.init_steps > 0 and terms:
+        log(f"warm-up over: from step {cfg.init_steps + 1} on (--init_steps={cfg.init_steps}) "
+            f"{', '.join(terms)} join the losses, so enc_loss jumps; the sample grids of the "
+            "warm-up (dark blobs: only the autoencoder was trained) are expected")
 
 
 def _hms(seconds: float) -> str:

@@ -80,7 +80,8 @@ def exported(run_dir, tmp_path_factory):
     export_dir = str(tmp_path_factory.mktemp("export") / "sm")
     proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}"))
     assert proc.returncode == 0, proc.stderr
-    assert f"SavedModel written to {export_dir}" in proc.stdout
+    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir[0], "checkpoints"))
+    assert f"SavedModel of {ckpt} (step 3) written to {export_dir}" in proc.stdout
     return export_dir
 
 
