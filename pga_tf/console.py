@@ -85,17 +85,21 @@ def install() -> None:
     if showing_tf_logs() or _filter is not None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if sys.stderr is None:  # started without a stderr: nothing to keep clean
+        return
     sys.stderr.flush()
+    try:
+        original = os.dup(2)
+    except OSError:
+        return
     read_end, write_end = os.pipe()
-    original = os.dup(2)
     try:
         _filter = subprocess.Popen(
             [sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=read_end,
             stdout=original, stderr=original, close_fds=True)
     except OSError:  # no filter is better than no program
-        os.close(read_end)
-        os.close(write_end)
-        os.close(original)
+        for fd in (read_end, write_end, original):
+            os.close(fd)
         return
     os.close(read_end)
     os.dup2(write_end, 2)
@@ -111,8 +115,9 @@ def _drain() -> None:
         return
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except (OSError, ValueError):
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed by the program, or its reader went away
             pass
     os.dup2(_original_stderr, 2)  # closes our end of the pipe: the filter reads to its end
     try:
