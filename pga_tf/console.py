@@ -9,7 +9,8 @@ unoptimised and correct. A user reads those as failures.
 
 `install()`, called by each entry point before TensorFlow is imported, routes descriptor 2
 through a filter process that drops the lines listed in HARMLESS and passes everything else
-unchanged: our own lines, Python tracebacks and warnings, any native error not listed. The
+unchanged: our own lines, Python tracebacks and warnings, any native error not listed (the CUDA
+lines too, on a machine with an NVIDIA driver, where they say why the GPU is unused). The
 filter is a separate process, not a thread, so that a native crash (an abort, a segfault) or a
 kill -9 loses nothing: the filter reads the pipe to its end after the program has died. At a
 normal exit the program waits for the filter, so all of stderr is out when the program ends.
@@ -38,22 +39,35 @@ SHOW_ENV = "PGA_TF_SHOW_TF_LOGS"
 #   E1130 10:53:21.123456    6190 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: ...
 _NATIVE = re.compile(rb"^[IWEF]\d{4} \S+\s+\d+ (?P<file>[\w.-]+):\d+\] (?P<message>.*)$")
 
-# (source file, start of the message, start of a continuation line or None). Each is harmless on
-# a CPU machine; every other native line passes, whatever its level.
-HARMLESS: tuple[tuple[bytes, re.Pattern, re.Pattern | None], ...] = tuple(
-    (f.encode(), re.compile(m.encode()), re.compile(c.encode()) if c else None) for f, m, c in (
-        # Which optional CPU kernels are on: no action possible or needed.
-        ("port.cc", r"oneDNN custom operations are on", None),
-        ("cpu_feature_guard.cc", r"This TensorFlow binary is optimized",
-         r"To enable the following instructions"),
-        # The `tensorflow` wheel is built with CUDA and looks for a GPU at start-up.
-        ("cudart_stub.cc", r"Could not find cuda drivers", None),
-        ("cuda_platform.cc", r"failed call to cuInit", None),
-        ("cuda_executor.cc", r"failed call to cuInit", None),
-        # Grappler's meta-optimizer logs a failed pass and runs the graph without that pass:
-        # the result is the same, only that optimisation is skipped.
-        ("meta_optimizer.cc", r"\w+ failed: ", None),
-    ))
+
+def _entries(*rows: tuple[str, str, str | None]) -> tuple:
+    return tuple((f.encode(), re.compile(m.encode()), re.compile(c.encode()) if c else None)
+                 for f, m, c in rows)
+
+
+# (source file, start of the message, start of a continuation line or None). Every other
+# native line passes, whatever its level.
+HARMLESS = _entries(
+    # Which optional CPU kernels are on: no action possible or needed.
+    ("port.cc", r"oneDNN custom operations are on", None),
+    ("cpu_feature_guard.cc", r"This TensorFlow binary is optimized", r"To enable the following instructions"),
+    # Grappler's meta-optimizer logs a failed pass and runs the graph without that pass: the
+    # result is the same, only that optimisation is skipped.
+    ("meta_optimizer.cc", r"\w+ failed: ", None),
+)
+# The `tensorflow` wheel is built with CUDA and looks for a GPU at start-up. Harmless only where
+# there is no NVIDIA driver: on a GPU machine these lines say why the GPU is not used.
+NO_GPU_HARMLESS = _entries(
+    ("cudart_stub.cc", r"Could not find cuda drivers", None),
+    ("cuda_platform.cc", r"failed call to cuInit", None),
+    ("cuda_executor.cc", r"failed call to cuInit", None),
+)
+NVIDIA_DRIVER = "/proc/driver/nvidia"
+
+
+def harmless_entries(nvidia_driver: bool) -> tuple:
+    """The entries to drop on a machine with or without an NVIDIA driver."""
+    return HARMLESS if nvidia_driver else HARMLESS + NO_GPU_HARMLESS
 
 # Printed once per copy of abseil in TensorFlow's shared libraries, before absl initialises.
 _ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -63,7 +77,7 @@ _PARTIAL_WAIT_S = 0.2
 # How long a normal exit waits for the filter to write what is left.
 _EXIT_WAIT_S = 10.0
 
-HarmlessEntry = tuple  # one element of HARMLESS
+HarmlessEntry = tuple  # one element of harmless_entries()
 
 _filter: subprocess.Popen | None = None
 _original_stderr: int | None = None
@@ -127,7 +141,8 @@ def _drain() -> None:
     _filter = None
 
 
-def is_harmless(line: bytes, previous_dropped: HarmlessEntry | None) -> tuple[bool, HarmlessEntry | None]:
+def is_harmless(line: bytes, previous_dropped: HarmlessEntry | None,
+                entries: tuple = HARMLESS + NO_GPU_HARMLESS) -> tuple[bool, HarmlessEntry | None]:
     """Whether to drop `line` (without its newline), and the entry whose continuation may follow.
 
     `previous_dropped` is what the previous call returned: a multi-line message's later lines
@@ -141,14 +156,14 @@ def is_harmless(line: bytes, previous_dropped: HarmlessEntry | None) -> tuple[bo
         return True, previous_dropped
     native = _NATIVE.match(text)
     if native:
-        for entry in HARMLESS:
+        for entry in entries:
             if native["file"] == entry[0] and entry[1].match(native["message"]):
                 return True, entry
     return False, None
 
 
-def filter_stream(source: int, sink: int) -> None:
-    """Copy `source` to `sink` line by line, leaving out the harmless lines, until end of file."""
+def filter_stream(source: int, sink: int, entries: tuple = HARMLESS + NO_GPU_HARMLESS) -> None:
+    """Copy `source` to `sink` line by line, leaving out the `entries` lines, until end of file."""
     pending = b""
     previous = None
     while True:
@@ -162,7 +177,7 @@ def filter_stream(source: int, sink: int) -> None:
         *lines, pending = (pending + chunk).split(b"\n")
         kept = []
         for line in lines:
-            drop, previous = is_harmless(line, previous)
+            drop, previous = is_harmless(line, previous, entries)
             if not drop:
                 kept.append(line + b"\n")
         if kept:
@@ -184,4 +199,4 @@ if __name__ == "__main__":
     # outlive the program to pass on its last lines, and it ends when the pipe does.
     for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(_sig, signal.SIG_IGN)
-    filter_stream(0, 1)
+    filter_stream(0, 1, harmless_entries(os.path.exists(NVIDIA_DRIVER)))

@@ -36,13 +36,13 @@ def run(argv, env=None, timeout=300):
 
 
 # ------------------------------------------------------------------------ the filter itself
-def filtered(data: bytes) -> bytes:
+def filtered(data: bytes, entries=console.harmless_entries(False)) -> bytes:
     """`data` through console.filter_stream, as the filter process sees a program's stderr."""
     src_r, src_w = os.pipe()
     dst_r, dst_w = os.pipe()
     os.write(src_w, data)
     os.close(src_w)
-    console.filter_stream(src_r, dst_w)
+    console.filter_stream(src_r, dst_w, entries)
     os.close(src_r)
     os.close(dst_w)
     with os.fdopen(dst_r, "rb") as f:
@@ -80,6 +80,12 @@ def test_filter_drops_the_listed_lines_and_passes_everything_else():
     ]
     stream = b"\n".join(HARMLESS_LINES[:3] + ours[:1] + HARMLESS_LINES[3:] + real + ours[1:]) + b"\n"
     assert filtered(stream) == b"\n".join(ours[:1] + real + ours[1:]) + b"\n"
+
+
+def test_cuda_lines_pass_on_a_machine_with_an_nvidia_driver():
+    cuda = HARMLESS_LINES[2] + b"\n" + HARMLESS_LINES[3] + b"\n"
+    assert filtered(cuda + HARMLESS_LINES[1] + b"\n", console.harmless_entries(True)) == cuda
+    assert filtered(cuda, console.harmless_entries(False)) == b""
 
 
 def test_filter_passes_a_line_without_newline():
