@@ -45,12 +45,14 @@ def main(argv):
     cli.split_cpu(FLAGS.cpu_devices)
     cli.quiet_tensorflow()
 
-    from pga_tf import distribution, train_lib
+    from pga_tf import distribution, run_lock, train_lib
 
     # Before anything else touches TensorFlow: MultiWorkerMirroredStrategy can only configure
     # its collectives before TF initialises.
     strategy = train_lib.make_strategy(cfg.strategy)
-    chief = distribution.is_chief(strategy)  # only the chief writes the run dir
+    chief = distribution.is_chief(strategy)  # only the chief writes (and locks) the run dir
+    if chief:
+        run_lock.check_free(cfg.run_dir)  # refuse a second training now, not after the start-up
 
     import keras
     import tensorflow as tf
@@ -81,7 +83,9 @@ def main(argv):
         total_steps = cfg.epochs * (examples // cfg.batch_size)
     try:
         fixed = data.fixed_batch(cfg.dataset, 16, "test", data_dir)
-    except data.DataError:
+    except data.BadImages:
+        raise  # a bad test file is named now, not discovered by a later FID
+    except data.DataError:  # no test split: preview train images
         fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
 
     trainer = train_lib.Trainer(cfg, image_shape, strategy)
@@ -89,10 +93,16 @@ def main(argv):
     print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
           f"{total_steps} steps on {strategy.num_replicas_in_sync} replica(s); run dir {cfg.run_dir}",
           flush=True)
+    # What the checkpointed input position depends on; a resume with another one starts the
+    # input afresh (train_lib.fit says so) instead of silently reading the old data.
+    signature = dict(dataset=cfg.dataset, data_dir=os.path.realpath(data_dir) if data_dir else "",
+                     batch_size=cfg.batch_size, examples=data.num_examples(cfg.dataset, "train", data_dir))
+    # Held until the process ends (export included); the kernel drops it if the process dies.
+    lock = run_lock.RunDirLock(cfg.run_dir).acquire() if chief else None  # noqa: F841
     last = train_lib.fit(trainer, dataset, total_steps, cfg.run_dir, fixed,
                          log=lambda line: print(line, flush=True),
                          on_start=(lambda: config_lib.save(cfg, cfg.run_dir)) if chief else None,
-                         callbacks=callbacks)
+                         callbacks=callbacks, input_signature=signature)
     if last.get("stopped_by_signal"):
         return
     # Equal digests on every worker (and run to run with --deterministic) mean equal weights.
@@ -120,10 +130,11 @@ def _fid_callbacks(cfg, data_dir) -> list:
 
 
 def _user_errors():
-    from pga_tf import data, export, features, train_lib
+    from pga_tf import data, export, features, run_lock, train_lib
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
-    return (data.DataError, train_lib.TrainingError, export.ExportError, features.FeatureError, OSError)
+    return (data.DataError, train_lib.TrainingError, export.ExportError, features.FeatureError,
+            run_lock.RunDirBusy, OSError)
 
 
 if __name__ == "__main__":

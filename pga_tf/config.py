@@ -40,6 +40,11 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 # Flags a resumed or exported run must share with the run that wrote the checkpoint: they
 # change the variables or what the weights mean.
 ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
+# Flags a resumed run must also share: the optimizer and --mixed_precision change the optimizer's
+# variables (slots, loss scale), and the seed decided the initial weights, the noise stream and
+# the shuffle order of the whole run. (Input flags such as --data_dir and --batch_size may change:
+# the input position then starts afresh; see train_lib.fit.)
+RESUME_KEYS = ("optimizer", "mixed_precision", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +155,8 @@ def load(run_dir: str) -> Config | None:
     return Config(**{k: v for k, v in raw.items() if k in known})
 
 
-def conflicts(saved: Config, new: Config) -> list[str]:
-    """Architecture-defining settings on which `new` differs from the run's saved config."""
+def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_KEYS + RESUME_KEYS) -> list[str]:
+    """The settings among `keys` (by default those a resumed run must share) on which `new`
+    differs from the run's saved config, each as one phrase naming its flag."""
     return [f"--{k}: run has {getattr(saved, k)!r}, asked for {getattr(new, k)!r}"
-            for k in ARCHITECTURE_KEYS if getattr(saved, k) != getattr(new, k)]
+            for k in keys if getattr(saved, k) != getattr(new, k)]

@@ -33,6 +33,10 @@ class DataError(Exception):
     """A user-caused data problem (missing, corrupt or mis-shaped data). The message is one line."""
 
 
+class BadImages(DataError):
+    """Files of an image folder that cannot be decoded or have the wrong size or channels."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     name: str
@@ -207,14 +211,60 @@ def _decode_file(path: tf.Tensor) -> tf.Tensor:
                               expand_animations=False)
 
 
-def _check_first_image(path: str, info: DatasetInfo) -> None:
-    """Decodes one file eagerly so a wrong-size folder fails at construction, naming the file."""
+def _probe(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(path, decoded shape) of one file, decoding it as the pipeline will: the same decoders,
+    so a file that passes decodes in training too. A JPEG is decoded at 1/8 scale (its header
+    gives the size): every scan is still read, so a truncated file fails, at a fraction of the
+    cost of a full decode."""
+    raw = tf.io.read_file(path)
+
+    def jpeg():
+        small = tf.io.decode_jpeg(raw, ratio=8)
+        return tf.concat([tf.image.extract_jpeg_shape(raw)[:2], tf.shape(small)[2:]], 0)
+
+    def other():
+        img = tf.io.decode_image(raw, channels=0, dtype=tf.uint8, expand_animations=False)
+        return tf.shape(img)
+
+    return path, tf.cond(tf.io.is_jpeg(raw), jpeg, other)
+
+
+_checked: dict[tuple, None] = {}
+
+
+def _check_images(paths: list[str], info: DatasetInfo) -> None:
+    """Decode every file once, up front, so a bad file further into a folder is named before
+    training starts instead of ending it later with a traceback. Raises BadImages naming the
+    first bad file (and how many more there are). Passing folders are remembered by their
+    files' sizes and mtimes, so the several readers of one split check it once per process."""
+    key = (info.raw_shape, tuple(paths), tuple((st.st_size, st.st_mtime_ns) for st in map(os.stat, paths)))
+    if key in _checked:
+        return
+    # Files that fail to decode are dropped by ignore_errors; they are the ones missing below.
+    probed = tf.data.Dataset.from_tensor_slices(paths).map(
+        _probe, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(4096)
+    shapes = {}
+    for batch_paths, batch_shapes in probed.as_numpy_iterator():
+        shapes.update(zip((p.decode() for p in batch_paths), map(tuple, batch_shapes)))
+    bad = [p for p in paths if shapes.get(p) != info.raw_shape]
+    if bad:
+        more = f" (and {len(bad) - 1} more bad file(s): {', '.join(bad[1:4])}{', ...' if len(bad) > 4 else ''})" \
+            if len(bad) > 1 else ""
+        raise BadImages(f"bad image file {bad[0]}: {_why_bad(bad[0], shapes.get(bad[0]), info)}{more}; "
+                        "remove or fix it")
+    _checked[key] = None
+
+
+def _why_bad(path: str, shape: tuple | None, info: DatasetInfo) -> str:
+    if shape is not None:
+        return f"it is {_fmt(shape)}, {info.name} needs {_fmt(info.raw_shape)}"
+    if os.path.getsize(path) == 0:
+        return "the file is empty"
     try:
-        shape = tuple(_decode_file(tf.constant(path)).shape)
+        _decode_file(tf.constant(path))
     except tf.errors.OpError as e:
-        raise DataError(f"cannot decode image {path}: {e.message.splitlines()[0]}") from None
-    if shape != info.raw_shape:
-        raise DataError(f"{info.name} needs {_fmt(info.raw_shape)} images, but {path} is {_fmt(shape)}")
+        return f"cannot decode it ({e.message.splitlines()[0].split(' [Op:')[0]})"
+    return "cannot decode it"
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -324,7 +374,7 @@ def _raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[t
     if src.kind == "tfds":
         return _tfds_dataset(info, split, src.data_dir), src
     paths = _folder_paths(src.data_dir, split)
-    _check_first_image(paths[0], info)
+    _check_images(paths, info)
     return _folder_dataset(paths, info), src
 
 

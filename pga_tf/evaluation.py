@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import config as config_lib, data, fid as fid_lib, likelihood, models, objectives
+from pga_tf import checkpoints, config as config_lib, data, fid as fid_lib, likelihood, models, objectives
 from pga_tf.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
@@ -39,7 +38,7 @@ def load_run(run_dir: str) -> tuple[config_lib.Config, models.Encoder, models.De
     cfg = config_lib.load(run_dir)
     if cfg is None:
         raise EvalError(f"{run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
-    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    ckpt = checkpoints.latest(os.path.join(run_dir, "checkpoints"))  # no glob of the user's path
     if ckpt is None:
         raise EvalError(f"{run_dir} has no checkpoint yet (looked in {run_dir}/checkpoints)")
     channels = data.image_shape(cfg.dataset)[-1]
@@ -47,13 +46,12 @@ def load_run(run_dir: str) -> tuple[config_lib.Config, models.Encoder, models.De
     encoder, decoder = models.build_models(cfg.model, cfg.z_dim, channels, use_bn=cfg.use_bn,
                                            variational=cfg.variational, bn_momentum=cfg.bn_momentum)
     # Only the models: the optimizer, generator and input position in the checkpoint are unused.
-    status = tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(ckpt)
+    status = tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(checkpoints.readable(ckpt))
     try:
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise EvalError(f"checkpoint {ckpt} does not fit the run's config ({type(e).__name__})") from None
-    match = re.search(r"-(\d+)$", ckpt)
-    return cfg, encoder, decoder, ckpt, int(match.group(1)) if match else -1
+    return cfg, encoder, decoder, ckpt, checkpoints.step_of(ckpt)
 
 
 def encode_mean(encoder: Callable, images, variational: bool) -> tf.Tensor:
@@ -145,6 +143,9 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     cfg, encoder, decoder, ckpt, step = load_run(run_dir)
     if data_dir is None:
         data_dir = cfg.data_dir or None
+    # Builds the test pipeline, which checks every image file: a bad one is named before the
+    # report dir is made.
+    data.load_images(cfg.dataset, "test", data_dir)
     out = out or os.path.join(run_dir, "eval", "report.json")
     out_dir = os.path.dirname(os.path.abspath(out))
     os.makedirs(out_dir, exist_ok=True)

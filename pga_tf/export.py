@@ -102,7 +102,7 @@ def from_run(run_dir: str) -> PGAServing:
     Raises ExportError (one line) for a dir that is no run, holds no checkpoint, or whose
     checkpoint does not fit its config.json.
     """
-    from pga_tf import config as config_lib, data, models
+    from pga_tf import checkpoints, config as config_lib, data, models
 
     try:
         cfg = config_lib.load(run_dir)
@@ -113,7 +113,7 @@ def from_run(run_dir: str) -> PGAServing:
     if cfg is None:
         raise ExportError(f"{run_dir} has no {config_lib.CONFIG_FILE}; pass the --run_dir of a "
                           "training run")
-    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    ckpt = checkpoints.latest(os.path.join(run_dir, "checkpoints"))  # no glob of the user's path
     if ckpt is None:
         raise ExportError(f"{run_dir} has no checkpoint to export (nothing in "
                           f"{os.path.join(run_dir, 'checkpoints')})")
@@ -128,7 +128,7 @@ def from_run(run_dir: str) -> PGAServing:
     try:
         # Only the models: the optimizer and random state are training-only.
         tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(
-            ckpt).expect_partial().assert_existing_objects_matched()
+            checkpoints.readable(ckpt)).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         reason = str(e).split("\n")[0].split(". ")[0]
         raise ExportError(f"checkpoint {ckpt} does not match the run's {config_lib.CONFIG_FILE} "

@@ -8,6 +8,7 @@ a tf.data.Dataset of [-1, 1] images and a fixed numpy batch for the reconstructi
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -19,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import distribution, models, step as step_lib
+from pga_tf import checkpoints, distribution, models, step as step_lib
 from pga_tf.config import Config
 from pga_tf.images import grid, interpolation_grid
 
@@ -254,6 +255,70 @@ class Trainer:
         }
 
 
+class _InputSignature(tf.train.experimental.PythonState):
+    """What the checkpointed input position depends on, saved beside it (as JSON)."""
+
+    KEY = "input/.ATTRIBUTES/py_state"
+
+    def __init__(self, value: dict):
+        self.value = dict(value)
+
+    def serialize(self) -> str:
+        return json.dumps(self.value, sort_keys=True)
+
+    def deserialize(self, string) -> None:
+        self.value = json.loads(string)
+
+
+_ITERATOR_KEY = "iterator/.ATTRIBUTES/ITERATOR_STATE"
+
+
+def _restore(trainer: Trainer, latest: str, iterator, signature: dict, log: Callable[[str], None]) -> None:
+    """Restore `latest` into the trainer, and into `iterator` when its input position applies.
+
+    The position applies when the checkpoint holds one (a multi-replica run saves none) and was
+    written for the same input (`signature`); otherwise the input starts afresh, said in one line.
+    A separate restore root keeps TensorFlow's deferred restoration from later filling the
+    iterator anyway. Raises TrainingError (one line) for a checkpoint of another model.
+    """
+    name = os.path.basename(latest)
+    try:
+        keys = checkpoints.variable_names(latest)
+    except (tf.errors.OpError, ValueError) as e:
+        raise TrainingError(f"checkpoint {latest} is unreadable ({type(e).__name__}); "
+                            "use another --run_dir") from None
+    objects = dict(encoder=trainer.encoder, decoder=trainer.decoder, optimizer=trainer.optimizer,
+                   generator=trainer.generator)
+    if iterator is not None:
+        if _ITERATOR_KEY not in keys:
+            log(f"{name} holds no input position (saved under another strategy): the input "
+                "pipeline starts afresh")
+        else:
+            saved = (json.loads(checkpoints.read_tensor(latest, _InputSignature.KEY))
+                     if _InputSignature.KEY in keys else signature)  # older checkpoints: trust them
+            changed = [f"{_describe(k)} {saved.get(k)!r} -> {signature.get(k)!r}"
+                       for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
+            if changed:
+                log(f"input changed since {name} ({'; '.join(changed)}): the input pipeline starts "
+                    "afresh; weights, optimizer and step resume")
+            else:
+                objects["iterator"] = iterator
+    elif _ITERATOR_KEY in keys:
+        log(f"the input position in {name} is not restored under "
+            f"{trainer.strategy.num_replicas_in_sync} replicas: the input pipeline starts afresh")
+    try:
+        tf.train.Checkpoint(**objects).restore(
+            checkpoints.readable(latest)).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise TrainingError(f"checkpoint {latest} does not fit this model "
+                            f"({type(e).__name__}); use another --run_dir") from None
+
+
+def _describe(key: str) -> str:
+    """A signature key as the user knows it: the flag that sets it."""
+    return {"examples": "training images"}.get(key, f"--{key}")
+
+
 def _next_boundary(step: int, *periods: int) -> int:
     return min(p - step % p for p in periods)
 
@@ -284,7 +349,8 @@ Callback = Callable[[int, "Trainer", tf.summary.SummaryWriter], None]
 
 def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: str,
         fixed_images: np.ndarray, log: Callable[[str], None] = print,
-        callbacks: Sequence[Callback] = (), on_start: Callable[[], None] | None = None) -> dict:
+        callbacks: Sequence[Callback] = (), on_start: Callable[[], None] | None = None,
+        input_signature: dict | None = None) -> dict:
     """Train until `total_steps`, resuming from the latest checkpoint in `run_dir`.
 
     Writes TensorBoard summaries (every loss term, the totals, lr, images/s, image grids) to
@@ -294,6 +360,9 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     run continues exactly. SIGTERM/SIGINT end the run between steps with a checkpoint.
     `callbacks` run after every block of steps with (step, trainer, writer); `on_start` once the
     checkpoint has restored, before anything is written (so a failed restore changes nothing).
+    `input_signature` describes what the input position depends on (data dir, batch size, ...):
+    a checkpoint whose signature differs resumes everything but the input position, which starts
+    afresh (said in one log line), as does a checkpoint written under another strategy.
     Returns the last logged metrics, with "stopped_by_signal" set if a signal ended the run.
     """
     from pga_tf.images import save_png  # PIL, only needed when writing grids
@@ -301,20 +370,24 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     cfg = trainer.cfg
     iterator = iter(trainer.strategy.experimental_distribute_dataset(
         distribution.for_workers(trainer.strategy, dataset)))
-    if trainer.strategy.num_replicas_in_sync == 1 and isinstance(iterator, tf.data.Iterator):
+    # Only a single-device tf.data iterator is checkpointable; a multi-replica run starts its
+    # input afresh from wherever it resumes.
+    single = trainer.strategy.num_replicas_in_sync == 1 and isinstance(iterator, tf.data.Iterator)
+    if single:
         trainer.checkpoint.iterator = iterator
+        trainer.checkpoint.input = _InputSignature(input_signature or {})
     # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
     # into scratch dirs; all of them resume from the chief's checkpoints.
     out_dir = distribution.write_dir(trainer.strategy, run_dir)
-    manager = tf.train.CheckpointManager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
-                                         max_to_keep=cfg.keep_checkpoints)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    removed = checkpoints.remove_partial(os.path.join(out_dir, "checkpoints"))
+    if removed:
+        log(f"removed what interrupted saves left in {os.path.join(out_dir, 'checkpoints')}: "
+            f"{', '.join(removed)}")
+    manager = checkpoints.Manager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
+                                  max_to_keep=cfg.keep_checkpoints)
+    latest = checkpoints.latest(os.path.join(run_dir, "checkpoints"))
     if latest:
-        try:
-            trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise TrainingError(f"checkpoint {latest} does not fit this model "
-                                f"({type(e).__name__}); use another --run_dir") from None
+        _restore(trainer, latest, iterator if single else None, input_signature or {}, log)
         log(f"resumed from {latest} at step {trainer.step}")
         # The checkpoint holds the optimizer's learning-rate variable; the flag given now wins,
         # so a resumed run can be continued with another --lr.
@@ -376,7 +449,10 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
             for callback in callbacks:
                 callback(step, trainer, writer)
             if step % cfg.ckpt_every == 0 or done or stopping:
-                manager.save(checkpoint_number=step)
+                try:
+                    manager.save(step)
+                except checkpoints.SaveError as e:
+                    raise TrainingError(str(e)) from None
             if stopping:
                 name = signal.Signals(stop.signal).name if stop.signal else "another worker's signal"
                 saved = os.path.join(run_dir, "checkpoints", f"ckpt-{step}")  # the chief's

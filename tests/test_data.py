@@ -229,17 +229,65 @@ def test_image_folder_without_test_split(tmp_path):
 def test_image_folder_wrong_first_file(tmp_path, shape):
     paths = write_pngs(tmp_path, [random_uint8(shape)])
     got = "x".join(map(str, shape))
-    with pytest.raises(data.DataError, match=f"28x28x1.*{os.path.basename(paths[0])} is {got}"):
+    with pytest.raises(data.DataError, match=f"{os.path.basename(paths[0])}: it is {got}, mnist needs 28x28x1"):
         data.load_images("mnist", data_dir=str(tmp_path))
 
 
-def test_image_folder_later_bad_file_fails_clearly(tmp_path):
-    arrays = [random_uint8((32, 32, 3)), random_uint8((32, 32, 3)), random_uint8((16, 16, 3))]
-    paths = write_pngs(tmp_path, arrays)
-    ds = data.load_images("cifar10", data_dir=str(tmp_path))  # first file is fine
-    assert ds.element_spec.shape == (32, 32, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=os.path.basename(paths[2])):
-        to_numpy(ds)
+def _good_folder(directory, n=200):
+    return write_pngs(directory, [random_uint8((28, 28, 1), s) for s in range(n)])
+
+
+def _truncate(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    with open(path, "wb") as f:
+        f.write(raw[:len(raw) // 2])
+
+
+@pytest.mark.parametrize("fault, needle", [
+    ("zero bytes", "the file is empty"),
+    ("rgb", "it is 28x28x3, fashion_mnist needs 28x28x1"),
+    ("wrong size", "it is 30x28x1"),
+    ("truncated png", "cannot decode"),
+    ("not an image", "cannot decode"),
+    ("truncated jpeg", "cannot decode"),
+])
+def test_bad_file_further_into_a_folder_is_named_before_any_batch(tmp_path, fault, needle):
+    """Issue 11 kind 1: 200 good greyscale PNGs and one bad file late in the listing; the error
+    names it when the dataset is built, not when training reaches it."""
+    paths = _good_folder(tmp_path)
+    bad = paths[150]
+    if fault == "zero bytes":
+        open(bad, "wb").close()
+    elif fault == "rgb":
+        Image.fromarray(random_uint8((28, 28, 3))).save(bad)
+    elif fault == "wrong size":
+        Image.fromarray(random_uint8((30, 28))).save(bad)
+    elif fault == "truncated png":
+        _truncate(bad)
+    elif fault == "not an image":
+        with open(bad, "wb") as f:
+            f.write(b"GIF89a but not really")
+    else:
+        os.remove(bad)
+        bad = bad[:-4] + ".jpg"
+        Image.fromarray(random_uint8((28, 28))).save(bad, quality=90)
+        _truncate(bad)
+    for build in (lambda: data.load_images("fashion_mnist", "train", str(tmp_path)),
+                  lambda: data.make_train_dataset("fashion_mnist", 8, str(tmp_path), seed=0)):
+        with pytest.raises(data.BadImages, match=f"{os.path.basename(bad)}: {needle}"):
+            build()
+
+
+def test_bad_files_are_counted_and_the_test_split_is_checked_too(tmp_path):
+    _good_folder(tmp_path / "train", 20)
+    test = _good_folder(tmp_path / "test", 20)
+    for i in (3, 7, 9):
+        open(test[i], "wb").close()
+    data.load_images("fashion_mnist", "train", str(tmp_path))  # the train split is fine
+    with pytest.raises(data.BadImages, match=f"{os.path.basename(test[3])}: the file is empty "
+                                             r"\(and 2 more bad file\(s\): .*img_007.png, .*img_009.png\)"):
+        data.load_images("fashion_mnist", "test", str(tmp_path))
 
 
 def test_image_folder_undecodable_first_file(tmp_path):

@@ -205,3 +205,23 @@ def test_results_reports_a_failed_child_in_one_line(tmp_path):
     proc = run(["-m", "pga_tf.results", "--methods=ae", "--train_steps=2", f"--runs_dir={tmp_path / 'r'}",
                 f"--docs_dir={tmp_path / 'd'}", f"--data_dir={tmp_path / 'missing'}"])
     assert_one_line_error(proc, "train.py (ae) failed (exit 1)")
+
+
+def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path):
+    """Issue 11 kind 1 for evaluate.py: a zero-byte file among the test split's PNGs."""
+    from PIL import Image
+
+    _, clf, run_dir, cache = trained
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "folder" / split).mkdir(parents=True)
+        for i in range(60):
+            Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(
+                tmp_path / "folder" / split / f"img_{i:04d}.png")
+    open(tmp_path / "folder" / "test" / "img_0050.png", "wb").close()
+    out = tmp_path / "report" / "report.json"
+    proc = run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}",
+                f"--data_dir={tmp_path / 'folder'}", "--num_samples=20", "--draws=1", "--nll_examples=0",
+                f"--out={out}"])
+    assert_one_line_error(proc, os.path.join("test", "img_0050.png"))
+    assert not out.parent.exists()
