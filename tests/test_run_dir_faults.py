@@ -97,6 +97,11 @@ def test_one_device_to_mirrored_and_back_resumes_each_time(idx_dir, tmp_path):
 @pytest.mark.parametrize("name", ["exp [v1]", "a*b?c", "back\\slash"])
 def test_run_dir_with_glob_characters_resumes_prunes_and_exports(idx_dir, tmp_path, name):
     run_dir = str(tmp_path / name)
+    # A sibling run whose names the pattern matches: a glob-based pruning deleted its checkpoint.
+    decoy = tmp_path / name.replace("*", "X").replace("?", "Y").replace("[v1]", "v") / "checkpoints"
+    decoy.mkdir(parents=True)
+    for suffix in (".index", ".data-00000-of-00001"):
+        (decoy / f"ckpt-5{suffix}").write_bytes(b"another run's checkpoint")
     base = ["--data_dir", idx_dir, "--run_dir", run_dir, *QUICK, "--keep_checkpoints=1"]
     assert run(base + ["--train_steps=10"]).returncode == 0
     again = run(base + ["--train_steps=20"])
@@ -104,6 +109,7 @@ def test_run_dir_with_glob_characters_resumes_prunes_and_exports(idx_dir, tmp_pa
     assert "resumed from" in again.stdout and "at step 10" in again.stdout  # was: from step 0
     ckpt_files = sorted(f for f in os.listdir(os.path.join(run_dir, "checkpoints")) if f.startswith("ckpt-"))
     assert ckpt_files == ["ckpt-20.data-00000-of-00001", "ckpt-20.index"], ckpt_files  # pruned
+    assert sorted(os.listdir(decoy)) == ["ckpt-5.data-00000-of-00001", "ckpt-5.index"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = str(tmp_path / "export")
     exported = subprocess.run([os.sys.executable, os.path.join(ROOT, "export_savedmodel.py"),
