@@ -201,6 +201,9 @@ class Manager:
 
 
 def _short(reason: str) -> str:
-    """The first line of a TensorFlow error, without the file it names again."""
+    """The cause in a TensorFlow error message, e.g. 'No space left on device' out of
+    '{{function_node ...SaveV2...}} <dir>/ckpt-10_temp/part-...; No space left on device [Op:SaveV2]'."""
     line = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
-    return line[:300]
+    line = re.sub(r"^\{\{.*?\}\}\s*", "", line)
+    line = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", line)
+    return line.rsplit("; ", 1)[-1][:300]

@@ -384,7 +384,8 @@ def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     assert digests[0] and digests[0] == digests[1], [w.output for w in second]
     module = export.from_run(run_dir)  # the chief's config.json and latest checkpoint
     assert distribution.weights_digest(module.encoder, module.decoder) == digests[0][0]
-    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "samples", "saved_model", "tb"]
+    # .lock: the chief's run-dir lock (run_lock), an empty file that outlives the run.
+    assert sorted(os.listdir(run_dir)) == [".lock", "checkpoints", "config.json", "samples", "saved_model", "tb"]
 
 
 def _lone_worker(idx_dir, run_dir, index, n, worker_timeout):

@@ -193,8 +193,8 @@ def test_disk_full_while_saving_gives_one_line_and_leaves_no_partial_save(idx_di
     first = run(base + ["--train_steps=5"])
     assert first.returncode == 0, first.stderr
     full = run(base + ["--train_steps=10"])  # ckpt-10 does not fit beside ckpt-5
-    assert_one_line_error(full, "cannot save checkpoint", "ckpt-10", "last good checkpoint",
-                          os.path.join(run_dir, "checkpoints", "ckpt-5"))
+    assert_one_line_error(full, "cannot save checkpoint", "ckpt-10", "(No space left on device)",
+                          "last good checkpoint: " + os.path.join(run_dir, "checkpoints", "ckpt-5"))
     left = sorted(os.listdir(os.path.join(run_dir, "checkpoints")))
     assert left == ["checkpoint", "ckpt-5.data-00000-of-00001", "ckpt-5.index"], left
     again = run(base + ["--train_steps=5"])  # the last good checkpoint still restores
