@@ -21,6 +21,11 @@ FLAGS = flags.FLAGS
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
 MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
 
+# LPGA's log-det estimator when --log_det is not given. Under a 16-bit policy the finite
+# difference of two passes loses most of its digits (docs/BENCHMARKS.md measures it); forward
+# mode has no difference to lose them in.
+DEFAULT_LOG_DET = {"float32": "finite_difference", "mixed_float16": "jvp", "mixed_bfloat16": "jvp"}
+
 # Flags whose default depends on --method (None here; resolved from config.METHOD_DEFAULTS).
 METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda",
                     "rae_beta", "rae_lambda")
@@ -69,7 +74,14 @@ def define_train_flags() -> None:
     flags.DEFINE_float("worker_timeout", 600, "--strategy=multi_worker: seconds to wait for the other "
                        "workers of TF_CONFIG to start before giving up; 0 waits forever.")
     flags.DEFINE_boolean("sync_bn", d.sync_bn, "Synchronise BN statistics across replicas.")
-    flags.DEFINE_boolean("mixed_precision", d.mixed_precision, "Keras mixed_float16 policy.")
+    flags.DEFINE_enum("precision", None, config_lib.PRECISIONS, "Keras dtype policy of the nets "
+                      "(default float32). Losses, log-dets and BN statistics stay float32; only "
+                      "mixed_float16 scales the loss.")
+    flags.DEFINE_boolean("mixed_precision", False, "Alias of --precision=mixed_float16.")
+    flags.DEFINE_enum("log_det", None, config_lib.LOG_DETS, "LPGA's directional derivative J_h(z) u: "
+                      "the reference's finite difference, or exact forward-mode autodiff (jvp). "
+                      f"Default: {DEFAULT_LOG_DET['float32']} in float32, "
+                      f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.")
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
     flags.DEFINE_boolean("fused", d.fused, "The fused training step: same losses and gradients as "
                          "the plain one, fewer passes (step.fused_method_losses). Only without --use_bn.")
@@ -122,14 +134,33 @@ def _not_flag_like(name: str, value) -> bool:
     return True
 
 
+def resolve_precision(precision: str | None, mixed_precision: bool) -> str:
+    """--precision, with --mixed_precision as an alias of mixed_float16 (ValueError if they clash)."""
+    if mixed_precision:
+        if precision not in (None, "mixed_float16"):
+            raise ValueError(f"--mixed_precision means --precision=mixed_float16, not {precision}; "
+                             "give one of them")
+        return "mixed_float16"
+    return precision or "float32"
+
+
+def resolve_log_det(method: str, precision: str, log_det: str | None) -> str:
+    """--log_det, or its default for this method and precision."""
+    if log_det is not None:
+        return log_det
+    return DEFAULT_LOG_DET[precision] if method == "lpga" else "finite_difference"
+
+
 def config_from_flags() -> config_lib.Config:
     """The Config these flags ask for: method defaults, then every flag given."""
     overrides = {name: FLAGS[name].value for name in METHOD_DEPENDENT if FLAGS[name].value is not None}
     common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
               "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-              "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "mixed_precision", "fused",
+              "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "fused",
               "jit_compile", "deterministic", "rae_reg")
     overrides.update({name: FLAGS[name].value for name in common})
+    overrides["precision"] = resolve_precision(FLAGS.precision, FLAGS.mixed_precision)
+    overrides["log_det"] = resolve_log_det(FLAGS.method, overrides["precision"], FLAGS.log_det)
     run_dir = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
     cfg = config_lib.for_method(FLAGS.method, run_dir=run_dir, **overrides)
     config_lib.validate(cfg)

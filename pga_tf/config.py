@@ -16,6 +16,11 @@ VARIATIONAL = frozenset({"vpga", "lvpga", "vae"})
 OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 RAE_REGULARISERS = ("l2", "gp")  # RAE's decoder regulariser: weight decay (RAE-L2) or gradient penalty (RAE-GP)
+# Keras dtype policies: the nets compute in float16/bfloat16 under the mixed ones; variables,
+# losses, log-dets and BN statistics stay float32.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# LPGA's directional derivative J_h(z) u: the reference's finite difference, or exact forward mode.
+LOG_DETS = ("finite_difference", "jvp")
 
 # Each method's defaults are its reference script's argparse defaults (its MNIST setting):
 # zj10/PGA src/train_lpga.py, train_vpga.py, train_lvpga.py. The reference's VPGA has no
@@ -82,16 +87,26 @@ class Config:
     bn_momentum: float = 0.99
     strategy: str = "default"
     sync_bn: bool = False
-    mixed_precision: bool = False
+    precision: str = "float32"
     jit_compile: bool = False
     # The fused training step (step.fused_method_losses) when batch norm is off; same losses and
     # gradients as the plain step, fewer passes. Ignored (plain step) with --use_bn.
     fused: bool = True
     deterministic: bool = False
+    log_det: str = "finite_difference"
 
     @property
     def variational(self) -> bool:
         return self.method in VARIATIONAL
+
+    @property
+    def mixed_precision(self) -> bool:
+        """float16 compute, hence a loss-scale optimizer (whose variables are in checkpoints).
+
+        The name of the flag (and config.json key) that `precision` replaced; bfloat16 has
+        float32's exponent range and needs no loss scaling.
+        """
+        return self.precision == "mixed_float16"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -115,6 +130,14 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if cfg.log_det not in LOG_DETS:
+        raise ValueError(f"unknown log_det {cfg.log_det!r}; choose one of {', '.join(LOG_DETS)}")
+    if cfg.log_det == "jvp" and cfg.method != "lpga":
+        # LVPGA's perturbation has the posterior's scale: a finite difference by design.
+        raise ValueError(f"--log_det=jvp is for --method=lpga only (got {cfg.method}; LVPGA's "
+                         "step has the posterior's scale and stays a finite difference)")
     for name in ("z_dim", "batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
                  "keep_checkpoints", "steps_per_loop"):
         if getattr(cfg, name) <= 0:
@@ -151,6 +174,8 @@ def load(run_dir: str) -> Config | None:
         return None
     with open(path) as f:
         raw = json.load(f)
+    if "precision" not in raw:  # written before --precision: a bool mixed_precision
+        raw["precision"] = "mixed_float16" if raw.get("mixed_precision") else "float32"
     known = {f.name for f in dataclasses.fields(Config)}
     return Config(**{k: v for k, v in raw.items() if k in known})
 

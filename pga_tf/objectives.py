@@ -54,6 +54,11 @@ def prior_nll(z: tf.Tensor) -> tf.Tensor:
     return -standard_normal(z_dim).log_prob(z) / z_dim
 
 
+def lpga_unit_direction(noise: tf.Tensor) -> tf.Tensor:
+    """LPGA's random direction u = noise / ||noise|| per row ([N, z_dim] -> [N, z_dim])."""
+    return tf.math.l2_normalize(noise, axis=1)
+
+
 def lpga_direction(noise: tf.Tensor) -> tf.Tensor:
     """LPGA's finite-difference step: a random direction scaled to norm 1e-2 * sqrt(z_dim).
 
@@ -64,7 +69,7 @@ def lpga_direction(noise: tf.Tensor) -> tf.Tensor:
     """
     z_dim = noise.shape[-1]
     epsilon = 1e-2 * math.sqrt(z_dim)
-    return tf.math.l2_normalize(noise, axis=1) * epsilon
+    return lpga_unit_direction(noise) * epsilon
 
 
 def lvpga_direction(noise: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
@@ -89,15 +94,36 @@ def log_det_jacobian(h_z: tf.Tensor, h_z_delta: tf.Tensor, delta: tf.Tensor) -> 
     Returns:
       [N] estimates of log|det J_h(z)| (not yet divided by z_dim).
     """
-    z_dim = h_z.shape[-1]
     norm = tf.stop_gradient(tf.norm(tf.cast(delta, tf.float32), axis=1, keepdims=True))
-    jvp = (tf.cast(h_z_delta, tf.float32) - tf.cast(h_z, tf.float32)) / norm
-    return 0.5 * z_dim * tf.math.log(tf.reduce_sum(tf.square(jvp), axis=1))
+    return directional_log_det((tf.cast(h_z_delta, tf.float32) - tf.cast(h_z, tf.float32)) / norm)
+
+
+def directional_log_det(jvp: tf.Tensor) -> tf.Tensor:
+    """The estimate (z_dim / 2) * log ||J u||^2 of log|det J| from J u, u a unit direction.
+
+    Args:
+      jvp: [N, z_dim] J_h(z) u, exact (forward mode) or a finite difference.
+    Returns:
+      [N] estimates of log|det J_h(z)| (not yet divided by z_dim), float32 (float64 for a
+      float64 jvp).
+    """
+    if jvp.dtype != tf.float64:
+        jvp = tf.cast(jvp, tf.float32)
+    return 0.5 * jvp.shape[-1] * tf.math.log(tf.reduce_sum(tf.square(jvp), axis=1))
 
 
 def log_det_loss(h_z: tf.Tensor, h_z_delta: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
     """Decoder NLL term of LPGA (and LVPGA's vrec term): log|det J_h| / z_dim per example."""
     return log_det_jacobian(h_z, h_z_delta, delta) / h_z.shape[-1]
+
+
+def directional_log_det_loss(jvp: tf.Tensor) -> tf.Tensor:
+    """LPGA's decoder NLL term from an exact J_h(z) u (--log_det=jvp): log|det J_h| / z_dim.
+
+    The finite difference (log_det_loss) estimates the same quantity; this has the same
+    expectation over u without the step's truncation and cancellation error.
+    """
+    return directional_log_det(jvp) / jvp.shape[-1]
 
 
 def latent_rms(mu: tf.Tensor) -> tf.Tensor:

@@ -73,8 +73,28 @@ def global_latent_rms(mu: tf.Tensor) -> tf.Tensor:
     return tf.stop_gradient(tf.sqrt(mean_sq))
 
 
+def directional_derivative(f: Callable, z: tf.Tensor, u: tf.Tensor) -> tuple:
+    """f(z) and J_f(z) u, the latter exactly, by forward-mode autodiff (--log_det=jvp).
+
+    Run inside a GradientTape, the tape records the tangent's computation too, so J_f(z) u has a
+    gradient with respect to f's weights (reverse over forward), as the finite difference
+    (f(z + eps u) - f(z)) / eps does.
+
+    Args:
+      f: z -> a tensor, or a tuple whose first element is the tensor to differentiate.
+      z: [N, d] float32 primal.
+      u: [N, d] float32 tangent (a unit direction per row).
+    Returns:
+      (f(z), J u), J u with the shape of f(z)'s (first) tensor.
+    """
+    with tf.autodiff.ForwardAccumulator(primals=z, tangents=u) as acc:
+        out = f(z)
+    first = out[0] if isinstance(out, tuple) else out
+    return out, acc.jvp(first)
+
+
 def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.Tensor,
-                  noise: Noise, coeffs: dict) -> Losses:
+                  noise: Noise, coeffs: dict, log_det: str = "finite_difference") -> Losses:
     """Per-example encoder/decoder losses of `method` on one batch.
 
     Args:
@@ -84,6 +104,8 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
       images: [N, H, W, C] in [-1, 1].
       noise: this step's draws (see Noise).
       coeffs: name -> scalar coefficient (see `coefficients`).
+      log_det: LPGA's J_h u: "finite_difference" (the reference's: a second pass of h at
+        mu + delta) or "jvp" (forward mode along the same direction, on the pass at mu).
     Returns:
       Losses.
     """
@@ -121,16 +143,23 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
     img_rec = objectives.squared_error(images, decode(mu))
     mu_const = tf.stop_gradient(mu)
     zn_rec = objectives.squared_error(noise.prior, h(noise.prior, update_stats=True)[0])
-    h_mu, x_mu = h(mu_const)
+    if method == "lpga" and log_det == "jvp":
+        (h_mu, x_mu), jvp = directional_derivative(
+            h, mu_const, objectives.lpga_unit_direction(noise.direction))
+    else:
+        h_mu, x_mu = h(mu_const)
     zh_rec = objectives.squared_error(mu_const, h_mu)
     terms = {"img_rec": img_rec, "zn_rec": zn_rec, "zh_rec": zh_rec}
     enc = img_rec + c["zn_rec"] * zn_rec + c["zh_rec"] * zh_rec
     dec = img_rec
 
     if method == "lpga":
-        delta = objectives.lpga_direction(noise.direction)
         terms["nll_enc"] = objectives.prior_nll(mu)
-        terms["nll_dec"] = objectives.log_det_loss(h_mu, h(mu_const + delta)[0], delta)
+        if log_det == "jvp":
+            terms["nll_dec"] = objectives.directional_log_det_loss(jvp)
+        else:
+            delta = objectives.lpga_direction(noise.direction)
+            terms["nll_dec"] = objectives.log_det_loss(h_mu, h(mu_const + delta)[0], delta)
         enc += c["nll"] * terms["nll_enc"]
         dec += c["nll"] * terms["nll_dec"]
         return Losses(enc, dec, terms)
@@ -210,7 +239,8 @@ LossFunction = Callable[[Config, Callable, Callable, tf.Tensor, Noise, tf.Tensor
 
 def _pga_family(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
                 noise: Noise, step: tf.Tensor) -> Losses:
-    return method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step))
+    return method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step),
+                         log_det=cfg.log_det)
 
 
 # method name -> its loss function (cfg, encoder, decoder, images, noise, step) -> Losses, whose
@@ -281,7 +311,8 @@ def _halves(x: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def fused_method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.Tensor,
-                        noise: Noise, coeffs: dict, zero_coefficients=frozenset()) -> Losses:
+                        noise: Noise, coeffs: dict, zero_coefficients=frozenset(),
+                        log_det: str = "finite_difference") -> Losses:
     """`method_losses` computed with fewer passes and one backward pass (batch norm off only).
 
     The losses, every term and the gradient of the encoder (decoder) loss w.r.t. the encoder's
@@ -312,6 +343,9 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
       zh_rec has one of its own (the encoder on sg(D(mu)), live weights), which is 0 in every
       method's default. The plain step adds 0 * zh_rec and back-propagates zeros; the values are
       equal (for finite zh_rec) and so are the gradients.
+    * LPGA with log_det "jvp": h(sg(mu)) = E_f(D(sg(mu))) runs once under forward mode along u
+      (live decoder weights, frozen encoder), in place of the batched pair of passes at mu and
+      mu + delta; its primal is h(mu), its tangent J_h u.
 
     Returns:
       Losses with `surrogate` set; `encoder` (`decoder`) also has the right gradient for the
@@ -349,7 +383,10 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
     mu_const = tf.stop_gradient(mu)
 
     # The second code decoded with mu, and the direction/noise it carries.
-    if method == "lpga":
+    jvp = None
+    if method == "lpga" and log_det == "jvp":
+        z2 = None
+    elif method == "lpga":
         delta = objectives.lpga_direction(noise.direction)
         z2 = mu_const + delta
     elif method == "vpga":
@@ -362,9 +399,13 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
 
     # D(mu) once, as the encoder's view (gradient to mu) and the decoder's (to its weights).
     x_mu_enc, x_mu = two_views(decoder, mu)
-    x_2 = decode(z2)
-    h_both = encode_frozen(tf.concat([x_mu, x_2], 0))
-    h_mu, h_2 = _halves(h_both[0] if variational else h_both, n)
+    if z2 is None:
+        h_mu, jvp = directional_derivative(lambda z: encode_frozen(decode(z)), mu_const,
+                                           objectives.lpga_unit_direction(noise.direction))
+    else:
+        x_2 = decode(z2)
+        h_both = encode_frozen(tf.concat([x_mu, x_2], 0))
+        h_mu, h_2 = _halves(h_both[0] if variational else h_both, n)
 
     img_rec = objectives.squared_error(images, x_mu_enc)
     img_rec_dec = objectives.squared_error(images, x_mu)
@@ -380,7 +421,10 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
     dec_only = img_rec_dec
     if method == "lpga":
         terms["nll_enc"] = objectives.prior_nll(mu)
-        terms["nll_dec"] = objectives.log_det_loss(h_mu, h_2, delta)
+        if jvp is not None:
+            terms["nll_dec"] = objectives.directional_log_det_loss(jvp)
+        else:
+            terms["nll_dec"] = objectives.log_det_loss(h_mu, h_2, delta)
         enc_only += c["nll"] * terms["nll_enc"]
         dec_only += c["nll"] * terms["nll_dec"]
         shared = None

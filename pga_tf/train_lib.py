@@ -56,7 +56,7 @@ def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
         opt = keras.optimizers.SGD(learning_rate=cfg.lr, momentum=0.9)
     else:
         opt = keras.optimizers.Adam(learning_rate=cfg.lr)
-    if cfg.mixed_precision:
+    if cfg.mixed_precision:  # float16 only: bfloat16 has float32's exponent range
         opt = _CountingLossScaleOptimizer(opt)
     return opt
 
@@ -133,7 +133,7 @@ class Trainer:
                                 "(XLA has no CPU collectives); drop --jit_compile or run on one "
                                 "device")
         with self.strategy.scope():
-            with _dtype_policy("mixed_float16" if cfg.mixed_precision else None):
+            with _dtype_policy(None if cfg.precision == "float32" else cfg.precision):
                 self.encoder, self.decoder = models.build_models(
                     cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
                     variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn)
@@ -159,7 +159,8 @@ class Trainer:
         if self.fused:
             coeffs = step_lib.coefficients(self.cfg, self.optimizer.iterations)
             return step_lib.fused_method_losses(self.cfg.method, self.encoder, self.decoder, images,
-                                                noise, coeffs, self._zero_coefficients)
+                                                noise, coeffs, self._zero_coefficients,
+                                                log_det=self.cfg.log_det)
         loss_fn = step_lib.LOSS_FUNCTIONS[self.cfg.method]
         return loss_fn(self.cfg, self.encoder, self.decoder, images, noise, self.optimizer.iterations)
 
