@@ -34,7 +34,12 @@ For each method it prints and (with --json) writes:
 By default it measures what ``train.py`` runs (the fused step, pga_tf.kernels on); ``--fused=off
 --fast_kernels=off`` measures the straightforward step (method_losses, two backward passes,
 stock Keras layers), and ``--jit_compile`` the XLA-compiled one. ``--strategy=mirrored`` (with
-``--cpu_devices=N`` on a CPU) and ``--mixed_precision`` measure train.py's flags of the same names.
+``--cpu_devices=N`` on a CPU), ``--precision`` (``--mixed_precision`` is its mixed_float16 alias)
+and ``--log_det`` measure train.py's flags of the same names. Under a mixed precision the
+fraction of peak is taken against a matmul peak in the policy's compute dtype (bfloat16 or
+float16, ``matmul_peak_gflop_per_s``), measured in the same run as the float32 one
+(``matmul_peak_float32_gflop_per_s``); ``cpu_flags`` records the CPU's AVX-512/AMX extensions,
+which decide whether 16-bit matmuls run natively.
 
 The load average (``os.getloadavg``) is recorded with every figure: on a shared machine the
 numbers are only comparable at similar load. Everything runs on TensorFlow's default device, so
@@ -147,24 +152,28 @@ def reference_step_flops(cfg: config_lib.Config, image_shape: tuple[int, int, in
     was = kernels.enabled()
     kernels.set_enabled(False)
     try:
-        plain = train_lib.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False), image_shape)
+        # float32 and the reference's finite difference, whatever is measured: one yardstick.
+        plain = train_lib.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False,
+                                                      precision="float32",
+                                                      log_det="finite_difference"), image_shape)
         return step_flops(plain)
     finally:
         kernels.set_enabled(was)
 
 
 # --------------------------------------------------------------------------------- peaks
-def matmul_peak(n: int, blocks: int = 5, calls: int = 5) -> float:
-    """float32 GFLOP/s of tf.linalg.matmul on [n, n] x [n, n], median over blocks."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+def matmul_peak(n: int, blocks: int = 5, calls: int = 5, dtype: str = "float32") -> float:
+    """GFLOP/s of tf.linalg.matmul on [n, n] x [n, n] in `dtype`, median over blocks."""
+    a = tf.cast(tf.random.normal([n, n]), dtype)
+    b = tf.cast(tf.random.normal([n, n]), dtype)
 
     @tf.function
     def chain(a, b):
         acc = tf.zeros([], tf.float32)
         for _ in range(calls):
-            acc += tf.reduce_sum(tf.linalg.matmul(a, b)[:1, :1])  # keeps each product live
-            a = a + 1e-6  # a distinct product each time: nothing is deduplicated
+            # [:1, :1] keeps each product live
+            acc += tf.cast(tf.reduce_sum(tf.linalg.matmul(a, b)[:1, :1]), tf.float32)
+            a = a + tf.cast(1e-2, dtype)  # a distinct product each time: nothing is deduplicated
         return acc
 
     chain(a, b).numpy()
@@ -195,9 +204,11 @@ def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
 # --------------------------------------------------------------------------------- one method
 def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None],
                  strategy: tf.distribute.Strategy) -> dict:
+    """One method's figures; `peak` is the matmul GFLOP/s in the precision's compute dtype."""
     overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
                      steps_per_loop=args.steps, seed=args.seed, strategy=args.strategy,
-                     mixed_precision=args.mixed_precision)
+                     precision=args.precision,
+                     log_det=cli.resolve_log_det(method, args.precision, args.log_det))
     overrides["fused"] = args.fused == "on"
     if args.z_dim:
         overrides["z_dim"] = args.z_dim
@@ -210,7 +221,8 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
                  "fused": cfg.fused, "uses_fused_step": trainer.fused,
                  "fast_kernels": kernels.enabled(), "strategy": cfg.strategy,
                  "replicas": strategy.num_replicas_in_sync,
-                 "mixed_precision": cfg.mixed_precision}
+                 "mixed_precision": cfg.mixed_precision, "precision": cfg.precision,
+                 "log_det": cfg.log_det}
 
     def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
         it = iter(strategy.experimental_distribute_dataset(ds))
@@ -260,7 +272,8 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     out["fraction_of_peak"] = out["achieved_gflop_per_s"] / peak
     out["effective_fraction_of_peak"] = out["effective_gflop_per_s"] / peak
     log(f"{method:6s} [{cfg.strategy} x{strategy.num_replicas_in_sync}"
-        f"{', xla' if cfg.jit_compile else ''}{', mixed_float16' if cfg.mixed_precision else ''}, "
+        f"{', xla' if cfg.jit_compile else ''}, {cfg.precision}"
+        f"{', log_det ' + cfg.log_det if method == 'lpga' else ''}, "
         f"fused {trainer.fused}, fast kernels {kernels.enabled()}] "
         f"train {out['train_images_per_s']:7.1f} img/s ({source} pipeline)  "
         f"{out['train_images_per_s_fixed_batch']:7.1f} img/s (fixed batch)  "
@@ -297,8 +310,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)")
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="split the CPU into this many logical devices (as train.py does)")
-    p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=False,
-                   help="Keras mixed_float16 policy (loss terms stay float32), as train.py")
+    p.add_argument("--precision", choices=config_lib.PRECISIONS, default=None,
+                   help="Keras dtype policy of the nets (default float32), as train.py")
+    p.add_argument("--mixed_precision", action="store_true",
+                   help="alias of --precision=mixed_float16, as train.py")
+    p.add_argument("--log_det", choices=config_lib.LOG_DETS, default=None,
+                   help="LPGA's log-det estimator (default: as train.py, by precision)")
     p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
                    help="the fused training step (step.fused_method_losses; plain with BN on)")
     p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
@@ -324,6 +341,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--{name} must be positive")
     if args.warmup < 1:
         p.error("--warmup must be >= 1 (the first call traces)")
+    try:
+        args.precision = cli.resolve_precision(args.precision, args.mixed_precision)
+    except ValueError as e:
+        p.error(str(e))
+    if args.log_det == "jvp" and methods != ["lpga"]:
+        p.error("--log_det=jvp is for --method=lpga only; pass --methods=lpga")
     args.methods = methods
     return args
 
@@ -335,19 +358,27 @@ def main(argv: list[str] | None = None) -> dict:
     cli.split_cpu(args.cpu_devices)
     log = lambda s: print(s, flush=True)  # noqa: E731
     device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
-    cpu = machine.cpu_model()
-    peak = matmul_peak(args.matmul_n)
-    log(f"device {device}, {cpu}, {os.cpu_count()} cores; float32 matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
+    cpu, cpu_flags = machine.cpu_model(), machine.precision_flags()
+    peak32 = matmul_peak(args.matmul_n)
+    log(f"device {device}, {cpu}, {os.cpu_count()} cores, {' '.join(cpu_flags)}; "
+        f"float32 matmul {args.matmul_n}^2: {peak32:.0f} GFLOP/s [load {load()}]")
+    compute_dtype = args.precision.replace("mixed_", "")
+    peak = peak32
+    if compute_dtype != "float32":
+        peak = matmul_peak(args.matmul_n, dtype=compute_dtype)
+        log(f"{compute_dtype} matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
     strategy = train_lib.make_strategy(args.strategy)
     results: dict = {}
     for method in args.methods:
         results[method] = bench_method(method, args, peak, log, strategy)
-    peak_after = matmul_peak(args.matmul_n)
-    log(f"float32 matmul again: {peak_after:.0f} GFLOP/s [load {load()}]")
+    peak_after = matmul_peak(args.matmul_n, dtype=compute_dtype)
+    log(f"{compute_dtype} matmul again: {peak_after:.0f} GFLOP/s [load {load()}]")
     run = {"device": device, "matmul_peak_after_gflop_per_s": peak_after, "tensorflow": tf.__version__,
-           "cpu": cpu, "cpu_count": os.cpu_count(), "argv": sys.argv[1:] if argv is None else argv}
+           "matmul_peak_float32_gflop_per_s": peak32, "matmul_dtype": compute_dtype,
+           "cpu": cpu, "cpu_flags": cpu_flags, "cpu_count": os.cpu_count(),
+           "argv": sys.argv[1:] if argv is None else argv}
     for figures in results.values():
         figures.update(run)
     if args.json:

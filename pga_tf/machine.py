@@ -10,6 +10,10 @@ from __future__ import annotations
 import platform
 
 CPUINFO = "/proc/cpuinfo"
+# The vector and matrix extensions that decide float32/bfloat16/float16 matmul speed: AVX512-BF16
+# and AMX run bfloat16 natively; without them TensorFlow emulates 16-bit compute in float32.
+PRECISION_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+                   "amx_fp16")
 
 
 def cpuinfo(path: str = CPUINFO) -> dict[str, str]:
@@ -41,3 +45,9 @@ def cpu_model(path: str = CPUINFO) -> str:
     flags = set(info.get("flags", "").split())
     details += [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
     return f"{name} ({', '.join(details)})" if details else name
+
+
+def precision_flags(path: str = CPUINFO) -> list[str]:
+    """Which of PRECISION_FLAGS the first processor has, e.g. ['avx2', 'avx512f', 'avx512_bf16']."""
+    flags = set(cpuinfo(path).get("flags", "").split())
+    return [f for f in PRECISION_FLAGS if f in flags]

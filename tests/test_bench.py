@@ -65,7 +65,25 @@ def test_tiny_run_writes_json(tmp_path):
         assert figures["train_traces"] == 1 and figures["uses_fused_step"]
 
 
-@pytest.mark.parametrize("argv", [["--methods=nope"], ["--steps=0"], ["--warmup=0"]])
+def test_bfloat16_run_rates_the_step_against_a_bfloat16_matmul(tmp_path):
+    out = tmp_path / "out.json"
+    bench.main(["--methods=lpga", "--z_dim=4", "--batch_size=8", "--steps=1", "--blocks=1",
+                "--warmup=1", "--sample_batch=8", "--sample_calls=1", "--matmul_n=64",
+                "--data=synthetic", "--precision=mixed_bfloat16", "--log_det=finite_difference",
+                f"--json={out}"])
+    figures = json.loads(out.read_text())["lpga"]
+    assert (figures["precision"], figures["log_det"], figures["matmul_dtype"]) == (
+        "mixed_bfloat16", "finite_difference", "bfloat16")
+    assert figures["matmul_peak_gflop_per_s"] > 0 and figures["matmul_peak_float32_gflop_per_s"] > 0
+    assert figures["fraction_of_peak"] == pytest.approx(
+        figures["achieved_gflop_per_s"] / figures["matmul_peak_gflop_per_s"])
+    assert isinstance(figures["cpu_flags"], list)
+    assert not figures["mixed_precision"]  # no loss scaling under bfloat16
+
+
+@pytest.mark.parametrize("argv", [["--methods=nope"], ["--steps=0"], ["--warmup=0"],
+                                  ["--methods=lpga,vpga", "--log_det=jvp"],
+                                  ["--mixed_precision", "--precision=mixed_bfloat16"]])
 def test_bad_arguments_exit(argv):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
@@ -88,6 +106,9 @@ def test_mirrored_and_mixed_precision_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())["lpga"]
     assert figures["replicas"] == 2 and figures["mixed_precision"]
+    # --mixed_precision is --precision=mixed_float16, where LPGA's log-det defaults to forward mode.
+    assert figures["precision"] == "mixed_float16" and figures["log_det"] == "jvp"
+    assert figures["matmul_dtype"] == "float16"
     assert figures["train_images_per_s"] > 0 and figures["train_traces"] == 1
     # The machine is named so figures from different CPUs are not compared by mistake.
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -99,5 +120,6 @@ def test_mirrored_and_mixed_precision_runs(tmp_path):
         assert f"family {family.group(1)}," in figures["cpu"]
     # Counted on one device for the whole global batch: the same graph as an unmirrored run.
     single = bench.step_flops(train_lib.Trainer(
-        config.for_method("lpga", z_dim=4, batch_size=8, mixed_precision=True), (28, 28, 1)))
+        config.for_method("lpga", z_dim=4, batch_size=8, precision="mixed_float16",
+                          log_det=figures["log_det"]), (28, 28, 1)))
     assert figures["step_gflop"] == pytest.approx(single["total"] / 1e9)

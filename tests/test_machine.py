@@ -29,3 +29,10 @@ def test_first_processor_block_only(tmp_path):
 def test_missing_file_falls_back_to_platform(tmp_path):
     assert machine.cpuinfo(str(tmp_path / "absent")) == {}
     assert machine.cpu_model(str(tmp_path / "absent"))  # platform's name: never empty on a real machine
+
+
+def test_precision_flags_name_the_16_bit_extensions(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(TWO_PROCESSORS.replace("avx512bw", "avx512bw avx512_bf16", 1))
+    assert machine.precision_flags(str(path)) == ["avx2", "avx512f", "avx512_bf16"]
+    assert machine.precision_flags(str(tmp_path / "absent")) == []

@@ -1,0 +1,146 @@
+"""What a 16-bit policy does to LPGA's log-det estimate, measured on a run's weights.
+
+    python -m pga_tf.log_det_precision --run_dir=runs/lpga_fashion_mnist_conv_mnist --json=out.json
+
+LPGA's decoder loss takes log|det J_h(mu)| from one direction u per example, (d/2) log ||J u||^2
+(objectives.directional_log_det), with J u either the reference's finite difference
+(h(mu + eps u) - h(mu)) / eps, eps = 1e-2 sqrt(d), or forward-mode autodiff (`--log_det=jvp`).
+Under mixed_bfloat16 (8 significant bits) or mixed_float16 (11) the two passes of the finite
+difference each carry a rounding error far larger than their difference can afford. This
+loads one checkpoint into nets built under each policy (same float32 weights), and for test
+images' codes mu reports per policy and estimator:
+
+* ``error_vs_float32``: mean |estimate - the same estimator in float32| with the same u, in nats
+  of log|det J| (what the policy costs);
+* ``mean_error_vs_exact``: mean (estimate - exact log|det J_h(mu)|), the exact value from a
+  float32 batch Jacobian and a float64 slogdet (pga_tf/likelihood.py); the estimator's bias
+  plus the policy's error.
+
+Both in the training step's mode (BN with batch statistics, as the loss sees it) when the run has
+BN, which the MNIST settings do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pga_tf import config as config_lib, data, likelihood, models, objectives, step  # noqa: E402
+from pga_tf.config import PRECISIONS  # noqa: E402
+
+ESTIMATORS = config_lib.LOG_DETS
+
+
+def nets_under(policy: str, cfg: config_lib.Config, image_shape: tuple, weights: list) -> tuple:
+    """(encoder, decoder) built under Keras dtype policy `policy`, holding `weights` (float32)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        encoder, decoder = models.build_models(cfg.model, cfg.z_dim, image_shape[-1],
+                                               use_bn=cfg.use_bn, variational=cfg.variational)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for v, w in zip(encoder.weights + decoder.weights, weights):
+        v.assign(w)
+    return encoder, decoder
+
+
+def directional_log_dets(encoder: Callable, decoder: Callable, mu: tf.Tensor, u: tf.Tensor,
+                         estimator: str, variational: bool = False) -> np.ndarray:
+    """(d/2) log ||J_h(mu) u||^2 per row, by the training step's finite difference or by forward
+    mode ([N, d] mu and unit u -> [N] float64)."""
+    def h(z):
+        out = encoder(decoder(z, training=False), training=False)
+        return out[0] if variational else out
+
+    if estimator == "jvp":
+        _, jvp = step.directional_derivative(h, mu, u)
+        return objectives.directional_log_det(jvp).numpy().astype(np.float64)
+    delta = objectives.lpga_direction(u)  # u at the step's norm, 1e-2 sqrt(d)
+    return objectives.log_det_jacobian(h(mu), h(mu + delta), delta).numpy().astype(np.float64)
+
+
+def measure(cfg: config_lib.Config, image_shape: tuple, weights: list, images: np.ndarray,
+            seed: int = 0, precisions=PRECISIONS) -> dict:
+    """Per precision and estimator: error vs float32 and mean error vs the exact log-det (nats).
+
+    Args:
+      cfg: the run's Config (model, z_dim, BN, variational).
+      image_shape: (H, W, C).
+      weights: every variable of encoder.weights + decoder.weights, float32 numpy.
+      images: [N, H, W, C] in [-1, 1]; their codes under the float32 nets are the points.
+    Returns:
+      {"exact_mean": ..., "rows": [{precision, estimator, error_vs_float32,
+      mean_error_vs_exact, ...}]}.
+    """
+    enc32, dec32 = nets_under("float32", cfg, image_shape, weights)
+    latent = likelihood.LatentMap(enc32, dec32, cfg.variational)
+    mu, _ = latent.encode(images)
+    exact = likelihood.exact_log_det(latent, mu.numpy())
+    noise = tf.constant(np.random.default_rng(seed).standard_normal(mu.shape), tf.float32)
+    u = objectives.lpga_unit_direction(noise)
+    estimates = {}
+    for precision in precisions:
+        nets = (enc32, dec32) if precision == "float32" else nets_under(precision, cfg, image_shape,
+                                                                        weights)
+        for estimator in ESTIMATORS:
+            estimates[precision, estimator] = directional_log_dets(*nets, mu, u, estimator,
+                                                                   cfg.variational)
+    rows = []
+    for (precision, estimator), value in estimates.items():
+        reference = estimates["float32", estimator] if "float32" in precisions else value
+        rows.append({"precision": precision, "estimator": estimator,
+                     "error_vs_float32": float(np.mean(np.abs(value - reference))),
+                     "mean_error_vs_exact": float(np.mean(value - exact)),
+                     "mean_abs_error_vs_exact": float(np.mean(np.abs(value - exact))),
+                     "non_finite": int(np.sum(~np.isfinite(value)))})
+    return {"examples": int(len(exact)), "z_dim": int(mu.shape[1]),
+            "exact_mean": float(np.mean(exact)), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m pga_tf.log_det_precision",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--run_dir", required=True, help="an LPGA run (config.json, checkpoints/)")
+    p.add_argument("--examples", type=int, default=256, help="test images whose codes are used")
+    p.add_argument("--seed", type=int, default=0, help="seed of the directions u")
+    p.add_argument("--json", default="", help="write the table here")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    from pga_tf import export
+
+    try:
+        module = export.from_run(args.run_dir)
+    except export.ExportError as e:
+        p.error(str(e))
+    cfg = config_lib.load(args.run_dir)
+    image_shape = data.image_shape(cfg.dataset)
+    weights = [v.numpy() for v in module.encoder.weights + module.decoder.weights]
+    images = data.fixed_batch(cfg.dataset, args.examples, "test", cfg.data_dir or None)
+    result = measure(cfg, image_shape, weights, images, args.seed)
+    result.update(run_dir=args.run_dir, checkpoint=tf.train.latest_checkpoint(
+        os.path.join(args.run_dir, "checkpoints")))
+    print(f"{result['examples']} test codes, z_dim {result['z_dim']}, exact log|det J_h| mean "
+          f"{result['exact_mean']:.3f} nats")
+    print(f"{'precision':16s} {'estimator':18s} {'|err| vs float32':>17s} {'mean err vs exact':>18s}")
+    for r in result["rows"]:
+        print(f"{r['precision']:16s} {r['estimator']:18s} {r['error_vs_float32']:17.4f} "
+              f"{r['mean_error_vs_exact']:18.4f}" + (f"  ({r['non_finite']} non-finite)"
+                                                      if r["non_finite"] else ""))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
