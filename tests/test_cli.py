@@ -136,3 +136,41 @@ def test_a_value_starting_with_a_dash_is_refused_and_dot_slash_accepted():
     with pytest.raises(flags.IllegalFlagValueError, match="--run_dir got '-x'"):
         parse(["--run_dir=-x"])
     assert parse(["--run_dir=./-x"]).run_dir == "./-x"
+
+
+@pytest.mark.parametrize("argv,precision,log_det", [
+    ([], "float32", "finite_difference"),
+    (["--mixed_precision"], "mixed_float16", "jvp"),  # the old flag: an alias
+    (["--precision=mixed_float16", "--mixed_precision"], "mixed_float16", "jvp"),
+    (["--precision=mixed_bfloat16"], "mixed_bfloat16", "jvp"),
+    (["--precision=mixed_bfloat16", "--log_det=finite_difference"], "mixed_bfloat16", "finite_difference"),
+    (["--log_det=jvp"], "float32", "jvp"),
+    (["--method=lvpga", "--precision=mixed_bfloat16"], "mixed_bfloat16", "finite_difference"),
+])
+def test_precision_and_log_det_flags(argv, precision, log_det):
+    cfg = parse(argv)
+    assert (cfg.precision, cfg.log_det) == (precision, log_det)
+    assert cfg.mixed_precision == (precision == "mixed_float16")  # loss scaling: float16 only
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--mixed_precision", "--precision=mixed_bfloat16"], "--mixed_precision means --precision=mixed_float16"),
+    (["--method=lvpga", "--log_det=jvp"], "--log_det=jvp is for --method=lpga only"),
+    (["--method=vpga", "--log_det=jvp"], "--log_det=jvp is for --method=lpga only"),
+])
+def test_contradictory_precision_or_log_det_is_one_line_at_parse_time(argv, message):
+    with pytest.raises(ValueError, match=message) as e:
+        parse(argv)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("old,precision", [(True, "mixed_float16"), (False, "float32")])
+def test_config_json_of_older_runs_reads_mixed_precision_as_precision(tmp_path, old, precision):
+    raw = config.Config().replace(run_dir=str(tmp_path)).to_json().replace(
+        '"precision": "float32"', f'"mixed_precision": {str(old).lower()}')
+    (tmp_path / config.CONFIG_FILE).write_text(raw)
+    saved = config.load(str(tmp_path))
+    assert saved.precision == precision and saved.mixed_precision == old
+    # Resuming it with the flag it was trained with (old name or new) is the same run.
+    for argv in (["--mixed_precision"] if old else [], [f"--precision={precision}"]):
+        assert parse([f"--run_dir={tmp_path}", *argv]).mixed_precision == saved.mixed_precision

@@ -185,7 +185,7 @@ def check_mixed_precision_overflow_on_one_replica():
     from pga_tf import step as step_lib, train_lib
 
     strategy = _mirrored()
-    trainer = train_lib.Trainer(_cfg("lpga", mixed_precision=True), SHAPE, strategy)
+    trainer = train_lib.Trainer(_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
     before = _weights(trainer)
     scale = float(trainer.optimizer.dynamic_scale.numpy())
     images = _images(BATCH)

@@ -38,7 +38,7 @@ def _dataset():
 # BN off takes the fused step (step.fused_method_losses), BN on the plain one.
 @pytest.mark.parametrize("method,use_bn", [("lpga", False), ("vpga", True)])
 def test_mixed_precision_runs_float16_nets_with_float32_losses(method, use_bn):
-    trainer = train_lib.Trainer(_cfg(method, mixed_precision=True, use_bn=use_bn), SHAPE)
+    trainer = train_lib.Trainer(_cfg(method, precision="mixed_float16", use_bn=use_bn), SHAPE)
     # The Trainer's policy stays with its models: later models in the process are float32.
     assert keras.mixed_precision.global_policy().name == "float32"
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
