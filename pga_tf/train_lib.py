@@ -35,6 +35,31 @@ class NonFiniteLoss(TrainingError):
         self.terms, self.step = terms, step
 
 
+# The term that holds a method's log ||J_h u|| (LPGA's decoder NLL, LVPGA's vrec).
+LOG_DET_TERMS = {"lpga": "nll_dec", "lvpga": "vrec"}
+
+
+def log_det_hint(cfg: Config, terms: list[str]) -> str:
+    """What a non-finite log-det term means and what to change, or "" (issue 11, kind 11).
+
+    The log-det term is log ||J_h u||: it goes to -inf when h = E(D(z)) collapses, which the
+    decoder's loss rewards once the latent terms are on. With a short warm-up that happens
+    before the autoencoder reconstructs (LPGA, --init_steps=5, lr 0.1: step ~160 on
+    Fashion-MNIST), and the finite difference h(mu + delta) - h(mu) then rounds to exactly 0
+    long before forward mode's J_h u would underflow.
+    """
+    term = LOG_DET_TERMS.get(cfg.method)
+    if term not in terms or "img_rec" in terms:  # weights already NaN: another cause
+        return ""
+    finite_difference = cfg.method == "lvpga" or cfg.log_det == "finite_difference"
+    cause = ("its finite difference h(mu + delta) - h(mu) rounded to 0" if finite_difference
+             else "J_h u reached 0")
+    remedy = f"raise --init_steps (here {cfg.init_steps}) so the autoencoder learns first"
+    if cfg.method == "lpga" and finite_difference:
+        remedy += ", or use --log_det=jvp"
+    return f" ({term} = log ||J_h u||: h = E(D(z)) collapsed and {cause}; {remedy})"
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
@@ -417,7 +442,8 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
             except NonFiniteLoss as e:
                 # The weights are already poisoned: leave the last checkpoint as it is.
                 raise TrainingError(f"{e}; stopped without saving (last good checkpoint: "
-                                    f"{manager.latest_checkpoint or 'none'})") from None
+                                    f"{manager.latest_checkpoint or 'none'})"
+                                    f"{log_det_hint(cfg, e.terms)}") from None
             window_time += time.perf_counter() - t0
             # One decision for all workers, taken at the same step on each.
             stopping = distribution.on_any_worker(trainer.strategy, stop.signal is not None)

@@ -155,3 +155,46 @@ def test_jvp_changes_only_the_decoders_log_det_term(steps, fused):
 def test_log_det_jvp_is_refused_outside_lpga():
     with pytest.raises(ValueError, match="--log_det=jvp is for --method=lpga only"):
         config.validate(config.for_method("lvpga", log_det="jvp"))
+
+
+# ------------------------------------------------ issue 11, kind 11: a collapsing h = E(D(z))
+def test_collapsed_h_keeps_a_finite_exact_log_det_where_the_finite_difference_rounds_to_zero():
+    """LPGA with a short warm-up drives J_h toward 0 (the decoder's loss rewards it). Once
+    ||J_h delta|| is below float32's resolution of h, h(mu + delta) - h(mu) is exactly 0 and
+    the reference's estimate is log 0 = -inf (the non-finite loss of kind 11), while forward
+    mode still gives the exact value."""
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, *SHAPE)), tf.float32)
+    noise = step_lib.Noise(*(_rng_tensor((8, 4), s) for s in range(3)))
+    out = {}
+    for log_det in ("finite_difference", "jvp"):
+        keras.utils.set_random_seed(0)
+        trainer = train_lib.Trainer(_cfg(log_det=log_det, fused=False), SHAPE)
+        image_layer = trainer.decoder.blocks[-1].layer  # the last transposed conv, before tanh
+        image_layer.kernel.assign(image_layer.kernel * 1e-9)  # J_D, hence J_h, scaled by 1e-9
+        image_layer.bias.assign(tf.fill(image_layer.bias.shape, 0.3))
+        out[log_det] = trainer.losses(images, noise).terms["nll_dec"].numpy()
+        mu = trainer.encoder(images, training=True)
+        with tf.GradientTape() as tape:
+            tape.watch(mu)
+            h_mu = trainer.encoder(trainer.decoder(mu, training=True), training=True)
+        jac = tape.batch_jacobian(h_mu, mu)
+    u = objectives.lpga_unit_direction(noise.direction)
+    exact = objectives.directional_log_det_loss(tf.einsum("nij,nj->ni", jac, u)).numpy()
+    assert np.all(exact < -20)  # ||J_h u|| < e^-20: a collapsed map
+    assert np.all(np.isneginf(out["finite_difference"]))
+    np.testing.assert_allclose(out["jvp"], exact, atol=1e-3)
+
+
+@pytest.mark.parametrize("log_det,terms,expected", [
+    ("finite_difference", ["dec_loss", "nll_dec"], "rounded to 0; raise --init_steps (here 5) so "
+     "the autoencoder learns first, or use --log_det=jvp)"),
+    ("jvp", ["dec_loss", "nll_dec"], "J_h u reached 0; raise --init_steps (here 5)"),
+    ("finite_difference", ["dec_loss", "img_rec", "nll_dec"], None),  # NaN weights: no hint
+    ("finite_difference", ["zn_rec"], None),
+])
+def test_non_finite_log_det_names_its_cause_and_remedy(log_det, terms, expected):
+    hint = train_lib.log_det_hint(_cfg(log_det=log_det, init_steps=5), terms)
+    if expected is None:
+        assert hint == ""
+    else:
+        assert hint.startswith(" (nll_dec = log ||J_h u||: h = E(D(z)) collapsed") and expected in hint

@@ -18,9 +18,8 @@ SHAPE = (28, 28, 1)
 REDUCED = ("mixed_float16", "mixed_bfloat16")
 COMPUTE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # (method, fused, use_bn, log_det): the fused step, the plain one without and with BN.
-VARIANTS = [("lpga", True, False, "finite_difference"), ("lpga", True, False, "jvp"),
-            ("lpga", False, True, "jvp"), ("vpga", True, False, "finite_difference"),
-            ("lvpga", False, True, "finite_difference")]
+VARIANTS = [("lpga", True, False, "jvp"), ("lpga", False, True, "finite_difference"),
+            ("lvpga", True, False, "finite_difference")]
 
 
 def _cfg(method, **kw):
@@ -102,15 +101,9 @@ def test_every_step_variant_trains_under_each_policy(precision, method, fused, u
     _expect(out, precision, method, fused, use_bn, log_det)
 
 
-@pytest.mark.parametrize("fused,use_bn", [(True, False), (False, True)])
-def test_jvp_step_trains_in_float32(fused, use_bn):
-    _expect(_run_variant("float32", "lpga", fused, use_bn, "jvp"), "float32", "lpga", fused,
-            use_bn, "jvp")
-
-
 # ------------------------------------------------------------------------ mirrored (subprocess)
 MIRRORED = [(p, "lpga", True, False, "jvp") for p in ("float32", *REDUCED)] + [
-    (p, "lpga", False, True, "finite_difference") for p in REDUCED]
+    ("mixed_bfloat16", "vpga", False, True, "finite_difference")]
 
 
 def _mirrored_checks():
