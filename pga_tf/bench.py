@@ -203,12 +203,12 @@ def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
 
 # --------------------------------------------------------------------------------- one method
 def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None],
-                 strategy: tf.distribute.Strategy) -> dict:
-    """One method's figures; `peak` is the matmul GFLOP/s in the precision's compute dtype."""
+                 strategy: tf.distribute.Strategy, precision: str = "float32",
+                 log_det: str | None = None) -> dict:
+    """One method's figures; `peak` is the matmul GFLOP/s in `precision`'s compute dtype."""
     overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
                      steps_per_loop=args.steps, seed=args.seed, strategy=args.strategy,
-                     precision=args.precision,
-                     log_det=cli.resolve_log_det(method, args.precision, args.log_det))
+                     precision=precision, log_det=cli.resolve_log_det(method, precision, log_det))
     overrides["fused"] = args.fused == "on"
     if args.z_dim:
         overrides["z_dim"] = args.z_dim
@@ -310,12 +310,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)")
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="split the CPU into this many logical devices (as train.py does)")
-    p.add_argument("--precision", choices=config_lib.PRECISIONS, default=None,
-                   help="Keras dtype policy of the nets (default float32), as train.py")
+    p.add_argument("--precision", default=None,
+                   help="Keras dtype policy of the nets (default float32), as train.py; a "
+                   "comma-separated list measures each, interleaved per method (same load)")
     p.add_argument("--mixed_precision", action="store_true",
                    help="alias of --precision=mixed_float16, as train.py")
-    p.add_argument("--log_det", choices=config_lib.LOG_DETS, default=None,
-                   help="LPGA's log-det estimator (default: as train.py, by precision)")
+    p.add_argument("--log_det", default=None,
+                   help="LPGA's log-det estimator (default: as train.py, by precision); a "
+                   "comma-separated list measures each")
     p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
                    help="the fused training step (step.fused_method_losses; plain with BN on)")
     p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
@@ -341,14 +343,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--{name} must be positive")
     if args.warmup < 1:
         p.error("--warmup must be >= 1 (the first call traces)")
+    precisions = args.precision.split(",") if args.precision else [None]
+    log_dets = args.log_det.split(",") if args.log_det else [None]
+    bad = [v for v in precisions if v not in (None, *config_lib.PRECISIONS)]
+    bad += [v for v in log_dets if v not in (None, *config_lib.LOG_DETS)]
+    if bad:
+        p.error(f"unknown --precision/--log_det value(s) {bad}; choose from "
+                f"{', '.join(config_lib.PRECISIONS)} / {', '.join(config_lib.LOG_DETS)}")
     try:
-        args.precision = cli.resolve_precision(args.precision, args.mixed_precision)
+        args.precisions = [cli.resolve_precision(v, args.mixed_precision) for v in precisions]
     except ValueError as e:
         p.error(str(e))
-    if args.log_det == "jvp" and methods != ["lpga"]:
-        p.error("--log_det=jvp is for --method=lpga only; pass --methods=lpga")
+    if "jvp" in log_dets and "lpga" not in methods:
+        p.error("--log_det=jvp is for --method=lpga only (the other methods are measured with "
+                "their finite difference)")
+    args.log_dets = log_dets
     args.methods = methods
     return args
+
+
+def _label(method: str, precision: str, log_det: str, several: bool) -> str:
+    """The results key: the method alone, or with its precision and log-det when several run."""
+    return f"{method}/{precision}/{log_det}" if several else method
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -362,25 +378,35 @@ def main(argv: list[str] | None = None) -> dict:
     peak32 = matmul_peak(args.matmul_n)
     log(f"device {device}, {cpu}, {os.cpu_count()} cores, {' '.join(cpu_flags)}; "
         f"float32 matmul {args.matmul_n}^2: {peak32:.0f} GFLOP/s [load {load()}]")
-    compute_dtype = args.precision.replace("mixed_", "")
-    peak = peak32
-    if compute_dtype != "float32":
-        peak = matmul_peak(args.matmul_n, dtype=compute_dtype)
-        log(f"{compute_dtype} matmul {args.matmul_n}^2: {peak:.0f} GFLOP/s [load {load()}]")
+    peaks = {"float32": peak32}
+    for precision in args.precisions:
+        dtype = precision.replace("mixed_", "")
+        if dtype not in peaks:
+            peaks[dtype] = matmul_peak(args.matmul_n, dtype=dtype)
+            log(f"{dtype} matmul {args.matmul_n}^2: {peaks[dtype]:.0f} GFLOP/s [load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
     strategy = train_lib.make_strategy(args.strategy)
     results: dict = {}
+    several = len(args.precisions) * len(args.log_dets) > 1
     for method in args.methods:
-        results[method] = bench_method(method, args, peak, log, strategy)
-    peak_after = matmul_peak(args.matmul_n, dtype=compute_dtype)
-    log(f"{compute_dtype} matmul again: {peak_after:.0f} GFLOP/s [load {load()}]")
-    run = {"device": device, "matmul_peak_after_gflop_per_s": peak_after, "tensorflow": tf.__version__,
-           "matmul_peak_float32_gflop_per_s": peak32, "matmul_dtype": compute_dtype,
+        for precision in args.precisions:
+            # --log_det is LPGA's: the other methods run once per precision, finite difference.
+            for log_det in args.log_dets if method == "lpga" else [None]:
+                dtype = precision.replace("mixed_", "")
+                figures = bench_method(method, args, peaks[dtype], log, strategy, precision, log_det)
+                figures["matmul_dtype"] = dtype
+                results[_label(method, precision, figures["log_det"], several)] = figures
+    peaks_after = {dtype: matmul_peak(args.matmul_n, dtype=dtype) for dtype in peaks}
+    log("matmul again: " + ", ".join(f"{d} {v:.0f} GFLOP/s" for d, v in peaks_after.items())
+        + f" [load {load()}]")
+    run = {"device": device, "tensorflow": tf.__version__,
+           "matmul_peak_float32_gflop_per_s": peak32,
            "cpu": cpu, "cpu_flags": cpu_flags, "cpu_count": os.cpu_count(),
            "argv": sys.argv[1:] if argv is None else argv}
     for figures in results.values():
         figures.update(run)
+        figures["matmul_peak_after_gflop_per_s"] = peaks_after[figures["matmul_dtype"]]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

@@ -65,24 +65,31 @@ def test_tiny_run_writes_json(tmp_path):
         assert figures["train_traces"] == 1 and figures["uses_fused_step"]
 
 
-def test_bfloat16_run_rates_the_step_against_a_bfloat16_matmul(tmp_path):
+def test_precisions_and_log_dets_are_measured_interleaved_against_their_own_matmul_peak(tmp_path):
     out = tmp_path / "out.json"
-    bench.main(["--methods=lpga", "--z_dim=4", "--batch_size=8", "--steps=1", "--blocks=1",
+    bench.main(["--methods=lpga,vae", "--z_dim=4", "--batch_size=8", "--steps=1", "--blocks=1",
                 "--warmup=1", "--sample_batch=8", "--sample_calls=1", "--matmul_n=64",
-                "--data=synthetic", "--precision=mixed_bfloat16", "--log_det=finite_difference",
+                "--data=synthetic", "--precision=float32,mixed_bfloat16", "--log_det=jvp",
                 f"--json={out}"])
-    figures = json.loads(out.read_text())["lpga"]
-    assert (figures["precision"], figures["log_det"], figures["matmul_dtype"]) == (
-        "mixed_bfloat16", "finite_difference", "bfloat16")
-    assert figures["matmul_peak_gflop_per_s"] > 0 and figures["matmul_peak_float32_gflop_per_s"] > 0
-    assert figures["fraction_of_peak"] == pytest.approx(
-        figures["achieved_gflop_per_s"] / figures["matmul_peak_gflop_per_s"])
-    assert isinstance(figures["cpu_flags"], list)
-    assert not figures["mixed_precision"]  # no loss scaling under bfloat16
+    results = json.loads(out.read_text())
+    # jvp is LPGA's only: the VAE is measured once per precision, with its own step.
+    assert set(results) == {"lpga/float32/jvp", "lpga/mixed_bfloat16/jvp",
+                            "vae/float32/finite_difference", "vae/mixed_bfloat16/finite_difference"}
+    bf16 = results["lpga/mixed_bfloat16/jvp"]
+    f32 = results["lpga/float32/jvp"]
+    assert (bf16["precision"], bf16["log_det"], bf16["matmul_dtype"]) == (
+        "mixed_bfloat16", "jvp", "bfloat16")
+    assert (f32["precision"], f32["log_det"], f32["matmul_dtype"]) == ("float32", "jvp", "float32")
+    assert bf16["matmul_peak_gflop_per_s"] > 0
+    assert f32["matmul_peak_gflop_per_s"] == f32["matmul_peak_float32_gflop_per_s"]
+    assert bf16["fraction_of_peak"] == pytest.approx(
+        bf16["achieved_gflop_per_s"] / bf16["matmul_peak_gflop_per_s"])
+    assert isinstance(bf16["cpu_flags"], list)
+    assert not bf16["mixed_precision"]  # no loss scaling under bfloat16
 
 
 @pytest.mark.parametrize("argv", [["--methods=nope"], ["--steps=0"], ["--warmup=0"],
-                                  ["--methods=lpga,vpga", "--log_det=jvp"],
+                                  ["--methods=vpga", "--log_det=jvp"], ["--precision=float64"],
                                   ["--mixed_precision", "--precision=mixed_bfloat16"]])
 def test_bad_arguments_exit(argv):
     with pytest.raises(SystemExit):
