@@ -12,6 +12,8 @@ images' codes mu reports per policy and estimator:
 
 * ``error_vs_float32``: mean |estimate - the same estimator in float32| with the same u, in nats
   of log|det J| (what the policy costs);
+* ``error_vs_float32_jvp``: mean |estimate - float32 forward mode| with the same u: the error in
+  (d/2) log ||J u||^2 itself, float32's finite difference included;
 * ``mean_error_vs_exact``: mean (estimate - exact log|det J_h(mu)|), the exact value from a
   float32 batch Jacobian and a float64 slogdet (pga_tf/likelihood.py); the estimator's bias
   plus the policy's error.
@@ -96,10 +98,12 @@ def measure(cfg: config_lib.Config, image_shape: tuple, weights: list, images: n
             estimates[precision, estimator] = directional_log_dets(*nets, mu, u, estimator,
                                                                    cfg.variational)
     rows = []
+    exact_directional = estimates.get(("float32", "jvp"), np.full_like(exact, np.nan))
     for (precision, estimator), value in estimates.items():
         reference = estimates["float32", estimator] if "float32" in precisions else value
         rows.append({"precision": precision, "estimator": estimator,
                      "error_vs_float32": float(np.mean(np.abs(value - reference))),
+                     "error_vs_float32_jvp": float(np.mean(np.abs(value - exact_directional))),
                      "mean_error_vs_exact": float(np.mean(value - exact)),
                      "mean_abs_error_vs_exact": float(np.mean(np.abs(value - exact))),
                      "non_finite": int(np.sum(~np.isfinite(value)))})
@@ -130,9 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
         os.path.join(args.run_dir, "checkpoints")))
     print(f"{result['examples']} test codes, z_dim {result['z_dim']}, exact log|det J_h| mean "
           f"{result['exact_mean']:.3f} nats")
-    print(f"{'precision':16s} {'estimator':18s} {'|err| vs float32':>17s} {'mean err vs exact':>18s}")
+    print(f"{'precision':16s} {'estimator':18s} {'|err| vs float32':>17s} "
+          f"{'|err| vs f32 jvp':>17s} {'mean err vs exact':>18s}")
     for r in result["rows"]:
         print(f"{r['precision']:16s} {r['estimator']:18s} {r['error_vs_float32']:17.4f} "
+              f"{r['error_vs_float32_jvp']:17.4f} "
               f"{r['mean_error_vs_exact']:18.4f}" + (f"  ({r['non_finite']} non-finite)"
                                                       if r["non_finite"] else ""))
     if args.json:
