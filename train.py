@@ -109,8 +109,8 @@ def main(argv):
     print(f"finished at step {trainer.step}; weights sha256 "
           f"{distribution.weights_digest(trainer.encoder, trainer.decoder)}", flush=True)
     if FLAGS.export and chief:
-        # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a
-        # --mixed_precision run's float16 compute pays off only for training on GPUs).
+        # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a 16-bit
+        # --precision run's compute pays off for training; serving stays exact and portable).
         module = export.from_run(cfg.run_dir)
         path = export.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)
         print(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path}", flush=True)

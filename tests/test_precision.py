@@ -140,6 +140,29 @@ def test_mirrored_step_trains_under_each_policy(mirrored, case):
     _expect(result["ok"], *case)
 
 
+# ------------------------------------------------------------------------ train.py end to end
+def test_train_py_under_bfloat16_records_precision_and_exports_float32(idx_dir, tmp_path):
+    from tests.test_train_cli import TINY, assert_one_line_error, run
+
+    run_dir = str(tmp_path / "run")
+    proc = run(["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--train_steps=2",
+                "--steps_per_loop=2", "--precision=mixed_bfloat16", "--export"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    saved = json.load(open(os.path.join(run_dir, "config.json")))
+    assert (saved["precision"], saved["log_det"]) == ("mixed_bfloat16", "jvp")
+    import tensorflow as tf
+
+    model = tf.saved_model.load(os.path.join(run_dir, "saved_model"))
+    out = model.signatures["decode"](z=tf.zeros([2, 4]))
+    assert out["images"].dtype == tf.float32
+    # A contradictory pair is refused before anything is written to the run dir.
+    before = open(os.path.join(run_dir, "config.json")).read()
+    bad = run(["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--train_steps=4",
+               "--mixed_precision", "--precision=mixed_bfloat16"])
+    assert_one_line_error(bad, "--mixed_precision means --precision=mixed_float16")
+    assert open(os.path.join(run_dir, "config.json")).read() == before
+
+
 # ------------------------------------------------------------------------ log-det accuracy
 @pytest.fixture(scope="module")
 def tiny_log_dets():
