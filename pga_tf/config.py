@@ -45,7 +45,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 # Flags a resumed or exported run must share with the run that wrote the checkpoint: they
 # change the variables or what the weights mean.
 ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
-# Flags a resumed run must also share: the optimizer and --mixed_precision change the optimizer's
+# Flags a resumed run must also share: the optimizer and float16 (Config.mixed_precision: its
+# loss-scale optimizer; not bfloat16, which resumes float32 runs and back) change the optimizer's
 # variables (slots, loss scale), and the seed decided the initial weights, the noise stream and
 # the shuffle order of the whole run. (Input flags such as --data_dir and --batch_size may change:
 # the input position then starts afresh; see train_lib.fit.)
@@ -183,5 +184,12 @@ def load(run_dir: str) -> Config | None:
 def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_KEYS + RESUME_KEYS) -> list[str]:
     """The settings among `keys` (by default those a resumed run must share) on which `new`
     differs from the run's saved config, each as one phrase naming its flag."""
-    return [f"--{k}: run has {getattr(saved, k)!r}, asked for {getattr(new, k)!r}"
-            for k in keys if getattr(saved, k) != getattr(new, k)]
+    return [_difference(saved, new, k) for k in keys if getattr(saved, k) != getattr(new, k)]
+
+
+def _difference(saved: Config, new: Config, key: str) -> str:
+    if key == "mixed_precision":
+        # float16's loss-scale optimizer is in the checkpoint; float32 <-> bfloat16 resumes.
+        return (f"--precision (--mixed_precision): run has {saved.precision!r}, asked for "
+                f"{new.precision!r} (float16's loss scale is part of the checkpoint)")
+    return f"--{key}: run has {getattr(saved, key)!r}, asked for {getattr(new, key)!r}"

@@ -174,3 +174,11 @@ def test_config_json_of_older_runs_reads_mixed_precision_as_precision(tmp_path, 
     # Resuming it with the flag it was trained with (old name or new) is the same run.
     for argv in (["--mixed_precision"] if old else [], [f"--precision={precision}"]):
         assert parse([f"--run_dir={tmp_path}", *argv]).mixed_precision == saved.mixed_precision
+
+
+def test_resume_across_precisions_is_refused_only_where_the_checkpoint_differs():
+    f32, f16, bf16 = (config.Config(precision=p) for p in config.PRECISIONS)
+    assert config.conflicts(f32, bf16) == [] and config.conflicts(bf16, f32) == []
+    (line,) = config.conflicts(f32, f16)
+    assert line.startswith("--precision (--mixed_precision): run has 'float32', asked for "
+                           "'mixed_float16'")
