@@ -3,6 +3,7 @@
   python -m pga_tf.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
   python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
+  python evaluate.py --run_dir=... --sampler=gmm   # z from a GMM fitted on E(x): report-gmm.json
   python evaluate.py --baselines --dataset=fashion_mnist   # floor (real train) and ceiling (noise) rows
 
 The latest checkpoint is loaded with the run's saved config.json. FID and KID are the mean and
@@ -50,7 +51,8 @@ def main(argv):
         FLAGS.run_dir, extractor, num_samples=FLAGS.num_samples, nll_examples=FLAGS.nll_examples,
         fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
-        log=lambda line: print(line, flush=True), draws=FLAGS.draws)
+        log=lambda line: print(line, flush=True), draws=FLAGS.draws, sampler=FLAGS.sampler,
+        sampler_options=cli.sampler_options())
 
 
 def baselines():
@@ -66,9 +68,9 @@ def baselines():
 
 
 def _user_errors():
-    from pga_tf import data, evaluation, features
+    from pga_tf import data, evaluation, features, samplers
 
-    return (data.DataError, evaluation.EvalError, features.FeatureError, OSError)
+    return (data.DataError, evaluation.EvalError, features.FeatureError, samplers.SamplerError, OSError)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Export a training run's latest checkpoint as a SavedModel.
 
   python export_savedmodel.py --run_dir=runs/lpga_mnist_conv_mnist --export_dir=/tmp/pga [--overwrite]
+  python export_savedmodel.py --run_dir=... --sampler=gmm    # `sample` draws z from a GMM fitted on E(x)
 
 Signatures (see pga_tf/export.py): decode, encode, reconstruct, sample; serving_default = sample.
 """
@@ -29,15 +30,17 @@ def main(argv):
 
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "saved_model")
     export.check_destination(export_dir, FLAGS.overwrite)  # refuse before the slower restore
-    module = export.from_run(FLAGS.run_dir)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    module = export.from_run(FLAGS.run_dir, FLAGS.sampler, cli.sampler_options(), FLAGS.data_dir, say)
     path = export.export(module, export_dir, overwrite=FLAGS.overwrite)
-    print(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path}", flush=True)
+    say(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path} "
+        f"(sample: the {module.sampler.kind} sampler)")
 
 
 def _user_errors():
-    from pga_tf import export
+    from pga_tf import data, export, samplers
 
-    return (export.ExportError,)
+    return (export.ExportError, samplers.SamplerError, data.DataError)
 
 
 if __name__ == "__main__":

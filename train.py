@@ -89,7 +89,7 @@ def main(argv):
         fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
 
     trainer = train_lib.Trainer(cfg, image_shape, strategy)
-    callbacks = _fid_callbacks(cfg, data_dir) if chief else []
+    callbacks = _fid_callbacks(cfg, data_dir, trainer.sampler) if chief else []
     print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
           f"{total_steps} steps on {strategy.num_replicas_in_sync} replica(s); run dir {cfg.run_dir}",
           flush=True)
@@ -116,15 +116,16 @@ def main(argv):
         print(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path}", flush=True)
 
 
-def _fid_callbacks(cfg, data_dir) -> list:
-    """FID every --fid_every steps into TensorBoard (eval/FID-<features>), or nothing."""
+def _fid_callbacks(cfg, data_dir, sampler) -> list:
+    """FID every --fid_every steps into TensorBoard (eval/FID-<features>), or nothing; samples
+    are drawn from the run's own sampler (as the sample grids are)."""
     if not FLAGS.fid_every:
         return []
     from pga_tf import features, fid
 
     extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
                                         FLAGS.inception_weights)
-    return [fid.FIDCallback(extractor, cfg.dataset, cfg.z_dim, FLAGS.fid_every, FLAGS.fid_samples,
+    return [fid.FIDCallback(extractor, cfg.dataset, sampler, FLAGS.fid_every, FLAGS.fid_samples,
                             data_dir, fid.StatsCache(FLAGS.stats_cache), seed=cfg.seed,
                             log=lambda line: print(line, flush=True))]
 

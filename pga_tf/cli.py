@@ -346,9 +346,33 @@ def define_fid_training_flags() -> None:
     flags.register_validator("fid_samples", lambda v: v >= 2, message="--fid_samples must be >= 2")
 
 
+def define_sampler_flags() -> None:
+    """Which latent sampler generates (evaluate.py and export_savedmodel.py), and the GMM's fit."""
+    flags.DEFINE_enum("sampler", None, config_lib.SAMPLERS,
+                      "What z is drawn from: 'prior' (N(0, I)); 'gmm', a Gaussian mixture fitted on "
+                      "the codes E(x) of the training images (RAE's ex-post density estimation); "
+                      "'two_stage', the 2-stage VAE's second stage. Default: the method's own sampler "
+                      "(prior for every method but two_stage_vae).")
+    flags.DEFINE_integer("gmm_components", 10, "Mixture components of --sampler=gmm (full covariance).")
+    flags.DEFINE_integer("gmm_codes", 0, "--sampler=gmm fits on the codes of the first N training "
+                         "images; 0: all of them.")
+    flags.DEFINE_integer("gmm_seed", 0, "Seed of the GMM fit's k-means initialisation.")
+    flags.register_validator("gmm_components", lambda v: v > 0, message="--gmm_components must be positive")
+    flags.register_validator("gmm_codes", lambda v: v >= 0, message="--gmm_codes must be >= 0 (0: all)")
+
+
+def sampler_options():
+    """samplers.Options from the --gmm_* flags (imports TensorFlow: call it once flags are checked)."""
+    from pga_tf import samplers
+
+    return samplers.Options(gmm_components=FLAGS.gmm_components, gmm_codes=FLAGS.gmm_codes,
+                            gmm_seed=FLAGS.gmm_seed)
+
+
 def define_eval_flags() -> None:
     """evaluate.py's flags."""
     define_feature_flags()
+    define_sampler_flags()
     flags.DEFINE_string("run_dir", None, "Training run to evaluate (its config.json and latest checkpoint).")
     flags.DEFINE_boolean("baselines", False, "Instead of a run, score the reference rows of --dataset: "
                          "real train images (the floor) and Gaussian noise images (a ceiling).")
@@ -395,5 +419,8 @@ def define_export_flags() -> None:
     flags.DEFINE_string("run_dir", None, "Training run to export (its config.json and latest checkpoint).")
     flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default <run_dir>/saved_model).")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
+    flags.DEFINE_string("data_dir", None, "Training images --sampler=gmm fits on (default: the run's "
+                        "--data_dir).")
+    define_sampler_flags()
     flags.mark_flag_as_required("run_dir")
     forbid_flag_like_values()

@@ -42,6 +42,29 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                 rae_beta=5e-5, rae_lambda=4e-7),
 }
 
+# Latent samplers (pga_tf/samplers.py builds them; the names live here, TensorFlow-free, so flags
+# can be checked before TensorFlow loads). A method declares the sampler that generates its
+# samples when none is asked for; every method not listed samples its prior.
+SAMPLERS = ("prior", "gmm", "two_stage")
+METHOD_SAMPLER: dict[str, str] = {}
+
+
+def default_sampler(method: str) -> str:
+    """The sampler of `method`'s own generative model (evaluate.py's and the export's default)."""
+    return METHOD_SAMPLER.get(method, "prior")
+
+
+def sampler_suffix(sampler: str) -> str:
+    """What metric names, TensorBoard tags and file names carry for `sampler`: nothing for the
+    prior (where reports always put it), "-<sampler>" otherwise (FID-<features>-gmm)."""
+    return "" if sampler == "prior" else f"-{sampler}"
+
+
+def eval_report_path(run_dir: str, sampler: str = "prior") -> str:
+    """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json."""
+    return os.path.join(run_dir, "eval", f"report{sampler_suffix(sampler)}.json")
+
+
 # Flags a resumed or exported run must share with the run that wrote the checkpoint: they
 # change the variables or what the weights mean.
 ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")

@@ -15,11 +15,13 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, config as config_lib, data, fid as fid_lib, likelihood, models, objectives
+from pga_tf import checkpoints, config as config_lib, data, fid as fid_lib, likelihood, models, objectives, samplers
 from pga_tf.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
-REPORT_VERSION = 2  # 2: FID/KID over several draws (value = mean, std over draws)
+# 2: FID/KID over several draws (value = mean, std over draws). 3: the latent sampler is named
+# ("sampler"; metric names and files carry -<sampler> for all but the prior).
+REPORT_VERSION = 3
 # KID is TF-GAN's unbiased block estimate of the squared MMD between the two feature sets, with
 # the kernel k(x, y) = (x.y / d + 1)^3 on d-dimensional features. We report it as computed: not
 # multiplied by 1000 as many papers print it, so its scale is that of the extractor's features.
@@ -121,7 +123,8 @@ def _format(entry: dict) -> str:
 def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, nll_examples: int = 1000,
                  fd_draws: int = 16, batch_size: int = 250, seed: int = 0, data_dir: str | None = None,
                  cache: fid_lib.StatsCache | None = None, out: str | None = None,
-                 log: Callable[[str], None] = print, draws: int = 3) -> dict:
+                 log: Callable[[str], None] = print, draws: int = 3, sampler: str | None = None,
+                 sampler_options: samplers.Options = samplers.Options()) -> dict:
     """Evaluate the latest checkpoint of `run_dir`; write the JSON report and PNG grids.
 
     Args:
@@ -134,7 +137,11 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
       fd_draws: random directions per image for the finite-difference log-det estimate.
       data_dir: data directory (default: the run's).
       cache: real-statistics cache (default: none).
-      out: report path (default <run_dir>/eval/report.json); grids and latent_nll.npz beside it.
+      out: report path (default <run_dir>/eval/report[-<sampler>].json); grids and latent_nll.npz
+        beside it, the samples grid as samples[-<sampler>].png.
+      sampler: what the generated images' z is drawn from (samplers.py; default the method's own,
+        config.default_sampler); FID/KID are named FID-<features>[-<sampler>] (no suffix for prior).
+      sampler_options: how a fitted sampler (gmm) is fitted, on the run's training images.
     Returns:
       The report dict.
     """
@@ -146,11 +153,22 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     # Builds the test pipeline, which checks every image file: a bad one is named before the
     # report dir is made.
     data.load_images(cfg.dataset, "test", data_dir)
-    out = out or os.path.join(run_dir, "eval", "report.json")
+    kind = sampler or config_lib.default_sampler(cfg.method)
+    suffix = config_lib.sampler_suffix(kind)
+    fid_name, kid_name = extractor.fid_name + suffix, extractor.kid_name + suffix
+    out = out or config_lib.eval_report_path(run_dir, kind)
     out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    log(f"evaluating {ckpt} (step {step}): {cfg.method} on {cfg.dataset}, features {extractor.name}")
+    log(f"evaluating {ckpt} (step {step}): {cfg.method} on {cfg.dataset}, features {extractor.name}, "
+        f"sampler {kind}")
     seconds["load"] = time.time() - t0
+
+    # Before anything is written: a sampler that cannot be fitted leaves the run dir as it was.
+    t = time.time()
+    images = lambda: data.load_images(cfg.dataset, "train", data_dir)  # noqa: E731
+    latent = samplers.build(kind, samplers.run_source(cfg.z_dim, encoder, cfg.variational, images),
+                            sampler_options, log)
+    seconds["sampler"] = time.time() - t
+    os.makedirs(out_dir, exist_ok=True)
 
     t = time.time()
     real = fid_lib.real_stats(extractor, cfg.dataset, num_samples, "test", data_dir, cache, log)
@@ -163,13 +181,13 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     seeds = [seed + d for d in range(draws)]
     activations, samples = [], None
     for s in seeds:
-        act, kept = fid_lib.sample_features(decoder, extractor, num_samples, cfg.z_dim, s, batch_size,
+        act, kept = fid_lib.sample_features(decoder, extractor, num_samples, latent, s, batch_size,
                                             keep=100 if samples is None else 0)
         activations.append(act)
         samples = kept if samples is None else samples
     dist = distances(real, activations, seed)
     seconds["fid_kid"] = time.time() - t
-    log(f"{extractor.fid_name} {_format(dist['fid'])}, {extractor.kid_name} {_format(dist['kid'])} "
+    log(f"{fid_name} {_format(dist['fid'])}, {kid_name} {_format(dist['kid'])} "
         "(MMD^2, unscaled) "
         f"({draws} draw(s) of {num_samples} samples vs {real.n} test images, {seconds['fid_kid']:.0f} s)")
 
@@ -194,7 +212,7 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
             f"training estimator {fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) "
             f"on {nll['examples']} test images")
 
-    grids = {name: os.path.join(out_dir, f"{name}.png")
+    grids = {name: os.path.join(out_dir, f"{name}{suffix if name == 'samples' else ''}.png")
              for name in ("samples", "reconstructions", "interpolations")}
     save_png(grid(samples), grids["samples"])
     save_png(grid(pairs, ncol=16), grids["reconstructions"])
@@ -211,11 +229,12 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         "step": step,
         "config": {k: getattr(cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
         "features": extractor.describe(),
-        "metrics": {extractor.fid_name: dist["fid"]["value"], extractor.kid_name: dist["kid"]["value"],
+        "sampler": latent.describe(),
+        "metrics": {fid_name: dist["fid"]["value"], kid_name: dist["kid"]["value"],
                     "reconstruction_mse": rec["mean"]},
-        "fid": {"name": extractor.fid_name, **dist["fid"], "draws": draws, "num_generated": num_samples,
+        "fid": {"name": fid_name, **dist["fid"], "draws": draws, "num_generated": num_samples,
                 "num_real": real.n, "real_split": "test", "seeds": seeds, "warning": warning},
-        "kid": {"name": extractor.kid_name, **dist["kid"]},
+        "kid": {"name": kid_name, **dist["kid"]},
         "reconstruction": rec,
         "latent_nll": nll,
         "grids": grids,

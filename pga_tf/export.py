@@ -6,10 +6,13 @@ moving statistics), so served samples do not depend on the serving batch:
   decode(z: float32 [N, z_dim])                 -> images: float32 [N, H, W, C] in [-1, 1]
   encode(images: float32 [N, H, W, C])          -> mu: float32 [N, z_dim] (+ log_var if variational)
   reconstruct(images: float32 [N, H, W, C])     -> images: D(mu)
-  sample(num_samples: int32 [], seed: int64 []) -> images: D(z), z ~ N(0, I) drawn from `seed`
+  sample(num_samples: int32 [], seed: int64 []) -> images: D(z), z drawn from `seed` by the
+                                                 export's latent sampler (samplers.py; prior:
+                                                 z ~ N(0, I))
   serving_default = sample
 
-Every signature takes N = 0 and returns empty outputs of these shapes.
+Every signature takes N = 0 and returns empty outputs of these shapes. The sampler's parameters (a GMM's weights, means and Cholesky factors) are variables of the
+module, so the SavedModel serves without scikit-learn; `sampler_kind` (a string variable) names it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import tempfile
 
 import tensorflow as tf
 
+from pga_tf import samplers
+
 
 class ExportError(Exception):
     """A user-caused export problem (existing output, unwritable dir); the message is one line."""
@@ -29,11 +34,16 @@ class PGAServing(tf.Module):
     """decode / encode / reconstruct / sample signatures around an encoder and a decoder."""
 
     def __init__(self, encoder: tf.keras.Model, decoder: tf.keras.Model, z_dim: int,
-                 image_shape: tuple[int, int, int], variational: bool):
+                 image_shape: tuple[int, int, int], variational: bool,
+                 sampler: samplers.LatentSampler | None = None):
         super().__init__(name="pga")
         self.encoder = encoder
         self.decoder = decoder
         self.z_dim = z_dim
+        self.sampler = sampler or samplers.PriorSampler(z_dim)
+        if self.sampler.z_dim != z_dim:
+            raise ValueError(f"sampler draws z_dim {self.sampler.z_dim}, the decoder takes {z_dim}")
+        self.sampler_kind = tf.Variable(self.sampler.kind, trainable=False, name="sampler_kind")
         self.image_shape = tuple(int(d) for d in image_shape)
         self.variational = variational
         # Static shapes in the specs document the signatures (saved_model_cli shows them). A
@@ -84,10 +94,9 @@ class PGAServing(tf.Module):
         check = tf.debugging.assert_non_negative(num_samples,
                                                  message="sample: num_samples must be >= 0")
         with tf.control_dependencies([check]):  # fail on the check, not inside the draw
-            shape = tf.stack([num_samples, self.z_dim])
+            num_samples = tf.identity(num_samples)
         # A stateless draw, so the same seed gives the same images in any process.
-        z = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]))
-        return self._images(z)
+        return self._images(self.sampler.sample(num_samples, seed))
 
 
 def _unless_empty(x: tf.Tensor, fn, empty_shapes: dict) -> dict:
@@ -96,11 +105,16 @@ def _unless_empty(x: tf.Tensor, fn, empty_shapes: dict) -> dict:
                    lambda: {k: tf.zeros([0, *shape], tf.float32) for k, shape in empty_shapes.items()})
 
 
-def from_run(run_dir: str) -> PGAServing:
+def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options = samplers.Options(),
+             data_dir: str | None = None, log=lambda line: None) -> PGAServing:
     """A PGAServing of `run_dir`'s latest checkpoint, built with the run's saved config.
 
+    `sampler` is what `sample` draws z from (default: the method's own, config.default_sampler);
+    `gmm` is fitted here on the codes of the run's training images (`data_dir`, default the run's),
+    by `samplers.build` with `options`.
     Raises ExportError (one line) for a dir that is no run, holds no checkpoint, or whose
-    checkpoint does not fit its config.json.
+    checkpoint does not fit its config.json; SamplerError or DataError if the sampler cannot be
+    fitted.
     """
     from pga_tf import checkpoints, config as config_lib, data, models
 
@@ -134,7 +148,11 @@ def from_run(run_dir: str) -> PGAServing:
         raise ExportError(f"checkpoint {ckpt} does not match the run's {config_lib.CONFIG_FILE} "
                           f"(method {cfg.method}, model {cfg.model}, z_dim {cfg.z_dim}, use_bn "
                           f"{cfg.use_bn}): {reason}") from None
-    module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational)
+    kind = sampler or config_lib.default_sampler(cfg.method)
+    images = lambda: data.load_images(cfg.dataset, "train", data_dir or cfg.data_dir or None)  # noqa: E731
+    source = samplers.run_source(cfg.z_dim, encoder, cfg.variational, images)
+    module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational,
+                        samplers.build(kind, source, options, log))
     module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it
     return module
 

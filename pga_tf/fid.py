@@ -1,7 +1,7 @@
 """FID and KID of generated images against a dataset split, with cached real-data statistics.
 
 The distances are TF-GAN's (see tfgan_metrics.py); this module feeds them features, keeps the
-real side's statistics on disk, and draws the generated side from a decoder.
+real side's statistics on disk, and draws the generated side from a decoder and a latent sampler.
 
 Real statistics are cached as .npz files (features, their mean and unbiased covariance) under a
 key of: the extractor's checksum, dataset, split, N, and a sha256 of the N images themselves, so
@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from pga_tf import data, tfgan_metrics
 from pga_tf.features import Extractor
+from pga_tf.samplers import LatentSampler, sampler_suffix
 
 # KID's block estimator: at most this many samples per block (TF-GAN's default is 1024).
 KID_BLOCK = 1000
@@ -197,8 +198,9 @@ def real_stats(extractor: Extractor, dataset: str, n: int, split: str = "test",
 
 
 # ----------------------------------------------------------------------------- generated side
-def latent_draws(n: int, z_dim: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+def latent_draws(n: int, sampler: LatentSampler, seed: int) -> np.ndarray:
+    """n codes [n, z_dim] from `sampler` (stateless: the same seed gives the same codes)."""
+    return sampler.sample(tf.constant(n, tf.int32), tf.constant(seed, tf.int64)).numpy()
 
 
 def generate(decoder: Callable, z: np.ndarray, batch_size: int = 250):
@@ -207,13 +209,13 @@ def generate(decoder: Callable, z: np.ndarray, batch_size: int = 250):
         yield decoder(tf.constant(z[i:i + batch_size]), training=False).numpy()
 
 
-def sample_features(decoder: Callable, extractor: Extractor, n: int, z_dim: int, seed: int = 0,
+def sample_features(decoder: Callable, extractor: Extractor, n: int, sampler: LatentSampler, seed: int = 0,
                     batch_size: int = 250, keep: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Features of n images D(z), z ~ N(0, I) from `seed`; also the first `keep` images."""
+    """Features of n images D(z), z drawn from `sampler` with `seed`; also the first `keep` images."""
     kept = []
 
     def batches():
-        for images in generate(decoder, latent_draws(n, z_dim, seed), batch_size):
+        for images in generate(decoder, latent_draws(n, sampler, seed), batch_size):
             if sum(map(len, kept)) < keep:
                 kept.append(images[:keep - sum(map(len, kept))])
             yield images
@@ -226,20 +228,23 @@ def sample_features(decoder: Callable, extractor: Extractor, n: int, z_dim: int,
 # ----------------------------------------------------------------------- training-time hook
 class FIDCallback:
     """A `train_lib.fit` callback: every `every` steps, FID of `num_samples` samples against
-    the test split, written to TensorBoard as eval/FID-<extractor> and logged.
+    the test split, written to TensorBoard as eval/FID-<extractor>[-<sampler>] and logged.
 
-    Real statistics are computed (or read from the cache) when the callback is built; the latent
-    draws are fixed, so successive values differ by the model only.
+    Real statistics are computed (or read from the cache) when the callback is built. The codes
+    are drawn from `sampler` with a fixed seed at each evaluation: for a fixed sampler (the prior)
+    successive values differ by the model only; a sampler that trains with the run (the 2-stage
+    VAE's second stage) is taken as it is at that step.
     """
 
-    def __init__(self, extractor: Extractor, dataset: str, z_dim: int, every: int, num_samples: int,
-                 data_dir: str | None = None, cache: StatsCache | None = None, seed: int = 0,
-                 batch_size: int = 250, log: Callable[[str], None] = print):
+    def __init__(self, extractor: Extractor, dataset: str, sampler: LatentSampler, every: int,
+                 num_samples: int, data_dir: str | None = None, cache: StatsCache | None = None,
+                 seed: int = 0, batch_size: int = 250, log: Callable[[str], None] = print):
         if every <= 0:
             raise ValueError(f"every must be positive, got {every}")
-        self.extractor, self.every, self.log = extractor, every, log
+        self.extractor, self.sampler, self.every, self.log = extractor, sampler, every, log
+        self.tag = f"eval/{extractor.fid_name}{sampler_suffix(sampler.kind)}"
         self.real = real_stats(extractor, dataset, num_samples, "test", data_dir, cache, log)
-        self.z = latent_draws(num_samples, z_dim, seed + 1)
+        self.num_samples, self.seed = num_samples, seed + 1
         self.warning = few_samples_warning(num_samples, self.real.n, extractor.feature_dim,
                                            extractor.fid_name)
         if self.warning:
@@ -257,12 +262,13 @@ class FIDCallback:
             return
         self.next_due = (step // self.every + 1) * self.every
         t0 = time.time()
-        fake = self.extractor.of_batches(generate(trainer.decoder, self.z, self.batch_size), len(self.z),
+        z = latent_draws(self.num_samples, self.sampler, self.seed)
+        fake = self.extractor.of_batches(generate(trainer.decoder, z, self.batch_size), len(z),
                                          desc="FID samples")
         value = fid(self.real, stats_of(fake))
         self.history.append((step, value))
         with writer.as_default(step=step):
-            tf.summary.scalar(f"eval/{self.extractor.fid_name}", value)
+            tf.summary.scalar(self.tag, value)
         writer.flush()
-        self.log(f"step {step} | {self.extractor.fid_name} {value:.4g} ({len(self.z)} samples, "
+        self.log(f"step {step} | {self.tag[len('eval/'):]} {value:.4g} ({len(z)} samples, "
                  f"{time.time() - t0:.1f} s)")

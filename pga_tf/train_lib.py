@@ -20,8 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, distribution, models, step as step_lib
-from pga_tf.config import Config
+from pga_tf import checkpoints, distribution, models, samplers, step as step_lib
+from pga_tf.config import Config, default_sampler
 from pga_tf.images import grid, interpolation_grid
 
 
@@ -168,6 +168,8 @@ class Trainer:
             self.generator = tf.random.Generator.from_seed(cfg.seed)
             self.checkpoint = tf.train.Checkpoint(encoder=self.encoder, decoder=self.decoder,
                                                   optimizer=self.optimizer, generator=self.generator)
+        # What the sample grids and training-time FID draw z from: the method's own sampler.
+        self.sampler = samplers.build(default_sampler(cfg.method), self.sampler_source())
         self._train_n = None
         # The fused step needs every example of a pass processed independently: no batch norm.
         self.fused = cfg.fused and not cfg.use_bn and cfg.method in step_lib.FUSED_METHODS
@@ -263,6 +265,11 @@ class Trainer:
         return out
 
     # ----------------------------------------------------------------------------- inference
+    def sampler_source(self) -> samplers.Source:
+        """What the training-time sampler is built from: the latent size and the method's extra
+        nets (none yet); no codes, since a sampler fitted on codes would go stale as E trains."""
+        return samplers.Source(self.cfg.z_dim)
+
     def encode_mean(self, images: tf.Tensor) -> tf.Tensor:
         out = self.encoder(images, training=False)
         return out[0] if self.cfg.variational else out
@@ -426,7 +433,6 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     samples_dir = os.path.join(out_dir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
-    z_fixed = np.random.default_rng(cfg.seed).standard_normal((100, cfg.z_dim)).astype(np.float32)
 
     step = trainer.step
     sums: dict[str, float] = {}
@@ -468,7 +474,9 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                 log(f"step {step}/{total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
                 sums, window_steps, window_time = {}, 0, 0.0
             if step % cfg.sample_every == 0 or done:
-                grids = trainer.sample_grids(z_fixed, fixed_images)
+                # The same seed at every grid: the prior's z stay fixed through the run.
+                z = trainer.sampler.sample(tf.constant(100), tf.constant(cfg.seed, tf.int64)).numpy()
+                grids = trainer.sample_grids(z, fixed_images)
                 with writer.as_default(step=step):
                     for name, g in grids.items():
                         tf.summary.image(name, g[None], max_outputs=1)

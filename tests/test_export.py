@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, export, train_lib
+from pga_tf import config, export, samplers, train_lib
 from tests.test_train_cli import assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +109,62 @@ def test_fresh_process_reproduces_the_in_memory_model(run_dir, exported, tmp_pat
         np.testing.assert_allclose(first, in_memory, rtol=1e-5, atol=1e-5)
         assert first.shape == (5, *SHAPE)
         assert not np.allclose(first, got[f"{name}/8"][0])
+    # The prior sampler draws what the export always drew: D(z), z = stateless_normal(seed [s, 0]).
+    z_before = tf.random.stateless_normal([5, Z_DIM], seed=tf.constant([7, 0], tf.int64))
+    np.testing.assert_allclose(got["sample/7"][0], module.decode(z_before)["images"].numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+GMM_ARGS = ["--sampler=gmm", "--gmm_components=3", "--gmm_seed=4"]
+
+
+@pytest.fixture(scope="module")
+def exported_gmm(run_dir, idx_dir, tmp_path_factory):
+    """The run exported with --sampler=gmm, fitted on the codes of idx_dir's 32 training images."""
+    export_dir = str(tmp_path_factory.mktemp("export_gmm") / "sm")
+    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}",
+                          *GMM_ARGS))
+    assert proc.returncode == 0, proc.stderr
+    assert "sampler gmm: 3 full-covariance components fitted on 32 training codes" in proc.stdout
+    assert f"written to {export_dir} (sample: the gmm sampler)" in proc.stdout
+    return export_dir
+
+
+def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_dir, exported, exported_gmm,
+                                                                   tmp_path):
+    np.savez(tmp_path / "in.npz", z=np.zeros((2, Z_DIM), np.float32), images=_images(2))
+    # A fresh process in which scikit-learn cannot be imported: the fit lives in the variables.
+    no_sklearn = "import sys\nsys.modules['sklearn'] = None\n" + LOAD_AND_RUN
+    proc = run(["-c", no_sklearn, exported_gmm, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")])
+    assert proc.returncode == 0, proc.stderr
+    got = dict(np.load(tmp_path / "out.npz"))
+    first, again = got["sample/7"]
+    np.testing.assert_array_equal(first, again)  # deterministic per seed
+    np.testing.assert_array_equal(first, got["serving_default/7"][0])
+    assert not np.allclose(first, got["sample/8"][0])
+    # The same fit in this process (same codes, same seed) samples the same images.
+    module = export.from_run(run_dir[0], "gmm", samplers.Options(gmm_components=3, gmm_seed=4), idx_dir)
+    assert isinstance(module.sampler, samplers.GMMSampler)
+    np.testing.assert_allclose(first, module.sample(tf.constant(5), tf.constant(7, tf.int64))["images"].numpy(),
+                               rtol=1e-5, atol=1e-5)
+    loaded = tf.saved_model.load(exported_gmm)
+    assert loaded.sampler_kind.numpy() == b"gmm"
+    for name in ("logits", "loc", "scale_tril"):
+        np.testing.assert_allclose(getattr(loaded.sampler, name).numpy(),
+                                   getattr(module.sampler, name).numpy(), rtol=1e-5, atol=1e-6)
+    # Not the prior's images.
+    prior = tf.saved_model.load(exported)
+    assert prior.sampler_kind.numpy() == b"prior"
+    assert not np.allclose(first, prior.signatures["sample"](num_samples=tf.constant(5),
+                                                             seed=tf.constant(7, tf.int64))["images"])
+
+
+def test_gmm_export_with_too_few_codes_is_refused_in_one_line(run_dir, idx_dir, tmp_path):
+    export_dir = tmp_path / "sm"
+    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}",
+                          "--sampler=gmm", "--gmm_components=40"))
+    assert_one_line_error(proc, "a 40-component GMM needs at least 40 training codes; got 32")
+    assert not export_dir.exists()
 
 
 def test_saved_model_cli_lists_the_signatures(exported):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import classifier, features, fid
+from pga_tf import classifier, features, fid, samplers
 
 
 def _write_idx(path, arr):
@@ -140,7 +140,7 @@ def test_fid_callback_writes_tensorboard_scalars_at_multiples(tmp_path):
     data_dir = idx_dataset(tmp_path / "data")
     ex = _counting_extractor()
     logs = []
-    cb = fid.FIDCallback(ex, "fashion_mnist", z_dim=3, every=50, num_samples=16, data_dir=data_dir,
+    cb = fid.FIDCallback(ex, "fashion_mnist", samplers.PriorSampler(3), every=50, num_samples=16, data_dir=data_dir,
                          log=logs.append)
     decoder = lambda z, training: tf.tanh(tf.reshape(tf.tile(z, [1, 262])[:, :784], [-1, 28, 28, 1]))  # noqa: E731
     trainer = SimpleNamespace(decoder=decoder)
