@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, config as config_lib, data, fid as fid_lib, likelihood, models, objectives, samplers
+from pga_tf import (checkpoints, config as config_lib, data, fid as fid_lib, hparams, likelihood, models,
+                    objectives, samplers)
 from pga_tf.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
@@ -138,7 +139,8 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
       data_dir: data directory (default: the run's).
       cache: real-statistics cache (default: none).
       out: report path (default <run_dir>/eval/report[-<sampler>].json); grids and latent_nll.npz
-        beside it, the samples grid as samples[-<sampler>].png.
+        beside it, the samples grid as samples[-<sampler>].png, and the TensorBoard HParams
+        session (hparams.py) in hparams[-<sampler>]/.
       sampler: what the generated images' z is drawn from (samplers.py; default the method's own,
         config.default_sampler); FID/KID are named FID-<features>[-<sampler>] (no suffix for prior).
       sampler_options: how a fitted sampler (gmm) is fitted, on the run's training images.
@@ -243,6 +245,11 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     }
     if nll is not None:
         report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
+    tb_dir = os.path.join(out_dir, f"hparams{suffix}")
+    hparams.write(tb_dir, hparams.of_config(cfg, kind, extractor.name, step),
+                  {"FID": dist["fid"]["value"], "KID": dist["kid"]["value"], "reconstruction_mse": rec["mean"],
+                   "latent_nll_nats": nll["nll_exact"]["mean"] if nll else None}, step)
+    report["hparams_logdir"] = tb_dir
     _write_json(report, out)
     log(f"report written to {out} ({seconds['total']:.0f} s)")
     return report

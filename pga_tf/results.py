@@ -5,7 +5,9 @@
 For each method, `train.py --flagfile=flags/<method>_<dataset>.cfg` runs for --train_steps
 (methods with a warm-up get --init_steps instead of their default, so their latent terms switch
 on within a short budget), unless its run dir already holds a checkpoint at that step; then
-`evaluate.py` scores it (--draws draws of --num_samples samples), and `evaluate.py --baselines`
+`evaluate.py --sampler=<s>` scores it once per sampler in --samplers (--draws draws of
+--num_samples samples; `gmm` fits RAE's ex-post Gaussian mixture on the training codes), and
+`evaluate.py --baselines`
 scores real training images (the floor) and Gaussian noise (a ceiling) the same way. Each step
 is the documented command run as a child process, so the table is exactly what a user gets from
 those commands. The wall time of each training and evaluation is recorded beside its figures.
@@ -30,7 +32,7 @@ if __name__ == "__main__":
 from absl import flags  # noqa: E402
 
 from pga_tf import cli  # noqa: E402
-from pga_tf.config import METHOD_DEFAULTS  # noqa: E402
+from pga_tf.config import METHOD_DEFAULTS, SAMPLERS, eval_report_path, sampler_suffix  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("ae", "vae", "wae", "rae", "lpga", "vpga", "lvpga")
@@ -49,11 +51,15 @@ flags.DEFINE_string("classifier", "", "Domain classifier for the features (defau
 flags.DEFINE_string("stats_cache", "", "Real-statistics cache dir (default: evaluate.py's).")
 flags.DEFINE_string("data_dir", "", "Data directory (default: the dataset's local copy).")
 flags.DEFINE_integer("seed", 0, "Training seed (train.py --seed), to see how much a retrained model moves.")
+flags.DEFINE_list("samplers", ["prior"], f"Latent samplers each run is evaluated with ({', '.join(SAMPLERS)}); "
+                  "the table has FID and KID columns for each.")
 flags.register_validator("methods", lambda v: bool(v) and set(v) <= set(METHODS),
                          message=f"--methods must be a subset of {','.join(METHODS)}")
 for _name in ("train_steps", "num_samples", "draws"):
     flags.register_validator(_name, lambda v: v > 0, message=f"--{_name} must be positive")
 flags.register_validator("init_steps", lambda v: v >= 0, message="--init_steps must be >= 0")
+flags.register_validator("samplers", lambda v: bool(v) and set(v) <= set(SAMPLERS) and len(set(v)) == len(v),
+                         message=f"--samplers must be distinct names from {','.join(SAMPLERS)}")
 cli.forbid_flag_like_values()
 FLAGS = flags.FLAGS
 
@@ -109,17 +115,25 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
                   "train_command": "python " + " ".join(train), "load_after_train": os.getloadavg()[0]}
         with open(timing_path, "w") as f:
             json.dump(timing, f, indent=2)
-    evaluate = ["evaluate.py", f"--run_dir={run_dir}", f"--num_samples={FLAGS.num_samples}",
-                f"--draws={FLAGS.draws}"] + _feature_args()
-    print_fn(f"{method}: python {' '.join(evaluate)}")
-    timing["eval_seconds"] = _run(evaluate, run_dir + ".eval.log", f"evaluate.py ({method})")
-    timing["eval_command"] = "python " + " ".join(evaluate)
-    with open(os.path.join(run_dir, "eval", "report.json")) as f:
-        report = json.load(f)
+    reports, timing["eval"] = {}, {}
     os.makedirs(FLAGS.docs_dir, exist_ok=True)
-    for name in ("samples", "interpolations"):
-        shutil.copyfile(report["grids"][name], os.path.join(FLAGS.docs_dir, f"{method}_{name}.png"))
-    return {"report": report, "timing": timing}
+    for sampler in FLAGS.samplers:
+        suffix = sampler_suffix(sampler)
+        evaluate = ["evaluate.py", f"--run_dir={run_dir}", f"--sampler={sampler}",
+                    f"--num_samples={FLAGS.num_samples}", f"--draws={FLAGS.draws}"] + _feature_args()
+        print_fn(f"{method}: python {' '.join(evaluate)}")
+        seconds = _run(evaluate, f"{run_dir}.eval{suffix}.log", f"evaluate.py --sampler={sampler} ({method})")
+        timing["eval"][sampler] = {"seconds": seconds, "command": "python " + " ".join(evaluate)}
+        with open(eval_report_path(run_dir, sampler)) as f:
+            reports[sampler] = json.load(f)
+        shutil.copyfile(reports[sampler]["grids"]["samples"],
+                        os.path.join(FLAGS.docs_dir, f"{method}_samples{suffix}.png"))
+    shutil.copyfile(reports[FLAGS.samplers[0]]["grids"]["interpolations"],
+                    os.path.join(FLAGS.docs_dir, f"{method}_interpolations.png"))
+    timing["eval_seconds"] = sum(e["seconds"] for e in timing["eval"].values())
+    timing["eval_command"] = timing["eval"][FLAGS.samplers[0]]["command"]
+    # "report" is the first sampler's (the prior's by default), as before samplers were named.
+    return {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing}
 
 
 def _pm(entry: dict, digits: int) -> str:
@@ -129,14 +143,20 @@ def _pm(entry: dict, digits: int) -> str:
     return f"{entry['value']:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def table(results: dict, baselines: dict) -> str:
-    """The markdown table: one row per method, then the floor and ceiling rows."""
+def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> str:
+    """The markdown table: one row per method, then the floor and ceiling rows. FID and KID have
+    one column per sampler (FID-<features>[-<sampler>], no suffix for the prior)."""
     fid_name = baselines["features"]["name"]
-    head = (f"| method | FID-{fid_name} | KID-{fid_name} | rec. MSE | latent NLL (nats) | "
+    fids = " | ".join(f"FID-{fid_name}{sampler_suffix(s)}" for s in samplers)
+    kids = " | ".join(f"KID-{fid_name}{sampler_suffix(s)}" for s in samplers)
+    head = (f"| method | {fids} | {kids} | rec. MSE | latent NLL (nats) | "
             "exact log\\|det J_h\\| | training estimate (minus exact) | train time | eval time |")
-    rows = [head, "|" + "---|" * 9]
+    rows = [head, "|" + "---|" * (7 + 2 * len(samplers))]
     for method, r in results.items():
         rep, t = r["report"], r["timing"]
+        reports = r.get("reports", {samplers[0]: rep})
+        fid_cells = " | ".join(_pm(reports[s]["fid"], 1) for s in samplers)
+        kid_cells = " | ".join(_pm(reports[s]["kid"], 3) for s in samplers)
         nll = rep["latent_nll"]
         if nll:
             fd = nll["finite_difference"][f"{method}_direction"]
@@ -145,11 +165,13 @@ def table(results: dict, baselines: dict) -> str:
         else:
             like = "– | – | –"
         train_time = f"{t['train_seconds'] / 60:.1f} min" if "train_seconds" in t else "–"
-        rows.append(f"| {method.upper()} | {_pm(rep['fid'], 1)} | {_pm(rep['kid'], 3)} | "
+        rows.append(f"| {method.upper()} | {fid_cells} | {kid_cells} | "
                     f"{rep['reconstruction']['mean']:.4f} | {like} | {train_time} | {t['eval_seconds']:.0f} s |")
     for name, label in (("floor", "real train images (floor)"), ("ceiling", "Gaussian noise (ceiling)")):
         b = baselines[name]
-        rows.append(f"| {label} | {_pm(b['fid'], 2)} | {_pm(b['kid'], 3)} | – | – | – | – | – | – |")
+        # The floor and ceiling do not sample codes: the same value under every sampler column.
+        cells = " | ".join([_pm(b["fid"], 2)] * len(samplers) + [_pm(b["kid"], 3)] * len(samplers))
+        rows.append(f"| {label} | {cells} | – | – | – | – | – | – |")
     return "\n".join(rows) + "\n"
 
 
@@ -168,16 +190,17 @@ def main(argv):
     base_seconds = _run(base, base_out[:-5] + ".log", "evaluate.py --baselines")
     with open(base_out) as f:
         baselines = json.load(f)
-    text = table(results, baselines)
+    text = table(results, baselines, FLAGS.samplers)
     # evaluate.py's warnings (an FID from too few samples) go under the table they qualify.
-    warnings = list(dict.fromkeys(w for rep in [r["report"] for r in results.values()] + [baselines]
-                                  for w in rep.get("warnings", [])))
+    reports = [rep for r in results.values() for rep in r.get("reports", {"": r["report"]}).values()]
+    warnings = list(dict.fromkeys(w for rep in reports + [baselines] for w in rep.get("warnings", [])))
     for warning in warnings:
         say(f"warning: {warning}")
     text += "".join(f"\n**Warning:** {w}.\n" for w in warnings)
     with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
         f.write(text)
     summary = {"argv": sys.argv, "dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps,
+               "samplers": FLAGS.samplers,
                "methods": results, "baselines": {**baselines, "seconds_wall": base_seconds},
                "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
                "total_seconds": time.time() - t0}
@@ -185,7 +208,7 @@ def main(argv):
         json.dump(summary, f, indent=2, allow_nan=False)
         f.write("\n")
     say(text)
-    say(f"written to {FLAGS.docs_dir}/ (table.md, results.json, <method>_samples.png, "
+    say(f"written to {FLAGS.docs_dir}/ (table.md, results.json, <method>_samples[-<sampler>].png, "
         f"<method>_interpolations.png) in {time.time() - t0:.0f} s")
 
 

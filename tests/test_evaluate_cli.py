@@ -137,6 +137,49 @@ def test_evaluate_writes_a_well_formed_report(trained):
     assert again["metrics"]["FID-fashion_mnist_cnn"] == pytest.approx(metrics["FID-fashion_mnist_cnn"], rel=1e-6)
 
 
+def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
+    _, clf, run_dir, cache = trained
+    prior_report = os.path.join(run_dir, "eval", "report.json")
+    before = open(prior_report).read() if os.path.exists(prior_report) else None
+    proc = ok(run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", "--num_samples=30",
+                   "--nll_examples=0", "--batch_size=16", f"--stats_cache={cache}", "--draws=2",
+                   "--sampler=gmm", "--gmm_components=3"]))
+    assert "sampler gmm: 3 full-covariance components fitted on 64 training codes" in proc.stdout
+    report = json.load(open(os.path.join(run_dir, "eval", "report-gmm.json")))
+    assert set(report["metrics"]) == {"FID-fashion_mnist_cnn-gmm", "KID-fashion_mnist_cnn-gmm",
+                                      "reconstruction_mse"}
+    assert report["fid"]["name"] == "FID-fashion_mnist_cnn-gmm" and len(report["fid"]["values"]) == 2
+    assert np.isfinite(report["metrics"]["FID-fashion_mnist_cnn-gmm"])
+    sampler = report["sampler"]
+    assert sampler["kind"] == "gmm" and sampler["components"] == 3 and sampler["codes"] == 64
+    assert len(sampler["weights"]) == 3 and abs(sum(sampler["weights"]) - 1) < 1e-4
+    assert report["grids"]["samples"].endswith(os.path.join("eval", "samples-gmm.png"))
+    assert os.path.getsize(report["grids"]["samples"]) > 0
+    assert "FID-fashion_mnist_cnn-gmm" in proc.stdout
+    # The TensorBoard HParams session of this (run, sampler), beside the prior's.
+    from tests.test_hparams import read_session
+
+    session, scalars = read_session(report["hparams_logdir"])
+    assert report["hparams_logdir"] == os.path.join(run_dir, "eval", "hparams-gmm")
+    assert session.hparams["sampler"].string_value == "gmm" and session.hparams["method"].string_value == "lpga"
+    assert session.hparams["z_dim"].number_value == 4
+    assert scalars["FID"] == (5, pytest.approx(report["fid"]["value"], rel=1e-6))
+    assert "latent_nll_nats" not in scalars  # --nll_examples=0
+    if before is not None:  # the prior's report is where it was, untouched
+        assert open(prior_report).read() == before
+
+
+def test_a_gmm_that_cannot_be_fitted_is_one_line_and_writes_nothing(trained, tmp_path):
+    _, clf, run_dir, cache = trained
+    out = tmp_path / "eval" / "r.json"
+    proc = run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}",
+                "--sampler=gmm", "--gmm_components=100", f"--out={out}"])
+    assert_one_line_error(proc, "a 100-component GMM needs at least 100 training codes; got 64")
+    assert not out.parent.exists()
+    proc = run(["evaluate.py", f"--run_dir={run_dir}", "--sampler=gmm", "--gmm_components=0"])
+    assert proc.returncode != 0 and "--gmm_components must be positive" in proc.stderr
+
+
 def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
     data_dir, clf, _, cache = trained
     out = tmp_path / "baselines.json"
@@ -181,7 +224,7 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
     shutil.copytree(run_dir, runs / "lpga")  # trained to step 5 already: evaluated, not retrained
     proc = ok(run(["-m", "pga_tf.results", "--methods=ae,lpga", "--train_steps=5", "--num_samples=20",
                    "--draws=2", f"--runs_dir={runs}", f"--docs_dir={docs}", f"--data_dir={data_dir}",
-                   f"--classifier={clf}", f"--stats_cache={cache}"], timeout=600))
+                   f"--classifier={clf}", f"--stats_cache={cache}", "--samplers=prior,gmm"], timeout=900))
     assert "lpga: " in proc.stdout and "not training" in proc.stdout
     summary = json.load(open(docs / "results.json"))
     ae, lpga = summary["methods"]["ae"], summary["methods"]["lpga"]
@@ -194,10 +237,16 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
         ["AE", "LPGA", "real train images (floor)", "Gaussian noise (ceiling)"]
     assert (docs / "table.md").read_text().count("**Warning:** FID-fashion_mnist_cnn of 20 generated") == 1
     assert "warning: FID-fashion_mnist_cnn of 20 generated" in proc.stdout
-    fid_ae = ae["report"]["fid"]
-    assert lines[2].split("|")[2].strip() == f"{fid_ae['value']:.1f} ± {fid_ae['std']:.1f}"
+    assert [c.strip() for c in lines[0].split("|")[2:6]] == [
+        "FID-fashion_mnist_cnn", "FID-fashion_mnist_cnn-gmm", "KID-fashion_mnist_cnn", "KID-fashion_mnist_cnn-gmm"]
+    for column, sampler in ((2, "prior"), (3, "gmm")):
+        fid_ae = ae["reports"][sampler]["fid"]
+        assert lines[2].split("|")[column].strip() == f"{fid_ae['value']:.1f} ± {fid_ae['std']:.1f}"
+    assert ae["report"] == ae["reports"]["prior"] and ae["reports"]["gmm"]["sampler"]["kind"] == "gmm"
+    assert ae["reports"]["gmm"]["fid"]["values"] != ae["reports"]["prior"]["fid"]["values"]
+    assert "--sampler=gmm" in ae["timing"]["eval"]["gmm"]["command"] and summary["samplers"] == ["prior", "gmm"]
     for m in ("ae", "lpga"):
-        for name in ("samples", "interpolations"):
+        for name in ("samples", "samples-gmm", "interpolations"):
             assert (docs / f"{m}_{name}.png").stat().st_size > 0
 
 
