@@ -149,6 +149,8 @@ def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_d
                                rtol=1e-5, atol=1e-5)
     loaded = tf.saved_model.load(exported_gmm)
     assert loaded.sampler_kind.numpy() == b"gmm"
+    empty = loaded.signatures["sample"](num_samples=tf.constant(0), seed=tf.constant(7, tf.int64))
+    assert empty["images"].shape == (0, *SHAPE)
     for name in ("logits", "loc", "scale_tril"):
         np.testing.assert_allclose(getattr(loaded.sampler, name).numpy(),
                                    getattr(module.sampler, name).numpy(), rtol=1e-5, atol=1e-6)
