@@ -167,8 +167,8 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     # Before anything is written: a sampler that cannot be fitted leaves the run dir as it was.
     t = time.time()
     images = lambda: data.load_images(cfg.dataset, "train", data_dir)  # noqa: E731
-    latent = samplers.build(kind, samplers.run_source(cfg.z_dim, encoder, cfg.variational, images),
-                            sampler_options, log)
+    latent = samplers.build(kind, samplers.run_source(cfg.z_dim, encoder, cfg.variational, images,
+                                                      config=cfg, checkpoint=ckpt), sampler_options, log)
     seconds["sampler"] = time.time() - t
     os.makedirs(out_dir, exist_ok=True)
 

@@ -150,7 +150,7 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
                           f"{cfg.use_bn}): {reason}") from None
     kind = sampler or config_lib.default_sampler(cfg.method)
     images = lambda: data.load_images(cfg.dataset, "train", data_dir or cfg.data_dir or None)  # noqa: E731
-    source = samplers.run_source(cfg.z_dim, encoder, cfg.variational, images)
+    source = samplers.run_source(cfg.z_dim, encoder, cfg.variational, images, config=cfg, checkpoint=ckpt)
     module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational,
                         samplers.build(kind, source, options, log))
     module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it

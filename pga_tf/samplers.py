@@ -168,12 +168,16 @@ class Source:
 
     z_dim: the latent size. codes: a function of n giving the codes E(x) (the mean code for
     variational encoders) of the first n training images, all of them for n = 0; None where no
-    data is at hand. nets: a method's own extra nets by name (e.g. the 2-stage VAE's second stage).
+    data is at hand. nets: a method's own extra nets by name (e.g. the 2-stage VAE's second
+    stage, in training). config, checkpoint: the run's Config and the checkpoint being evaluated
+    or exported, for a sampler restored from it (the 2-stage VAE's, after training).
     """
 
     z_dim: int
     codes: Callable[[int], np.ndarray] | None = None
     nets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config: Any = None
+    checkpoint: str | None = None
 
 
 def _build_prior(source: Source, options: Options, log: Callable[[str], None]) -> LatentSampler:
@@ -230,7 +234,9 @@ def encode_codes(encoder: Callable, variational: bool, images: tf.data.Dataset, 
 
 
 def run_source(z_dim: int, encoder: Callable, variational: bool, images: Callable[[], tf.data.Dataset],
-               nets: Mapping[str, Any] | None = None, batch_size: int = 500) -> Source:
+               nets: Mapping[str, Any] | None = None, batch_size: int = 500, config: Any = None,
+               checkpoint: str | None = None) -> Source:
     """The Source of a run: `images()` gives its unbatched [-1, 1] training images, encoded only
     if a sampler asks for codes."""
-    return Source(z_dim, lambda n: encode_codes(encoder, variational, images(), n, batch_size), dict(nets or {}))
+    return Source(z_dim, lambda n: encode_codes(encoder, variational, images(), n, batch_size),
+                  dict(nets or {}), config, checkpoint)
