@@ -54,6 +54,9 @@ HARMLESS = _entries(
     # Grappler's meta-optimizer logs a failed pass and runs the graph without that pass: the
     # result is the same, only that optimisation is skipped.
     ("meta_optimizer.cc", r"\w+ failed: ", None),
+    # oneDNN has no int32 kernel for an op here (the GMM sampler's categorical draw, say) and
+    # TensorFlow runs Eigen's instead, with the same result.
+    ("util.cc", r"oneDNN supports DT_INT32 only on platforms with AVX-512", None),
 )
 # The `tensorflow` wheel is built with CUDA and looks for a GPU at start-up. Harmless only where
 # there is no NVIDIA driver: on a GPU machine these lines say why the GPU is not used.

@@ -64,6 +64,8 @@ HARMLESS_LINES = [
     b"E1130 11:00:02.823465   11815 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: "
     b"Mutation::Apply error: fanout 'gradient_tape/encoder_1/LeakyRelu/LeakyReluGrad' exist for "
     b"missing node 'encoder_1/conv2d_1_1/BiasAdd'.",
+    b"E0000 00:00:1796041753.906580    7849 util.cc:131] oneDNN supports DT_INT32 only on platforms "
+    b"with AVX-512. Falling back to the default Eigen-based implementation if present.",
 ]
 
 
