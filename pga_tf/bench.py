@@ -224,11 +224,17 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
                  "mixed_precision": cfg.mixed_precision, "precision": cfg.precision,
                  "log_det": cfg.log_det}
 
+    def steps(it, n: int) -> None:
+        # A speed figure does not need finite weights: a non-finite loss is recorded, not fatal.
+        try:
+            trainer.train_steps(it, n)
+        except train_lib.NonFiniteLoss as e:
+            out.setdefault("non_finite_at_step", e.step)
+
     def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
         it = iter(strategy.experimental_distribute_dataset(ds))
-        trainer.train_steps(it, args.warmup)
-        return _median_rate(lambda: trainer.train_steps(it, args.steps), args.steps * args.batch_size,
-                            args.blocks)
+        steps(it, args.warmup)
+        return _median_rate(lambda: steps(it, args.steps), args.steps * args.batch_size, args.blocks)
 
     # Pipeline excluded: one batch, fed again and again.
     pipe, source = input_pipeline(args.data, args.batch_size, shape, args.seed)
@@ -281,7 +287,9 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
         f"step {out['step_gflop']:.3f} GFLOP, {out['achieved_gflop_per_s']:.0f} GFLOP/s = "
         f"{100 * out['fraction_of_peak']:.0f}% of matmul peak (as the plain step's "
         f"{out['reference_step_gflop']:.3f} GFLOP: {100 * out['effective_fraction_of_peak']:.0f}%)  "
-        f"[load {out['load_before']}->{out['load_after']}]")
+        f"[load {out['load_before']}->{out['load_after']}]"
+        + (f"  (non-finite loss from step {out['non_finite_at_step']})"
+           if "non_finite_at_step" in out else ""))
     return out
 
 
