@@ -77,10 +77,13 @@ def main(argv):
     data_dir = cfg.data_dir or None
     dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed)
     if cfg.train_steps > 0:
-        total_steps = cfg.train_steps
+        stage1_steps = cfg.train_steps
     else:
         examples = data.num_examples(cfg.dataset, "train", data_dir)
-        total_steps = cfg.epochs * (examples // cfg.batch_size)
+        stage1_steps = cfg.epochs * (examples // cfg.batch_size)
+    # The 2-Stage VAE trains its second stage after the first: its run is longer.
+    stage2_steps = config_lib.stage2_steps(cfg, stage1_steps)
+    total_steps = stage1_steps + stage2_steps
     try:
         fixed = data.fixed_batch(cfg.dataset, 16, "test", data_dir)
     except data.BadImages:
@@ -88,11 +91,13 @@ def main(argv):
     except data.DataError:  # no test split: preview train images
         fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
 
-    trainer = train_lib.Trainer(cfg, image_shape, strategy)
+    trainer = train_lib.Trainer(cfg, image_shape, strategy, stage1_steps=stage1_steps,
+                                code_images=lambda: data.load_images(cfg.dataset, "train", data_dir))
     callbacks = _fid_callbacks(cfg, data_dir, trainer.sampler) if chief else []
+    stages = f" (stage 1: {stage1_steps}, stage 2: {stage2_steps})" if stage2_steps else ""
     print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
-          f"{total_steps} steps on {strategy.num_replicas_in_sync} replica(s); run dir {cfg.run_dir}",
-          flush=True)
+          f"{total_steps} steps{stages} on {strategy.num_replicas_in_sync} replica(s); run dir "
+          f"{cfg.run_dir}", flush=True)
     # What the checkpointed input position depends on; a resume with another one starts the
     # input afresh (train_lib.fit says so) instead of silently reading the old data.
     signature = dict(dataset=cfg.dataset, data_dir=os.path.realpath(data_dir) if data_dir else "",
@@ -107,7 +112,7 @@ def main(argv):
         return
     # Equal digests on every worker (and run to run with --deterministic) mean equal weights.
     print(f"finished at step {trainer.step}; weights sha256 "
-          f"{distribution.weights_digest(trainer.encoder, trainer.decoder)}", flush=True)
+          f"{distribution.weights_digest(*trainer.models)}", flush=True)
     if FLAGS.export and chief:
         # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a 16-bit
         # --precision run's compute pays off for training; serving stays exact and portable).

@@ -1,4 +1,4 @@
-"""Loss terms of the non-PGA comparison models (WAE-MMD, RAE) as pure functions of tensors.
+"""Loss terms of the non-PGA comparison models (WAE-MMD, RAE, 2-Stage VAE) as pure functions of tensors.
 
 Like objectives.py, every term is per example ([N]) or, for a batch statistic, a scalar that the
 step spreads over the batch; each docstring names the paper equation and the official code line
@@ -9,12 +9,16 @@ it follows:
 * RAE: Ghosh et al., "From Variational to Deterministic Autoencoders", ICLR 2020, eq. 11;
   official code github.com/ParthaEth/Regularized_autoencoders-RAE-,
   models/rae/loss_functions.py and models/rae/rae_mnist.py.
+* 2-Stage VAE: Dai & Wipf, "Diagnosing and Enhancing VAE Models", ICLR 2019, sec. 4; official
+  code github.com/daib13/TwoStageVAE, network/two_stage_vae_model.py `loss1`/`loss2`.
 
-The step (step.py's `wae_losses`, `rae_losses`) runs the nets and combines these terms.
+The step (step.py's `wae_losses`, `rae_losses`, `two_stage_vae_losses`; two_stage.py for the
+2-Stage VAE's second stage) runs the nets and combines these terms.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import tensorflow as tf
@@ -125,3 +129,70 @@ def decoder_gradient_penalty(decode: Callable[[tf.Tensor], tf.Tensor],
         energy = tf.reduce_sum(tf.square(unit))
     grad = _float(tape.gradient(energy, z))
     return tf.reduce_mean(tf.square(grad), axis=1), images
+
+
+# ------------------------------------------------------------------------------- 2-Stage VAE
+HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+
+
+
+
+def _sum_over_features(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+def gaussian_nll(x: tf.Tensor, x_hat: tf.Tensor, log_gamma: tf.Tensor) -> tf.Tensor:
+    """-log N(x; x_hat, gamma^2 I), summed over the non-batch axes, per example.
+
+    The 2-Stage VAE's reconstruction term with a learned scalar scale gamma (Dai & Wipf, ICLR
+    2019, sec. 4; daib13/TwoStageVAE network/two_stage_vae_model.py, `gen_loss1` and `gen_loss2`:
+    sum((x - x_hat) / gamma)^2 / 2 + log gamma + log(2 pi) / 2). gamma is a standard deviation in
+    the units of x; the method relies on learning it (gamma -> 0 as the reconstruction sharpens),
+    so the term is a sum over pixels (or latent dimensions), not a mean: its balance against the
+    KL term is what the paper's analysis is about.
+
+    Args:
+      x: [N, ...] targets (images in [-1, 1], or stage 1's codes for stage 2).
+      x_hat: tensor of the same shape, the decoder's mean.
+      log_gamma: scalar log gamma.
+    Returns:
+      [N] float32 tensor, in nats.
+    """
+    x = tf.cast(x, tf.float32)
+    log_gamma = tf.cast(log_gamma, tf.float32)
+    scaled = (x - tf.cast(x_hat, tf.float32)) * tf.exp(-log_gamma)
+    per_element = 0.5 * tf.square(scaled) + log_gamma + HALF_LOG_TWO_PI
+    return _sum_over_features(per_element)
+
+
+def gaussian_kl(mu: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
+    """KL(N(mu, diag(sigma^2)) || N(0, I)) summed over latent dimensions, per example.
+
+    The 2-Stage VAE's `kl_loss1`/`kl_loss2` (sum(mu^2 + sigma^2 - 2 log sigma - 1) / 2), with
+    log_var = 2 log sigma. (objectives.vae_kl is the same KL averaged over dimensions, the PGA
+    reference's weighting.)
+
+    Args:
+      mu, log_var: [N, z_dim] posterior mean and log-variance.
+    Returns:
+      [N] float32 tensor, in nats.
+    """
+    mu = tf.cast(mu, tf.float32)
+    log_var = tf.cast(log_var, tf.float32)
+    return 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(log_var) - log_var - 1.0, axis=1)
+
+
+def vae_loss(x: tf.Tensor, x_hat: tf.Tensor, log_gamma: tf.Tensor, mu: tf.Tensor,
+             log_var: tf.Tensor) -> tuple[tf.Tensor, dict]:
+    """One stage of the 2-Stage VAE: the negative ELBO with a learned decoder scale gamma.
+
+    Args:
+      x, x_hat: [N, ...] targets and decoder means; log_gamma: scalar log gamma.
+      mu, log_var: [N, z_dim] the encoder's posterior.
+    Returns:
+      ([N] loss = gaussian_nll + gaussian_kl, {"nll": [N], "kl": [N], "gamma": [N] (gamma,
+      broadcast for summaries)}).
+    """
+    nll = gaussian_nll(x, x_hat, log_gamma)
+    kl = gaussian_kl(mu, log_var)
+    gamma = tf.fill(tf.shape(nll), tf.exp(tf.cast(log_gamma, tf.float32)))
+    return nll + kl, {"nll": nll, "kl": kl, "gamma": gamma}

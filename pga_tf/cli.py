@@ -87,6 +87,16 @@ def define_train_flags() -> None:
                          "the plain one, fewer passes (step.fused_method_losses). Only without --use_bn.")
     flags.DEFINE_boolean("deterministic", d.deterministic, "Deterministic ops (tf.config.experimental."
                          "enable_op_determinism): a resumed run ends bitwise where an uninterrupted one does.")
+    flags.DEFINE_integer("stage2_steps", d.stage2_steps, "2-Stage VAE: steps of the second stage, "
+                         "trained after the first stage's; 0: --stage2_ratio times the first stage's.")
+    flags.DEFINE_float("stage2_ratio", d.stage2_ratio, "2-Stage VAE: second-stage steps per first-stage "
+                       "step when --stage2_steps is 0 (official epochs2 / epochs = 800 / 400).")
+    flags.DEFINE_float("stage2_lr", d.stage2_lr, "2-Stage VAE: Adam learning rate of the second stage "
+                       "(official --lr2).")
+    flags.DEFINE_integer("stage2_depth", d.stage2_depth, "2-Stage VAE: hidden layers of each "
+                         "second-stage net (official --second-depth).")
+    flags.DEFINE_integer("stage2_width", d.stage2_width, "2-Stage VAE: width of those layers "
+                         "(official --second-dim).")
     flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.")
 
     for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
@@ -98,6 +108,10 @@ def define_train_flags() -> None:
                              message="--train_steps must be >= 0 (0 means use --epochs)")
     flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0")
     flags.register_validator("worker_timeout", lambda v: v >= 0, message="--worker_timeout must be >= 0")
+    flags.register_validator("stage2_steps", lambda v: v >= 0,
+                             message="--stage2_steps must be >= 0 (0 means use --stage2_ratio)")
+    for name in ("stage2_ratio", "stage2_lr", "stage2_depth", "stage2_width"):
+        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
     for name in METHOD_DEPENDENT[1:]:
         flags.register_validator(name, lambda v: v is None or v >= 0, message=f"--{name} must be >= 0")
     forbid_flag_like_values()
@@ -157,7 +171,8 @@ def config_from_flags() -> config_lib.Config:
     common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
               "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
               "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "fused",
-              "jit_compile", "deterministic", "rae_reg")
+              "jit_compile", "deterministic", "rae_reg", "stage2_steps", "stage2_ratio", "stage2_lr",
+              "stage2_depth", "stage2_width")
     overrides.update({name: FLAGS[name].value for name in common})
     overrides["precision"] = resolve_precision(FLAGS.precision, FLAGS.mixed_precision)
     overrides["log_det"] = resolve_log_det(FLAGS.method, overrides["precision"], FLAGS.log_det)

@@ -11,8 +11,8 @@ import json
 import os
 from typing import Any
 
-METHODS = ("lpga", "vpga", "lvpga", "vae", "ae", "wae", "rae")
-VARIATIONAL = frozenset({"vpga", "lvpga", "vae"})
+METHODS = ("lpga", "vpga", "lvpga", "vae", "ae", "wae", "rae", "two_stage_vae")
+VARIATIONAL = frozenset({"vpga", "lvpga", "vae", "two_stage_vae"})
 OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 RAE_REGULARISERS = ("l2", "gp")  # RAE's decoder regulariser: weight decay (RAE-L2) or gradient penalty (RAE-GP)
@@ -40,13 +40,16 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                 wae_lambda=1.0204),
     "rae": dict(z_dim=16, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
                 rae_beta=5e-5, rae_lambda=4e-7),
+    # 2-Stage VAE (Dai & Wipf, ICLR 2019): daib13/TwoStageVAE demo.py's defaults, latent-dim 64.
+    # Its KL weight is 1 and its decoder variance is learned, so no coefficient applies.
+    "two_stage_vae": dict(z_dim=64, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0),
 }
 
 # Latent samplers (pga_tf/samplers.py builds them; the names live here, TensorFlow-free, so flags
 # can be checked before TensorFlow loads). A method declares the sampler that generates its
 # samples when none is asked for; every method not listed samples its prior.
 SAMPLERS = ("prior", "gmm", "two_stage")
-METHOD_SAMPLER: dict[str, str] = {}
+METHOD_SAMPLER: dict[str, str] = {"two_stage_vae": "two_stage"}
 
 
 def default_sampler(method: str) -> str:
@@ -74,6 +77,8 @@ ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
 # the shuffle order of the whole run. (Input flags such as --data_dir and --batch_size may change:
 # the input position then starts afresh; see train_lib.fit.)
 RESUME_KEYS = ("optimizer", "mixed_precision", "seed")
+# ... and, for the 2-Stage VAE, the shape of its second-stage nets.
+TWO_STAGE_KEYS = ("stage2_depth", "stage2_width")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +123,14 @@ class Config:
     fused: bool = True
     deterministic: bool = False
     log_det: str = "finite_difference"
+    # 2-Stage VAE only (daib13/TwoStageVAE demo.py and network/two_stage_vae_model.py). Stage 2
+    # trains for stage2_steps steps after stage 1's, or, when that is 0, for stage2_ratio times
+    # stage 1's steps (the official epochs2 / epochs = 800 / 400).
+    stage2_steps: int = 0
+    stage2_ratio: float = 2.0
+    stage2_lr: float = 1e-4  # Adam, as the official --lr2
+    stage2_depth: int = 3  # hidden layers of each stage-2 net (official --second-depth)
+    stage2_width: int = 1024  # their width (official --second-dim)
 
     @property
     def variational(self) -> bool:
@@ -173,9 +186,22 @@ def validate(cfg: Config) -> None:
     if cfg.rae_reg not in RAE_REGULARISERS:
         raise ValueError(f"unknown --rae_reg {cfg.rae_reg!r}; choose one of {', '.join(RAE_REGULARISERS)}")
     for name in ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "init_steps", "wae_lambda", "rae_beta",
-                 "rae_lambda"):
+                 "rae_lambda", "stage2_steps"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("stage2_ratio", "stage2_lr", "stage2_depth", "stage2_width"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
+
+
+def stage2_steps(cfg: Config, stage1_steps: int) -> int:
+    """Steps of the 2-Stage VAE's second stage after `stage1_steps` first-stage steps (0 for
+    every other method): --stage2_steps, or --stage2_ratio times stage 1's, at least 1."""
+    if cfg.method != "two_stage_vae":
+        return 0
+    if cfg.stage2_steps > 0:
+        return cfg.stage2_steps
+    return max(1, round(cfg.stage2_ratio * stage1_steps))
 
 
 CONFIG_FILE = "config.json"
@@ -206,7 +232,10 @@ def load(run_dir: str) -> Config | None:
 
 def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_KEYS + RESUME_KEYS) -> list[str]:
     """The settings among `keys` (by default those a resumed run must share) on which `new`
-    differs from the run's saved config, each as one phrase naming its flag."""
+    differs from the run's saved config, each as one phrase naming its flag. Two 2-Stage VAE
+    runs must also share the shape of the stage-2 nets (TWO_STAGE_KEYS)."""
+    if saved.method == new.method == "two_stage_vae":
+        keys = tuple(keys) + TWO_STAGE_KEYS
     return [_difference(saved, new, k) for k in keys if getattr(saved, k) != getattr(new, k)]
 
 

@@ -158,12 +158,15 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
 
 
 def checkpoint_step(ckpt: str) -> int | None:
-    """The training step `ckpt` was saved at (its optimizer's iteration count), or None."""
+    """The training step `ckpt` was saved at (its optimizer's iteration count, plus the 2-Stage
+    VAE's stage-2 steps), or None."""
     try:
-        return int(tf.train.load_checkpoint(ckpt).get_tensor(
-            "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+        reader = tf.train.load_checkpoint(ckpt)
+        step = int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, ValueError):
         return None
+    stage2 = "two_stage/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+    return step + (int(reader.get_tensor(stage2)) if reader.has_tensor(stage2) else 0)
 
 
 def _is_replaceable(path: str) -> bool:

@@ -443,33 +443,47 @@ class Encoder(keras.Model):
 
 
 class Decoder(keras.Model):
-    """z -> images in [-1, 1]; the final tanh runs in float32 even under mixed precision."""
+    """z -> images in [-1, 1]; the final tanh runs in float32 even under mixed precision.
+
+    With `learned_scale` the decoder also holds `log_gamma`, a trainable float32 scalar (initially
+    0): the log of the scale gamma of its Gaussian likelihood N(x; D(z), gamma^2 I), which the
+    2-Stage VAE learns (step.two_stage_vae_losses). The output does not depend on it.
+    """
 
     def __init__(self, arch: str, channels: int, use_bn: bool = False,
-                 bn_momentum: float = 0.99, sync_bn: bool = False, name: str = "decoder", **kw):
+                 bn_momentum: float = 0.99, sync_bn: bool = False, learned_scale: bool = False,
+                 name: str = "decoder", **kw):
         super().__init__(name=name, **kw)
         self.arch = arch
         self.channels = channels
+        self.learned_scale = learned_scale
         self.blocks = _arch(arch).build(_Layers(use_bn, bn_momentum, sync_bn), "decoder", channels)
         _name_blocks(self)
         self.tanh = keras.layers.Activation("tanh", dtype="float32")
+        self.log_gamma = None
 
     def build(self, z_shape) -> None:
         _build_chain(self.blocks, tuple(z_shape))
+        if self.learned_scale and self.log_gamma is None:
+            self.log_gamma = self.add_weight(shape=(), initializer="zeros", dtype="float32",
+                                             name="log_gamma")
 
     def call(self, z, training: bool = False, update_stats: bool | None = None):
         return self.tanh(_run(self.blocks, z, training, update_stats))
 
 
 def build_models(arch: str, z_dim: int, channels: int, use_bn: bool, variational: bool,
-                 bn_momentum: float = 0.99, sync_bn: bool = False) -> tuple[Encoder, Decoder]:
+                 bn_momentum: float = 0.99, sync_bn: bool = False,
+                 learned_scale: bool = False) -> tuple[Encoder, Decoder]:
     """Construct an (Encoder, Decoder) pair and create all their variables.
 
-    Call this inside ``strategy.scope()`` to get distributed variables.
+    Call this inside ``strategy.scope()`` to get distributed variables. `learned_scale`: see
+    Decoder.
     """
     h, w = _arch(arch).image_shape
     enc = Encoder(arch, z_dim, use_bn=use_bn, variational=variational, bn_momentum=bn_momentum, sync_bn=sync_bn)
-    dec = Decoder(arch, channels, use_bn=use_bn, bn_momentum=bn_momentum, sync_bn=sync_bn)
+    dec = Decoder(arch, channels, use_bn=use_bn, bn_momentum=bn_momentum, sync_bn=sync_bn,
+                  learned_scale=learned_scale)
     enc(tf.zeros([1, h, w, channels]))
     dec(tf.zeros([1, z_dim]))
     return enc, dec

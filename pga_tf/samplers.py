@@ -152,6 +152,51 @@ class GMMSampler(LatentSampler):
         return cls(gmm.weights_, gmm.means_, gmm.covariances_, info)
 
 
+class TwoStageSampler(LatentSampler):
+    """The 2-Stage VAE's latent sampler (Dai & Wipf, ICLR 2019; daib13/TwoStageVAE
+    `generate(stage=2)`): u ~ N(0, I) [N, z_dim], then z = z_hat(u) + gamma_z * eps with the
+    second stage's decoder z_hat and learned scale gamma_z. Decoding z with the first stage's
+    decoder gives the images.
+
+    Args:
+      decoder: the stage-2 decoder, u [N, z_dim] -> (z_hat [N, z_dim],), whose `log_gamma`
+        variable is log gamma_z (two_stage.TwoStage.decoder).
+      z_dim: latent size (u and z alike).
+    """
+
+    kind = "two_stage"
+
+    def __init__(self, decoder: tf.Module, z_dim: int):
+        super().__init__(z_dim)
+        self.decoder = decoder
+
+    def sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        shape = tf.stack([tf.cast(num_samples, tf.int32), self.z_dim])
+        u = tf.random.stateless_normal(shape, seed=self.stateless_seed(seed, 0))
+        eps = tf.random.stateless_normal(shape, seed=self.stateless_seed(seed, 1))
+        z_hat = self.decoder(u, training=False)[0]
+        return z_hat + tf.exp(self.decoder.log_gamma) * eps
+
+    def describe(self) -> dict:
+        return {**super().describe(), "what": "u ~ N(0, I) through the 2-Stage VAE's second-stage decoder",
+                "gamma_z": float(tf.exp(self.decoder.log_gamma).numpy())}
+
+
+class StagedSampler(LatentSampler):
+    """A 2-Stage VAE run's sampler while it trains: z ~ N(0, I) (stage 1's own samples) until its
+    second stage has taken a step, then `TwoStageSampler` (the sample grids, training-time FID)."""
+
+    kind = "two_stage"
+
+    def __init__(self, two_stage_sampler: TwoStageSampler, stage2_step: tf.Variable):
+        super().__init__(two_stage_sampler.z_dim)
+        self.prior, self.two_stage, self.stage2_step = PriorSampler(self.z_dim), two_stage_sampler, stage2_step
+
+    def sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return tf.cond(self.stage2_step > 0, lambda: self.two_stage.sample(num_samples, seed),
+                       lambda: self.prior.sample(num_samples, seed))
+
+
 # ---------------------------------------------------------------------------------- building
 @dataclasses.dataclass(frozen=True)
 class Options:
@@ -199,10 +244,35 @@ def _build_gmm(source: Source, options: Options, log: Callable[[str], None]) -> 
     return sampler
 
 
+def _build_two_stage(source: Source, options: Options, log: Callable[[str], None]) -> LatentSampler:
+    """The 2-Stage VAE's second stage: in training, the run's own nets (`nets["two_stage"]`, a
+    two_stage.TwoStage; the prior until stage 2 begins); after, restored from the checkpoint."""
+    parts = source.nets.get("two_stage")
+    if parts is not None:
+        return StagedSampler(parts.sampler(), parts.step)
+    cfg = source.config
+    if cfg is None or source.checkpoint is None or cfg.method != "two_stage_vae":
+        raise SamplerError("the two_stage sampler is the 2-Stage VAE's second stage: only a "
+                           "--method=two_stage_vae run has one")
+    from pga_tf import two_stage  # it imports this module
+
+    try:
+        sampler = two_stage.restore_sampler(cfg, source.checkpoint)
+    except two_stage.NotTrained as e:
+        raise SamplerError(str(e)) from None
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise SamplerError(f"checkpoint {source.checkpoint} holds no stage-2 VAE of the run's config "
+                           f"({type(e).__name__})") from None
+    log(f"sampler two_stage: the stage-2 VAE of {source.checkpoint} "
+        f"(gamma_z {float(tf.exp(sampler.decoder.log_gamma).numpy()):.4g})")
+    return sampler
+
+
 # kind -> builder(source, options, log). A new sampler adds its builder here.
 BUILDERS: dict[str, Callable[[Source, Options, Callable[[str], None]], LatentSampler]] = {
     "prior": _build_prior,
     "gmm": _build_gmm,
+    "two_stage": _build_two_stage,
 }
 
 

@@ -234,6 +234,34 @@ def rae_losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Ten
                   surrogate=loss)
 
 
+def two_stage_vae_losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
+                         noise: Noise, step: tf.Tensor) -> Losses:
+    """Stage 1 of the 2-Stage VAE (Dai & Wipf, ICLR 2019): a VAE whose decoder scale gamma_x is
+    learned (daib13/TwoStageVAE network/two_stage_vae_model.py, `loss1`).
+
+    Per example: -log N(x; D(z), gamma_x^2 I) summed over pixels, plus KL(q(z|x) || N(0, I))
+    summed over dimensions, z = mu + sigma * eps. Both nets (log gamma_x is the decoder's) take
+    the gradient of this one loss. Stage 2 is trained apart (two_stage.SecondStage).
+
+    Args:
+      cfg, step: unused (no coefficient, no warm-up).
+      encoder: variational Encoder, images -> (mu, log_var).
+      decoder: Decoder with `learned_scale` (its `log_gamma` is log gamma_x).
+      images: [N, H, W, C] in [-1, 1].
+      noise: this step's draws; `posterior` is eps.
+    Returns:
+      Losses; terms: img_rec (per-pixel MSE, as every method reports it), nll_x, kl, gamma_x.
+    """
+    del cfg, step
+    mu, log_var = encoder(images, training=True, update_stats=True)
+    z = mu + tf.exp(0.5 * log_var) * noise.posterior
+    x_hat = decoder(z, training=True, update_stats=True)
+    loss, parts = baselines.vae_loss(images, x_hat, decoder.log_gamma, mu, log_var)
+    terms = {"img_rec": objectives.squared_error(images, x_hat), "nll_x": parts["nll"],
+             "kl": parts["kl"], "gamma_x": parts["gamma"]}
+    return Losses(loss, loss, terms)
+
+
 LossFunction = Callable[[Config, Callable, Callable, tf.Tensor, Noise, tf.Tensor], Losses]
 
 
@@ -254,6 +282,7 @@ LOSS_FUNCTIONS: dict[str, LossFunction] = {
     "ae": _pga_family,
     "wae": wae_losses,
     "rae": rae_losses,
+    "two_stage_vae": two_stage_vae_losses,
 }
 
 # The methods `fused_method_losses` computes (the others always take their LOSS_FUNCTIONS entry).

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, distribution, models, samplers, step as step_lib
+from pga_tf import checkpoints, distribution, models, samplers, step as step_lib, two_stage as two_stage_lib
 from pga_tf.config import Config, default_sampler
 from pga_tf.images import grid, interpolation_grid
 
@@ -139,7 +139,10 @@ class Trainer:
     """Models, optimizer, random state and the compiled step of one run."""
 
     def __init__(self, cfg: Config, image_shape: tuple[int, int, int],
-                 strategy: tf.distribute.Strategy | None = None):
+                 strategy: tf.distribute.Strategy | None = None, stage1_steps: int | None = None,
+                 code_images: Callable[[], tf.data.Dataset] | None = None):
+        """`stage1_steps` and `code_images` (unbatched training images, for stage 2's codes) are
+        the 2-Stage VAE's: its steps past stage1_steps train stage 2."""
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -161,13 +164,23 @@ class Trainer:
             with _dtype_policy(None if cfg.precision == "float32" else cfg.precision):
                 self.encoder, self.decoder = models.build_models(
                     cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
-                    variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn)
+                    variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn,
+                    learned_scale=cfg.method == "two_stage_vae")
             self.optimizer = make_optimizer(cfg)
+            # The 2-Stage VAE's second stage (its first stage's gamma_x is the decoder's).
+            self.two_stage = two_stage_lib.build(cfg) if cfg.method == "two_stage_vae" else None
             # Build the slots now: a first distributed step that creates them fails.
             self.optimizer.build(self.encoder.trainable_variables + self.decoder.trainable_variables)
             self.generator = tf.random.Generator.from_seed(cfg.seed)
+            parts = {"two_stage": self.two_stage} if self.two_stage else {}
             self.checkpoint = tf.train.Checkpoint(encoder=self.encoder, decoder=self.decoder,
-                                                  optimizer=self.optimizer, generator=self.generator)
+                                                  optimizer=self.optimizer, generator=self.generator,
+                                                  **parts)
+        if self.two_stage is not None and (stage1_steps is None or code_images is None):
+            raise ValueError("a two_stage_vae Trainer needs stage1_steps and code_images")
+        self.stage1_steps = stage1_steps
+        self._code_images = code_images
+        self._second_stage: two_stage_lib.SecondStage | None = None
         # What the sample grids and training-time FID draw z from: the method's own sampler.
         self.sampler = samplers.build(default_sampler(cfg.method), self.sampler_source())
         self._train_n = None
@@ -179,7 +192,48 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
+        """Steps taken: the optimizer's, plus the 2-Stage VAE's stage-2 steps."""
+        stage2 = int(self.two_stage.step.numpy()) if self.two_stage is not None else 0
+        return int(self.optimizer.iterations.numpy()) + stage2
+
+    @property
+    def models(self) -> list[keras.Model]:
+        """Every net the run trains: encoder, decoder (and the 2-Stage VAE's stage-2 nets)."""
+        extra = [self.two_stage.encoder, self.two_stage.decoder] if self.two_stage is not None else []
+        return [self.encoder, self.decoder, *extra]
+
+    @property
+    def in_stage2(self) -> bool:
+        return self.two_stage is not None and self.step >= self.stage1_steps
+
+    def stage_end(self, step: int, total_steps: int) -> int:
+        """The step at which the stage `step` is in ends (total_steps for one-stage methods)."""
+        if self.two_stage is not None and step < self.stage1_steps:
+            return min(self.stage1_steps, total_steps)
+        return total_steps
+
+    def start_block(self, log: Callable[[str], None] = print) -> None:
+        """Called before each block of steps: the 2-Stage VAE encodes the training set into
+        stage 2's codes when it first steps in stage 2 (after stage 1, or on a resume)."""
+        if self.two_stage is not None and int(self.two_stage.step.numpy()) > 0:
+            done1 = int(self.optimizer.iterations.numpy())
+            if done1 != self.stage1_steps:
+                raise TrainingError(f"this run's stage 1 ended at step {done1} and stage 2 has begun; "
+                                    f"it cannot train {self.stage1_steps} stage-1 steps (keep "
+                                    "--train_steps/--epochs as they were; --stage2_steps may change)")
+        if not self.in_stage2 or self._second_stage is not None:
+            return
+        t0 = time.time()
+        mu, log_var = two_stage_lib.posterior_codes(
+            lambda x: self.encoder(x, training=False), self._code_images())
+        try:
+            self._second_stage = two_stage_lib.SecondStage(
+                self.two_stage, mu, log_var, self.global_batch, self.cfg.seed, self.strategy,
+                self.generator)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        log(f"stage 2 of 2 from step {self.step}: {len(mu)} training images encoded into stage 1's "
+            f"posterior codes ({time.time() - t0:.0f} s)")
 
     # ----------------------------------------------------------------------------- the step
     def losses(self, images: tf.Tensor, noise: step_lib.Noise) -> step_lib.Losses:
@@ -255,10 +309,15 @@ class Trainer:
 
         Raises NonFiniteLoss (after the n steps) if any step gave a NaN or Inf loss term.
         """
-        if self._train_n is None:
-            self._train_n = self._build_train_n()
-        out, first_bad = self._train_n(iterator, tf.constant(n, tf.int32))
-        out = {k: float(v) for k, v in out.items()}
+        if self.in_stage2:
+            if self._second_stage is None:
+                self.start_block()
+            out, first_bad = self._second_stage.train_steps(n)
+        else:
+            if self._train_n is None:
+                self._train_n = self._build_train_n()
+            out, first_bad = self._train_n(iterator, tf.constant(n, tf.int32))
+            out = {k: float(v) for k, v in out.items()}
         if int(first_bad) >= 0:
             bad = sorted(k for k, v in out.items() if not math.isfinite(v))
             raise NonFiniteLoss(bad, self.step - n + int(first_bad) + 1)
@@ -267,8 +326,10 @@ class Trainer:
     # ----------------------------------------------------------------------------- inference
     def sampler_source(self) -> samplers.Source:
         """What the training-time sampler is built from: the latent size and the method's extra
-        nets (none yet); no codes, since a sampler fitted on codes would go stale as E trains."""
-        return samplers.Source(self.cfg.z_dim)
+        nets (the 2-Stage VAE's second stage); no codes, since a sampler fitted on codes would go
+        stale as E trains."""
+        nets = {"two_stage": self.two_stage} if self.two_stage is not None else {}
+        return samplers.Source(self.cfg.z_dim, nets=nets)
 
     def encode_mean(self, images: tf.Tensor) -> tf.Tensor:
         out = self.encoder(images, training=False)
@@ -322,6 +383,8 @@ def _restore(trainer: Trainer, latest: str, iterator, signature: dict, log: Call
                             "use another --run_dir") from None
     objects = dict(encoder=trainer.encoder, decoder=trainer.decoder, optimizer=trainer.optimizer,
                    generator=trainer.generator)
+    if trainer.two_stage is not None:  # the 2-Stage VAE's second stage: nets, optimizer, step
+        objects["two_stage"] = trainer.two_stage
     if iterator is not None:
         if _ITERATOR_KEY not in keys:
             log(f"{name} holds no input position (saved under another strategy): the input "
@@ -425,6 +488,8 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
         # The checkpoint holds the optimizer's learning-rate variable; the flag given now wins,
         # so a resumed run can be continued with another --lr.
         trainer.optimizer.learning_rate = cfg.lr
+        if trainer.two_stage is not None:
+            trainer.two_stage.optimizer.learning_rate = cfg.stage2_lr
     if not distribution.same_on_all_workers(trainer.strategy, trainer.step):
         raise TrainingError(f"workers resumed at different steps (this one at {trainer.step}); "
                             "--run_dir must be on a filesystem every worker sees")
@@ -440,8 +505,10 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     last: dict = {}
     with _StopRequest() as stop:
         while step < total_steps:
-            n = min(cfg.steps_per_loop, total_steps - step,
+            stage_end = trainer.stage_end(step, total_steps)
+            n = min(cfg.steps_per_loop, stage_end - step,
                     _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
+            trainer.start_block(log)
             t0 = time.perf_counter()
             try:
                 out = trainer.train_steps(iterator, n)
@@ -460,7 +527,10 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             done = step >= total_steps
-            if step % cfg.log_every == 0 or done or stopping:
+            # A stage's end is logged, drawn and saved on its own: the next stage reports
+            # other terms, and its first checkpoint keeps the finished stage.
+            stage_done = step == stage_end
+            if step % cfg.log_every == 0 or stage_done or stopping:
                 last = {k: v / window_steps for k, v in sums.items()}
                 ips = window_steps * trainer.global_batch / max(window_time, 1e-9)
                 elapsed = time.time() - start_time
@@ -473,7 +543,7 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                 terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
                 log(f"step {step}/{total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
                 sums, window_steps, window_time = {}, 0, 0.0
-            if step % cfg.sample_every == 0 or done:
+            if step % cfg.sample_every == 0 or stage_done:
                 # The same seed at every grid: the prior's z stay fixed through the run.
                 z = trainer.sampler.sample(tf.constant(100), tf.constant(cfg.seed, tf.int64)).numpy()
                 grids = trainer.sample_grids(z, fixed_images)
@@ -483,7 +553,7 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                         save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
             for callback in callbacks:
                 callback(step, trainer, writer)
-            if step % cfg.ckpt_every == 0 or done or stopping:
+            if step % cfg.ckpt_every == 0 or stage_done or stopping:
                 try:
                     manager.save(step)
                 except checkpoints.SaveError as e:
