@@ -8,26 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_evaluate_cli import ok, run, write_idx
+from tests.test_evaluate_cli import labelled_data_and_classifier, ok, run
 from tests.test_train_cli import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
 def data_and_classifier(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("baselines")
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    rng = np.random.default_rng(0)
-    for stem, n in (("train", 48), ("t10k", 16)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 80, (n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k:2 * k + 5] = 255
-        write_idx(data_dir / f"{stem}-images-idx3-ubyte.gz", images)
-        write_idx(data_dir / f"{stem}-labels-idx1-ubyte.gz", labels)
-    clf_dir = tmp / "classifiers"
-    ok(run(["-m", "pga_tf.classifier", f"--data_dir={data_dir}", f"--out={clf_dir}", "--epochs=1",
-            "--batch_size=16"]))
+    data_dir, clf_dir, _ = labelled_data_and_classifier(tmp, 48, 16)
     return str(data_dir), str(clf_dir / "fashion_mnist_cnn.keras"), tmp
 
 

@@ -38,14 +38,13 @@ def assert_one_line_error(proc, needle):
     assert last.startswith("error: ") and needle in last, proc.stderr
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(data dir, classifier path, run dir, stats cache dir) after training both."""
-    tmp = tmp_path_factory.mktemp("eval")
+def labelled_data_and_classifier(tmp, n_train: int, n_test: int):
+    """Labelled IDX files in tmp/data and a 1-epoch domain classifier trained on them in
+    tmp/classifiers; returns (data dir, classifier dir, the classifier run's process)."""
     data_dir = tmp / "data"
     data_dir.mkdir()
     rng = np.random.default_rng(0)
-    for stem, n in (("train", 64), ("t10k", 24)):
+    for stem, n in (("train", n_train), ("t10k", n_test)):
         labels = rng.integers(0, 10, n)
         # Class k: a bright horizontal band at rows 2k..2k+4 over noise, so the labels mean something.
         images = rng.integers(0, 80, (n, 28, 28))
@@ -56,6 +55,14 @@ def trained(tmp_path_factory):
     clf_dir = tmp / "classifiers"
     proc = ok(run(["-m", "pga_tf.classifier", f"--data_dir={data_dir}", f"--out={clf_dir}", "--epochs=1",
                    "--batch_size=16"]))
+    return data_dir, clf_dir, proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data dir, classifier path, run dir, stats cache dir) after training both."""
+    tmp = tmp_path_factory.mktemp("eval")
+    data_dir, clf_dir, proc = labelled_data_and_classifier(tmp, 64, 24)
     assert "test accuracy" in proc.stdout
     meta = json.load(open(clf_dir / "fashion_mnist_cnn.json"))
     assert meta["train_examples"] == 64 and meta["test_examples"] == 24 and 0 <= meta["test_accuracy"] <= 1

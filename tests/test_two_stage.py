@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import baselines, config, export, samplers, step as step_lib, train_lib, two_stage
-from tests.test_evaluate_cli import write_idx
+from tests.test_evaluate_cli import labelled_data_and_classifier
+from tests.test_step import _images
 from tests.test_train_cli import assert_one_line_error, run as train_cli, start as train_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,16 +24,6 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 TINY = ["--method=two_stage_vae", "--z_dim=4", "--batch_size=8", "--log_every=5", "--sample_every=1000",
         "--ckpt_every=5", "--steps_per_loop=5", "--optimizer=adam", "--lr=0.001", "--stage2_lr=0.001",
         "--stage2_depth=2", "--stage2_width=16", "--train_steps=10", "--noexport"]
-
-
-def _images(n, seed=0):
-    """Smooth synthetic images in [-1, 1]: random blobs a VAE can learn."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:28, 0:28] / 27.0
-    cy, cx = rng.uniform(0.2, 0.8, (2, n, 1, 1))
-    r = rng.uniform(0.1, 0.25, (n, 1, 1))
-    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r ** 2))
-    return (img[..., None] * 2 - 1).astype(np.float32)
 
 
 def _cfg(**kw):
@@ -315,21 +306,8 @@ def test_bad_stage2_flags_are_one_line_errors(tmp_path):
 def labelled(tmp_path_factory):
     """(data dir with labelled IDX files, domain classifier) for evaluate.py."""
     tmp = tmp_path_factory.mktemp("e2e")
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    rng = np.random.default_rng(0)
-    for stem, n in (("train", 64), ("t10k", 24)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 80, (n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k:2 * k + 5] = 255
-        write_idx(data_dir / f"{stem}-images-idx3-ubyte.gz", images)
-        write_idx(data_dir / f"{stem}-labels-idx1-ubyte.gz", labels)
-    proc = subprocess.run([sys.executable, "-m", "pga_tf.classifier", f"--data_dir={data_dir}",
-                           f"--out={tmp / 'clf'}", "--epochs=1", "--batch_size=16"], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return str(data_dir), str(tmp / "clf" / "fashion_mnist_cnn.keras"), tmp
+    data_dir, clf_dir, _ = labelled_data_and_classifier(tmp, 64, 24)
+    return str(data_dir), str(clf_dir / "fashion_mnist_cnn.keras"), tmp
 
 
 def test_train_evaluate_export_end_to_end(labelled):
