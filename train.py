@@ -76,10 +76,10 @@ def main(argv):
 
     data_dir = cfg.data_dir or None
     dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed)
+    examples = data.num_examples(cfg.dataset, "train", data_dir)
     if cfg.train_steps > 0:
         stage1_steps = cfg.train_steps
     else:
-        examples = data.num_examples(cfg.dataset, "train", data_dir)
         stage1_steps = cfg.epochs * (examples // cfg.batch_size)
     # The 2-Stage VAE trains its second stage after the first: its run is longer.
     stage2_steps = config_lib.stage2_steps(cfg, stage1_steps)
@@ -101,7 +101,7 @@ def main(argv):
     # What the checkpointed input position depends on; a resume with another one starts the
     # input afresh (train_lib.fit says so) instead of silently reading the old data.
     signature = dict(dataset=cfg.dataset, data_dir=os.path.realpath(data_dir) if data_dir else "",
-                     batch_size=cfg.batch_size, examples=data.num_examples(cfg.dataset, "train", data_dir))
+                     batch_size=cfg.batch_size, examples=examples)
     # Held until the process ends (export included); the kernel drops it if the process dies.
     lock = run_lock.RunDirLock(cfg.run_dir).acquire() if chief else None  # noqa: F841
     last = train_lib.fit(trainer, dataset, total_steps, cfg.run_dir, fixed,
