@@ -4,9 +4,10 @@
   python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
   python evaluate.py --run_dir=... --sampler=gmm   # z from a GMM fitted on E(x): report-gmm.json
+  python evaluate.py --run_dir=... --checkpoint_step=3000   # a kept earlier checkpoint: eval/step-3000/
   python evaluate.py --baselines --dataset=fashion_mnist   # floor (real train) and ceiling (noise) rows
 
-The latest checkpoint is loaded with the run's saved config.json. FID and KID are the mean and
+The latest checkpoint (or --checkpoint_step's) is loaded with the run's saved config.json. FID and KID are the mean and
 standard deviation over --draws independent draws of --num_samples samples.
 """
 
@@ -52,7 +53,7 @@ def main(argv):
         fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
         log=lambda line: print(line, flush=True), draws=FLAGS.draws, sampler=FLAGS.sampler,
-        sampler_options=cli.sampler_options())
+        sampler_options=cli.sampler_options(), step=FLAGS.checkpoint_step or None)
 
 
 def baselines():

@@ -452,7 +452,20 @@ def bench(method: str, args) -> dict:
     final = trainer.step(images)
     finite = all(bool(torch.isfinite(v).all()) for v in (final[0], final[1]))
     median = statistics.median(rates)
+    # Sampling as pga_tf.bench measures it: the decoder alone on --sample_batch codes, no autograd.
+    z = torch.randn(args.sample_batch, spec["z_dim"], generator=torch.Generator().manual_seed(args.seed))
+    sample_rates = []
+    with torch.inference_mode():
+        for _ in range(3):
+            decoder(trainer.params, z)
+        for _ in range(args.blocks):
+            t0 = time.perf_counter()
+            for _ in range(args.sample_calls):
+                decoder(trainer.params, z)
+            sample_rates.append(args.sample_calls * args.sample_batch / (time.perf_counter() - t0))
     return {
+        "sample_images_per_s": statistics.median(sample_rates),
+        "sample_batch": args.sample_batch,
         "train_images_per_s_fixed_batch": median,
         "ms_per_step": 1000.0 * args.batch_size / median,
         "block_images_per_s": rates,
@@ -473,6 +486,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     ap.add_argument("--batch_size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--sample_batch", type=int, default=256, help="codes per decoder call when timing sampling")
+    ap.add_argument("--sample_calls", type=int, default=10, help="decoder calls per timed sampling block")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vpga_frozen", choices=FROZEN_MODES, default="weights",
                     help="VPGA's no-encoder-gradient paths: one pass with detached encoder weights "
@@ -525,6 +540,7 @@ def main(argv=None) -> int:
         results[m] = r
         extra = f", vpga_frozen={r['vpga_frozen']}" if r["vpga_frozen"] else ""
         print(f"{m}: {r['train_images_per_s_fixed_batch']:.1f} img/s (median; {r['ms_per_step']:.1f} ms/step{extra}; "
+              f"sampling {r['sample_images_per_s']:.0f} img/s at batch {r['sample_batch']}; "
               f"blocks {', '.join(f'{x:.0f}' for x in r['block_images_per_s'])}; "
               f"load {r['load_before']} -> {r['load_after']})", flush=True)
     if args.json:

@@ -69,6 +69,13 @@ def latest(directory: str) -> str | None:
     return found[-1] if found else None
 
 
+def at_step(directory: str, step: int) -> str | None:
+    """The complete checkpoint saved at `step` that the state file still lists, or None (never
+    saved there, or pruned: --keep_checkpoints keeps only the newest)."""
+    found = [p for p in listed(directory) if _step(os.path.basename(p)) == step]
+    return found[-1] if found else None
+
+
 def step_of(prefix: str) -> int:
     """The step a `ckpt-N` prefix was saved at."""
     return _step(os.path.basename(prefix))

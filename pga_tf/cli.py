@@ -405,6 +405,9 @@ def define_eval_flags() -> None:
     flags.DEFINE_integer("batch_size", 250, "Batch size for sampling, features and reconstructions.")
     flags.DEFINE_integer("seed", 0, "Seed of the latent samples and finite-difference directions.")
     flags.DEFINE_string("data_dir", None, "Data directory (default: the run's --data_dir).")
+    flags.DEFINE_integer("checkpoint_step", 0, "Evaluate the checkpoint saved at this step instead of "
+                         "the latest (report in <run_dir>/eval/step-<N>/); 0: the latest.")
+    flags.register_validator("checkpoint_step", lambda v: v >= 0, message="--checkpoint_step must be >= 0")
     flags.register_multi_flags_validator(
         ["run_dir", "baselines"], lambda v: bool(v["run_dir"]) != v["baselines"],
         message="give either --run_dir=<training run> or --baselines")

@@ -63,9 +63,12 @@ def sampler_suffix(sampler: str) -> str:
     return "" if sampler == "prior" else f"-{sampler}"
 
 
-def eval_report_path(run_dir: str, sampler: str = "prior") -> str:
-    """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json."""
-    return os.path.join(run_dir, "eval", f"report{sampler_suffix(sampler)}.json")
+def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None) -> str:
+    """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json
+    for the latest checkpoint, <run_dir>/eval/step-<step>/report[-<sampler>].json for an earlier
+    one (evaluate.py --checkpoint_step), so neither overwrites the other."""
+    sub = () if step is None else (f"step-{step}",)
+    return os.path.join(run_dir, "eval", *sub, f"report{sampler_suffix(sampler)}.json")
 
 
 # Flags a resumed or exported run must share with the run that wrote the checkpoint: they

@@ -33,17 +33,31 @@ class EvalError(Exception):
     """A user-caused problem with the run to evaluate (no config, no checkpoint); one line."""
 
 
-def load_run(run_dir: str) -> tuple[config_lib.Config, models.Encoder, models.Decoder, str, int]:
-    """The run's config, its encoder/decoder restored from the latest checkpoint, that
-    checkpoint's path and its step."""
+def load_run(run_dir: str, step: int | None = None
+             ) -> tuple[config_lib.Config, models.Encoder, models.Decoder, str, int]:
+    """The run's config, its encoder/decoder restored from the latest checkpoint (or the one
+    saved at `step`), that checkpoint's path and its step.
+
+    Raises:
+      EvalError: no run dir, config or checkpoint; no checkpoint kept at `step`; a checkpoint
+        that does not fit the config.
+    """
     if not os.path.isdir(run_dir):
         raise EvalError(f"run dir {run_dir} does not exist")
     cfg = config_lib.load(run_dir)
     if cfg is None:
         raise EvalError(f"{run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
-    ckpt = checkpoints.latest(os.path.join(run_dir, "checkpoints"))  # no glob of the user's path
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    ckpt = checkpoints.latest(ckpt_dir)  # no glob of the user's path
     if ckpt is None:
         raise EvalError(f"{run_dir} has no checkpoint yet (looked in {run_dir}/checkpoints)")
+    if step is not None:
+        kept = [checkpoints.step_of(p) for p in checkpoints.listed(ckpt_dir)]
+        ckpt = checkpoints.at_step(ckpt_dir, step)
+        if ckpt is None:
+            raise EvalError(f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
+                            f"{', '.join(map(str, kept))}; train.py --ckpt_every and "
+                            "--keep_checkpoints decide which are kept)")
     channels = data.image_shape(cfg.dataset)[-1]
     # float32 even for a mixed-precision run: the checkpointed variables are float32 anyway.
     encoder, decoder = models.build_models(cfg.model, cfg.z_dim, channels, use_bn=cfg.use_bn,
@@ -125,8 +139,9 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
                  fd_draws: int = 16, batch_size: int = 250, seed: int = 0, data_dir: str | None = None,
                  cache: fid_lib.StatsCache | None = None, out: str | None = None,
                  log: Callable[[str], None] = print, draws: int = 3, sampler: str | None = None,
-                 sampler_options: samplers.Options = samplers.Options()) -> dict:
-    """Evaluate the latest checkpoint of `run_dir`; write the JSON report and PNG grids.
+                 sampler_options: samplers.Options = samplers.Options(), step: int | None = None) -> dict:
+    """Evaluate the latest checkpoint of `run_dir` (or the one saved at `step`); write the JSON
+    report and PNG grids.
 
     Args:
       run_dir: a training run (config.json + checkpoints/).
@@ -144,12 +159,14 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
       sampler: what the generated images' z is drawn from (samplers.py; default the method's own,
         config.default_sampler); FID/KID are named FID-<features>[-<sampler>] (no suffix for prior).
       sampler_options: how a fitted sampler (gmm) is fitted, on the run's training images.
+      step: evaluate the checkpoint saved at this step instead of the latest (its default
+        report goes to <run_dir>/eval/step-<step>/).
     Returns:
       The report dict.
     """
     seconds: dict[str, float] = {}
     t0 = time.time()
-    cfg, encoder, decoder, ckpt, step = load_run(run_dir)
+    cfg, encoder, decoder, ckpt, ckpt_step = load_run(run_dir, step)
     if data_dir is None:
         data_dir = cfg.data_dir or None
     # Builds the test pipeline, which checks every image file: a bad one is named before the
@@ -158,9 +175,9 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     kind = sampler or config_lib.default_sampler(cfg.method)
     suffix = config_lib.sampler_suffix(kind)
     fid_name, kid_name = extractor.fid_name + suffix, extractor.kid_name + suffix
-    out = out or config_lib.eval_report_path(run_dir, kind)
+    out = out or config_lib.eval_report_path(run_dir, kind, step)
     out_dir = os.path.dirname(os.path.abspath(out))
-    log(f"evaluating {ckpt} (step {step}): {cfg.method} on {cfg.dataset}, features {extractor.name}, "
+    log(f"evaluating {ckpt} (step {ckpt_step}): {cfg.method} on {cfg.dataset}, features {extractor.name}, "
         f"sampler {kind}")
     seconds["load"] = time.time() - t0
 
@@ -228,7 +245,7 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         "report_version": REPORT_VERSION,
         "run_dir": run_dir,
         "checkpoint": ckpt,
-        "step": step,
+        "step": ckpt_step,
         "config": {k: getattr(cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
         "features": extractor.describe(),
         "sampler": latent.describe(),
@@ -246,9 +263,9 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     if nll is not None:
         report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
     tb_dir = os.path.join(out_dir, f"hparams{suffix}")
-    hparams.write(tb_dir, hparams.of_config(cfg, kind, extractor.name, step),
+    hparams.write(tb_dir, hparams.of_config(cfg, kind, extractor.name, ckpt_step),
                   {"FID": dist["fid"]["value"], "KID": dist["kid"]["value"], "reconstruction_mse": rec["mean"],
-                   "latent_nll_nats": nll["nll_exact"]["mean"] if nll else None}, step)
+                   "latent_nll_nats": nll["nll_exact"]["mean"] if nll else None}, ckpt_step)
     report["hparams_logdir"] = tb_dir
     _write_json(report, out)
     log(f"report written to {out} ({seconds['total']:.0f} s)")

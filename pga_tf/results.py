@@ -31,8 +31,9 @@ if __name__ == "__main__":
 
 from absl import flags  # noqa: E402
 
-from pga_tf import cli, config as config_lib  # noqa: E402
-from pga_tf.config import METHOD_DEFAULTS, SAMPLERS, eval_report_path, sampler_suffix  # noqa: E402
+from pga_tf import cli, config as config_lib, curves  # noqa: E402
+from pga_tf.config import (METHOD_DEFAULTS, SAMPLERS, default_sampler, eval_report_path,  # noqa: E402
+                           sampler_suffix)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("ae", "vae", "wae", "rae", "two_stage_vae", "lpga", "vpga", "lvpga")
@@ -44,6 +45,14 @@ flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods, in table order (an
 flags.DEFINE_enum("dataset", "fashion_mnist", cli.DATASETS, "Dataset (flags/<method>_<dataset>.cfg).")
 flags.DEFINE_integer("train_steps", 3000, "Training steps, the same for every method (the 2-Stage "
                      "VAE's first stage; its second stage trains after, as its flagfile says).")
+flags.DEFINE_integer("epochs", 0, "Train for this many epochs instead of --train_steps: steps = epochs x "
+                     "(training images // the flagfile's batch size), as train.py --epochs counts them.")
+flags.DEFINE_integer("fid_every", 0, "FID every N training steps (train.py --fid_every, prior or the "
+                     "method's own sampler); each run's curve goes in results.json and fid_curves.png, "
+                     "and a checkpoint is kept at every point (evaluate.py --checkpoint_step). 0: none.")
+flags.DEFINE_integer("fid_samples", 5000, "Generated (and real test) images per FID of the curves.")
+flags.DEFINE_list("extra_results", [], "results.json files of the same command with other --seed: their "
+                  "curves join the plot (a band from the lowest to the highest FID per step).")
 flags.DEFINE_integer("init_steps", 1000, "Warm-up steps for the methods that have one (LPGA, LVPGA).")
 flags.DEFINE_string("runs_dir", os.path.join("runs", "results"), "Run dirs: <runs_dir>/<method>.")
 flags.DEFINE_string("docs_dir", os.path.join("docs", "results"), "Where the table, JSON and PNGs go.")
@@ -53,15 +62,22 @@ flags.DEFINE_string("classifier", "", "Domain classifier for the features (defau
 flags.DEFINE_string("stats_cache", "", "Real-statistics cache dir (default: evaluate.py's).")
 flags.DEFINE_string("data_dir", "", "Data directory (default: the dataset's local copy).")
 flags.DEFINE_integer("seed", 0, "Training seed (train.py --seed), to see how much a retrained model moves.")
-flags.DEFINE_list("samplers", ["prior"], f"Latent samplers each run is evaluated with ({', '.join(SAMPLERS)}); "
+# "own": each method's own generative model (config.default_sampler): the prior, but the 2-Stage
+# VAE's second stage, so one column compares every method as its paper samples it.
+TABLE_SAMPLERS = ("own",) + SAMPLERS
+flags.DEFINE_list("samplers", ["prior"], "Latent samplers each run is evaluated with "
+                  f"({', '.join(TABLE_SAMPLERS)}; own: the method's own, the prior but for the 2-Stage VAE); "
                   "the table has FID and KID columns for each.")
 flags.register_validator("methods", lambda v: bool(v) and set(v) <= set(METHODS),
                          message=f"--methods must be a subset of {','.join(METHODS)}")
 for _name in ("train_steps", "num_samples", "draws"):
     flags.register_validator(_name, lambda v: v > 0, message=f"--{_name} must be positive")
+for _name in ("epochs", "fid_every"):
+    flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
+flags.register_validator("fid_samples", lambda v: v >= 2, message="--fid_samples must be >= 2")
 flags.register_validator("init_steps", lambda v: v >= 0, message="--init_steps must be >= 0")
-flags.register_validator("samplers", lambda v: bool(v) and set(v) <= set(SAMPLERS) and len(set(v)) == len(v),
-                         message=f"--samplers must be distinct names from {','.join(SAMPLERS)}")
+flags.register_validator("samplers", lambda v: bool(v) and set(v) <= set(TABLE_SAMPLERS) and len(set(v)) == len(v),
+                         message=f"--samplers must be distinct names from {','.join(TABLE_SAMPLERS)}")
 cli.forbid_flag_like_values()
 FLAGS = flags.FLAGS
 
@@ -106,17 +122,41 @@ def _feature_args() -> list[str]:
            ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
 
 
+def stage1_steps(method: str) -> int:
+    """The training steps of `method` (its first stage for the 2-Stage VAE): --train_steps, or
+    with --epochs, epochs x (training images // the flagfile's batch size), train.py's count."""
+    if not FLAGS.epochs:
+        return FLAGS.train_steps
+    from pga_tf import data  # TensorFlow loads here, only to count the training images
+
+    batch_size = config_lib.Config.batch_size
+    with open(os.path.join(ROOT, "flags", f"{method}_{FLAGS.dataset}.cfg")) as f:
+        for line in f:
+            if line.strip().startswith("--batch_size="):
+                batch_size = int(line.strip().split("=", 1)[1])
+    return FLAGS.epochs * (data.num_examples(FLAGS.dataset, "train", FLAGS.data_dir or None) // batch_size)
+
+
 def train_and_evaluate(method: str, print_fn=print) -> dict:
     run_dir = os.path.abspath(os.path.join(FLAGS.runs_dir, method))
     timing_path = run_dir + ".timing.json"
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
+    steps = stage1_steps(method)
     train = ["train.py", f"--flagfile=flags/{method}_{FLAGS.dataset}.cfg",
-             f"--train_steps={FLAGS.train_steps}", f"--sample_every={FLAGS.train_steps}", "--noexport",
+             f"--train_steps={steps}", f"--sample_every={steps}", "--noexport",
              f"--run_dir={run_dir}", f"--seed={FLAGS.seed}"] + \
         ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
     if METHOD_DEFAULTS.get(method, {}).get("init_steps", 0) > 0:
         train.append(f"--init_steps={FLAGS.init_steps}")
-    if checkpoint_step(run_dir) >= final_step(run_dir, FLAGS.train_steps):
+    if FLAGS.fid_every:
+        # A checkpoint at every point of the curve, all kept: any point can be evaluated
+        # afterwards in full (evaluate.py --checkpoint_step, e.g. both samplers at 3000 steps).
+        # (4 x: room for the 2-Stage VAE's second stage, twice the first by its flagfiles.)
+        keep = 4 * steps // FLAGS.fid_every + 2
+        train += [f"--fid_every={FLAGS.fid_every}", f"--fid_samples={FLAGS.fid_samples}",
+                  f"--ckpt_every={FLAGS.fid_every}", f"--keep_checkpoints={keep}"] + \
+            [a for a in _feature_args() if not a.startswith("--data_dir=")]
+    if checkpoint_step(run_dir) >= final_step(run_dir, steps):
         print_fn(f"{method}: {run_dir} is trained to step {checkpoint_step(run_dir)}; not training")
     else:
         print_fn(f"{method}: python {' '.join(train)}")
@@ -124,25 +164,47 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
                   "train_command": "python " + " ".join(train), "load_after_train": os.getloadavg()[0]}
         with open(timing_path, "w") as f:
             json.dump(timing, f, indent=2)
-    reports, timing["eval"] = {}, {}
+    reports, evals = {}, timing.get("eval", {})
+    timing["eval"] = {}
     os.makedirs(FLAGS.docs_dir, exist_ok=True)
-    for sampler in FLAGS.samplers:
+    for column in FLAGS.samplers:
+        sampler = default_sampler(method) if column == "own" else column
         suffix = sampler_suffix(sampler)
         evaluate = ["evaluate.py", f"--run_dir={run_dir}", f"--sampler={sampler}",
                     f"--num_samples={FLAGS.num_samples}", f"--draws={FLAGS.draws}"] + _feature_args()
-        print_fn(f"{method}: python {' '.join(evaluate)}")
-        seconds = _run(evaluate, f"{run_dir}.eval{suffix}.log", f"evaluate.py --sampler={sampler} ({method})")
-        timing["eval"][sampler] = {"seconds": seconds, "command": "python " + " ".join(evaluate)}
-        with open(eval_report_path(run_dir, sampler)) as f:
-            reports[sampler] = json.load(f)
-        shutil.copyfile(reports[sampler]["grids"]["samples"],
-                        os.path.join(FLAGS.docs_dir, f"{method}_samples{suffix}.png"))
+        command = "python " + " ".join(evaluate)
+        report_path = eval_report_path(run_dir, sampler)
+        done = evals.get(column, {})
+        # An evaluation of the same checkpoint by the same command is not run again (a second
+        # invocation, e.g. one gathering runs trained by several, reuses it).
+        if done.get("command") == command and os.path.exists(report_path) and \
+                json.load(open(report_path)).get("step") == checkpoint_step(run_dir):
+            print_fn(f"{method}: {report_path} is {command!r} of step {checkpoint_step(run_dir)}; not evaluating")
+            timing["eval"][column] = done
+        else:
+            print_fn(f"{method}: {command}")
+            seconds = _run(evaluate, f"{run_dir}.eval{suffix}.log", f"evaluate.py --sampler={sampler} ({method})")
+            timing["eval"][column] = {"seconds": seconds, "command": command}
+            with open(timing_path, "w") as f:
+                json.dump(timing, f, indent=2)
+        with open(report_path) as f:
+            reports[column] = json.load(f)
+        shutil.copyfile(reports[column]["grids"]["samples"],
+                        os.path.join(FLAGS.docs_dir, f"{method}_samples{_suffix(column)}.png"))
     shutil.copyfile(reports[FLAGS.samplers[0]]["grids"]["interpolations"],
                     os.path.join(FLAGS.docs_dir, f"{method}_interpolations.png"))
     timing["eval_seconds"] = sum(e["seconds"] for e in timing["eval"].values())
     timing["eval_command"] = timing["eval"][FLAGS.samplers[0]]["command"]
     # "report" is the first sampler's (the prior's by default), as before samplers were named.
-    return {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing}
+    result = {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing}
+    if FLAGS.fid_every:
+        result["curve"] = curves.read(os.path.join(run_dir, "tb"))
+    return result
+
+
+def _suffix(column: str) -> str:
+    """A table column's suffix in headers and file names: none for the prior and for "own"."""
+    return "" if column == "own" else sampler_suffix(column)
 
 
 def _pm(entry: dict, digits: int) -> str:
@@ -154,10 +216,12 @@ def _pm(entry: dict, digits: int) -> str:
 
 def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> str:
     """The markdown table: one row per method, then the floor and ceiling rows. FID and KID have
-    one column per sampler (FID-<features>[-<sampler>], no suffix for the prior)."""
+    one column per sampler (FID-<features>[-<sampler>], no suffix for the prior; "own sampler":
+    each method's own, the prior but for the 2-Stage VAE's second stage)."""
     fid_name = baselines["features"]["name"]
-    fids = " | ".join(f"FID-{fid_name}{sampler_suffix(s)}" for s in samplers)
-    kids = " | ".join(f"KID-{fid_name}{sampler_suffix(s)}" for s in samplers)
+    head_of = lambda s: " (own sampler)" if s == "own" else _suffix(s)  # noqa: E731
+    fids = " | ".join(f"FID-{fid_name}{head_of(s)}" for s in samplers)
+    kids = " | ".join(f"KID-{fid_name}{head_of(s)}" for s in samplers)
     head = (f"| method | {fids} | {kids} | rec. MSE | latent NLL (nats) | "
             "exact log\\|det J_h\\| | training estimate (minus exact) | train time | eval time |")
     rows = [head, "|" + "---|" * (7 + 2 * len(samplers))]
@@ -184,6 +248,31 @@ def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> s
     return "\n".join(rows) + "\n"
 
 
+def curve_section(results: dict, fid_name: str) -> str:
+    """fid_curves.png (with the --extra_results seeds' curves) and a table of the curves' values."""
+    runs = {m: [r["curve"]] for m, r in results.items() if r.get("curve")}
+    for path in FLAGS.extra_results:
+        with open(path) as f:
+            for m, r in json.load(f)["methods"].items():
+                if m in runs and r.get("curve"):
+                    runs[m].append(r["curve"])
+    if not runs:
+        return "\nNo FID curve was recorded (train.py --fid_every wrote none).\n"
+    labels = {LABELS.get(m, m.upper()): c for m, c in runs.items()}
+    steps_per_epoch = stage1_steps(next(iter(runs))) // FLAGS.epochs if FLAGS.epochs else 0
+    curves.plot(labels, os.path.join(FLAGS.docs_dir, "fid_curves.png"), epoch_steps=steps_per_epoch,
+                title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps "
+                      f"({FLAGS.dataset}; 2-Stage VAE: its own sampler, others z ~ N(0, I))")
+    steps = sorted({s for cs in runs.values() for c in cs for s in c["steps"]})
+    rows = ["| method | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
+    for m, cs in runs.items():
+        by_step = [dict(zip(c["steps"], c["fid"])) for c in cs]
+        cells = [" / ".join(f"{b[s]:.1f}" for b in by_step if s in b) or "–" for s in steps]
+        rows.append(f"| {LABELS.get(m, m.upper())} | " + " | ".join(cells) + " |")
+    return ("\n![FID against training steps](fid_curves.png)\n\nFID-" + fid_name +
+            f" of {FLAGS.fid_samples} samples at each step (seeds separated by /):\n\n" + "\n".join(rows) + "\n")
+
+
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -208,8 +297,11 @@ def main(argv):
     text += "".join(f"\n**Warning:** {w}.\n" for w in warnings)
     with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
         f.write(text)
+    if FLAGS.fid_every:
+        text += curve_section(results, baselines["features"]["name"])
     summary = {"argv": sys.argv, "dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps,
-               "samplers": FLAGS.samplers,
+               "epochs": FLAGS.epochs, "fid_every": FLAGS.fid_every, "fid_samples": FLAGS.fid_samples,
+               "seed": FLAGS.seed, "samplers": FLAGS.samplers,
                "methods": results, "baselines": {**baselines, "seconds_wall": base_seconds},
                "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
                "total_seconds": time.time() - t0}
