@@ -8,6 +8,7 @@ results.json (run dirs are not kept) and `plot` can draw every method's curve in
 from __future__ import annotations
 
 import os
+import textwrap
 
 FID_TAG_PREFIX = "eval/FID-"
 
@@ -63,6 +64,7 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps:
       ValueError: no curve at all.
     """
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")  # no display here, and none needed for a file
     import matplotlib.pyplot as plt
@@ -84,13 +86,15 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps:
     ax.set_xlabel("training step")
     ax.set_ylabel("FID (log scale)")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 50, not 5 x 10^1
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     if epoch_steps > 0:
         top = ax.secondary_xaxis("top", functions=(lambda s: s / epoch_steps, lambda e: e * epoch_steps))
         top.set_xlabel("epoch")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 90), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

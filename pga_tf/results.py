@@ -261,8 +261,9 @@ def curve_section(results: dict, fid_name: str) -> str:
     labels = {LABELS.get(m, m.upper()): c for m, c in runs.items()}
     steps_per_epoch = stage1_steps(next(iter(runs))) // FLAGS.epochs if FLAGS.epochs else 0
     curves.plot(labels, os.path.join(FLAGS.docs_dir, "fid_curves.png"), epoch_steps=steps_per_epoch,
-                title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps "
-                      f"({FLAGS.dataset}; 2-Stage VAE: its own sampler, others z ~ N(0, I))")
+                title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps, "
+                      f"{FLAGS.dataset}, seed {FLAGS.seed}; z ~ N(0,I), but the 2-Stage VAE's own "
+                      "sampler (its second stage trains after the first's steps)")
     steps = sorted({s for cs in runs.values() for c in cs for s in c["steps"]})
     rows = ["| method | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
     for m, cs in runs.items():
@@ -295,10 +296,10 @@ def main(argv):
     for warning in warnings:
         say(f"warning: {warning}")
     text += "".join(f"\n**Warning:** {w}.\n" for w in warnings)
-    with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
-        f.write(text)
     if FLAGS.fid_every:
         text += curve_section(results, baselines["features"]["name"])
+    with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
+        f.write(text)
     summary = {"argv": sys.argv, "dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps,
                "epochs": FLAGS.epochs, "fid_every": FLAGS.fid_every, "fid_samples": FLAGS.fid_samples,
                "seed": FLAGS.seed, "samplers": FLAGS.samplers,

@@ -281,3 +281,68 @@ def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path)
                 f"--out={out}"])
     assert_one_line_error(proc, os.path.join("test", "img_0050.png"))
     assert not out.parent.exists()
+
+
+def _fid_events(run_dir):
+    """(step, value) of every eval/FID-* summary in the run's TensorBoard files, read with TF's own
+    reader (curves.read goes through TensorBoard's event accumulator)."""
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(tf.io.gfile.glob(os.path.join(run_dir, "tb", "*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                if v.tag.startswith("eval/FID-"):
+                    found[event.step] = float(tf.make_ndarray(v.tensor))
+    return sorted(found.items())
+
+
+def test_results_epochs_and_fid_curves(trained, tmp_path):
+    """--epochs counts train.py's steps (64 images // the flagfile's batch of 64 = 1 step an
+    epoch), --fid_every keeps the curve in results.json with a checkpoint at each point, and a
+    second invocation reuses both the training and the evaluation."""
+    data_dir, clf, _, cache = trained
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    args = ["-m", "pga_tf.results", "--methods=ae", "--epochs=5", "--fid_every=2", "--fid_samples=20",
+            "--num_samples=20", "--draws=1", "--samplers=own", f"--runs_dir={runs}", f"--docs_dir={docs}",
+            f"--data_dir={data_dir}", f"--classifier={clf}", f"--stats_cache={cache}"]
+    ok(run(args, timeout=900))
+    summary = json.load(open(docs / "results.json"))
+    ae = summary["methods"]["ae"]
+    assert "--train_steps=5 " in ae["timing"]["train_command"] + " "
+    assert summary["epochs"] == 5 and summary["fid_every"] == 2
+    events = _fid_events(runs / "ae")
+    assert [s for s, _ in events] == ae["curve"]["steps"] == [2, 4]
+    np.testing.assert_allclose([v for _, v in events], ae["curve"]["fid"], rtol=1e-6)
+    kept = sorted(p.name for p in (runs / "ae" / "checkpoints").glob("ckpt-*.index"))
+    assert kept == ["ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
+    assert (docs / "fid_curves.png").stat().st_size > 0
+    text = (docs / "table.md").read_text()
+    assert "![FID against training steps](fid_curves.png)" in text
+    header = [line for line in text.splitlines() if line.startswith("| method |")][0]
+    assert "FID-fashion_mnist_cnn (own sampler)" in header
+
+    again = ok(run(args, timeout=900))
+    assert "not training" in again.stdout and "not evaluating" in again.stdout, again.stdout
+    assert json.load(open(docs / "results.json"))["methods"]["ae"]["reports"] == ae["reports"]
+
+
+def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
+    """--checkpoint_step evaluates that checkpoint (its own report dir); one not kept is a one-line
+    error naming the kept steps, before anything is written."""
+    data_dir, clf, _, cache = trained
+    run_dir = tmp_path / "run"
+    ok(run(["train.py", "--method=ae", "--train_steps=4", "--z_dim=4", "--batch_size=8", "--ckpt_every=2",
+            "--log_every=2", "--lr=0.01", "--noexport", f"--data_dir={data_dir}", f"--run_dir={run_dir}"]))
+    common = [f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}", "--num_samples=20",
+              "--draws=1"]
+    ok(run(["evaluate.py", *common]))
+    ok(run(["evaluate.py", *common, "--checkpoint_step=2"]))
+    latest = json.load(open(run_dir / "eval" / "report.json"))
+    early = json.load(open(run_dir / "eval" / "step-2" / "report.json"))
+    assert (latest["step"], early["step"]) == (4, 2) and early["checkpoint"].endswith("ckpt-2")
+    # Other weights, other reconstructions: the step-2 report did not read ckpt-4.
+    assert early["reconstruction"]["mean"] != latest["reconstruction"]["mean"]
+    proc = run(["evaluate.py", *common, "--checkpoint_step=3"])
+    assert_one_line_error(proc, "keeps no checkpoint at step 3 (it keeps steps 2, 4;")
+    assert not (run_dir / "eval" / "step-3").exists()
