@@ -1,16 +1,19 @@
-"""Regenerate the results table: train each method, evaluate it, score the floor and ceiling rows.
+"""Regenerate the results tables: train each method, evaluate it, score the floor and ceiling rows.
 
     python -m pga_tf.results                       # docs/results/: table.md, results.json, PNGs
+    python -m pga_tf.results --epochs=10 --fid_every=1000 --samplers=own,gmm   # + FID curves
 
-For each method, `train.py --flagfile=flags/<method>_<dataset>.cfg` runs for --train_steps
-(methods with a warm-up get --init_steps instead of their default, so their latent terms switch
-on within a short budget), unless its run dir already holds a checkpoint at that step; then
-`evaluate.py --sampler=<s>` scores it once per sampler in --samplers (--draws draws of
---num_samples samples; `gmm` fits RAE's ex-post Gaussian mixture on the training codes), and
-`evaluate.py --baselines`
-scores real training images (the floor) and Gaussian noise (a ceiling) the same way. Each step
-is the documented command run as a child process, so the table is exactly what a user gets from
-those commands. The wall time of each training and evaluation is recorded beside its figures.
+For each method, `train.py --flagfile=flags/<method>_<dataset>.cfg` runs for --train_steps (or
+--epochs; methods with a warm-up get --init_steps instead of their default, so their latent
+terms switch on within a short budget), unless its run dir already holds a checkpoint at that
+step. Then `evaluate.py --sampler=<s>` scores it once per sampler in --samplers (--draws draws
+of --num_samples samples; `gmm` fits RAE's ex-post Gaussian mixture on the training codes), unless
+the same command already scored that checkpoint. `evaluate.py --baselines` scores real training
+images (the floor) and Gaussian noise (a ceiling) the same way. With --fid_every, train.py
+records FID every that many steps; the curves (read back from TensorBoard, pga_tf/curves.py) go
+into results.json and fid_curves.png. Each step is the documented command run as a child
+process, so the table is exactly what a user gets from those commands. The wall time of each
+training and evaluation is recorded beside its figures.
 """
 
 from __future__ import annotations
