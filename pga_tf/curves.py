@@ -48,7 +48,8 @@ def read(tb_dir: str) -> dict | None:
     return {"tag": tags[0], "steps": steps, "fid": [by_step[s] for s in steps]}
 
 
-def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps: int = 0) -> str:
+def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps: int = 0,
+         marks: dict[str, float] | None = None) -> str:
     """Draws FID against training steps, one line per method, and writes a PNG.
 
     Args:
@@ -58,6 +59,7 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps:
       path: the PNG to write (its directory must exist).
       title: the figure's title.
       epoch_steps: steps per epoch; if > 0 a second x axis counts epochs.
+      marks: label -> step, each drawn as a dotted vertical line (e.g. where a stage starts).
     Returns:
       `path`.
     Raises:
@@ -83,6 +85,8 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps:
         if len(runs) > 1:
             ax.fill_between(common, values.min(axis=0), values.max(axis=0), color=line.get_color(),
                             alpha=0.2, linewidth=0)
+    for label, step in (marks or {}).items():
+        ax.axvline(step, color="0.4", linestyle=":", linewidth=1, label=label)
     ax.set_xlabel("training step")
     ax.set_ylabel("FID (log scale)")
     ax.set_yscale("log")

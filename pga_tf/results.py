@@ -145,6 +145,10 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
     timing_path = run_dir + ".timing.json"
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
     steps = stage1_steps(method)
+    saved = config_lib.load(run_dir)
+    if saved is not None and saved.seed != FLAGS.seed:
+        raise ResultsError(f"{run_dir} holds a run with --seed={saved.seed}, not {FLAGS.seed}; "
+                           "give each seed its own --runs_dir")
     train = ["train.py", f"--flagfile=flags/{method}_{FLAGS.dataset}.cfg",
              f"--train_steps={steps}", f"--sample_every={steps}", "--noexport",
              f"--run_dir={run_dir}", f"--seed={FLAGS.seed}"] + \
@@ -177,36 +181,66 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
                     f"--num_samples={FLAGS.num_samples}", f"--draws={FLAGS.draws}"] + _feature_args()
         command = "python " + " ".join(evaluate)
         report_path = eval_report_path(run_dir, sampler)
-        done = evals.get(column, {})
-        # An evaluation of the same checkpoint by the same command is not run again (a second
-        # invocation, e.g. one gathering runs trained by several, reuses it).
-        if done.get("command") == command and os.path.exists(report_path) and \
-                json.load(open(report_path)).get("step") == checkpoint_step(run_dir):
+        # (Keyed by the sampler, so "own" and the sampler it stands for share one evaluation;
+        # timings written before that were keyed by the column.)
+        done = timing["eval"].get(sampler) or evals.get(sampler) or evals.get(column) or {}
+        if _reusable(done, command, report_path, checkpoint_step(run_dir), sampler):
             print_fn(f"{method}: {report_path} is {command!r} of step {checkpoint_step(run_dir)}; not evaluating")
-            timing["eval"][column] = done
+            timing["eval"][sampler] = done
         else:
             print_fn(f"{method}: {command}")
             seconds = _run(evaluate, f"{run_dir}.eval{suffix}.log", f"evaluate.py --sampler={sampler} ({method})")
-            timing["eval"][column] = {"seconds": seconds, "command": command}
+            timing["eval"][sampler] = {"seconds": seconds, "command": command}
             with open(timing_path, "w") as f:
                 json.dump(timing, f, indent=2)
         with open(report_path) as f:
             reports[column] = json.load(f)
+        # Named by the sampler, not the column: the 2-Stage VAE's own grid is samples-two_stage.
         shutil.copyfile(reports[column]["grids"]["samples"],
-                        os.path.join(FLAGS.docs_dir, f"{method}_samples{_suffix(column)}.png"))
+                        os.path.join(FLAGS.docs_dir, f"{method}_samples{suffix}.png"))
+    first = default_sampler(method) if FLAGS.samplers[0] == "own" else FLAGS.samplers[0]
     shutil.copyfile(reports[FLAGS.samplers[0]]["grids"]["interpolations"],
                     os.path.join(FLAGS.docs_dir, f"{method}_interpolations.png"))
     timing["eval_seconds"] = sum(e["seconds"] for e in timing["eval"].values())
-    timing["eval_command"] = timing["eval"][FLAGS.samplers[0]]["command"]
+    timing["eval_command"] = timing["eval"][first]["command"]
     # "report" is the first sampler's (the prior's by default), as before samplers were named.
-    result = {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing}
+    result = {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing,
+              "train_steps": steps}
     if FLAGS.fid_every:
         result["curve"] = curves.read(os.path.join(run_dir, "tb"))
     return result
 
 
+def _reusable(done: dict, command: str, report_path: str, step: int, sampler: str) -> bool:
+    """Whether the report at report_path is what `command` would write now: the same command
+    made it (timing.json says so), of the run's current checkpoint, and it still holds that
+    command's sampler, sample count and draws (an evaluate.py run by hand since, with other flags,
+    overwrites the same file). That its features are the table's is checked once for all
+    (check_features)."""
+    if done.get("command") != command or not os.path.exists(report_path):
+        return False
+    with open(report_path) as f:
+        report = json.load(f)
+    fid = report.get("fid", {})
+    return (report.get("step") == step and report.get("sampler", {}).get("kind") == sampler
+            and fid.get("num_generated") == FLAGS.num_samples and fid.get("draws") == FLAGS.draws)
+
+
+def check_features(results: dict, baselines: dict) -> None:
+    """Every report must use the baselines' feature network (the same checksum): FIDs from two
+    classifiers are not comparable, and a reused report may predate a retrained one."""
+    want = baselines["features"].get("checksum")
+    for method, r in results.items():
+        for column, report in r["reports"].items():
+            got = report["features"].get("checksum")
+            if got != want:
+                raise ResultsError(f"{method}'s {column} report ({report['features'].get('path', '?')}, "
+                                   f"checksum {str(got)[:12]}) used other features than the baselines "
+                                   f"({str(want)[:12]}); remove {report['run_dir']}/eval and run again")
+
+
 def _suffix(column: str) -> str:
-    """A table column's suffix in headers and file names: none for the prior and for "own"."""
+    """A table column's suffix in headers: none for the prior and for "own"."""
     return "" if column == "own" else sampler_suffix(column)
 
 
@@ -251,30 +285,50 @@ def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> s
     return "\n".join(rows) + "\n"
 
 
-def curve_section(results: dict, fid_name: str) -> str:
-    """fid_curves.png (with the --extra_results seeds' curves) and a table of the curves' values."""
-    runs = {m: [r["curve"]] for m, r in results.items() if r.get("curve")}
+def _extra_curves(methods: list[str]) -> list[tuple[int, dict]]:
+    """(seed, {method: curve}) of each --extra_results file, checked to be the same command with
+    another seed: the same dataset, budget and curve settings."""
+    out, seeds = [], {FLAGS.seed}
     for path in FLAGS.extra_results:
         with open(path) as f:
-            for m, r in json.load(f)["methods"].items():
-                if m in runs and r.get("curve"):
-                    runs[m].append(r["curve"])
+            other = json.load(f)
+        mine = {"dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps, "epochs": FLAGS.epochs,
+                "fid_every": FLAGS.fid_every, "fid_samples": FLAGS.fid_samples}
+        differ = [f"--{k} {other.get(k)!r} there, {v!r} here" for k, v in mine.items() if other.get(k) != v]
+        if differ:
+            raise ResultsError(f"--extra_results {path} is not this command with another seed ({'; '.join(differ)})")
+        if other.get("seed") in seeds:
+            raise ResultsError(f"--extra_results {path} has seed {other.get('seed')}, which is already plotted")
+        seeds.add(other["seed"])
+        curves_there = {m: r["curve"] for m, r in other["methods"].items() if m in methods and r.get("curve")}
+        out.append((other["seed"], curves_there))
+    return out
+
+
+def curve_section(results: dict, fid_name: str) -> str:
+    """fid_curves.png (with the --extra_results seeds' curves) and a table of the curves' values."""
+    seeds = [(FLAGS.seed, {m: r["curve"] for m, r in results.items() if r.get("curve")})]
+    seeds += _extra_curves(list(results))
+    runs = {m: [c[m] for _, c in seeds if m in c] for m in results if any(m in c for _, c in seeds)}
     if not runs:
         return "\nNo FID curve was recorded (train.py --fid_every wrote none).\n"
     labels = {LABELS.get(m, m.upper()): c for m, c in runs.items()}
     steps_per_epoch = stage1_steps(next(iter(runs))) // FLAGS.epochs if FLAGS.epochs else 0
-    curves.plot(labels, os.path.join(FLAGS.docs_dir, "fid_curves.png"), epoch_steps=steps_per_epoch,
+    marks = {"2-Stage VAE: stage 2 starts": stage1_steps("two_stage_vae")} if "two_stage_vae" in runs else {}
+    seed_list = ", ".join(str(seed) for seed, _ in seeds)
+    curves.plot(labels, os.path.join(FLAGS.docs_dir, "fid_curves.png"), epoch_steps=steps_per_epoch, marks=marks,
                 title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps, "
-                      f"{FLAGS.dataset}, seed {FLAGS.seed}; z ~ N(0,I), but the 2-Stage VAE's own "
-                      "sampler (its second stage trains after the first's steps)")
+                      f"{FLAGS.dataset}, seed(s) {seed_list}; z ~ N(0,I) (the 2-Stage VAE's too until "
+                      "its second stage trains, after the first's steps)")
     steps = sorted({s for cs in runs.values() for c in cs for s in c["steps"]})
     rows = ["| method | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
-    for m, cs in runs.items():
-        by_step = [dict(zip(c["steps"], c["fid"])) for c in cs]
-        cells = [" / ".join(f"{b[s]:.1f}" for b in by_step if s in b) or "–" for s in steps]
+    for m in runs:
+        by_seed = [dict(zip(c[m]["steps"], c[m]["fid"])) if m in c else {} for _, c in seeds]
+        cells = [" / ".join(f"{b[s]:.1f}" if s in b else "–" for b in by_seed) for s in steps]
         rows.append(f"| {LABELS.get(m, m.upper())} | " + " | ".join(cells) + " |")
     return ("\n![FID against training steps](fid_curves.png)\n\nFID-" + fid_name +
-            f" of {FLAGS.fid_samples} samples at each step (seeds separated by /):\n\n" + "\n".join(rows) + "\n")
+            f" of {FLAGS.fid_samples} samples at each step (seed {' / '.join(str(s) for s, _ in seeds)}):\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def main(argv):
@@ -292,6 +346,7 @@ def main(argv):
     base_seconds = _run(base, base_out[:-5] + ".log", "evaluate.py --baselines")
     with open(base_out) as f:
         baselines = json.load(f)
+    check_features(results, baselines)
     text = table(results, baselines, FLAGS.samplers)
     # evaluate.py's warnings (an FID from too few samples) go under the table they qualify.
     reports = [rep for r in results.values() for rep in r.get("reports", {"": r["report"]}).values()]

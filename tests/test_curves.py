@@ -40,11 +40,17 @@ def test_read_without_a_curve_is_none(tmp_path):
 def test_plot_draws_a_band_only_where_seeds_differ(tmp_path):
     one = {"tag": "eval/FID-x", "steps": [1000, 2000, 3000], "fid": [200.0, 100.0, 80.0]}
     other = {**one, "fid": [220.0, 130.0, 70.0]}
-    single = np.asarray(Image.open(curves.plot({"LPGA": [one]}, str(tmp_path / "a.png"))).convert("RGB"))
-    banded = np.asarray(Image.open(curves.plot({"LPGA": [one, other]}, str(tmp_path / "b.png"))).convert("RGB"))
-    assert single.shape == banded.shape and single.shape[0] > 100
-    # The band is the line's colour at alpha 0.2 over white: pale pixels the single line lacks.
-    pale = lambda img: int(np.sum(np.all((img > 180) & (img < 250), axis=-1)))  # noqa: E731
-    assert pale(banded) > pale(single) + 1000
+
+    def pale_pixels(runs, name):
+        img = np.asarray(Image.open(curves.plot({"LPGA": runs}, str(tmp_path / name))).convert("RGB"))
+        # The band is the line's colour at alpha 0.2 over white: pale, neither white nor the line.
+        return img.shape, int(np.sum(np.all((img > 180) & (img < 250), axis=-1)))
+
+    shape_1, single = pale_pixels([one], "a.png")
+    shape_2, banded = pale_pixels([one, other], "b.png")
+    _, same = pale_pixels([one, dict(one)], "c.png")  # two seeds that agree: a band of no width
+    assert shape_1 == shape_2 and shape_1[0] > 100
+    assert banded > single + 1000
+    assert abs(same - single) < 300  # only the legend's "(2 seeds)" differs
     with pytest.raises(ValueError, match="no FID curve"):
-        curves.plot({"LPGA": [None]}, str(tmp_path / "c.png"))
+        curves.plot({"LPGA": [None]}, str(tmp_path / "d.png"))

@@ -326,6 +326,15 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
     assert "not training" in again.stdout and "not evaluating" in again.stdout, again.stdout
     assert json.load(open(docs / "results.json"))["methods"]["ae"]["reports"] == ae["reports"]
 
+    # An evaluate.py run by hand with other flags overwrites the report: it is not reused.
+    ok(run(["evaluate.py", f"--run_dir={runs / 'ae'}", f"--classifier={clf}", f"--stats_cache={cache}",
+            "--num_samples=21", "--draws=1"]))
+    third = ok(run(args, timeout=900))
+    assert "not evaluating" not in third.stdout and "ae: python evaluate.py" in third.stdout, third.stdout
+    assert json.load(open(docs / "results.json"))["methods"]["ae"]["report"]["fid"]["num_generated"] == 20
+    # Another seed in the same runs dir is refused, not silently given the seed-0 run.
+    assert_one_line_error(run([*args, "--seed=1"]), "holds a run with --seed=0, not 1")
+
 
 def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
     """--checkpoint_step evaluates that checkpoint (its own report dir); one not kept is a one-line
