@@ -150,37 +150,65 @@ def _phase_ok(layer, few_channels: int, in_hw, out_hw) -> bool:
             and tuple(out_hw) == (2 * in_hw[0], 2 * in_hw[1]))
 
 
-def _finish(layer, y):
-    if layer.use_bias:
+def _finish(layer, y, bias: bool = True):
+    if bias and layer.use_bias:
         y = tf.nn.bias_add(y, layer.bias)
     return y if layer.activation is None else layer.activation(y)
 
 
-class Dense(keras.layers.Dense):
-    """keras Dense (2-D inputs) whose input gradient is an einsum (see `matmul`)."""
+def _linear_only(layer, bias: bool) -> None:
+    # The bias-free call is the layer's linear map, which a tangent goes through (models.py's
+    # jvp); an activation would make it something else.
+    if not bias and layer.activation not in (None, keras.activations.linear):
+        raise ValueError(f"{layer.name}: bias=False is the linear map, but the layer has an activation")
 
-    def call(self, inputs, training=None):
-        if not _enabled or inputs.shape.rank != 2 or getattr(self, "quantization_mode", None):
+
+class Dense(keras.layers.Dense):
+    """keras Dense (2-D inputs) whose input gradient is an einsum (see `matmul`).
+
+    `bias=False` (here and in the two conv layers) skips the bias: the layer's linear map x @ W,
+    which is how a tangent goes through it (J u = W u).
+    """
+
+    def call(self, inputs, training=None, bias: bool = True):
+        _linear_only(self, bias)
+        if getattr(self, "quantization_mode", None):
+            if not bias:
+                raise ValueError(f"{self.name}: bias=False is not available for a quantized layer")
             return super().call(inputs, training=training)
-        return _finish(self, matmul(inputs, tf.convert_to_tensor(self.kernel)))
+        kernel = tf.convert_to_tensor(self.kernel)
+        if not _enabled or inputs.shape.rank != 2:
+            if bias:
+                return super().call(inputs, training=training)
+            return _finish(self, keras.ops.matmul(inputs, kernel), bias=False)
+        return _finish(self, matmul(inputs, kernel), bias)
 
 
 class Conv2D(keras.layers.Conv2D):
     """keras Conv2D; stride 2 from few channels takes its input gradient phase-wise."""
 
-    def call(self, inputs):
+    def call(self, inputs, bias: bool = True):
+        _linear_only(self, bias)
         in_hw, out_hw = inputs.shape[1:3], self.compute_output_shape(inputs.shape)[1:3]
         if not (self.groups == 1 and _phase_ok(self, inputs.shape[-1], out_hw, in_hw)):
-            return super().call(inputs)
-        return _finish(self, conv2d_s2(inputs, tf.convert_to_tensor(self.kernel)))
+            if bias:
+                return super().call(inputs)
+            return _finish(self, self.convolution_op(inputs, self.kernel), bias=False)
+        return _finish(self, conv2d_s2(inputs, tf.convert_to_tensor(self.kernel)), bias)
 
 
 class Conv2DTranspose(keras.layers.Conv2DTranspose):
     """keras Conv2DTranspose; stride 2 to few channels runs phase-wise."""
 
-    def call(self, inputs):
+    def call(self, inputs, bias: bool = True):
+        _linear_only(self, bias)
         in_hw = inputs.shape[1:3]
         out_hw = self.compute_output_shape(inputs.shape)[1:3]
         if not (self.output_padding is None and _phase_ok(self, self.filters, in_hw, out_hw)):
-            return super().call(inputs)
-        return _finish(self, conv2d_transpose_s2(inputs, tf.convert_to_tensor(self.kernel)))
+            if bias:
+                return super().call(inputs)
+            y = keras.ops.conv_transpose(inputs, self.kernel, strides=list(self.strides),
+                                         padding=self.padding, output_padding=self.output_padding,
+                                         dilation_rate=self.dilation_rate, data_format=self.data_format)
+            return _finish(self, y, bias=False)
+        return _finish(self, conv2d_transpose_s2(inputs, tf.convert_to_tensor(self.kernel)), bias)

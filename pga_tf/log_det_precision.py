@@ -65,7 +65,7 @@ def directional_log_dets(encoder: Callable, decoder: Callable, mu: tf.Tensor, u:
         return out[0] if variational else out
 
     if estimator == "jvp":
-        _, jvp = step.directional_derivative(h, mu, u)
+        _, _, jvp = step.h_jvp(encoder, decoder, mu, u, training=False)
         return objectives.directional_log_det(jvp).numpy().astype(np.float64)
     delta = objectives.lpga_direction(u)  # u at the step's norm, 1e-2 sqrt(d)
     return objectives.log_det_jacobian(h(mu), h(mu + delta), delta).numpy().astype(np.float64)

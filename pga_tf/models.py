@@ -40,6 +40,15 @@ def _relu(x: tf.Tensor) -> tf.Tensor:
     return tf.nn.relu(x)
 
 
+def _activation_jvp(fn: Callable, x: tf.Tensor, dx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(fn(x), J_fn(x) dx) for the nets' elementwise activations (a diagonal Jacobian)."""
+    if fn is _relu:
+        return fn(x), tf.where(x > 0, dx, tf.zeros_like(dx))
+    if fn is _lrelu:
+        return fn(x), tf.where(x > 0, dx, 0.2 * dx)
+    raise ValueError(f"no tangent rule for the activation {fn!r}")
+
+
 def pool(x: tf.Tensor) -> tf.Tensor:
     """2x2 average pooling, stride 2, 'SAME' padding (tflib ``pool``)."""
     return tf.nn.avg_pool2d(x, ksize=2, strides=2, padding="SAME")
@@ -127,27 +136,71 @@ class BatchNorm(keras.layers.Layer):
         y = (x32 - mean) * (tf.math.rsqrt(variance + self.epsilon) * self.gamma) + self.beta
         return tf.cast(y, x.dtype)
 
+    def _batch_mean(self, x: tf.Tensor) -> tf.Tensor:
+        """Mean over every axis but the last, over the global batch when synchronized."""
+        axes = list(range(x.shape.rank - 1))
+        ctx = tf.distribute.get_replica_context()
+        if not (self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1):
+            return tf.reduce_mean(x, axes)
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([tf.reduce_sum(x, axes), count[None]], 0))
+        return total[:-1] / total[-1]
+
+    def jvp(self, x: tf.Tensor, dx: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(BN(x), J dx), the moving statistics untouched.
+
+        In training mode the batch statistics depend on x: with r = 1/sqrt(var + eps) and
+        x_hat = (x - mean) r, the tangent is gamma r (dx - mean(dx) - x_hat mean(x_hat dx))
+        (the batch-norm backward pass, transposed). In inference mode it is gamma r dx.
+        """
+        x32, dx32 = tf.cast(x, tf.float32), tf.cast(dx, tf.float32)
+        if training:
+            mean, variance = self._batch_moments(x32)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = tf.math.rsqrt(variance + self.epsilon)
+        x_hat = (x32 - mean) * scale
+        y = x_hat * self.gamma + self.beta
+        if training:
+            dx32 = dx32 - self._batch_mean(dx32) - x_hat * self._batch_mean(x_hat * dx32)
+        dy = dx32 * (scale * self.gamma)
+        return tf.cast(y, x.dtype), tf.cast(dy, dx.dtype)
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
 class _Block(keras.layers.Layer):
-    """A stage of an encoder/decoder body; all take (x, training, update_stats)."""
+    """A stage of an encoder/decoder body; all take (x, training, update_stats).
+
+    `jvp(x, dx, training)` is the same stage's forward mode: (y, J(x) dx), exact, with the
+    moving statistics of batch norm left untouched.
+    """
 
     def call(self, x, training: bool = False, update_stats: bool | None = None):
+        raise NotImplementedError
+
+    def jvp(self, x, dx, training: bool = False):
         raise NotImplementedError
 
 
 class _Fn(_Block):
     """A parameter-free op (activation, reshape) in a body."""
 
-    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], out_shape: tuple | None = None, **kw):
+    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], out_shape: tuple | None = None,
+                 linear: bool = False, **kw):
         super().__init__(**kw)
         self.fn = fn
         self.out_shape = out_shape  # per-example output shape if fn changes it (reshape)
+        self.linear = linear  # fn is linear (a reshape): its tangent is fn(dx)
 
     def call(self, x, training: bool = False, update_stats: bool | None = None):
         return self.fn(x)
+
+    def jvp(self, x, dx, training: bool = False):
+        if self.linear:
+            return self.fn(x), self.fn(dx)
+        return _activation_jvp(self.fn, x, dx)
 
     def compute_output_shape(self, input_shape):
         return input_shape if self.out_shape is None else (input_shape[0], *self.out_shape)
@@ -192,6 +245,14 @@ class _Unit(_Block):
         if self.norm is not None:
             y = self.norm(y, training=training, update_stats=update_stats)
         return y if self.activation is None else self.activation(y)
+
+    def jvp(self, x, dx, training: bool = False):
+        if self.flatten and x.shape.rank > 2:
+            x, dx = (tf.reshape(t, [tf.shape(t)[0], -1]) for t in (x, dx))
+        y, dy = self.layer(x), self.layer(dx, bias=False)
+        if self.norm is not None:
+            y, dy = self.norm.jvp(y, dy, training=training)
+        return (y, dy) if self.activation is None else _activation_jvp(self.activation, y, dy)
 
 
 class _ResBlock(_Block):
@@ -249,6 +310,21 @@ class _ResBlock(_Block):
         out = skip + res
         return pool(out) if self.scale == "down" else out
 
+    def jvp(self, x, dx, training: bool = False):
+        (skip, d_skip), (res, d_res) = (x, dx), (x, dx)
+        if self.in_norm is not None:
+            res, d_res = self.in_norm.jvp(res, d_res, training=training)
+        if self.pre_act:
+            res, d_res = _activation_jvp(_relu, res, d_res)
+        if self.scale == "up":
+            skip, d_skip, res, d_res = (unpool(t) for t in (skip, d_skip, res, d_res))
+        if self.skip_conv is not None:
+            skip, d_skip = self.skip_conv.jvp(skip, d_skip)
+        res, d_res = self.conv_a.jvp(res, d_res, training=training)
+        res, d_res = self.conv_b.jvp(res, d_res)
+        out, d_out = skip + res, d_skip + d_res
+        return (pool(out), pool(d_out)) if self.scale == "down" else (out, d_out)
+
 
 @dataclasses.dataclass(frozen=True)
 class _Layers:
@@ -275,7 +351,7 @@ class _Layers:
 
 
 def _reshape(*shape: int) -> _Fn:
-    return _Fn(lambda y: tf.reshape(y, [-1, *shape]), out_shape=shape)
+    return _Fn(lambda y: tf.reshape(y, [-1, *shape]), out_shape=shape, linear=True)
 
 
 # One builder per architecture: returns the encoder body (part="encoder"; it ends before the fc
@@ -379,6 +455,12 @@ def _run(blocks: list[_Block], x, training: bool, update_stats: bool | None):
     return x
 
 
+def _run_jvp(blocks: list[_Block], x, dx, training: bool):
+    for block in blocks:
+        x, dx = block.jvp(x, dx, training=training)
+    return x, dx
+
+
 def _name_blocks(model: keras.Model) -> None:
     # tf.train.Checkpoint does not follow Keras 3's tracked lists (only SavedModel export does),
     # so a list-only body would be silently missing from checkpoints: give each block an attribute.
@@ -441,6 +523,27 @@ class Encoder(keras.Model):
         mu = self.mu(y)
         return (mu, self.log_var(y)) if self.variational else mu
 
+    def jvp(self, images: tf.Tensor, d_images: tf.Tensor, training: bool = False) -> tuple:
+        """This encoder's output and J_mu(images) d_images, exact (forward mode by tangent rules).
+
+        The tangent runs beside the primal through each layer's linear map (no bias), the
+        activations' diagonal Jacobians and batch norm's tangent, so it costs about a second
+        forward pass; a GradientTape around it differentiates both (reverse over forward).
+        Moving statistics are not updated.
+
+        Args:
+          images: [N, H, W, C].
+          d_images: [N, H, W, C], the direction.
+        Returns:
+          (this model's call output: mu or (mu, log_var); [N, z_dim] float32 tangent of mu).
+        """
+        self._check_shape(images.shape)
+        y, dy = _run_jvp(self.blocks, images, d_images, training)
+        y, dy = (tf.reshape(t, [tf.shape(t)[0], -1]) for t in (y, dy))
+        mu = self.mu(y)
+        d_mu = tf.matmul(tf.cast(dy, mu.dtype), tf.convert_to_tensor(self.mu.kernel))
+        return ((mu, self.log_var(y)) if self.variational else mu), d_mu
+
 
 class Decoder(keras.Model):
     """z -> images in [-1, 1]; the final tanh runs in float32 even under mixed precision.
@@ -470,6 +573,18 @@ class Decoder(keras.Model):
 
     def call(self, z, training: bool = False, update_stats: bool | None = None):
         return self.tanh(_run(self.blocks, z, training, update_stats))
+
+    def jvp(self, z: tf.Tensor, dz: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(D(z), J_D(z) dz), exact; see Encoder.jvp.
+
+        Args:
+          z: [N, z_dim]; dz: [N, z_dim], the direction.
+        Returns:
+          ([N, H, W, C] images, [N, H, W, C] float32 tangent).
+        """
+        y, dy = _run_jvp(self.blocks, z, dz, training)
+        x = self.tanh(y)
+        return x, (1.0 - tf.square(x)) * tf.cast(dy, x.dtype)
 
 
 def build_models(arch: str, z_dim: int, channels: int, use_bn: bool, variational: bool,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import keras
 import tensorflow as tf
 
 from pga_tf import baselines, objectives
@@ -73,24 +74,24 @@ def global_latent_rms(mu: tf.Tensor) -> tf.Tensor:
     return tf.stop_gradient(tf.sqrt(mean_sq))
 
 
-def directional_derivative(f: Callable, z: tf.Tensor, u: tf.Tensor) -> tuple:
-    """f(z) and J_f(z) u, the latter exactly, by forward-mode autodiff (--log_det=jvp).
+def h_jvp(encoder, decoder, z: tf.Tensor, u: tf.Tensor, training: bool = True) -> tuple:
+    """h(z) = E(D(z)) and J_h(z) u, the latter exactly, in forward mode (--log_det=jvp).
 
-    Run inside a GradientTape, the tape records the tangent's computation too, so J_f(z) u has a
-    gradient with respect to f's weights (reverse over forward), as the finite difference
-    (f(z + eps u) - f(z)) / eps does.
+    The nets' tangent rules (models.Encoder.jvp / Decoder.jvp) carry u beside z through every
+    layer, so the tangent costs about one more forward pass of h: the cost of the finite
+    difference's second pass h(z + delta). Run inside a GradientTape, the tape records the
+    tangent's computation too, so J_h(z) u has a gradient with respect to the weights (reverse
+    over forward), as (h(z + eps u) - h(z)) / eps does. Moving BN statistics are not updated.
 
     Args:
-      f: z -> a tensor, or a tuple whose first element is the tensor to differentiate.
-      z: [N, d] float32 primal.
-      u: [N, d] float32 tangent (a unit direction per row).
+      encoder, decoder: models.Encoder / models.Decoder (anything with their `jvp`).
+      z: [N, d] primal; u: [N, d] tangent (a unit direction per row).
     Returns:
-      (f(z), J u), J u with the shape of f(z)'s (first) tensor.
+      (h(z) [N, d] (mu for a variational encoder), D(z) [N, H, W, C], J_h u [N, d] float32).
     """
-    with tf.autodiff.ForwardAccumulator(primals=z, tangents=u) as acc:
-        out = f(z)
-    first = out[0] if isinstance(out, tuple) else out
-    return out, acc.jvp(first)
+    x, dx = decoder.jvp(z, u, training=training)
+    out, jvp = encoder.jvp(x, dx, training=training)
+    return (out[0] if isinstance(out, tuple) else out), x, jvp
 
 
 def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.Tensor,
@@ -144,8 +145,8 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
     mu_const = tf.stop_gradient(mu)
     zn_rec = objectives.squared_error(noise.prior, h(noise.prior, update_stats=True)[0])
     if method == "lpga" and log_det == "jvp":
-        (h_mu, x_mu), jvp = directional_derivative(
-            h, mu_const, objectives.lpga_unit_direction(noise.direction))
+        h_mu, x_mu, jvp = h_jvp(encoder, decoder, mu_const,
+                                objectives.lpga_unit_direction(noise.direction))
     else:
         h_mu, x_mu = h(mu_const)
     zh_rec = objectives.squared_error(mu_const, h_mu)
@@ -309,28 +310,47 @@ def frozen(model: Callable) -> Callable:
     return call
 
 
-def two_views(model: Callable, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def frozen_jvp(model) -> Callable:
+    """`model.jvp(x, dx, training=True)` with its weights held constant (see `frozen`)."""
+
+    def call(x, dx):
+        mapping = [(v, tf.stop_gradient(v)) for v in model.trainable_variables]
+        with tf.name_scope(f"{model.name}_frozen"), keras.StatelessScope(state_mapping=mapping):
+            return model.jvp(x, dx, training=True)
+
+    return call
+
+
+def two_views(model: Callable, x: tf.Tensor, tangent: tf.Tensor | None = None) -> tuple:
     """One training-mode pass y = model(x), returned as two tensors of the same value.
 
     The first's gradient reaches `x` only (as `frozen(model)(x)` would), the second's reaches
     the model's weights only (as `model(stop_gradient(x))` would): the two passes those take,
     for the price of one forward pass. The backward pass is the two vector-Jacobian products
     of the recorded forward pass, each with its own upstream gradient.
+
+    With `tangent` ([N, ...] like x), the pass is `model.jvp(x, tangent)` and J_model(x) tangent
+    comes third; like the second view, its gradient reaches the weights only.
     """
 
     @tf.custom_gradient
     def views(x):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
-            y = model(x, training=True)
+            if tangent is None:
+                y, outs = model(x, training=True), []
+            else:
+                y, dy = model.jvp(x, tangent, training=True)
+                outs = [dy]
 
-        def grad(dy_input_view, dy_weights_view, variables=None):
-            # The input's VJP with the first view's gradient, the weights' with the second's.
+        def grad(dy_input_view, dy_weights_view, *d_outs, variables=None):
+            # The input's VJP with the first view's gradient, the weights' with the others'.
             dx = tape.gradient(y, x, output_gradients=dy_input_view)
-            dw = tape.gradient(y, variables, output_gradients=dy_weights_view)
+            dw = tape.gradient([y, *outs], variables,
+                               output_gradients=[dy_weights_view, *d_outs])
             return dx, dw
 
-        return (y, tf.identity(y)), grad
+        return (y, tf.identity(y), *outs), grad
 
     return views(x)
 
@@ -372,9 +392,9 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
       zh_rec has one of its own (the encoder on sg(D(mu)), live weights), which is 0 in every
       method's default. The plain step adds 0 * zh_rec and back-propagates zeros; the values are
       equal (for finite zh_rec) and so are the gradients.
-    * LPGA with log_det "jvp": h(sg(mu)) = E_f(D(sg(mu))) runs once under forward mode along u
-      (live decoder weights, frozen encoder), in place of the batched pair of passes at mu and
-      mu + delta; its primal is h(mu), its tangent J_h u.
+    * LPGA with log_det "jvp": the decoder's pass at mu carries the tangent J_D(mu) u beside
+      its primal (`two_views` with a tangent; gradient to the decoder's weights only) and the
+      frozen encoder carries it on to J_h u (`frozen_jvp`), in place of the passes at mu + delta.
 
     Returns:
       Losses with `surrogate` set; `encoder` (`decoder`) also has the right gradient for the
@@ -427,11 +447,13 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
         raise ValueError(f"unknown method {method!r}")
 
     # D(mu) once, as the encoder's view (gradient to mu) and the decoder's (to its weights).
-    x_mu_enc, x_mu = two_views(decoder, mu)
     if z2 is None:
-        h_mu, jvp = directional_derivative(lambda z: encode_frozen(decode(z)), mu_const,
-                                           objectives.lpga_unit_direction(noise.direction))
+        # ... with J_D(mu) u beside it, on to J_h u through the frozen encoder.
+        x_mu_enc, x_mu, dx_mu = two_views(decoder, mu,
+                                          objectives.lpga_unit_direction(noise.direction))
+        h_mu, jvp = frozen_jvp(encoder)(x_mu, dx_mu)
     else:
+        x_mu_enc, x_mu = two_views(decoder, mu)
         x_2 = decode(z2)
         h_both = encode_frozen(tf.concat([x_mu, x_2], 0))
         h_mu, h_2 = _halves(h_both[0] if variational else h_both, n)
