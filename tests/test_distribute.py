@@ -26,12 +26,14 @@ SHAPE = (28, 28, 1)
 Z_DIM = 4
 BATCH = 8  # global; 4 per replica
 
-# Equivalence cases: name -> (method, use_bn, sync_bn).
+# Equivalence cases: name -> (method, use_bn, sync_bn, log_det).
 EQUIVALENCE = {
-    "lpga": ("lpga", False, False),
-    "vpga": ("vpga", False, False),  # the global latent RMS is a cross-replica all-reduce
-    "vpga_sync_bn": ("vpga", True, True),
-    "vpga_unsynced_bn": ("vpga", True, False),  # must differ: per-replica batch statistics
+    "lpga": ("lpga", False, False, "finite_difference"),
+    "vpga": ("vpga", False, False, "finite_difference"),  # the global latent RMS is an all-reduce
+    "vpga_sync_bn": ("vpga", True, True, "finite_difference"),
+    # BN's tangent needs the global batch's means of the tangent too (BatchNorm._batch_mean).
+    "lpga_jvp_sync_bn": ("lpga", True, True, "jvp"),
+    "vpga_unsynced_bn": ("vpga", True, False, "finite_difference"),  # must differ: per-replica stats
 }
 
 
@@ -83,8 +85,8 @@ def check_equivalence():
     rng = np.random.default_rng(0)
     steps = [(_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32)
                                        for _ in range(3)]) for s in range(2)]
-    for name, (method, use_bn, sync_bn) in EQUIVALENCE.items():
-        cfg = _cfg(method, use_bn=use_bn, sync_bn=sync_bn)
+    for name, (method, use_bn, sync_bn, log_det) in EQUIVALENCE.items():
+        cfg = _cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
         tf.keras.utils.set_random_seed(0)
         single = train_lib.Trainer(cfg, SHAPE)
         mirrored = train_lib.Trainer(cfg, SHAPE, strategy)
