@@ -19,7 +19,7 @@ REDUCED = ("mixed_float16", "mixed_bfloat16")
 COMPUTE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # (method, fused, use_bn, log_det): the fused step, the plain one without and with BN.
 VARIANTS = [("lpga", True, False, "jvp"), ("lpga", False, True, "finite_difference"),
-            ("lvpga", True, False, "finite_difference")]
+            ("lpga", False, True, "jvp"), ("lvpga", True, False, "finite_difference")]
 
 
 def _cfg(method, **kw):
