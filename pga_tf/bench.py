@@ -262,6 +262,10 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     sample_block()
     out["sample_images_per_s"], _ = _median_rate(sample_block, calls * args.sample_batch, args.blocks)
     out["load_after"] = load()
+    # Sampling's distance from the matmul peak: how much faster it could possibly run here.
+    out["sample_gflop_per_image"] = (graph_flops(sample.get_concrete_function(z))["total"] / 1e9
+                                     / args.sample_batch)
+    out["sample_fraction_of_peak"] = out["sample_gflop_per_image"] * out["sample_images_per_s"] / peak
 
     # The step's graph is counted on one device: the replicas together do the same work.
     flops = step_flops(trainer if strategy.num_replicas_in_sync == 1 else
@@ -283,7 +287,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
         f"fused {trainer.fused}, fast kernels {kernels.enabled()}] "
         f"train {out['train_images_per_s']:7.1f} img/s ({source} pipeline)  "
         f"{out['train_images_per_s_fixed_batch']:7.1f} img/s (fixed batch)  "
-        f"sample {out['sample_images_per_s']:8.0f} img/s  "
+        f"sample {out['sample_images_per_s']:8.0f} img/s ({100 * out['sample_fraction_of_peak']:.0f}% of peak)  "
         f"step {out['step_gflop']:.3f} GFLOP, {out['achieved_gflop_per_s']:.0f} GFLOP/s = "
         f"{100 * out['fraction_of_peak']:.0f}% of matmul peak (as the plain step's "
         f"{out['reference_step_gflop']:.3f} GFLOP: {100 * out['effective_fraction_of_peak']:.0f}%)  "

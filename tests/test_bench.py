@@ -60,9 +60,15 @@ def test_tiny_run_writes_json(tmp_path):
     for figures in results.values():
         for key in ("train_images_per_s", "train_images_per_s_fixed_batch", "sample_images_per_s",
                     "step_gflop", "reference_step_gflop", "fraction_of_peak", "effective_fraction_of_peak",
-                    "matmul_peak_gflop_per_s"):
+                    "matmul_peak_gflop_per_s", "sample_gflop_per_image", "sample_fraction_of_peak"):
             assert figures[key] > 0, key
         assert figures["train_traces"] == 1 and figures["uses_fused_step"]
+        assert figures["sample_fraction_of_peak"] == pytest.approx(
+            figures["sample_gflop_per_image"] * figures["sample_images_per_s"]
+            / figures["matmul_peak_gflop_per_s"])
+    # The decoder at z_dim 4 is dominated by its 1024 x 6272 fc and 7x7x128 -> 14x14x64
+    # transposed conv: 2 * 1024 * 6272 + 2 * 7 * 7 * 128 * 25 * 64 FLOPs, about 32.9 MFLOP.
+    assert results["lpga"]["sample_gflop_per_image"] == pytest.approx(0.0329, rel=0.05)
 
 
 def test_precisions_and_log_dets_are_measured_interleaved_against_their_own_matmul_peak(tmp_path):
