@@ -323,12 +323,15 @@ def curve_section(results: dict, fid_name: str) -> str:
     steps = sorted({s for cs in runs.values() for c in cs for s in c["steps"]})
     rows = ["| method | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
     for m in runs:
-        by_seed = [dict(zip(c[m]["steps"], c[m]["fid"])) if m in c else {} for _, c in seeds]
+        # Only the seeds this method was run with: a method with one seed shows plain values.
+        by_seed = [dict(zip(c[m]["steps"], c[m]["fid"])) for _, c in seeds if m in c]
         cells = [" / ".join(f"{b[s]:.1f}" if s in b else "–" for b in by_seed) for s in steps]
         rows.append(f"| {LABELS.get(m, m.upper())} | " + " | ".join(cells) + " |")
+    several = [f"{LABELS.get(m, m.upper())} seeds {' / '.join(str(s) for s, c in seeds if m in c)}"
+               for m in runs if sum(m in c for _, c in seeds) > 1]
+    which = f"seed {FLAGS.seed}" + (f"; {', '.join(several)}" if several else "")
     return ("\n![FID against training steps](fid_curves.png)\n\nFID-" + fid_name +
-            f" of {FLAGS.fid_samples} samples at each step (seed {' / '.join(str(s) for s, _ in seeds)}):\n\n"
-            + "\n".join(rows) + "\n")
+            f" of {FLAGS.fid_samples} samples at each step ({which}):\n\n" + "\n".join(rows) + "\n")
 
 
 def main(argv):

@@ -1,11 +1,18 @@
 """pga_tf.curves: the FID series taken back out of TensorBoard files, and its plot."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 from pga_tf import curves
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write(logdir, points, tag="eval/FID-fashion_mnist_cnn"):
@@ -54,3 +61,39 @@ def test_plot_draws_a_band_only_where_seeds_differ(tmp_path):
     assert abs(same - single) < 300  # only the legend's "(2 seeds)" differs
     with pytest.raises(ValueError, match="no FID curve"):
         curves.plot({"LPGA": [None]}, str(tmp_path / "d.png"))
+
+
+def _curve_table(tmp_path, extra_seed):
+    """results.curve_section on two seed-0 curves (VAE, LPGA) and an --extra_results file whose
+    seed `extra_seed` has a VAE curve only; in a subprocess, as results.py defines its own flags."""
+    extra = tmp_path / f"seed{extra_seed}.json"
+    extra.write_text(json.dumps({
+        "seed": extra_seed, "dataset": "fashion_mnist", "train_steps": 3000, "epochs": 0,
+        "fid_every": 1000, "fid_samples": 5000,
+        "methods": {"vae": {"curve": {"steps": [1000, 2000], "fid": [120.0, 99.5]}}}}))
+    script = (
+        "from absl import flags\n"
+        "from pga_tf import results\n"
+        f"flags.FLAGS(['results', '--fid_every=1000', '--docs_dir={tmp_path}', '--extra_results={extra}'])\n"
+        "curve = lambda fid: {'curve': {'steps': [1000, 2000], 'fid': fid}}\n"
+        "print(results.curve_section({'vae': curve([123.1, 100.1]), 'lpga': curve([190.3, 86.5])},"
+        " 'fashion_mnist_cnn'))\n")
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_results_curve_table_gives_each_method_the_seeds_it_was_run_with(tmp_path):
+    """--extra_results: VAE (two seeds) shows both values a step, LPGA (one seed) its own alone."""
+    proc = _curve_table(tmp_path, 1)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "| VAE | 123.1 / 120.0 | 100.1 / 99.5 |" in lines
+    assert "| LPGA | 190.3 | 86.5 |" in lines
+    assert "at each step (seed 0; VAE seeds 0 / 1):" in proc.stdout
+    assert (tmp_path / "fid_curves.png").stat().st_size > 0
+
+
+def test_results_refuses_an_extra_results_file_of_the_same_seed(tmp_path):
+    proc = _curve_table(tmp_path, 0)
+    assert proc.returncode != 0
+    assert "has seed 0, which is already plotted" in proc.stderr
