@@ -176,12 +176,11 @@ class Dense(keras.layers.Dense):
             if not bias:
                 raise ValueError(f"{self.name}: bias=False is not available for a quantized layer")
             return super().call(inputs, training=training)
-        kernel = tf.convert_to_tensor(self.kernel)
         if not _enabled or inputs.shape.rank != 2:
             if bias:
                 return super().call(inputs, training=training)
-            return _finish(self, keras.ops.matmul(inputs, kernel), bias=False)
-        return _finish(self, matmul(inputs, kernel), bias)
+            return _finish(self, keras.ops.matmul(inputs, self.kernel), bias=False)
+        return _finish(self, matmul(inputs, tf.convert_to_tensor(self.kernel)), bias)
 
 
 class Conv2D(keras.layers.Conv2D):

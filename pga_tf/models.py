@@ -112,46 +112,56 @@ class BatchNorm(keras.layers.Layer):
             autocast=False, aggregation="mean",
         )
 
-    def _batch_moments(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        axes = list(range(x.shape.rank - 1))
+    def _sync_context(self):
+        """The replica context whose replicas share batch statistics, or None (one replica, or
+        sync off)."""
         ctx = tf.distribute.get_replica_context()
-        if not (self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1):
-            return tf.nn.moments(x, axes)
-        # One all-reduce of [sum, sum of squares, count]: replicas may hold different batch
-        # sizes, so sums (not per-replica means) are what add up to the global statistics.
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        local = tf.concat([tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count[None]], 0)
+        if self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1:
+            return ctx
+        return None
+
+    @staticmethod
+    def _global_means(ctx, *tensors: tf.Tensor) -> list[tf.Tensor]:
+        """Per-channel means of each tensor over every replica's batch, in one all-reduce of
+        [sums..., count]: replicas may hold different batch sizes, so sums (not per-replica
+        means) are what add up to the global statistics."""
+        axes = list(range(tensors[0].shape.rank - 1))
+        count = tf.cast(tf.reduce_prod(tf.shape(tensors[0])[:-1]), tf.float32)
+        local = tf.concat([tf.reduce_sum(t, axes) for t in tensors] + [count[None]], 0)
         total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
-        c = x.shape[-1]
-        mean = total[:c] / total[-1]
+        c = tensors[0].shape[-1]
+        return [total[i * c : (i + 1) * c] / total[-1] for i in range(len(tensors))]
+
+    def _batch_moments(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        ctx = self._sync_context()
+        if ctx is None:
+            return tf.nn.moments(x, list(range(x.shape.rank - 1)))
+        mean, mean_sq = self._global_means(ctx, x, tf.square(x))
         # E[x^2] - E[x]^2 can dip slightly below zero by round-off.
-        variance = tf.maximum(total[c : 2 * c] / total[-1] - tf.square(mean), 0.0)
-        return mean, variance
+        return mean, tf.maximum(mean_sq - tf.square(mean), 0.0)
+
+    def _batch_means(self, *tensors: tf.Tensor) -> list[tf.Tensor]:
+        """Per-channel means of each tensor, over the global batch when synchronized."""
+        ctx = self._sync_context()
+        if ctx is None:
+            return [tf.reduce_mean(t, list(range(t.shape.rank - 1))) for t in tensors]
+        return self._global_means(ctx, *tensors)
+
+    def _statistics(self, x32: tf.Tensor, training: bool) -> tuple:
+        """(mean, variance): the batch's in training mode, the moving ones in inference mode."""
+        return self._batch_moments(x32) if training else (self.moving_mean, self.moving_variance)
 
     def call(self, x, training: bool = False, update_stats: bool | None = None):
         if update_stats is None:
             update_stats = training
         x32 = tf.cast(x, tf.float32)
-        if training:
-            mean, variance = self._batch_moments(x32)
-            if update_stats:
-                m = self.momentum
-                self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
-                self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * variance)
-        else:
-            mean, variance = self.moving_mean, self.moving_variance
+        mean, variance = self._statistics(x32, training)
+        if training and update_stats:
+            m = self.momentum
+            self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
+            self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * variance)
         y = (x32 - mean) * (tf.math.rsqrt(variance + self.epsilon) * self.gamma) + self.beta
         return tf.cast(y, x.dtype)
-
-    def _batch_mean(self, x: tf.Tensor) -> tf.Tensor:
-        """Mean over every axis but the last, over the global batch when synchronized."""
-        axes = list(range(x.shape.rank - 1))
-        ctx = tf.distribute.get_replica_context()
-        if not (self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1):
-            return tf.reduce_mean(x, axes)
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([tf.reduce_sum(x, axes), count[None]], 0))
-        return total[:-1] / total[-1]
 
     def jvp(self, x: tf.Tensor, dx: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         """(BN(x), J dx), the moving statistics untouched.
@@ -161,15 +171,13 @@ class BatchNorm(keras.layers.Layer):
         (the batch-norm backward pass, transposed). In inference mode it is gamma r dx.
         """
         x32, dx32 = tf.cast(x, tf.float32), tf.cast(dx, tf.float32)
-        if training:
-            mean, variance = self._batch_moments(x32)
-        else:
-            mean, variance = self.moving_mean, self.moving_variance
+        mean, variance = self._statistics(x32, training)
         scale = tf.math.rsqrt(variance + self.epsilon)
         x_hat = (x32 - mean) * scale
         y = x_hat * self.gamma + self.beta
         if training:
-            dx32 = dx32 - self._batch_mean(dx32) - x_hat * self._batch_mean(x_hat * dx32)
+            d_mean, d_projection = self._batch_means(dx32, x_hat * dx32)
+            dx32 = dx32 - d_mean - x_hat * d_projection
         dy = dx32 * (scale * self.gamma)
         return tf.cast(y, x.dtype), tf.cast(dy, dx.dtype)
 

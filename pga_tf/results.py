@@ -43,6 +43,11 @@ METHODS = ("ae", "vae", "wae", "rae", "two_stage_vae", "lpga", "vpga", "lvpga")
 DEFAULT_METHODS = ("ae", "vae", "lpga", "vpga", "lvpga")  # docs/RESULTS.md's table
 LABELS = {"two_stage_vae": "2-Stage VAE"}  # table rows; the others are the method in capitals
 
+
+def label(method: str) -> str:
+    """A method's name in tables and plots."""
+    return LABELS.get(method, method.upper())
+
 flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods, in table order (any of "
                   f"{','.join(METHODS)}).")
 flags.DEFINE_enum("dataset", "fashion_mnist", cli.DATASETS, "Dataset (flags/<method>_<dataset>.cfg).")
@@ -275,13 +280,13 @@ def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> s
         else:
             like = "– | – | –"
         train_time = f"{t['train_seconds'] / 60:.1f} min" if "train_seconds" in t else "–"
-        rows.append(f"| {LABELS.get(method, method.upper())} | {fid_cells} | {kid_cells} | "
+        rows.append(f"| {label(method)} | {fid_cells} | {kid_cells} | "
                     f"{rep['reconstruction']['mean']:.4f} | {like} | {train_time} | {t['eval_seconds']:.0f} s |")
-    for name, label in (("floor", "real train images (floor)"), ("ceiling", "Gaussian noise (ceiling)")):
+    for name, row_name in (("floor", "real train images (floor)"), ("ceiling", "Gaussian noise (ceiling)")):
         b = baselines[name]
         # The floor and ceiling do not sample codes: the same value under every sampler column.
         cells = " | ".join([_pm(b["fid"], 2)] * len(samplers) + [_pm(b["kid"], 3)] * len(samplers))
-        rows.append(f"| {label} | {cells} | – | – | – | – | – | – |")
+        rows.append(f"| {row_name} | {cells} | – | – | – | – | – | – |")
     return "\n".join(rows) + "\n"
 
 
@@ -312,7 +317,7 @@ def curve_section(results: dict, fid_name: str) -> str:
     runs = {m: [c[m] for _, c in seeds if m in c] for m in results if any(m in c for _, c in seeds)}
     if not runs:
         return "\nNo FID curve was recorded (train.py --fid_every wrote none).\n"
-    labels = {LABELS.get(m, m.upper()): c for m, c in runs.items()}
+    labels = {label(m): c for m, c in runs.items()}
     steps_per_epoch = stage1_steps(next(iter(runs))) // FLAGS.epochs if FLAGS.epochs else 0
     marks = {"2-Stage VAE: stage 2 starts": stage1_steps("two_stage_vae")} if "two_stage_vae" in runs else {}
     seed_list = ", ".join(str(seed) for seed, _ in seeds)
@@ -326,8 +331,8 @@ def curve_section(results: dict, fid_name: str) -> str:
         # Only the seeds this method was run with: a method with one seed shows plain values.
         by_seed = [dict(zip(c[m]["steps"], c[m]["fid"])) for _, c in seeds if m in c]
         cells = [" / ".join(f"{b[s]:.1f}" if s in b else "–" for b in by_seed) for s in steps]
-        rows.append(f"| {LABELS.get(m, m.upper())} | " + " | ".join(cells) + " |")
-    several = [f"{LABELS.get(m, m.upper())} seeds {' / '.join(str(s) for s, c in seeds if m in c)}"
+        rows.append(f"| {label(m)} | " + " | ".join(cells) + " |")
+    several = [f"{label(m)} seeds {' / '.join(str(s) for s, c in seeds if m in c)}"
                for m in runs if sum(m in c for _, c in seeds) > 1]
     which = f"seed {FLAGS.seed}" + (f"; {', '.join(several)}" if several else "")
     return ("\n![FID against training steps](fid_curves.png)\n\nFID-" + fid_name +
