@@ -5,6 +5,7 @@
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
   python evaluate.py --run_dir=... --sampler=gmm   # z from a GMM fitted on E(x): report-gmm.json
   python evaluate.py --run_dir=... --checkpoint_step=3000   # a kept earlier checkpoint: eval/step-3000/
+  python evaluate.py --run_dir=... --real_split=validation  # vs the images --holdout kept out: eval/validation/
   python evaluate.py --baselines --dataset=fashion_mnist   # floor (real train) and ceiling (noise) rows
 
 The latest checkpoint (or --checkpoint_step's) is loaded with the run's saved config.json. FID and KID are the mean and
@@ -42,6 +43,9 @@ def main(argv):
         cli.fail(f"cannot read {os.path.join(FLAGS.run_dir, config_lib.CONFIG_FILE)}: {e}")
     if cfg is None:
         cli.fail(f"{FLAGS.run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
+    if FLAGS.real_split == "validation" and cfg.validation_split is None:
+        cli.fail(f"--real_split=validation needs a run trained with --holdout=N; {FLAGS.run_dir} "
+                 "held nothing out (it trained on every training image)")
     cli.quiet_tensorflow()
 
     from pga_tf import evaluation, features, fid  # TensorFlow loads here
@@ -53,7 +57,8 @@ def main(argv):
         fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
         log=lambda line: print(line, flush=True), draws=FLAGS.draws, sampler=FLAGS.sampler,
-        sampler_options=cli.sampler_options(), step=FLAGS.checkpoint_step or None)
+        sampler_options=cli.sampler_options(), step=FLAGS.checkpoint_step or None,
+        real_split=FLAGS.real_split)
 
 
 def baselines():

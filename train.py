@@ -75,8 +75,9 @@ def main(argv):
                  "use another --run_dir")
 
     data_dir = cfg.data_dir or None
-    dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed)
-    examples = data.num_examples(cfg.dataset, "train", data_dir)
+    dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed,
+                                      split=cfg.train_split)
+    examples = data.num_examples(cfg.dataset, cfg.train_split, data_dir)
     if cfg.train_steps > 0:
         stage1_steps = cfg.train_steps
     else:
@@ -89,10 +90,10 @@ def main(argv):
     except data.BadImages:
         raise  # a bad test file is named now, not discovered by a later FID
     except data.DataError:  # no test split: preview train images
-        fixed = data.fixed_batch(cfg.dataset, 16, "train", data_dir)
+        fixed = data.fixed_batch(cfg.dataset, 16, cfg.train_split, data_dir)
 
     trainer = train_lib.Trainer(cfg, image_shape, strategy, stage1_steps=stage1_steps,
-                                code_images=lambda: data.load_images(cfg.dataset, "train", data_dir))
+                                code_images=lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir))
     callbacks = _fid_callbacks(cfg, data_dir, trainer.sampler) if chief else []
     stages = f" (stage 1: {stage1_steps}, stage 2: {stage2_steps})" if stage2_steps else ""
     print(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "

@@ -58,6 +58,9 @@ def define_train_flags() -> None:
                       "'l2' (weight decay on the decoder's kernels, RAE-L2) or 'gp' (squared gradient "
                       "of the decoder w.r.t. z, RAE-GP).")
     flags.DEFINE_integer("seed", d.seed, "Random seed (initialisation, noise, shuffling).")
+    flags.DEFINE_integer("holdout", d.holdout, "Hold out the last N training images (never trained "
+                         "on) as a validation split, for choosing hyperparameters without the test "
+                         "split: evaluate.py --real_split=validation scores against them.")
     flags.DEFINE_string("run_dir", None, "Output dir: checkpoints, TensorBoard logs, samples, export "
                         "(default runs/<method>_<dataset>_<model>). An existing run resumes.")
     flags.DEFINE_string("data_dir", d.data_dir, "A local directory of MNIST-format IDX files or image "
@@ -169,7 +172,7 @@ def config_from_flags() -> config_lib.Config:
     """The Config these flags ask for: method defaults, then every flag given."""
     overrides = {name: FLAGS[name].value for name in METHOD_DEPENDENT if FLAGS[name].value is not None}
     common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
-              "seed", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
+              "seed", "holdout", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
               "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "fused",
               "jit_compile", "deterministic", "rae_reg", "stage2_steps", "stage2_ratio", "stage2_lr",
               "stage2_depth", "stage2_width")
@@ -231,7 +234,7 @@ TRAIN_HELP_GROUPS = (
               "train_steps", "use_bn", "bn_momentum", "init_steps")),
     ("Coefficients (default: the method's)", ("zn_rec", "zh_rec", "nll", "vrec", "vkld",
                                               "wae_lambda", "rae_beta", "rae_lambda", "rae_reg")),
-    ("Run control", ("seed", "run_dir", "data_dir", "log_every", "sample_every", "ckpt_every",
+    ("Run control", ("seed", "run_dir", "data_dir", "holdout", "log_every", "sample_every", "ckpt_every",
                      "keep_checkpoints", "export")),
     ("Scaling out", ("strategy", "cpu_devices", "worker_timeout", "sync_bn", "mixed_precision",
                      "jit_compile")),
@@ -405,6 +408,10 @@ def define_eval_flags() -> None:
     flags.DEFINE_integer("batch_size", 250, "Batch size for sampling, features and reconstructions.")
     flags.DEFINE_integer("seed", 0, "Seed of the latent samples and finite-difference directions.")
     flags.DEFINE_string("data_dir", None, "Data directory (default: the run's --data_dir).")
+    flags.DEFINE_enum("real_split", "test", config_lib.REAL_SPLITS, "What the samples are scored "
+                      "against (and the reconstructions and NLL measured on): the test split, or the "
+                      "validation images a run trained with --holdout=N held out (for choosing "
+                      "hyperparameters without the test split; report under eval/validation/).")
     flags.DEFINE_integer("checkpoint_step", 0, "Evaluate the checkpoint saved at this step instead of "
                          "the latest (report in <run_dir>/eval/step-<N>/); 0: the latest.")
     flags.register_validator("checkpoint_step", lambda v: v >= 0, message="--checkpoint_step must be >= 0")

@@ -63,11 +63,16 @@ def sampler_suffix(sampler: str) -> str:
     return "" if sampler == "prior" else f"-{sampler}"
 
 
-def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None) -> str:
+REAL_SPLITS = ("test", "validation")  # what evaluate.py scores against (--real_split)
+
+
+def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None,
+                     real_split: str = "test") -> str:
     """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json
     for the latest checkpoint, <run_dir>/eval/step-<step>/report[-<sampler>].json for an earlier
-    one (evaluate.py --checkpoint_step), so neither overwrites the other."""
-    sub = () if step is None else (f"step-{step}",)
+    one (evaluate.py --checkpoint_step), so neither overwrites the other; scored against the
+    held-out validation images instead of the test split, under eval/[step-<step>/]validation/."""
+    sub = (() if step is None else (f"step-{step}",)) + (() if real_split == "test" else (real_split,))
     return os.path.join(run_dir, "eval", *sub, f"report{sampler_suffix(sampler)}.json")
 
 
@@ -79,7 +84,8 @@ ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
 # variables (slots, loss scale), and the seed decided the initial weights, the noise stream and
 # the shuffle order of the whole run. (Input flags such as --data_dir and --batch_size may change:
 # the input position then starts afresh; see train_lib.fit.)
-RESUME_KEYS = ("optimizer", "mixed_precision", "seed")
+# --holdout too: it decides which images the run may train on (and which it must never see).
+RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
 # ... and, for the 2-Stage VAE, the shape of its second-stage nets.
 TWO_STAGE_KEYS = ("stage2_depth", "stage2_width")
 
@@ -109,6 +115,9 @@ class Config:
     rae_lambda: float = 0.0
     rae_reg: str = "l2"
     seed: int = 0
+    # The last `holdout` training images are never trained on: a validation split for choosing
+    # hyperparameters without the test split (holdout_splits; evaluate.py --real_split=validation).
+    holdout: int = 0
     run_dir: str = "runs/default"
     data_dir: str = ""
     log_every: int = 100
@@ -148,11 +157,30 @@ class Config:
         """
         return self.precision == "mixed_float16"
 
+    @property
+    def train_split(self) -> str:
+        """The split the run trains on (and fits ex-post samplers on): holdout_splits."""
+        return holdout_splits(self.holdout)[0]
+
+    @property
+    def validation_split(self) -> str | None:
+        """The held-out split, or None when nothing is held out."""
+        return holdout_splits(self.holdout)[1]
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def holdout_splits(holdout: int) -> tuple[str, str | None]:
+    """(training split, validation split) when the last `holdout` training images are held out,
+    in TFDS's slicing syntax, which pga_tf.data reads: ("train[:-10000]", "train[-10000:]") for
+    10000; ("train", None) for 0."""
+    if holdout < 0:
+        raise ValueError(f"--holdout must be >= 0, got {holdout}")
+    return ("train", None) if holdout == 0 else (f"train[:-{holdout}]", f"train[-{holdout}:]")
 
 
 def for_method(method: str, **overrides: Any) -> Config:
@@ -189,7 +217,7 @@ def validate(cfg: Config) -> None:
     if cfg.rae_reg not in RAE_REGULARISERS:
         raise ValueError(f"unknown --rae_reg {cfg.rae_reg!r}; choose one of {', '.join(RAE_REGULARISERS)}")
     for name in ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "init_steps", "wae_lambda", "rae_beta",
-                 "rae_lambda", "stage2_steps"):
+                 "rae_lambda", "stage2_steps", "holdout"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     for name in ("stage2_ratio", "stage2_lr", "stage2_depth", "stage2_width"):

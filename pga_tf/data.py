@@ -23,6 +23,7 @@ import functools
 import glob
 import gzip
 import os
+import re
 from typing import Callable
 
 import numpy as np
@@ -81,9 +82,19 @@ def _info(dataset: str) -> DatasetInfo:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}") from None
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+# TFDS's split slicing, in absolute counts: "train[:-10000]", "train[-10000:]", "test[:500]".
+_SLICED = re.compile(r"^(\w+)\[(-?\d*):(-?\d*)\]$")
+
+
+def _split_parts(split: str) -> tuple[str, slice]:
+    """(stored split, slice of it) of a split name, plain ("train") or sliced ("train[:-10000]")."""
+    match = _SLICED.match(split)
+    base, part = (match.group(1), slice(*(int(g) if g else None for g in match.group(2, 3)))) \
+        if match else (split, slice(None))
+    if base not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}, each optionally "
+                         "sliced as TFDS does (train[:-10000], train[-10000:])")
+    return base, part
 
 
 def image_shape(dataset: str) -> tuple[int, int, int]:
@@ -404,10 +415,9 @@ def preprocess_fn(dataset: str) -> Callable[[tf.Tensor], tf.Tensor]:
 
 # -------------------------------------------------------------------------------------- API
 def load_images(dataset: str, split: str = "train", data_dir: str | None = None) -> tf.data.Dataset:
-    """Unbatched, unshuffled float32 [-1, 1] images of `image_shape(dataset)` for `split`."""
-    info = _info(dataset)
-    _check_split(split)
-    raw, _ = _raw_dataset(info, split, data_dir)
+    """Unbatched, unshuffled float32 [-1, 1] images of `image_shape(dataset)` for `split` (a
+    stored split, or a slice of one as TFDS writes it: "train[:-10000]")."""
+    raw, _ = _sliced_raw_dataset(_info(dataset), split, data_dir)
     return raw.map(preprocess_fn(dataset), num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -415,7 +425,13 @@ def num_examples(dataset: str, split: str = "train", data_dir: str | None = None
     """How many images `load_images` yields for `split` (read from headers / listings / TFDS
     metadata, without decoding the images)."""
     info = _info(dataset)
-    _check_split(split)
+    base, part = _split_parts(split)
+    n = _stored_num_examples(info, base, data_dir)
+    start, stop, _ = part.indices(n)
+    return max(0, stop - start)
+
+
+def _stored_num_examples(info: DatasetInfo, split: str, data_dir: str | None) -> int:
     src = _choose_source(info, split, data_dir)
     if src.kind == "idx":
         return _idx_num_items(src.idx_path)
@@ -424,16 +440,31 @@ def num_examples(dataset: str, split: str = "train", data_dir: str | None = None
     return len(_folder_paths(src.data_dir, split))
 
 
+def _sliced_raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[tf.data.Dataset, _Source]:
+    """_raw_dataset of a stored split, cut to the slice `split` names (an empty slice is a
+    DataError: a hold-out larger than the data leaves nothing to train on)."""
+    base, part = _split_parts(split)
+    raw, src = _raw_dataset(info, base, data_dir)
+    if part == slice(None):
+        return raw, src
+    n = _stored_num_examples(info, base, data_dir)
+    start, stop, _ = part.indices(n)
+    if stop <= start:
+        raise DataError(f"split {split} of {info.name} is empty: the {base} split has {n} images")
+    return raw.skip(start).take(stop - start), src
+
+
 def make_train_dataset(dataset: str, batch_size: int, data_dir: str | None = None, seed: int | None = None,
                        shuffle_buffer: int = 10000, repeat: bool = True,
-                       drop_remainder: bool = True) -> tf.data.Dataset:
+                       drop_remainder: bool = True, split: str = "train") -> tf.data.Dataset:
     """Shuffled (reshuffled each epoch, reproducibly for a given seed), repeated, batched,
-    prefetched float32 [-1, 1] train images. drop_remainder keeps every batch the same static
+    prefetched float32 [-1, 1] images of `split` (the train split, or a slice of it that holds
+    out a validation part: config.holdout_splits). drop_remainder keeps every batch the same static
     size, so a compiled train step is traced once. shuffle_buffer <= 0 disables shuffling."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = _info(dataset)
-    ds, src = _raw_dataset(info, "train", data_dir)
+    ds, src = _sliced_raw_dataset(info, split, data_dir)
     # IDX arrays already live in memory (from_tensor_slices): caching them again would copy.
     if src.kind != "idx" and _small_enough_to_cache(info, data_dir):
         ds = ds.cache()  # raw uint8: 4x smaller than the float images, and scaling is cheap

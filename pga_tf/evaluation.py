@@ -1,4 +1,5 @@
-"""Evaluation of a trained run: FID/KID of samples, test reconstruction error, latent NLL.
+"""Evaluation of a trained run: FID/KID and precision/recall of samples, test reconstruction
+error, latent NLL.
 
 `evaluate_run` is what evaluate.py runs; it takes plain arguments (no flags) and returns the
 report it writes. Each part is also usable alone: `load_run`, `reconstruction_error`,
@@ -16,13 +17,14 @@ import numpy as np
 import tensorflow as tf
 
 from pga_tf import (checkpoints, config as config_lib, data, fid as fid_lib, hparams, likelihood, models,
-                    objectives, samplers)
+                    objectives, precision_recall, samplers)
 from pga_tf.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
 # 2: FID/KID over several draws (value = mean, std over draws). 3: the latent sampler is named
-# ("sampler"; metric names and files carry -<sampler> for all but the prior).
-REPORT_VERSION = 3
+# ("sampler"; metric names and files carry -<sampler> for all but the prior). 4: improved
+# precision and recall beside FID/KID; "real_split" may be "validation" (a run's held-out images).
+REPORT_VERSION = 4
 # KID is TF-GAN's unbiased block estimate of the squared MMD between the two feature sets, with
 # the kernel k(x, y) = (x.y / d + 1)^3 on d-dimensional features. We report it as computed: not
 # multiplied by 1000 as many papers print it, so its scale is that of the extractor's features.
@@ -115,17 +117,25 @@ def distances(real: fid_lib.FeatureStats, draws_of_activations: list[np.ndarray]
     The spread over independent draws is what says how much a table entry would move if the
     samples were drawn again; KID's own standard error (over blocks of one draw) is kept beside it.
     """
-    fids, kids, kid_errors = [], [], []
+    fids, kids, kid_errors, prs = [], [], [], []
+    radii = precision_recall.knn_radii(real.activations) if real.n > precision_recall.DEFAULT_K else None
     for act in draws_of_activations:
         fids.append(fid_lib.fid(real, fid_lib.stats_of(act)))
         k, k_err = fid_lib.kid(real.activations, act, seed)
         kids.append(k)
         kid_errors.append(k_err)
+        if radii is not None and len(act) > precision_recall.DEFAULT_K:
+            prs.append(precision_recall.precision_recall(real.activations, act, real_radii=radii))
+    pr = {name: {"value": float(np.mean([p[name] for p in prs])), "std": _spread([p[name] for p in prs]),
+                 "values": [p[name] for p in prs]} for name in ("precision", "recall")} if prs else \
+        {name: {"value": None, "std": None, "values": []} for name in ("precision", "recall")}
     return {"fid": {"value": float(np.mean(fids)), "std": _spread(fids), "values": fids},
             "kid": {"unit": KID_UNIT, "value": _json_number(np.mean(kids)),
                     "std": _json_number(_spread(kids)) if len(kids) > 1 else None,
                     "values": [_json_number(k) for k in kids],
-                    "block_std": [_json_number(e) for e in kid_errors]}}
+                    "block_std": [_json_number(e) for e in kid_errors]},
+            # Kynkaanniemi et al. 2019, k = 3 on the same features (pga_tf/precision_recall.py).
+            **pr}
 
 
 def _format(entry: dict) -> str:
@@ -139,14 +149,16 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
                  fd_draws: int = 16, batch_size: int = 250, seed: int = 0, data_dir: str | None = None,
                  cache: fid_lib.StatsCache | None = None, out: str | None = None,
                  log: Callable[[str], None] = print, draws: int = 3, sampler: str | None = None,
-                 sampler_options: samplers.Options = samplers.Options(), step: int | None = None) -> dict:
+                 sampler_options: samplers.Options = samplers.Options(), step: int | None = None,
+                 real_split: str = "test") -> dict:
     """Evaluate the latest checkpoint of `run_dir` (or the one saved at `step`); write the JSON
     report and PNG grids.
 
     Args:
       run_dir: a training run (config.json + checkpoints/).
       extractor: features for FID/KID (see features.make_extractor).
-      num_samples: generated images per draw; the real side is as many test images, at most all.
+      num_samples: generated images per draw; the real side is as many images of `real_split`,
+        at most all.
       draws: independent draws of `num_samples` latent samples (seeds seed, seed + 1, ...); FID and
         KID are reported as the mean and standard deviation over them.
       nll_examples: test images for the latent NLL (LPGA/LVPGA only); 0 skips it.
@@ -161,21 +173,32 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
       sampler_options: how a fitted sampler (gmm) is fitted, on the run's training images.
       step: evaluate the checkpoint saved at this step instead of the latest (its default
         report goes to <run_dir>/eval/step-<step>/).
+      real_split: "test", or "validation": the images the run held out of training (--holdout),
+        for scores that choose hyperparameters; the reconstruction error and NLL are measured on
+        the same split (default report under eval/[step-<step>/]validation/).
     Returns:
-      The report dict.
+      The report dict, with FID, KID and improved precision/recall (k = 3; mean and spread
+      over the draws), reconstruction MSE and, for LPGA/LVPGA, the exact latent NLL.
+    Raises:
+      EvalError: as load_run, or a validation split asked of a run that held nothing out.
     """
     seconds: dict[str, float] = {}
     t0 = time.time()
     cfg, encoder, decoder, ckpt, ckpt_step = load_run(run_dir, step)
     if data_dir is None:
         data_dir = cfg.data_dir or None
-    # Builds the test pipeline, which checks every image file: a bad one is named before the
-    # report dir is made.
-    data.load_images(cfg.dataset, "test", data_dir)
+    if real_split not in config_lib.REAL_SPLITS:
+        raise ValueError(f"real_split must be one of {', '.join(config_lib.REAL_SPLITS)}, got {real_split!r}")
+    split = "test" if real_split == "test" else cfg.validation_split
+    if split is None:
+        raise EvalError(f"{run_dir} held no images out of training (--holdout=0): no validation split")
+    # Builds the real side's pipeline, which checks every image file: a bad one is named before
+    # the report dir is made.
+    data.load_images(cfg.dataset, split, data_dir)
     kind = sampler or config_lib.default_sampler(cfg.method)
     suffix = config_lib.sampler_suffix(kind)
     fid_name, kid_name = extractor.fid_name + suffix, extractor.kid_name + suffix
-    out = out or config_lib.eval_report_path(run_dir, kind, step)
+    out = out or config_lib.eval_report_path(run_dir, kind, step, real_split)
     out_dir = os.path.dirname(os.path.abspath(out))
     log(f"evaluating {ckpt} (step {ckpt_step}): {cfg.method} on {cfg.dataset}, features {extractor.name}, "
         f"sampler {kind}")
@@ -183,14 +206,14 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
 
     # Before anything is written: a sampler that cannot be fitted leaves the run dir as it was.
     t = time.time()
-    images = lambda: data.load_images(cfg.dataset, "train", data_dir)  # noqa: E731
+    images = lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir)  # noqa: E731
     latent = samplers.build(kind, samplers.run_source(cfg.z_dim, encoder, cfg.variational, images,
                                                       config=cfg, checkpoint=ckpt), sampler_options, log)
     seconds["sampler"] = time.time() - t
     os.makedirs(out_dir, exist_ok=True)
 
     t = time.time()
-    real = fid_lib.real_stats(extractor, cfg.dataset, num_samples, "test", data_dir, cache, log)
+    real = fid_lib.real_stats(extractor, cfg.dataset, num_samples, split, data_dir, cache, log)
     seconds["real_statistics"] = time.time() - t
     warning = fid_lib.few_samples_warning(num_samples, real.n, extractor.feature_dim, extractor.fid_name)
     if warning:
@@ -207,21 +230,21 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     dist = distances(real, activations, seed)
     seconds["fid_kid"] = time.time() - t
     log(f"{fid_name} {_format(dist['fid'])}, {kid_name} {_format(dist['kid'])} "
-        "(MMD^2, unscaled) "
-        f"({draws} draw(s) of {num_samples} samples vs {real.n} test images, {seconds['fid_kid']:.0f} s)")
+        f"(MMD^2, unscaled), precision {_format(dist['precision'])}, recall {_format(dist['recall'])} "
+        f"({draws} draw(s) of {num_samples} samples vs {real.n} {real_split} images, {seconds['fid_kid']:.0f} s)")
 
     t = time.time()
     errors, pairs = reconstruction_error(encoder, decoder, cfg.variational,
-                                         data.load_images(cfg.dataset, "test", data_dir), batch_size)
+                                         data.load_images(cfg.dataset, split, data_dir), batch_size)
     seconds["reconstruction"] = time.time() - t
     rec = {**_summary(errors), "mse_0_1": float(np.mean(errors)) / 4.0,
-           "note": "per-pixel MSE of D(E(x)) on the test split, pixels in [-1, 1] (mse_0_1: in [0, 1])"}
-    log(f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} test images")
+           "note": f"per-pixel MSE of D(E(x)) on the {real_split} split, pixels in [-1, 1] (mse_0_1: in [0, 1])"}
+    log(f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} {real_split} images")
 
     nll = None
     if cfg.method in likelihood.METHODS and nll_examples > 0:
         t = time.time()
-        images = fid_lib.load_real_images(cfg.dataset, nll_examples, "test", data_dir)
+        images = fid_lib.load_real_images(cfg.dataset, nll_examples, split, data_dir)
         nll = likelihood.evaluate(encoder, decoder, cfg.method, images, fd_draws, seed, batch_size)
         np.savez(os.path.join(out_dir, "latent_nll.npz"),
                  **{k: np.asarray(v) for k, v in nll.pop("per_example").items()})
@@ -229,13 +252,13 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         fd = nll["finite_difference"][f"{cfg.method}_direction"]
         log(f"latent NLL {nll['nll_exact']['mean']:.4g} nats (exact log-det {nll['log_det_exact']['mean']:.4g}; "
             f"training estimator {fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) "
-            f"on {nll['examples']} test images")
+            f"on {nll['examples']} {real_split} images")
 
     grids = {name: os.path.join(out_dir, f"{name}{suffix if name == 'samples' else ''}.png")
              for name in ("samples", "reconstructions", "interpolations")}
     save_png(grid(samples), grids["samples"])
     save_png(grid(pairs, ncol=16), grids["reconstructions"])
-    ends = fid_lib.load_real_images(cfg.dataset, 20, "test", data_dir)
+    ends = fid_lib.load_real_images(cfg.dataset, 20, split, data_dir)
     decode = lambda z: decoder(tf.constant(z), training=False).numpy()  # noqa: E731
     save_png(interpolation_grid(ends, encode_mean(encoder, ends, cfg.variational).numpy(), decode),
              grids["interpolations"])
@@ -250,10 +273,13 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         "features": extractor.describe(),
         "sampler": latent.describe(),
         "metrics": {fid_name: dist["fid"]["value"], kid_name: dist["kid"]["value"],
+                    "precision" + suffix: dist["precision"]["value"], "recall" + suffix: dist["recall"]["value"],
                     "reconstruction_mse": rec["mean"]},
         "fid": {"name": fid_name, **dist["fid"], "draws": draws, "num_generated": num_samples,
-                "num_real": real.n, "real_split": "test", "seeds": seeds, "warning": warning},
+                "num_real": real.n, "real_split": real_split, "seeds": seeds, "warning": warning},
         "kid": {"name": kid_name, **dist["kid"]},
+        "precision": {"k": precision_recall.DEFAULT_K, **dist["precision"]},
+        "recall": {"k": precision_recall.DEFAULT_K, **dist["recall"]},
         "reconstruction": rec,
         "latent_nll": nll,
         "grids": grids,
@@ -264,7 +290,8 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
         report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
     tb_dir = os.path.join(out_dir, f"hparams{suffix}")
     hparams.write(tb_dir, hparams.of_config(cfg, kind, extractor.name, ckpt_step),
-                  {"FID": dist["fid"]["value"], "KID": dist["kid"]["value"], "reconstruction_mse": rec["mean"],
+                  {"FID": dist["fid"]["value"], "KID": dist["kid"]["value"], "precision": dist["precision"]["value"],
+                   "recall": dist["recall"]["value"], "reconstruction_mse": rec["mean"],
                    "latent_nll_nats": nll["nll_exact"]["mean"] if nll else None}, ckpt_step)
     report["hparams_logdir"] = tb_dir
     _write_json(report, out)

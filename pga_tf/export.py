@@ -149,7 +149,7 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
                           f"(method {cfg.method}, model {cfg.model}, z_dim {cfg.z_dim}, use_bn "
                           f"{cfg.use_bn}): {reason}") from None
     kind = sampler or config_lib.default_sampler(cfg.method)
-    images = lambda: data.load_images(cfg.dataset, "train", data_dir or cfg.data_dir or None)  # noqa: E731
+    images = lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir or cfg.data_dir or None)  # noqa: E731
     source = samplers.run_source(cfg.z_dim, encoder, cfg.variational, images, config=cfg, checkpoint=ckpt)
     module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational,
                         samplers.build(kind, source, options, log))

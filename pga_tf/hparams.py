@@ -3,7 +3,7 @@
 evaluate.py writes, beside its report, a log dir `hparams[-<sampler>]/` holding the run's
 hyperparameters (method, z_dim, every coefficient, lr, batch size, the sampler, the features) as
 `tensorboard.plugins.hparams.api.hparams` session info, and its final metrics (FID, KID,
-reconstruction MSE, latent NLL) as scalars at the checkpoint's step. `tensorboard --logdir
+precision, recall, reconstruction MSE, latent NLL) as scalars at the checkpoint's step. `tensorboard --logdir
 runs/results` then lists every run and sampler in one table. TensorBoard infers the table's
 columns from the sessions, so runs of methods with different coefficients sit side by side.
 """
@@ -22,7 +22,7 @@ RUN_CONTROL = frozenset({"run_dir", "data_dir", "log_every", "sample_every", "ck
                          "keep_checkpoints", "steps_per_loop", "strategy", "sync_bn",
                          "mixed_precision", "jit_compile", "fused", "deterministic"})
 # Metric tags of a session (scalars in its log dir), as the dashboard's metric columns name them.
-METRICS = ("FID", "KID", "reconstruction_mse", "latent_nll_nats")
+METRICS = ("FID", "KID", "precision", "recall", "reconstruction_mse", "latent_nll_nats")
 
 
 def of_config(cfg, sampler: str, features: str, step: int) -> dict:

@@ -435,3 +435,43 @@ def test_interpolation_grid_rows_walk_between_codes():
 def test_interpolation_grid_needs_a_pair():
     with pytest.raises(ValueError, match="needs >= 2 images"):
         images.interpolation_grid(np.zeros((1, 2, 2, 1)), np.zeros((1, 3)), lambda z: z)
+
+
+def _ids(ds) -> list[int]:
+    """Image ids of images whose every pixel is its index (see the holdout tests)."""
+    return [int(v) for b in ds for v in np.rint((np.asarray(b).reshape(len(b), -1)[:, 0] + 1) * 127.5)]
+
+
+@pytest.mark.parametrize("source", ["idx", "folder"])
+def test_holdout_slices_are_disjoint_and_cover_the_train_split(tmp_path, source):
+    from pga_tf import config as config_lib
+
+    n = 12
+    if source == "idx":
+        arr = np.repeat(np.arange(n, dtype=np.uint8), 28 * 28).reshape(n, 28, 28)
+        write_idx(tmp_path / "train-images-idx3-ubyte", arr)
+        dataset = "mnist"
+    else:  # file names sort as the ids do
+        write_pngs(tmp_path, [np.full((32, 32, 3), i, np.uint8) for i in range(n)])
+        dataset = "cifar10"
+    train, validation = config_lib.holdout_splits(5)
+    assert (train, validation) == ("train[:-5]", "train[-5:]")
+    assert data.num_examples(dataset, train, str(tmp_path)) == 7
+    assert data.num_examples(dataset, validation, str(tmp_path)) == 5
+    assert _ids(data.load_images(dataset, validation, str(tmp_path)).batch(n)) == list(range(7, 12))
+    trained = _ids(data.make_train_dataset(dataset, 7, str(tmp_path), seed=0, repeat=False, split=train))
+    assert sorted(trained) == list(range(7))  # every training image once, no held-out one
+    assert _ids(data.load_images(dataset, "train[2:4]", str(tmp_path)).batch(n)) == [2, 3]
+
+
+def test_a_holdout_as_large_as_the_data_is_a_data_error(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", random_uint8((10, 28, 28)))
+    with pytest.raises(data.DataError, match=r"split train\[:-10\] of mnist is empty: the train split has 10"):
+        data.make_train_dataset("mnist", 2, str(tmp_path), split="train[:-10]")
+
+
+@pytest.mark.parametrize("split", ["validation", "train[a:b]", "train[:5", "tset[:5]"])
+def test_unknown_split_names_are_refused(tmp_path, split):
+    write_idx(tmp_path / "train-images-idx3-ubyte", random_uint8((10, 28, 28)))
+    with pytest.raises(ValueError, match="unknown split"):
+        data.load_images("mnist", split, str(tmp_path))

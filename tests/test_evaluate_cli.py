@@ -110,8 +110,12 @@ def test_evaluate_writes_a_well_formed_report(trained):
     assert report["config"]["method"] == "lpga" and report["config"]["z_dim"] == 4
     assert report["features"]["name"] == "fashion_mnist_cnn" and report["features"]["kind"] == "classifier"
     metrics = report["metrics"]
-    assert set(metrics) == {"FID-fashion_mnist_cnn", "KID-fashion_mnist_cnn", "reconstruction_mse",
-                            "latent_nll_nats"}
+    assert set(metrics) == {"FID-fashion_mnist_cnn", "KID-fashion_mnist_cnn", "precision", "recall",
+                            "reconstruction_mse", "latent_nll_nats"}
+    for name in ("precision", "recall"):  # per draw, in [0, 1], their mean the metric
+        values = report[name]["values"]
+        assert report[name]["k"] == 3 and len(values) == 2 and all(0 <= v <= 1 for v in values)
+        assert metrics[name] == pytest.approx(np.mean(values))
     assert report["fid"]["num_generated"] == 30 and report["fid"]["num_real"] == 24  # the whole test split
     fids = report["fid"]["values"]
     assert len(fids) == 2 and fids[0] != fids[1] and report["fid"]["seeds"] == [0, 1]
@@ -154,7 +158,7 @@ def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
     assert "sampler gmm: 3 full-covariance components fitted on 64 training codes" in proc.stdout
     report = json.load(open(os.path.join(run_dir, "eval", "report-gmm.json")))
     assert set(report["metrics"]) == {"FID-fashion_mnist_cnn-gmm", "KID-fashion_mnist_cnn-gmm",
-                                      "reconstruction_mse"}
+                                      "precision-gmm", "recall-gmm", "reconstruction_mse"}
     assert report["fid"]["name"] == "FID-fashion_mnist_cnn-gmm" and len(report["fid"]["values"]) == 2
     assert np.isfinite(report["metrics"]["FID-fashion_mnist_cnn-gmm"])
     sampler = report["sampler"]
@@ -355,3 +359,22 @@ def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
     proc = run(["evaluate.py", *common, "--checkpoint_step=3"])
     assert_one_line_error(proc, "keeps no checkpoint at step 3 (it keeps steps 2, 4;")
     assert not (run_dir / "eval" / "step-3").exists()
+
+
+def test_validation_split_scores_against_the_held_out_images(trained, tmp_path):
+    data_dir, clf, run_dir, cache = trained
+    # A run that held nothing out has no validation split: refused before TensorFlow loads.
+    proc = run(["evaluate.py", f"--run_dir={run_dir}", "--real_split=validation", f"--classifier={clf}"])
+    assert_one_line_error(proc, "--real_split=validation needs a run trained with --holdout=N")
+
+    held = str(tmp_path / "held")
+    ok(run(["train.py", "--method=ae", "--train_steps=3", "--z_dim=4", "--batch_size=8", "--holdout=40",
+            "--log_every=3", "--steps_per_loop=3", "--noexport", f"--data_dir={data_dir}", f"--run_dir={held}"]))
+    assert json.load(open(os.path.join(held, "config.json")))["holdout"] == 40
+    ok(run(["evaluate.py", f"--run_dir={held}", "--real_split=validation", f"--classifier={clf}",
+            "--num_samples=30", "--draws=1", "--batch_size=16", f"--stats_cache={cache}"]))
+    report = json.load(open(os.path.join(held, "eval", "validation", "report.json")))
+    # The last 40 of the 64 training images are the real side and the reconstructions' images.
+    assert report["fid"]["real_split"] == "validation" and report["fid"]["num_real"] == 30
+    assert report["reconstruction"]["n"] == 40
+    assert not os.path.exists(os.path.join(held, "eval", "report.json"))  # the test report's place is free

@@ -1,0 +1,223 @@
+"""The fair comparison's section: tables over seeds, Welch intervals, curves with bands, verdicts.
+
+Reads the results.json that pga_tf/comparison.py writes (nothing here trains or evaluates) and
+writes <docs_dir>/table.md, <docs_dir>/fid_curves.png and the same text between the markers
+below in docs/RESULTS.md, so the section is regenerated, never edited by hand.
+
+Intervals: for the difference of mean FID between two methods over their seeds, Welch's t
+interval (unequal variances; Welch-Satterthwaite degrees of freedom), 95% by default. With three
+seeds per method it is wide: a difference whose interval holds 0 is reported as unresolved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from pga_tf import config as config_lib
+
+START, END = "<!-- fair-comparison:start -->", "<!-- fair-comparison:end -->"
+LABELS = {"two_stage_vae": "2-Stage VAE"}
+PGA = ("lpga", "vpga", "lvpga")
+BASELINES = ("vae", "wae", "rae", "two_stage_vae", "ae")
+ROWS = (("long", "long budget"), ("short", "short budget"))
+SAMPLER_NAMES = {"own": "own sampler", "gmm": "ex-post GMM"}
+
+
+def label(method: str) -> str:
+    return LABELS.get(method, method.upper())
+
+
+def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict:
+    """Welch's t interval for mean(a) - mean(b).
+
+    Args:
+      a, b: per-seed values of two methods (at least 2 each).
+    Returns:
+      {"diff", "low", "high", "df", "level"}; low/high/df None when either side has < 2 values.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": diff, "low": None, "high": None, "df": None, "level": level}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"diff": diff, "low": diff, "high": diff, "df": float("inf"), "level": level}
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return {"diff": diff, "low": diff - half, "high": diff + half, "df": float(df), "level": level}
+
+
+def per_seed(state: dict, method: str, row: str, sampler: str, metric: str = "fid") -> list[float]:
+    """One value per seed (each the mean over its draws) of `metric` in `row` ("long"/"short")."""
+    kind = "short_runs" if row == "short" and config_lib.default_sampler(method) != "prior" else "runs"
+    name = config_lib.default_sampler(method) if sampler == "own" else sampler
+    out = []
+    for seed in state["protocol"]["seeds"]:
+        run = state[kind].get(f"{method}/seed={seed}")
+        value = run and run["evaluations"].get(f"{row}/{name}", {}).get(metric)
+        if value is not None:
+            out.append(float(value))
+    return out
+
+
+def _pm(values: list[float], digits: int) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def selection_table(state: dict) -> str:
+    grid = sorted({float(lr) for sel in state["selection"].values() for lr in sel})
+    head = "| method | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |"
+    rows = [head, "|---|" + "---|" * (len(grid) + 1)]
+    from pga_tf import comparison
+
+    for m in state["protocol"]["methods"]:
+        sel = state["selection"].get(m, {})
+        chosen = comparison.chosen_lr(sel, tuple(state["protocol"]["lr_grid"]))
+        cells = [("–" if f"{lr:g}" not in sel else "diverged" if sel[f"{lr:g}"]["fid"] is None
+                  else f"{sel[f'{lr:g}']['fid']:.1f}") for lr in grid]
+        rows.append(f"| {label(m)} | " + " | ".join(cells) + f" | {chosen:g} |" if chosen else
+                    f"| {label(m)} | " + " | ".join(cells) + " | (pending) |")
+    return "\n".join(rows) + "\n"
+
+
+def budget_table(state: dict, row: str) -> str:
+    head = ("| method | lr | seeds | FID (own) | KID (own) | precision (own) | recall (own) | "
+            "FID (GMM) | KID (GMM) | precision (GMM) | recall (GMM) | train time |")
+    rows = [head, "|---|" + "---|" * 11]
+    for m in state["protocol"]["methods"]:
+        cells = []
+        for sampler in ("own", "gmm"):
+            cells += [_pm(per_seed(state, m, row, sampler, "fid"), 1), _pm(per_seed(state, m, row, sampler, "kid"), 3),
+                      _pm(per_seed(state, m, row, sampler, "precision"), 2),
+                      _pm(per_seed(state, m, row, sampler, "recall"), 2)]
+        runs = [r for k, r in state["runs"].items() if k.startswith(f"{m}/seed=")]
+        n = len(per_seed(state, m, row, "own"))
+        lr = f"{runs[0]['lr']:g}" if runs else "–"
+        minutes = [r["train_seconds"] / 60 for r in runs]
+        time_cell = f"{np.mean(minutes):.0f} min" if minutes and row == "long" else "–"
+        rows.append(f"| {label(m)} | {lr} | {n} | " + " | ".join(cells) + f" | {time_cell} |")
+    return "\n".join(rows) + "\n"
+
+
+def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[dict]]:
+    """The best PGA (lowest mean FID) and its Welch interval against every other method."""
+    means = {m: np.mean(v) for m in PGA if m in state["protocol"]["methods"]
+             for v in [per_seed(state, m, row, sampler)] if v}
+    if not means:
+        return None, []
+    best = min(means, key=means.get)
+    out = []
+    for other in state["protocol"]["methods"]:
+        theirs = per_seed(state, other, row, sampler)
+        if other == best or not theirs:
+            continue
+        out.append({"against": other, **welch_interval(per_seed(state, best, row, sampler), theirs)})
+    return best, out
+
+
+def _verdict(d: dict) -> str:
+    if d["low"] is None:
+        return "too few seeds for an interval"
+    if d["high"] < 0:
+        return "PGA better (interval below 0)"
+    if d["low"] > 0:
+        return "PGA worse (interval above 0)"
+    return "not resolved (interval holds 0)"
+
+
+def difference_table(state: dict) -> str:
+    rows = ["| budget | sampler | best PGA | against | FID difference | 95% interval (Welch) | reading |",
+            "|---|---|---|---|---|---|---|"]
+    for row, name in ROWS:
+        for sampler in ("own", "gmm"):
+            best, diffs = differences(state, row, sampler)
+            for d in diffs:
+                interval = f"[{d['low']:+.1f}, {d['high']:+.1f}]" if d["low"] is not None else "–"
+                rows.append(f"| {name} | {SAMPLER_NAMES[sampler]} | {label(best)} | {label(d['against'])} | "
+                            f"{d['diff']:+.1f} | {interval} | {_verdict(d)} |")
+    return "\n".join(rows) + "\n"
+
+
+def curves_plot(state: dict, docs_dir: str) -> str | None:
+    from pga_tf import curves
+
+    runs = {label(m): [r["curve"] for k, r in state["runs"].items() if k.startswith(f"{m}/seed=") and r.get("curve")]
+            for m in state["protocol"]["methods"]}
+    runs = {k: v for k, v in runs.items() if v}
+    if not runs:
+        return None
+    path = os.path.join(docs_dir, "fid_curves.png")
+    p = state["protocol"]
+    curves.plot(runs, path, title=f"FID of {p['fid_samples']} samples every {p['fid_every']} steps, "
+                f"{p['dataset']}, Adam at each method's chosen lr; mean and band (min-max) over seeds",
+                epoch_steps=p["steps"] // 10)
+    return path
+
+
+def section(state: dict, docs_dir: str) -> str:
+    p = state["protocol"]
+    long_name = f"{p['steps']} steps"
+    text = [START, "## Fair comparison: one optimiser, a learning rate chosen on a validation split, "
+            f"{len(p['seeds'])} seeds", "",
+            "Generated by `python -m pga_tf.results --protocol=fair` (pga_tf/comparison.py) from "
+            "[docs/fair/results.json](fair/results.json); do not edit by hand.", "",
+            f"- **Optimiser:** Adam (Keras defaults) for all methods, overriding each flagfile's; the "
+            "2-Stage VAE's second stage keeps its own Adam at its flagfile's rate.",
+            f"- **Learning rate:** per method, the best of {', '.join(f'{x:g}' for x in p['lr_grid'])} (grown by "
+            f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
+            f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
+            f"draw of {p['num_samples']}). The test split is not used for the choice.",
+            f"- **Final runs:** seeds {', '.join(map(str, p['seeds']))} on the full training split at the chosen "
+            f"rate. Long budget: {long_name}; short budget: {p['short_steps']} steps, read from each "
+            "long run's checkpoint at that step (the rate is constant, so it is that run), except the "
+            "2-Stage VAE, whose short rows are runs of their own (its second stage trains on that first stage).",
+            f"- **Scores:** FID/KID of {p['draws']} draws of {p['num_samples']} samples against the test split "
+            "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
+            "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
+            "features.", ""]
+    text += ["### Learning-rate selection (validation FID, own sampler)", "", selection_table(state)]
+    text += [f"### Long budget ({long_name})", "", budget_table(state, "long")]
+    text += [f"### Short budget ({p['short_steps']} steps)", "", budget_table(state, "short")]
+    text += ["### Best PGA against each other method (FID, lower is better)", "",
+             "Difference = best PGA minus the other method; Welch's t interval over seeds.", "",
+             difference_table(state)]
+    if curves_plot(state, docs_dir):
+        text += ["### FID during training", "", f"![FID curves, band over seeds]({os.path.basename(docs_dir)}/fid_curves.png)", ""]
+    machines = "; ".join(f"{m['cpu']} ({m['cpu_count']} cores)" for m in state.get("machines", []))
+    text += [f"Machines that ran units: {machines or 'none yet'}.", "", END]
+    return "\n".join(text) + "\n"
+
+
+def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str) -> str:
+    """Write <docs_dir>/table.md and splice the section into `results_md`; returns table.md's path."""
+    from pga_tf import comparison
+
+    with open(results_path) as f:
+        state = json.load(f)
+    comparison.copy_grids(runs_dir, docs_dir, tuple(state["protocol"]["methods"]))
+    text = section(state, docs_dir)
+    out = os.path.join(docs_dir, "table.md")
+    with open(out, "w") as f:
+        f.write(text)
+    if results_md and os.path.exists(results_md):
+        with open(results_md) as f:
+            doc = f.read()
+        if START in doc and END in doc:
+            doc = doc[:doc.index(START)] + text.rstrip("\n") + doc[doc.index(END) + len(END):]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + text
+        with open(results_md + ".tmp", "w") as f:
+            f.write(doc)
+        os.replace(results_md + ".tmp", results_md)
+    return out

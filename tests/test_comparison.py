@@ -1,0 +1,181 @@
+"""The fair comparison's plan, commands, state and statistics (pga_tf/comparison*.py)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pga_tf import comparison, comparison_report, config as config_lib
+
+P = comparison.Protocol(methods=("ae", "lpga", "two_stage_vae"), seeds=(0, 1))
+
+
+def test_grid_grows_past_a_winning_end_once():
+    grid = (3e-4, 1e-3)
+    assert comparison.grid_extension({3e-4: 50.0, 1e-3: 40.0}, grid) == pytest.approx(3e-3)
+    assert comparison.grid_extension({3e-4: 40.0, 1e-3: 50.0}, grid) == pytest.approx(1e-4)
+    # Once grown, the new end winning again adds nothing: the grid grows by one point.
+    assert comparison.grid_extension({3e-4: 50.0, 1e-3: 40.0, 3e-3: 30.0}, grid) is None
+    assert comparison.grid_extension({1e-4: 30.0, 3e-4: 40.0, 1e-3: 50.0}, grid) is None
+    # An interior winner: nothing to add.
+    assert comparison.grid_extension({1e-4: 45.0, 3e-4: 40.0, 1e-3: 50.0}, grid) is None
+    # A diverged rate (None) scores worst.
+    assert comparison.grid_extension({3e-4: 50.0, 1e-3: None}, grid) == pytest.approx(1e-4)
+
+
+def test_chosen_lr_waits_for_the_grid_and_its_extension():
+    grid = (3e-4, 1e-3)
+    assert comparison.chosen_lr({"0.0003": {"fid": 50.0}}, grid) is None
+    assert comparison.chosen_lr({"0.0003": {"fid": 50.0}, "0.001": {"fid": 40.0}}, grid) is None  # 3e-3 to run
+    full = {"0.0003": {"fid": 50.0}, "0.001": {"fid": 40.0}, "0.003": {"fid": 45.0}}
+    assert comparison.chosen_lr(full, grid) == pytest.approx(1e-3)
+    everything_diverged = {"0.0003": {"fid": None}, "0.001": {"fid": None}, "0.0001": {"fid": None}}
+    assert comparison.chosen_lr(everything_diverged, grid) is None
+
+
+def test_pending_orders_selection_then_seed_by_seed():
+    state = {"selection": {}, "runs": {}, "short_runs": {}}
+    first = comparison.pending(P, state)
+    assert [(u.kind, u.method, u.lr) for u in first] == [
+        ("select", m, lr) for m in P.methods for lr in P.lr_grid]
+    # The selection done, with an interior winner for each (so no extension):
+    state["selection"] = {m: {"0.0001": {"fid": 60.0}, "0.0003": {"fid": 40.0}, "0.001": {"fid": 50.0}}
+                          for m in P.methods}
+    todo = comparison.pending(P, state)
+    assert [(u.kind, u.method, u.seed) for u in todo] == [
+        ("seed", "ae", 0), ("seed", "lpga", 0), ("seed", "two_stage_vae", 0), ("short", "two_stage_vae", 0),
+        ("seed", "ae", 1), ("seed", "lpga", 1), ("seed", "two_stage_vae", 1), ("short", "two_stage_vae", 1)]
+    assert all(u.lr == pytest.approx(3e-4) for u in todo)
+    state["runs"]["ae/seed=0"] = {}
+    assert ("seed", "ae", 0) not in [(u.kind, u.method, u.seed) for u in comparison.pending(P, state)]
+
+
+def test_train_command_sets_adam_the_budget_and_the_holdout():
+    sel = comparison.train_command(P, comparison.Unit("select", "lpga", lr=3e-4), "/r")
+    assert sel[:2] == ["train.py", "--flagfile=flags/lpga_fashion_mnist.cfg"]
+    # After the flagfile, so they override it.
+    for flag in ("--optimizer=adam", "--lr=0.0003", "--train_steps=3000", "--holdout=10000", "--init_steps=1000"):
+        assert flag in sel
+    assert not any(a.startswith("--fid_every") for a in sel)
+    long = comparison.train_command(P, comparison.Unit("seed", "ae", lr=1e-3, seed=2), "/r")
+    assert "--train_steps=9370" in long and "--seed=2" in long and "--fid_every=1000" in long
+    assert not any(a.startswith(("--holdout", "--init_steps")) for a in long)  # AE has no warm-up
+    keep = int(next(a for a in long if a.startswith("--keep_checkpoints=")).split("=")[1])
+    assert keep * 1000 >= 3 * 9370  # every curve point kept, room for a second stage
+
+
+def test_evaluations_take_short_rows_from_the_long_run_except_two_stage():
+    rows = comparison.evaluations(P, comparison.Unit("seed", "lpga", lr=1e-3))
+    assert rows == [("long", "prior", None), ("long", "gmm", None), ("short", "prior", 3000), ("short", "gmm", 3000)]
+    assert comparison.evaluations(P, comparison.Unit("seed", "two_stage_vae", lr=1e-3)) == [
+        ("long", "two_stage", None), ("long", "gmm", None)]
+    assert comparison.evaluations(P, comparison.Unit("short", "two_stage_vae", lr=1e-3)) == [
+        ("short", "two_stage", None), ("short", "gmm", None)]
+    sel = comparison.evaluate_command(P, comparison.Unit("select", "vae", lr=1e-3), "/r", "prior", None, [])
+    assert "--real_split=validation" in sel and "--draws=1" in sel
+
+
+def test_state_refuses_another_protocols_file(tmp_path):
+    path = str(tmp_path / "results.json")
+    state = comparison.load_state(path, P)
+    comparison.record(state, comparison.Unit("select", "ae", lr=3e-4), {"fid": 50.0})
+    comparison.save_state(state, path)
+    again = comparison.load_state(path, P)
+    assert again["selection"]["ae"]["0.0003"]["fid"] == 50.0
+    with pytest.raises(ValueError, match="holdout 10000 there, 5000 here"):
+        comparison.load_state(path, comparison.Protocol(methods=P.methods, seeds=(0, 1), holdout=5000))
+
+
+def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
+    """The scheduler with a fake executor: each train/evaluate call writes what the real command
+    would (a report), and one learning rate diverges."""
+    protocol = comparison.Protocol(methods=("ae",), seeds=(0,))
+    calls = []
+
+    def execute(args, log_path, what, core):
+        calls.append(args)
+        run_dir = next(a.split("=", 1)[1] for a in args if a.startswith("--run_dir="))
+        if args[0] == "train.py":
+            if "--lr=0.001" in args:
+                raise RuntimeError("train.py failed (exit 1): error: non-finite rec at step 7")
+            return 1.0
+        sampler = next(a.split("=", 1)[1] for a in args if a.startswith("--sampler="))
+        step = next((int(a.split("=")[1]) for a in args if a.startswith("--checkpoint_step=")), None)
+        split = "validation" if "--real_split=validation" in args else "test"
+        path = config_lib.eval_report_path(run_dir, sampler, step, split)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fid = 30.0 + (5.0 if "lr0.0001" in run_dir else 0.0) + (step or 0) / 1000
+        with open(path, "w") as f:
+            json.dump({"fid": {"value": fid, "std": None, "real_split": split}, "kid": {"value": 0.1},
+                       "precision": {"value": 0.8}, "recall": {"value": 0.5}, "step": step or 9370,
+                       "sampler": {"kind": sampler}, "features": {"checksum": "x"}}, f)
+        return 2.0
+
+    monkeypatch.setattr(comparison, "_machine", lambda: {"cpu": "test", "cpu_count": 1, "platform": "t"})
+    state = comparison.run(protocol, str(tmp_path / "runs"), str(tmp_path / "docs"), execute, log=lambda s: None)
+    sel = state["selection"]["ae"]
+    assert sel["0.001"]["fid"] is None and "non-finite" in sel["0.001"]["diverged"]
+    assert sel["0.0003"]["fid"] == 30.0 and sel["0.0001"]["fid"] == 35.0  # grown below: 1e-3 diverged
+    run = state["runs"]["ae/seed=0"]
+    assert run["lr"] == pytest.approx(3e-4)
+    assert run["evaluations"]["short/prior"]["fid"] == pytest.approx(33.0)
+    assert run["evaluations"]["long/gmm"]["fid"] == pytest.approx(30.0)
+    n = len(calls)
+    # Started again, nothing is pending: no command runs.
+    comparison.run(protocol, str(tmp_path / "runs"), str(tmp_path / "docs"), execute, log=lambda s: None)
+    assert len(calls) == n
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+
+    a, b = [40.1, 42.3, 41.0], [47.0, 45.2, 49.9, 46.1]
+    out = comparison_report.welch_interval(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert out["diff"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert (out["low"], out["high"]) == pytest.approx((ci.low, ci.high))
+    assert comparison_report.welch_interval([1.0], b)["low"] is None
+
+
+def _state_with_seeds():
+    def run(fid_long, fid_short, lr=1e-3):
+        ev = {f"{row}/{s}": {"fid": f, "kid": 0.01, "precision": 0.7, "recall": 0.4}
+              for row, f in (("long", fid_long), ("short", fid_short)) for s in ("prior", "gmm")}
+        return {"lr": lr, "train_seconds": 600, "evaluations": ev}
+
+    return {"protocol": {**P.to_json(), "methods": ["vae", "lpga"], "seeds": [0, 1, 2]},
+            "selection": {"vae": {"0.0003": {"fid": 50.0}, "0.001": {"fid": 45.0}, "0.003": {"fid": 60.0}},
+                          "lpga": {"0.0003": {"fid": 40.0}, "0.001": {"fid": 39.0}, "0.003": {"fid": None}}},
+            "runs": {**{f"vae/seed={s}": run(f, f + 10) for s, f in enumerate([46.0, 47.0, 48.0])},
+                     **{f"lpga/seed={s}": run(f, f + 10) for s, f in enumerate([40.0, 41.5, 39.0])}},
+            "short_runs": {}, "machines": [{"cpu": "test cpu", "cpu_count": 2}]}
+
+
+def test_section_tables_hold_the_seed_statistics(tmp_path):
+    state = _state_with_seeds()
+    text = comparison_report.section(state, str(tmp_path))
+    assert "| VAE | 0.001 | 3 | 47.0 ± 1.0 |" in text  # mean and sample std of 46, 47, 48
+    assert "| LPGA | 0.001 | 3 | 40.2 ± 1.3 |" in text
+    assert "| LPGA | 40.0 | 39.0 | diverged | 0.001 |" in text
+    want = comparison_report.welch_interval([40.0, 41.5, 39.0], [46.0, 47.0, 48.0])
+    assert f"| long budget | own sampler | LPGA | VAE | {want['diff']:+.1f} | [{want['low']:+.1f}, {want['high']:+.1f}] |" in text
+    assert "PGA better (interval below 0)" in text
+    assert text.startswith(comparison_report.START) and text.rstrip().endswith(comparison_report.END)
+
+
+def test_write_replaces_only_its_section(tmp_path):
+    state = _state_with_seeds()
+    (tmp_path / "docs").mkdir()
+    path = tmp_path / "docs" / "results.json"
+    path.write_text(json.dumps(state))
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Results\n\nkept above\n")
+    comparison_report.write(str(path), str(tmp_path / "docs"), str(tmp_path / "runs"), str(md))
+    once = md.read_text()
+    assert once.startswith("# Results\n\nkept above\n") and comparison_report.START in once
+    md.write_text(once + "\nkept below\n")
+    comparison_report.write(str(path), str(tmp_path / "docs"), str(tmp_path / "runs"), str(md))
+    twice = md.read_text()
+    assert twice.count(comparison_report.START) == 1 and twice.endswith("kept below\n")
+    assert (tmp_path / "docs" / "fid_curves.png").exists() is False  # no curves in this state
