@@ -253,9 +253,9 @@ def record(state: dict, unit: Unit, result: dict) -> None:
 # ------------------------------------------------------------------------------ running
 def run(protocol: Protocol, runs_dir: str, docs_dir: str, execute: Callable[[list[str], str, str, int], float],
         jobs: int = 1, feature_args: tuple[str, ...] = (), data_dir: str = "",
-        log: Callable[[str], None] = print, max_units: int = 0) -> dict:
-    """Runs every pending unit (`jobs` at a time, job i on CPU core i), recording each into
-    <docs_dir>/results.json as it finishes; returns the state.
+        log: Callable[[str], None] = print, max_units: int = 0, cores: tuple[int, ...] = ()) -> dict:
+    """Runs every pending unit (`jobs` at a time, each on its own CPU core of `cores`, by default
+    0 .. jobs - 1), recording each into <docs_dir>/results.json as it finishes; returns the state.
 
     Args:
       execute: (args, log path, what, core) -> wall seconds; runs `python <args>` (results._run).
@@ -269,9 +269,9 @@ def run(protocol: Protocol, runs_dir: str, docs_dir: str, execute: Callable[[lis
     machine = _machine()
     if machine not in state["machines"]:
         state["machines"].append(machine)
-    lock, cores = threading.Lock(), queue.Queue()
-    for core in range(jobs):
-        cores.put(core)
+    lock, free = threading.Lock(), queue.Queue()
+    for core in (cores or range(jobs))[:jobs]:
+        free.put(core)
     running: dict = {}
     done_units = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -281,7 +281,7 @@ def run(protocol: Protocol, runs_dir: str, docs_dir: str, execute: Callable[[lis
             while todo and len(running) < jobs and (not max_units or done_units + len(running) < max_units):
                 unit = todo.pop(0)
                 running[unit.key + unit.kind] = pool.submit(_run_unit, protocol, unit, runs_dir, execute,
-                                                            cores, list(feature_args), data_dir, log)
+                                                            free, list(feature_args), data_dir, log)
             if not running:
                 break
             finished, _ = wait(list(running.values()), return_when=FIRST_COMPLETED)

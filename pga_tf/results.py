@@ -101,11 +101,13 @@ flags.DEFINE_integer("short_steps", 3000, "--protocol=fair: the shorter budget's
                      "from each final run's checkpoint at that step).")
 flags.DEFINE_integer("jobs", 1, "--protocol=fair: units run at once, job i pinned to CPU core i "
                      "(taskset) at low priority (nice 19).")
+flags.DEFINE_list("cores", [], "--protocol=fair: the CPU cores the --jobs run on (default 0 .. jobs-1).")
 flags.DEFINE_integer("max_units", 0, "--protocol=fair: stop after this many units (0: all).")
 flags.DEFINE_string("results_md", os.path.join("docs", "RESULTS.md"), "--protocol=fair: the document "
                     "whose fair-comparison section (between its markers) is rewritten; '' for none.")
 flags.DEFINE_boolean("report_only", False, "--protocol=fair: write the section from results.json, run nothing.")
 flags.register_validator("jobs", lambda v: v >= 1, message="--jobs must be >= 1")
+flags.register_validator("cores", lambda v: all(c.isdigit() for c in v), message="--cores must be core numbers")
 flags.register_validator("lr_grid", lambda v: bool(v) and all(_positive_float(x) for x in v),
                          message="--lr_grid must be positive numbers")
 flags.register_validator("seeds", lambda v: bool(v) and all(x.lstrip("-").isdigit() for x in v) and len(set(v)) == len(v),
@@ -392,7 +394,8 @@ def fair(say) -> None:
     if not FLAGS.report_only:
         try:
             comparison.run(protocol, runs_dir, docs_dir, _run, jobs=FLAGS.jobs, feature_args=tuple(_feature_args()),
-                           data_dir=FLAGS.data_dir, log=say, max_units=FLAGS.max_units)
+                           data_dir=FLAGS.data_dir, log=say, max_units=FLAGS.max_units,
+                           cores=tuple(int(c) for c in FLAGS.cores))
         except ValueError as e:  # results.json of another protocol
             raise ResultsError(str(e)) from None
     path = comparison_report.write(os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir,
