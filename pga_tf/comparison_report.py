@@ -159,9 +159,10 @@ def curves_plot(state: dict, docs_dir: str) -> str | None:
         return None
     path = os.path.join(docs_dir, "fid_curves.png")
     p = state["protocol"]
+    marks = {"2-Stage VAE: stage 2 starts": p["steps"]} if "two_stage_vae" in p["methods"] else {}
     curves.plot(runs, path, title=f"FID of {p['fid_samples']} samples every {p['fid_every']} steps, "
                 f"{p['dataset']}, Adam at each method's chosen lr; mean and band (min-max) over seeds",
-                epoch_steps=p["steps"] // 10)
+                marks=marks)
     return path
 
 
