@@ -1,0 +1,60 @@
+"""The stand-in CIFAR-10 and CelebA images (pga_tf/standins.py) against hand-made garments."""
+
+import numpy as np
+import pytest
+
+from pga_tf import standins
+
+
+def _garments(n=4):
+    """n garments: a white 10x10 square at (9, 9) on black, labels 0..n-1."""
+    g = np.zeros((n, 28, 28), np.uint8)
+    g[:, 9:19, 9:19] = 255
+    return g, np.arange(n, dtype=np.uint8)
+
+
+def test_cifar10_garment_is_padded_and_tinted_by_its_class():
+    grey, labels = _garments()
+    grey[1, 9:19, 9:19] = 128  # half-bright
+    out = standins.render_cifar10(grey, labels)
+    assert out.shape == (4, 32, 32, 3) and out.dtype == np.uint8
+    want = np.rint(standins.CLASS_COLOURS[0] * 255)
+    np.testing.assert_array_equal(out[0, 11:21, 11:21], np.broadcast_to(want, (10, 10, 3)))  # moved by the pad
+    np.testing.assert_array_equal(out[1, 15, 15], np.rint(128 / 255 * standins.CLASS_COLOURS[1] * 255))
+    assert out[:, :11].max() == 0 and out[:, :, :2].max() == 0  # black outside the garment
+    assert len({tuple(c) for c in standins.CLASS_COLOURS}) == 10  # ten distinct colours
+
+
+def test_celeb_a_garment_fills_the_crop_that_the_pipeline_takes(tmp_path):
+    from pga_tf import data
+
+    grey, labels = _garments(2)
+    raw = standins.render_celeb_a(grey, labels)
+    assert raw.shape == (2, 218, 178, 3)
+    # The garment's square (rows 9..18 of 28) lands at 4x inside the 108x108 centre crop.
+    top, left = (218 - 108) // 2, (178 - 108) // 2
+    np.testing.assert_array_equal(raw[0, top + 60, left + 60], np.rint(standins.CLASS_COLOURS[0] * 255))
+    assert raw[0, 0, 0].max() < 20 and raw[0, -1, 0].max() > 50  # the background gradient
+    # Through pga_tf.data's crop and resize: the 64x64 image's centre holds the class colour.
+    img = data.preprocess_fn("celeb_a")(raw[1]).numpy()
+    assert img.shape == (64, 64, 3)
+    np.testing.assert_allclose((img[32, 32] + 1) * 127.5, standins.CLASS_COLOURS[1] * 255, atol=2)
+
+
+def test_written_files_read_back_as_the_dataset(tmp_path):
+    from pga_tf import data
+
+    src = tmp_path / "fashion"
+    src.mkdir()
+    grey, labels = _garments(6)
+    for stem in ("train", "t10k"):
+        standins.write_idx(str(src / f"{stem}-images-idx3-ubyte.gz"), grey)
+        standins.write_idx(str(src / f"{stem}-labels-idx1-ubyte.gz"), labels)
+    out = tmp_path / "cifar10"
+    assert standins.write("cifar10", str(out), str(src), (5, 3), log=lambda s: None) == {"train": 5, "test": 3}
+    assert data.num_examples("cifar10", "train", str(out)) == 5
+    batch = data.fixed_batch("cifar10", 3, "test", str(out))
+    np.testing.assert_allclose((batch + 1) * 127.5, standins.render_cifar10(grey[:3], labels[:3]), atol=1e-3)
+    np.testing.assert_array_equal(data.read_idx(str(out / "t10k-labels-idx1-ubyte.gz")), labels[:3])
+    with pytest.raises(ValueError, match="7 train images asked for; the source has 6"):
+        standins.write("cifar10", str(tmp_path / "x"), str(src), (7, 1), log=lambda s: None)
