@@ -1,12 +1,10 @@
 import os
-import sys
 
 import numpy as np
 import pytest
 
 # Quiet TF's C++ logging before anything imports it; tests read our own output, not TF's.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def pytest_addoption(parser):
