@@ -1,9 +1,20 @@
-"""Draw 16 samples from an exported PGA model into one PNG: sample_client.py EXPORT_DIR OUT.png"""
+"""Draw 16 samples from an exported PGA model into one PNG: sample_client.py EXPORT_DIR OUT.png
+
+Needs only TensorFlow, numpy and Pillow. With pga_tf installed (pip install -e .), TensorFlow's
+harmless start-up lines are filtered as in pga-tf's own programs (pga_tf/console.py).
+"""
 import sys
 
-import numpy as np
-import tensorflow as tf
-from PIL import Image
+try:
+    from pga_tf import console
+
+    console.install()  # before TensorFlow loads
+except ImportError:  # a serving machine without pga_tf: TensorFlow's own start-up lines show
+    pass
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
 
 model = tf.saved_model.load(sys.argv[1])
 out = model.signatures["sample"](num_samples=tf.constant(16), seed=tf.constant(0, tf.int64))

@@ -375,3 +375,5 @@ def test_example_client_writes_a_png(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as img:
         assert img.size == (4 * 28, 4 * 28) and img.mode == "L"
+    # Quiet like pga-tf's own programs: none of TensorFlow's start-up lines (cuInit, oneDNN, ...).
+    assert proc.stderr == "", proc.stderr
