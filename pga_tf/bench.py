@@ -39,7 +39,10 @@ and ``--log_det`` measure train.py's flags of the same names. Under a mixed prec
 fraction of peak is taken against a matmul peak in the policy's compute dtype (bfloat16 or
 float16, ``matmul_peak_gflop_per_s``), measured in the same run as the float32 one
 (``matmul_peak_float32_gflop_per_s``); ``cpu_flags`` records the CPU's AVX-512/AMX extensions,
-which decide whether 16-bit matmuls run natively.
+which decide whether 16-bit matmuls run natively. Each 16-bit row also gets ``x_float32`` (its
+images/s over the same method's float32 row of the run, ``x_float32_fixed_batch`` likewise) and
+``precision_probe_ratio``, the ratio train.py's start-up probe (pga_tf.precision_probe) measured
+in this run: how well the probe predicts the step.
 
 The load average (``os.getloadavg``) is recorded with every figure: on a shared machine the
 numbers are only comparable at similar load. Everything runs on TensorFlow's default device, so
@@ -67,7 +70,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import cli, config as config_lib, data, kernels, machine, models, train_lib  # noqa: E402
+from pga_tf import (cli, config as config_lib, data, kernels, machine, models,  # noqa: E402
+                    precision_probe, train_lib)
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
                              "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"})
@@ -374,6 +378,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def speed_vs_float32(results: dict) -> list[str]:
+    """Add `x_float32` (images/s with the pipeline over the same method's float32 row of this
+    run) to each 16-bit row, and return one line per row for the console.
+
+    The float32 row is the one with the same log-det estimator where there is one, else the
+    method's float32 default (finite difference): bfloat16's LPGA default is jvp.
+    """
+    lines = []
+    for figures in results.values():
+        if figures["precision"] == "float32":
+            continue
+        same = [f for f in results.values() if f["method"] == figures["method"]
+                and f["precision"] == "float32"]
+        ref = ([f for f in same if f["log_det"] == figures["log_det"]]
+               or [f for f in same if f["log_det"] == "finite_difference"])
+        if not ref:
+            continue
+        figures["x_float32"] = figures["train_images_per_s"] / ref[0]["train_images_per_s"]
+        figures["x_float32_fixed_batch"] = (figures["train_images_per_s_fixed_batch"]
+                                            / ref[0]["train_images_per_s_fixed_batch"])
+        figures["x_float32_against"] = f"float32/{ref[0]['log_det']}"
+        probe = figures.get("precision_probe_ratio")
+        lines.append(f"{figures['method']} {figures['precision']} ({figures['log_det']}): "
+                     f"{figures['x_float32']:.2f}x float32 ({figures['x_float32_against']}) "
+                     f"with the pipeline, {figures['x_float32_fixed_batch']:.2f}x with a fixed batch"
+                     + (f"; start-up probe {probe:.2f}x" if probe is not None else ""))
+    return lines
+
+
 def _label(method: str, precision: str, log_det: str, several: bool) -> str:
     """The results key: the method alone, or with its precision and log-det when several run."""
     return f"{method}/{precision}/{log_det}" if several else method
@@ -391,11 +424,16 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"device {device}, {cpu}, {os.cpu_count()} cores, {' '.join(cpu_flags)}; "
         f"float32 matmul {args.matmul_n}^2: {peak32:.0f} GFLOP/s [load {load()}]")
     peaks = {"float32": peak32}
+    probes = {}
     for precision in args.precisions:
         dtype = precision.replace("mixed_", "")
         if dtype not in peaks:
             peaks[dtype] = matmul_peak(args.matmul_n, dtype=dtype)
             log(f"{dtype} matmul {args.matmul_n}^2: {peaks[dtype]:.0f} GFLOP/s [load {load()}]")
+            # train.py's start-up probe, so its ratio can be held against the measured steps'.
+            probes[precision] = precision_probe.measure(precision)
+            log(f"{precision} start-up probe (train.py's): {probes[precision]:.2f}x float32 "
+                f"[load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
     strategy = train_lib.make_strategy(args.strategy)
@@ -419,6 +457,10 @@ def main(argv: list[str] | None = None) -> dict:
     for figures in results.values():
         figures.update(run)
         figures["matmul_peak_after_gflop_per_s"] = peaks_after[figures["matmul_dtype"]]
+        if figures["precision"] in probes:
+            figures["precision_probe_ratio"] = probes[figures["precision"]]
+    for line in speed_vs_float32(results):
+        log(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

@@ -92,6 +92,28 @@ def test_precisions_and_log_dets_are_measured_interleaved_against_their_own_matm
         bf16["achieved_gflop_per_s"] / bf16["matmul_peak_gflop_per_s"])
     assert isinstance(bf16["cpu_flags"], list)
     assert not bf16["mixed_precision"]  # no loss scaling under bfloat16
+    # train.py's start-up probe ran once for bfloat16, and each 16-bit row is held against float32.
+    assert bf16["precision_probe_ratio"] > 0
+    assert results["vae/mixed_bfloat16/finite_difference"]["precision_probe_ratio"] == bf16["precision_probe_ratio"]
+    assert "precision_probe_ratio" not in f32 and "x_float32" not in f32
+    assert bf16["x_float32"] == pytest.approx(bf16["train_images_per_s"] / f32["train_images_per_s"])
+    assert bf16["x_float32_against"] == "float32/jvp"
+
+
+def test_speed_vs_float32_takes_the_same_estimator_or_the_float32_default():
+    def row(method, precision, log_det, rate, fixed):
+        return {"method": method, "precision": precision, "log_det": log_det,
+                "train_images_per_s": rate, "train_images_per_s_fixed_batch": fixed}
+
+    results = {"a": row("lpga", "float32", "finite_difference", 200.0, 210.0),
+               "b": row("lpga", "mixed_bfloat16", "jvp", 300.0, 420.0),
+               "c": row("vpga", "mixed_float16", "finite_difference", 50.0, 60.0)}
+    lines = bench.speed_vs_float32(results)
+    assert (results["b"]["x_float32"], results["b"]["x_float32_fixed_batch"]) == (1.5, 2.0)
+    assert results["b"]["x_float32_against"] == "float32/finite_difference"
+    assert "x_float32" not in results["c"]  # no float32 VPGA row in this run: nothing to divide by
+    assert lines == ["lpga mixed_bfloat16 (jvp): 1.50x float32 (float32/finite_difference) with "
+                     "the pipeline, 2.00x with a fixed batch"]
 
 
 @pytest.mark.parametrize("argv", [["--methods=nope"], ["--steps=0"], ["--warmup=0"],
