@@ -127,7 +127,10 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
     if cfg is None:
         raise ExportError(f"{run_dir} has no {config_lib.CONFIG_FILE}; pass the --run_dir of a "
                           "training run")
-    ckpt = checkpoints.latest(os.path.join(run_dir, "checkpoints"))  # no glob of the user's path
+    try:  # the newest checkpoint that reads back whole, held while a training prunes
+        ckpt = checkpoints.newest(os.path.join(run_dir, "checkpoints"), log)
+    except checkpoints.CheckpointError as e:
+        raise ExportError(str(e)) from None
     if ckpt is None:
         raise ExportError(f"{run_dir} has no checkpoint to export (nothing in "
                           f"{os.path.join(run_dir, 'checkpoints')})")
@@ -160,8 +163,10 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
 def checkpoint_step(ckpt: str) -> int | None:
     """The training step `ckpt` was saved at (its optimizer's iteration count, plus the 2-Stage
     VAE's stage-2 steps), or None."""
+    from pga_tf import checkpoints
+
     try:
-        reader = tf.train.load_checkpoint(ckpt)
+        reader = tf.train.load_checkpoint(checkpoints.readable(ckpt))
         step = int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, ValueError):
         return None

@@ -475,13 +475,16 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
     # into scratch dirs; all of them resume from the chief's checkpoints.
     out_dir = distribution.write_dir(trainer.strategy, run_dir)
-    removed = checkpoints.remove_partial(os.path.join(out_dir, "checkpoints"))
-    if removed:
-        log(f"removed what interrupted saves left in {os.path.join(out_dir, 'checkpoints')}: "
-            f"{', '.join(removed)}")
+    try:
+        if os.path.abspath(out_dir) == os.path.abspath(run_dir):
+            latest = checkpoints.recover(os.path.join(run_dir, "checkpoints"), log)
+        else:  # a worker's scratch dir: only the chief tidies the checkpoints it resumes from
+            checkpoints.remove_partial(os.path.join(out_dir, "checkpoints"))
+            latest = checkpoints.newest(os.path.join(run_dir, "checkpoints"), log)
+    except checkpoints.CheckpointError as e:
+        raise TrainingError(str(e)) from None
     manager = checkpoints.Manager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
                                   max_to_keep=cfg.keep_checkpoints)
-    latest = checkpoints.latest(os.path.join(run_dir, "checkpoints"))
     if latest:
         _restore(trainer, latest, iterator if single else None, input_signature or {}, log)
         log(f"resumed from {latest} at step {trainer.step}")
