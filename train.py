@@ -136,11 +136,11 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
 
 
 def _user_errors():
-    from pga_tf import data, export, features, run_lock, train_lib
+    from pga_tf import config, data, export, features, run_lock, train_lib
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
     return (data.DataError, train_lib.TrainingError, export.ExportError, features.FeatureError,
-            run_lock.RunDirBusy, OSError)
+            run_lock.RunDirBusy, config.ConfigError, OSError)
 
 
 if __name__ == "__main__":

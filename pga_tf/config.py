@@ -220,17 +220,86 @@ def save(cfg: Config, run_dir: str) -> None:
     os.replace(tmp, path)
 
 
+class ConfigError(ValueError):
+    """A run's config.json that cannot be used (not JSON, a key unknown, missing or of the wrong
+    type, a value no run can use); the message is one line naming the file."""
+
+
+# The keys every config.json has held since the first one; a key added later takes its default
+# when an older run's file lacks it.
+REQUIRED_KEYS = ("method", "dataset", "model", "z_dim", "batch_size", "lr", "optimizer", "epochs",
+                 "train_steps", "use_bn", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld",
+                 "seed", "run_dir", "data_dir", "log_every", "sample_every", "ckpt_every",
+                 "keep_checkpoints", "steps_per_loop", "bn_momentum", "strategy", "sync_bn",
+                 "jit_compile")
+_LEGACY_KEYS = {"mixed_precision": bool}  # written before --precision
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _type_error(key: str, value: Any, kind: type) -> str | None:
+    """What is wrong with `value` as config.json's `key` of type `kind`, or None."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if ok:
+        return None
+    return f"key {key!r} is {json.dumps(value)}, not {_TYPE_NAMES[kind]}"
+
+
 def load(run_dir: str) -> Config | None:
-    """The configuration a run dir was trained with, or None if it has none."""
+    """The configuration a run dir was trained with, or None if it has none.
+
+    Raises ConfigError for a file that is empty, cut short or hand-edited into something no run
+    wrote: the resume, the export and the evaluation would otherwise each read it differently
+    (a traceback, a string compared with an integer, an unknown key silently dropped).
+    """
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        raw = json.load(f)
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{path} {what}; restore it (train.py writes it at the start of a run) "
+                           "or use another --run_dir")
+
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise bad(f"cannot be read ({e.strerror})") from None
+    if not text.strip():
+        raise bad("is empty")
+    try:
+        raw = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise bad("is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise bad(f"is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}; cut short?)") from None
+    if not isinstance(raw, dict):
+        raise bad("does not hold a JSON object")
+    fields = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
+    unknown = sorted(k for k in raw if k not in fields and k not in _LEGACY_KEYS)
+    if unknown:
+        raise bad(f"has unknown key(s) {', '.join(map(repr, unknown))}")
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise bad(f"lacks key(s) {', '.join(map(repr, missing))}")
+    for key, value in raw.items():
+        problem = _type_error(key, value, fields.get(key) or _LEGACY_KEYS[key])
+        if problem:
+            raise bad(problem)
     if "precision" not in raw:  # written before --precision: a bool mixed_precision
         raw["precision"] = "mixed_float16" if raw.get("mixed_precision") else "float32"
-    known = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in raw.items() if k in known})
+    cfg = Config(**{k: v for k, v in raw.items() if k in fields})
+    try:
+        validate(cfg)
+    except ValueError as e:
+        raise bad(f"holds a setting no run can use ({e})") from None
+    return cfg
 
 
 def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_KEYS + RESUME_KEYS) -> list[str]:

@@ -44,7 +44,10 @@ def load_run(run_dir: str, step: int | None = None, log: Callable[[str], None] =
     """
     if not os.path.isdir(run_dir):
         raise EvalError(f"run dir {run_dir} does not exist")
-    cfg = config_lib.load(run_dir)
+    try:
+        cfg = config_lib.load(run_dir)
+    except config_lib.ConfigError as e:
+        raise EvalError(str(e)) from None
     if cfg is None:
         raise EvalError(f"{run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
     ckpt_dir = os.path.join(run_dir, "checkpoints")

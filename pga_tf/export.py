@@ -120,10 +120,8 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
 
     try:
         cfg = config_lib.load(run_dir)
-        if cfg is not None:
-            config_lib.validate(cfg)
-    except (ValueError, TypeError) as e:  # bad JSON, unknown keys' types, invalid values
-        raise ExportError(f"{os.path.join(run_dir, config_lib.CONFIG_FILE)} is unreadable: {e}") from None
+    except config_lib.ConfigError as e:
+        raise ExportError(str(e)) from None
     if cfg is None:
         raise ExportError(f"{run_dir} has no {config_lib.CONFIG_FILE}; pass the --run_dir of a "
                           "training run")
