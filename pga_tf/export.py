@@ -155,6 +155,12 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
     module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational,
                         samplers.build(kind, source, options, log))
     module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it
+    if module.step is not None:
+        from pga_tf import train_lib
+
+        warning = train_lib.warm_up_unfinished(cfg, module.step, f"checkpoint {ckpt}")
+        if warning:  # the export serves the warm-up's autoencoder under the method's name
+            log(warning)
     return module
 
 

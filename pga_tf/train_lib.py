@@ -498,6 +498,9 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                             "--run_dir must be on a filesystem every worker sees")
     if on_start is not None:
         on_start()
+    warning = warm_up_unfinished(cfg, total_steps)
+    if warning and trainer.step < total_steps:
+        log(warning)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     samples_dir = os.path.join(out_dir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
@@ -571,6 +574,22 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     writer.flush()
     distribution.cleanup(trainer.strategy, run_dir)
     return last
+
+
+def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> str | None:
+    """The warning for a run (or checkpoint, `subject`) of `steps` steps that ends inside its
+    warm-up, or None.
+
+    Such a run trains (and exports) a plain autoencoder under the method's name. It is warned
+    about, not refused: a few steps of a method at its default --init_steps is how a pipeline is
+    smoke-tested, and a later resume with more --train_steps goes past the warm-up.
+    """
+    terms = [name for name in step_lib.COEFFICIENTS if getattr(cfg, name)]
+    if not terms or cfg.init_steps < steps:
+        return None
+    return (f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
+            f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
+            f"{subject} is a plain autoencoder, not {cfg.method}")
 
 
 def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
