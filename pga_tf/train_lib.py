@@ -502,6 +502,7 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     if warning and trainer.step < total_steps:
         log(warning)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
+    _mark_start(writer, trainer.step, resumed=bool(latest))
     samples_dir = os.path.join(out_dir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
 
@@ -590,6 +591,25 @@ def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> st
     return (f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
             f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
             f"{subject} is a plain autoencoder, not {cfg.method}")
+
+
+def _mark_start(writer: tf.summary.SummaryWriter, step: int, resumed: bool) -> None:
+    """Write a SessionLog START event at `step` + 1 into `writer`'s events.
+
+    A run killed after its last checkpoint has already logged summaries past it, and the resumed
+    run logs those steps again, so TensorBoard's curves would run back. TensorBoard's loader takes
+    a run's first START event as its start and every later one as a restart: it drops the events at
+    or past that step, which leaves the summaries up to the checkpoint and then the resumed run's.
+    A resume writes two, so that a run dir whose first session wrote none is purged as well (a
+    second purge at the same step drops nothing more).
+    """
+    event = tf.compat.v1.Event(wall_time=time.time(), step=step + 1,
+                               session_log=tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START))
+    # tf.summary has no call for an Event that is not a Summary; ImportEvent is the writer's op
+    # for exactly that.
+    for _ in range(2 if resumed else 1):
+        tf.raw_ops.ImportEvent(writer=writer._resource, event=event.SerializeToString())
+    writer.flush()
 
 
 def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
