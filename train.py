@@ -77,6 +77,7 @@ def main(argv):
     data_dir = cfg.data_dir or None
     dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed)
     examples = data.num_examples(cfg.dataset, "train", data_dir)
+    print(f"data: {data.describe(cfg.dataset, 'train', data_dir)}", flush=True)
     if cfg.train_steps > 0:
         stage1_steps = cfg.train_steps
     else:

@@ -177,15 +177,46 @@ def _idx_images(path: str, info: DatasetInfo) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- image folders
 def _list_images(directory: str, exclude: str | None = None) -> list[str]:
-    """Image files under `directory`, recursively, sorted so "the first n" is stable."""
-    paths = []
-    for root, dirs, files in os.walk(directory):
-        if exclude is not None:
-            dirs[:] = [d for d in dirs if os.path.join(root, d) != exclude]
-        dirs.sort()
-        paths.extend(os.path.join(root, f) for f in sorted(files)
-                     if f.lower().endswith(IMAGE_EXTENSIONS))
+    """Image files under `directory`, recursively, sorted so "the first n" is stable.
+
+    Hidden files and folders (a leading '.': .ipynb_checkpoints/, macOS's ._name AppleDouble
+    files, .DS_Store) are not data. Symbolic links are followed, to files and folders alike (a
+    folder reached twice, e.g. through a link loop, is read once); a link to nothing is a
+    BadImages naming it.
+    """
+    paths, seen = [], set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or os.path.join(root, d) != exclude))
+        for f in sorted(files):
+            if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(root, f)
+            if not os.path.exists(path):  # only a symbolic link can be listed and not exist
+                raise BadImages(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                                "exist; remove or fix it")
+            paths.append(path)
     return paths
+
+
+def describe(dataset: str, split: str = "train", data_dir: str | None = None) -> str:
+    """Where `split`'s images come from and how many there are, for the start-up line."""
+    info = _info(dataset)
+    src = _choose_source(info, split, data_dir)
+    n = num_examples(dataset, split, data_dir)
+    if src.kind == "idx":
+        return f"{n} {split} images from the IDX file {src.idx_path}"
+    if src.kind == "tfds":
+        return f"{n} {split} images from TFDS {info.tfds_name} in {src.data_dir or 'its default directory'}"
+    sub = os.path.join(src.data_dir, "train" if split == "train" else "test")
+    where = sub if os.path.isdir(sub) else src.data_dir
+    return (f"{n} {split} images (image files, hidden ones skipped, symbolic links followed) "
+            f"under {where}")
 
 
 def _looked_for(info: DatasetInfo, data_dir: str) -> str:
