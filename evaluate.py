@@ -39,8 +39,8 @@ def main(argv):
         cli.fail(f"run dir {FLAGS.run_dir} does not exist")
     try:
         cfg = config_lib.load(FLAGS.run_dir)
-    except (ValueError, TypeError) as e:
-        cli.fail(f"cannot read {os.path.join(FLAGS.run_dir, config_lib.CONFIG_FILE)}: {e}")
+    except config_lib.ConfigError as e:
+        cli.fail(str(e))
     if cfg is None:
         cli.fail(f"{FLAGS.run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
     if FLAGS.real_split == "validation" and cfg.validation_split is None:

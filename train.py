@@ -82,6 +82,7 @@ def main(argv):
     dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed,
                                       split=cfg.train_split)
     examples = data.num_examples(cfg.dataset, cfg.train_split, data_dir)
+    print(f"data: {data.describe(cfg.dataset, cfg.train_split, data_dir)}", flush=True)
     if cfg.train_steps > 0:
         stage1_steps = cfg.train_steps
     else:
@@ -141,11 +142,11 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
 
 
 def _user_errors():
-    from pga_tf import data, export, features, run_lock, train_lib
+    from pga_tf import config, data, export, features, run_lock, train_lib
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
     return (data.DataError, train_lib.TrainingError, export.ExportError, features.FeatureError,
-            run_lock.RunDirBusy, OSError)
+            run_lock.RunDirBusy, config.ConfigError, OSError)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ DEFAULT_LOG_DET = {"float32": "finite_difference", "mixed_float16": "jvp", "mixe
 
 # Flags whose default depends on --method (None here; resolved from config.METHOD_DEFAULTS).
 METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda",
-                    "rae_beta", "rae_lambda")
+                    "rae_beta", "rae_lambda", "optimizer", "lr")
+_COEFFICIENT_FLAGS = METHOD_DEPENDENT[1:-2]  # checked to be >= 0
 
 
 def define_train_flags() -> None:
@@ -38,8 +39,10 @@ def define_train_flags() -> None:
     flags.DEFINE_enum("model", d.model, MODELS, "Encoder/decoder architecture (reference src/models.py).")
     flags.DEFINE_integer("z_dim", None, "Latent dimension (default: the method's reference default).")
     flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (split over replicas).")
-    flags.DEFINE_float("lr", d.lr, "Learning rate.")
-    flags.DEFINE_enum("optimizer", d.optimizer, config_lib.OPTIMIZERS, "sgd (momentum 0.9, reference) or adam.")
+    own = ", ".join(f"{m} {v['optimizer']} {v['lr']:g}" for m, v in config_lib.METHOD_DEFAULTS.items())
+    flags.DEFINE_float("lr", None, f"Learning rate (default: the method's; {own}).")
+    flags.DEFINE_enum("optimizer", None, config_lib.OPTIMIZERS, "sgd (momentum 0.9, reference) or "
+                      "adam (default: the method's, see --lr).")
     flags.DEFINE_integer("epochs", d.epochs, "Training epochs (ignored when --train_steps > 0).")
     flags.DEFINE_integer("train_steps", d.train_steps, "Total training steps; overrides --epochs when > 0.")
     flags.DEFINE_boolean("use_bn", d.use_bn, "Batch norm in the nets (reference --bn).")
@@ -106,7 +109,7 @@ def define_train_flags() -> None:
                  "keep_checkpoints", "steps_per_loop"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
     flags.register_validator("z_dim", lambda v: v is None or v > 0, message="--z_dim must be positive")
-    flags.register_validator("lr", lambda v: v > 0, message="--lr must be positive")
+    flags.register_validator("lr", lambda v: v is None or v > 0, message="--lr must be positive")
     flags.register_validator("train_steps", lambda v: v >= 0,
                              message="--train_steps must be >= 0 (0 means use --epochs)")
     flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0")
@@ -115,7 +118,7 @@ def define_train_flags() -> None:
                              message="--stage2_steps must be >= 0 (0 means use --stage2_ratio)")
     for name in ("stage2_ratio", "stage2_lr", "stage2_depth", "stage2_width"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
-    for name in METHOD_DEPENDENT[1:]:
+    for name in _COEFFICIENT_FLAGS:
         flags.register_validator(name, lambda v: v is None or v >= 0, message=f"--{name} must be >= 0")
     forbid_flag_like_values()
 
@@ -171,7 +174,7 @@ def resolve_log_det(method: str, precision: str, log_det: str | None) -> str:
 def config_from_flags() -> config_lib.Config:
     """The Config these flags ask for: method defaults, then every flag given."""
     overrides = {name: FLAGS[name].value for name in METHOD_DEPENDENT if FLAGS[name].value is not None}
-    common = ("dataset", "model", "batch_size", "lr", "optimizer", "epochs", "train_steps", "use_bn",
+    common = ("dataset", "model", "batch_size", "epochs", "train_steps", "use_bn",
               "seed", "holdout", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
               "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "fused",
               "jit_compile", "deterministic", "rae_reg", "stage2_steps", "stage2_ratio", "stage2_lr",

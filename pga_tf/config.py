@@ -26,23 +26,35 @@ LOG_DETS = ("finite_difference", "jvp")
 # zj10/PGA src/train_lpga.py, train_vpga.py, train_lvpga.py. The reference's VPGA has no
 # warm-up, hence init_steps 0. The baselines reuse the nets: the VAE takes VPGA's latent size and
 # KL weight so it differs from VPGA only by the perceptual terms; the AE takes LPGA's latent size.
+# Each carries its optimiser and learning rate too, the ones its fashion_mnist/mnist flagfiles
+# and official code use, so `train.py --method=<m>` alone trains every method: PGA's SGD at lr
+# 0.1 sends the 2-Stage VAE's loss to NaN within a few steps and saturates WAE's MMD.
+_PGA_OPTIMISER = dict(optimizer="sgd", lr=0.1)  # the reference's momentum SGD
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lpga": dict(z_dim=12, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1.5e-2, vrec=0.0, vkld=0.0),
-    "vpga": dict(z_dim=32, init_steps=0, zn_rec=6e-2, zh_rec=0.0, nll=0.0, vrec=1e-2, vkld=3e-2),
-    "lvpga": dict(z_dim=32, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1e-2, vrec=1.5e-2, vkld=2e-2),
-    "vae": dict(z_dim=32, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=3e-2),
-    "ae": dict(z_dim=12, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0),
+    "lpga": dict(z_dim=12, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1.5e-2, vrec=0.0, vkld=0.0,
+                 **_PGA_OPTIMISER),
+    "vpga": dict(z_dim=32, init_steps=0, zn_rec=6e-2, zh_rec=0.0, nll=0.0, vrec=1e-2, vkld=3e-2,
+                 **_PGA_OPTIMISER),
+    "lvpga": dict(z_dim=32, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1e-2, vrec=1.5e-2, vkld=2e-2,
+                  **_PGA_OPTIMISER),
+    "vae": dict(z_dim=32, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=3e-2,
+                **_PGA_OPTIMISER),
+    "ae": dict(z_dim=12, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
+               **_PGA_OPTIMISER),
     # WAE-MMD and RAE-L2 default to their papers' MNIST settings (flags/wae_mnist.cfg,
     # flags/rae_mnist.cfg say how each coefficient is converted to our per-pixel-mean MSE on
     # [-1, 1] images): WAE z_dim 8, lambda 10 on 0.05 * sum-of-squares over [0, 1] pixels; RAE
-    # bottleneck 16, embedding weight 1e-4 on mean(z^2), L2 weight 1e-7.
+    # bottleneck 16, embedding weight 1e-4 on mean(z^2), L2 weight 1e-7. WAE trains with its
+    # paper's Adam at lr 1e-3; RAE with the PGA nets' optimiser, as its flagfiles say.
     "wae": dict(z_dim=8, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                wae_lambda=1.0204),
+                wae_lambda=1.0204, optimizer="adam", lr=1e-3),
     "rae": dict(z_dim=16, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                rae_beta=5e-5, rae_lambda=4e-7),
-    # 2-Stage VAE (Dai & Wipf, ICLR 2019): daib13/TwoStageVAE demo.py's defaults, latent-dim 64.
-    # Its KL weight is 1 and its decoder variance is learned, so no coefficient applies.
-    "two_stage_vae": dict(z_dim=64, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0),
+                rae_beta=5e-5, rae_lambda=4e-7, **_PGA_OPTIMISER),
+    # 2-Stage VAE (Dai & Wipf, ICLR 2019): daib13/TwoStageVAE demo.py's defaults, latent-dim 64,
+    # Adam at lr 1e-4. Its KL weight is 1 and its decoder variance is learned, so no coefficient
+    # applies.
+    "two_stage_vae": dict(z_dim=64, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
+                          optimizer="adam", lr=1e-4),
 }
 
 # Latent samplers (pga_tf/samplers.py builds them; the names live here, TensorFlow-free, so flags
@@ -248,17 +260,86 @@ def save(cfg: Config, run_dir: str) -> None:
     os.replace(tmp, path)
 
 
+class ConfigError(ValueError):
+    """A run's config.json that cannot be used (not JSON, a key unknown, missing or of the wrong
+    type, a value no run can use); the message is one line naming the file."""
+
+
+# The keys every config.json has held since the first one; a key added later takes its default
+# when an older run's file lacks it.
+REQUIRED_KEYS = ("method", "dataset", "model", "z_dim", "batch_size", "lr", "optimizer", "epochs",
+                 "train_steps", "use_bn", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld",
+                 "seed", "run_dir", "data_dir", "log_every", "sample_every", "ckpt_every",
+                 "keep_checkpoints", "steps_per_loop", "bn_momentum", "strategy", "sync_bn",
+                 "jit_compile")
+_LEGACY_KEYS = {"mixed_precision": bool}  # written before --precision
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _type_error(key: str, value: Any, kind: type) -> str | None:
+    """What is wrong with `value` as config.json's `key` of type `kind`, or None."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if ok:
+        return None
+    return f"key {key!r} is {json.dumps(value)}, not {_TYPE_NAMES[kind]}"
+
+
 def load(run_dir: str) -> Config | None:
-    """The configuration a run dir was trained with, or None if it has none."""
+    """The configuration a run dir was trained with, or None if it has none.
+
+    Raises ConfigError for a file that is empty, cut short or hand-edited into something no run
+    wrote: the resume, the export and the evaluation would otherwise each read it differently
+    (a traceback, a string compared with an integer, an unknown key silently dropped).
+    """
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        raw = json.load(f)
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{path} {what}; restore it (train.py writes it at the start of a run) "
+                           "or use another --run_dir")
+
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise bad(f"cannot be read ({e.strerror})") from None
+    if not text.strip():
+        raise bad("is empty")
+    try:
+        raw = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise bad("is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise bad(f"is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}; cut short?)") from None
+    if not isinstance(raw, dict):
+        raise bad("does not hold a JSON object")
+    fields = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
+    unknown = sorted(k for k in raw if k not in fields and k not in _LEGACY_KEYS)
+    if unknown:
+        raise bad(f"has unknown key(s) {', '.join(map(repr, unknown))}")
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise bad(f"lacks key(s) {', '.join(map(repr, missing))}")
+    for key, value in raw.items():
+        problem = _type_error(key, value, fields.get(key) or _LEGACY_KEYS[key])
+        if problem:
+            raise bad(problem)
     if "precision" not in raw:  # written before --precision: a bool mixed_precision
         raw["precision"] = "mixed_float16" if raw.get("mixed_precision") else "float32"
-    known = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in raw.items() if k in known})
+    cfg = Config(**{k: v for k, v in raw.items() if k in fields})
+    try:
+        validate(cfg)
+    except ValueError as e:
+        raise bad(f"holds a setting no run can use ({e})") from None
+    return cfg
 
 
 def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_KEYS + RESUME_KEYS) -> list[str]:

@@ -18,6 +18,7 @@ preprocessing step (celeb_a: centre crop + bicubic resize) and the x / 127.5 - 1
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import glob
@@ -187,18 +188,71 @@ def _idx_images(path: str, info: DatasetInfo) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- image folders
 def _list_images(directory: str, exclude: str | None = None) -> list[str]:
-    """Image files under `directory`, recursively, sorted so "the first n" is stable."""
-    paths = []
-    for root, dirs, files in os.walk(directory):
-        if exclude is not None:
-            dirs[:] = [d for d in dirs if os.path.join(root, d) != exclude]
-        dirs.sort()
-        paths.extend(os.path.join(root, f) for f in sorted(files)
-                     if f.lower().endswith(IMAGE_EXTENSIONS))
+    """Image files under `directory`, recursively, sorted so "the first n" is stable.
+
+    Hidden files and folders (a leading '.': .ipynb_checkpoints/, macOS's ._name AppleDouble
+    files, .DS_Store) are not data. Symbolic links are followed, to files and folders alike (a
+    folder reached twice, e.g. through a link loop, is read once); a link to nothing is a
+    BadImages naming it.
+    """
+    paths, seen = [], set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or os.path.join(root, d) != exclude))
+        for f in sorted(files):
+            if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(root, f)
+            if not os.path.exists(path):  # only a symbolic link can be listed and not exist
+                raise BadImages(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                                "exist; remove or fix it")
+            paths.append(path)
     return paths
 
 
-def _folder_paths(directory: str, split: str) -> list[str]:
+def describe(dataset: str, split: str = "train", data_dir: str | None = None) -> str:
+    """Where `split`'s images come from and how many there are, for the start-up line."""
+    info = _info(dataset)
+    base, _ = _split_parts(split)
+    src = _choose_source(info, base, data_dir)
+    n = num_examples(dataset, split, data_dir)
+    if src.kind == "idx":
+        return f"{n} {split} images from the IDX file {src.idx_path}"
+    if src.kind == "tfds":
+        return f"{n} {split} images from TFDS {info.tfds_name} in {src.data_dir or 'its default directory'}"
+    sub = os.path.join(src.data_dir, base)
+    where = sub if os.path.isdir(sub) else src.data_dir
+    return (f"{n} {split} images (image files, hidden ones skipped, symbolic links followed) "
+            f"under {where}")
+
+
+def _looked_for(info: DatasetInfo, data_dir: str) -> str:
+    """Every kind of data a --data_dir may hold for `info`, and what this one holds instead."""
+    try:
+        entries = sorted(os.listdir(data_dir))
+    except OSError:
+        entries = []
+    found = []
+    tree = os.path.join(data_dir, info.tfds_name)
+    if os.path.isdir(tree):
+        versions = [f"{v}/ ({'with' if os.path.isfile(os.path.join(tree, v, 'dataset_info.json')) else 'no'}"
+                    " dataset_info.json)" for v in sorted(os.listdir(tree))[:4]]
+        found.append(f"{info.tfds_name}/ holding {', '.join(versions) or 'nothing'}")
+    others = [e + ("/" if os.path.isdir(os.path.join(data_dir, e)) else "") for e in entries
+              if e != info.tfds_name]
+    if others:
+        found.append(", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
+    return (f"looked for MNIST-format IDX files ({_IDX_STEMS['train']}[.gz], ...), image files "
+            f"({'/'.join(IMAGE_EXTENSIONS)}) and a TFDS tree DIR/{info.tfds_name}/<version>/ with "
+            f"dataset_info.json; found {'; '.join(found) or 'an empty directory'}")
+
+
+def _folder_paths(directory: str, split: str, info: DatasetInfo | None = None) -> list[str]:
     test_dir = os.path.join(directory, "test")
     train_dir = os.path.join(directory, "train")
     if split == "test":
@@ -209,6 +263,8 @@ def _folder_paths(directory: str, split: str) -> list[str]:
         paths = _list_images(train_dir)
     else:
         paths = _list_images(directory, exclude=test_dir)
+    if not paths and split == "train" and info is not None:
+        raise DataError(f"no {info.name} data in {directory}: {_looked_for(info, directory)}")
     if not paths:
         where = test_dir if split == "test" else directory
         raise DataError(f"no image files ({'/'.join(IMAGE_EXTENSIONS)}) found in {where}")
@@ -306,8 +362,9 @@ def _tfds_builder(info: DatasetInfo, data_dir: str | None):
         raise DataError(f"tensorflow_datasets is not importable ({e}); install it, or pass "
                         f"--data_dir with IDX or image files for {info.name}") from None
     try:
-        builder = tfds.builder(info.tfds_name, data_dir=data_dir)
-        prepared = builder.is_prepared()
+        with _quiet_absl():
+            builder = tfds.builder(info.tfds_name, data_dir=data_dir)
+            prepared = builder.is_prepared()
     except Exception as e:  # TFDS raises many types here (missing files, network, metadata)
         raise DataError(_tfds_missing(info, data_dir, f"{type(e).__name__}: {e}".splitlines()[0])) from e
     if not prepared:
@@ -315,11 +372,29 @@ def _tfds_builder(info: DatasetInfo, data_dir: str | None):
     return builder
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl's warnings off while TFDS looks a tree over: it logs one line per version folder it
+    skips ("Variant folder ... has no dataset_info.json"), beside the one error line that already
+    says what is missing."""
+    from absl import logging as absl_logging
+
+    previous = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(previous)
+
+
 def _tfds_missing(info: DatasetInfo, data_dir: str | None, why: str) -> str:
-    where = data_dir or "the TFDS default directory (~/tensorflow_datasets or $TFDS_DATA_DIR)"
-    return (f"TFDS dataset {info.tfds_name} is unavailable in {where} ({why}) and cannot be "
-            f"downloaded here; pass --data_dir DIR with IDX files, image files, or a TFDS tree "
-            f"prepared elsewhere (DIR/{info.tfds_name}/)")
+    if data_dir is None:
+        return (f"TFDS dataset {info.tfds_name} is unavailable in the TFDS default directory "
+                f"(~/tensorflow_datasets or $TFDS_DATA_DIR) ({why}) and cannot be downloaded here; "
+                f"pass --data_dir DIR with IDX files, image files, or a TFDS tree prepared "
+                f"elsewhere (DIR/{info.tfds_name}/<version>/ with dataset_info.json)")
+    return (f"TFDS dataset {info.tfds_name} is unavailable in {data_dir} ({why}) and cannot be "
+            f"downloaded here; {_looked_for(info, data_dir)}")
 
 
 def _tfds_split(info: DatasetInfo, split: str) -> str:
@@ -384,7 +459,7 @@ def _raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[t
         return tf.data.Dataset.from_tensor_slices(_idx_images(src.idx_path, info)), src
     if src.kind == "tfds":
         return _tfds_dataset(info, split, src.data_dir), src
-    paths = _folder_paths(src.data_dir, split)
+    paths = _folder_paths(src.data_dir, split, info)
     _check_images(paths, info)
     return _folder_dataset(paths, info), src
 
@@ -437,7 +512,7 @@ def _stored_num_examples(info: DatasetInfo, split: str, data_dir: str | None) ->
         return _idx_num_items(src.idx_path)
     if src.kind == "tfds":
         return _tfds_num_examples(info, split, src.data_dir)
-    return len(_folder_paths(src.data_dir, split))
+    return len(_folder_paths(src.data_dir, split, info))
 
 
 def _sliced_raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[tf.data.Dataset, _Source]:

@@ -35,7 +35,7 @@ class EvalError(Exception):
     """A user-caused problem with the run to evaluate (no config, no checkpoint); one line."""
 
 
-def load_run(run_dir: str, step: int | None = None
+def load_run(run_dir: str, step: int | None = None, log: Callable[[str], None] = print
              ) -> tuple[config_lib.Config, models.Encoder, models.Decoder, str, int]:
     """The run's config, its encoder/decoder restored from the latest checkpoint (or the one
     saved at `step`), that checkpoint's path and its step.
@@ -46,16 +46,21 @@ def load_run(run_dir: str, step: int | None = None
     """
     if not os.path.isdir(run_dir):
         raise EvalError(f"run dir {run_dir} does not exist")
-    cfg = config_lib.load(run_dir)
+    try:
+        cfg = config_lib.load(run_dir)
+    except config_lib.ConfigError as e:
+        raise EvalError(str(e)) from None
     if cfg is None:
         raise EvalError(f"{run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
     ckpt_dir = os.path.join(run_dir, "checkpoints")
-    ckpt = checkpoints.latest(ckpt_dir)  # no glob of the user's path
-    if ckpt is None:
+    try:  # the newest checkpoint that reads back whole, held while a training prunes
+        ckpt = checkpoints.newest(ckpt_dir, log) if step is None else checkpoints.at_step(ckpt_dir, step)
+    except checkpoints.CheckpointError as e:
+        raise EvalError(str(e)) from None
+    if ckpt is None and (step is None or not checkpoints.complete(ckpt_dir)):
         raise EvalError(f"{run_dir} has no checkpoint yet (looked in {run_dir}/checkpoints)")
     if step is not None:
-        kept = [checkpoints.step_of(p) for p in checkpoints.listed(ckpt_dir)]
-        ckpt = checkpoints.at_step(ckpt_dir, step)
+        kept = [checkpoints.step_of(p) for p in checkpoints.complete(ckpt_dir)]
         if ckpt is None:
             raise EvalError(f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
                             f"{', '.join(map(str, kept))}; train.py --ckpt_every and "
@@ -184,7 +189,7 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     """
     seconds: dict[str, float] = {}
     t0 = time.time()
-    cfg, encoder, decoder, ckpt, ckpt_step = load_run(run_dir, step)
+    cfg, encoder, decoder, ckpt, ckpt_step = load_run(run_dir, step, log)
     if data_dir is None:
         data_dir = cfg.data_dir or None
     if real_split not in config_lib.REAL_SPLITS:

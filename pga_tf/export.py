@@ -120,14 +120,15 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
 
     try:
         cfg = config_lib.load(run_dir)
-        if cfg is not None:
-            config_lib.validate(cfg)
-    except (ValueError, TypeError) as e:  # bad JSON, unknown keys' types, invalid values
-        raise ExportError(f"{os.path.join(run_dir, config_lib.CONFIG_FILE)} is unreadable: {e}") from None
+    except config_lib.ConfigError as e:
+        raise ExportError(str(e)) from None
     if cfg is None:
         raise ExportError(f"{run_dir} has no {config_lib.CONFIG_FILE}; pass the --run_dir of a "
                           "training run")
-    ckpt = checkpoints.latest(os.path.join(run_dir, "checkpoints"))  # no glob of the user's path
+    try:  # the newest checkpoint that reads back whole, held while a training prunes
+        ckpt = checkpoints.newest(os.path.join(run_dir, "checkpoints"), log)
+    except checkpoints.CheckpointError as e:
+        raise ExportError(str(e)) from None
     if ckpt is None:
         raise ExportError(f"{run_dir} has no checkpoint to export (nothing in "
                           f"{os.path.join(run_dir, 'checkpoints')})")
@@ -154,14 +155,22 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
     module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational,
                         samplers.build(kind, source, options, log))
     module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it
+    if module.step is not None:
+        from pga_tf import train_lib
+
+        warning = train_lib.warm_up_unfinished(cfg, module.step, f"checkpoint {ckpt}")
+        if warning:  # the export serves the warm-up's autoencoder under the method's name
+            log(warning)
     return module
 
 
 def checkpoint_step(ckpt: str) -> int | None:
     """The training step `ckpt` was saved at (its optimizer's iteration count, plus the 2-Stage
     VAE's stage-2 steps), or None."""
+    from pga_tf import checkpoints
+
     try:
-        reader = tf.train.load_checkpoint(ckpt)
+        reader = tf.train.load_checkpoint(checkpoints.readable(ckpt))
         step = int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, ValueError):
         return None

@@ -447,4 +447,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, (ResultsError, OSError))
+    cli.run(main, (ResultsError, config_lib.ConfigError, OSError))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -143,13 +144,44 @@ class GMMSampler(LatentSampler):
         t0 = time.time()
         gmm = GaussianMixture(components, covariance_type="full", random_state=seed, max_iter=max_iter)
         # One BLAS thread: on a loaded 2-core machine, BLAS threads spinning against each other
-        # made a 60000-code fit 18x slower (104 s against 5.7 s).
-        with threadpool_limits(1):
+        # made a 60000-code fit 18x slower (104 s against 5.7 s). scikit-learn's own warnings
+        # (too few distinct codes for k-means, no convergence) are what `degeneracy` reports.
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             gmm.fit(codes)
+            labels = gmm.predict(codes)
         info = {"codes": int(len(codes)), "seed": int(seed), "converged": bool(gmm.converged_),
                 "iterations": int(gmm.n_iter_), "mean_log_likelihood": float(gmm.score(codes)),
-                "fit_seconds": round(time.time() - t0, 2)}
+                "fit_seconds": round(time.time() - t0, 2),
+                "degenerate": degeneracy(codes, labels, gmm.covariances_, gmm.reg_covar)}
         return cls(gmm.weights_, gmm.means_, gmm.covariances_, info)
+
+
+def degeneracy(codes: np.ndarray, labels: np.ndarray, covariances: np.ndarray,
+               reg_covar: float) -> str | None:
+    """What makes a fitted mixture degenerate, as one phrase, or None for a sound fit.
+
+    A mixture fitted on fewer distinct codes than components, or with components that own at
+    most one code, puts its mass on the training codes themselves: its log-likelihood is high and
+    its samples are near-copies. A component whose covariance has collapsed to scikit-learn's
+    floor `reg_covar` in some direction is such a point mass too. The fit is kept (a report of an
+    early or collapsed run should still say what it samples) and this phrase marks it.
+    """
+    k = len(covariances)
+    found = []
+    distinct = len(np.unique(codes, axis=0))
+    if distinct < k:
+        found.append(f"only {distinct} distinct codes for {k} components")
+    counts = np.bincount(labels, minlength=k)
+    lonely = int(np.sum(counts <= 1))
+    if lonely:
+        found.append(f"{lonely} of {k} components hold at most one code")
+    floor = 10 * reg_covar  # scikit-learn adds reg_covar to every variance
+    singular = int(sum(np.linalg.eigvalsh(c).min() <= floor for c in covariances))
+    if singular:
+        found.append(f"{singular} of {k} components have a near-singular covariance "
+                     f"(variance <= {floor:g} in some direction)")
+    return "; ".join(found) or None
 
 
 class TwoStageSampler(LatentSampler):
@@ -241,6 +273,10 @@ def _build_gmm(source: Source, options: Options, log: Callable[[str], None]) -> 
         f"training codes E(x) ({encode_seconds:.0f} s to encode, {sampler.info['fit_seconds']:.0f} s "
         f"of EM, {sampler.info['iterations']} iterations, converged {sampler.info['converged']}; "
         f"mean log-likelihood {sampler.info['mean_log_likelihood']:.4g} nats/code)")
+    if sampler.info["degenerate"]:
+        log(f"warning: the gmm fit is degenerate ({sampler.info['degenerate']}): its samples are "
+            "near-copies of training codes; fit on more codes (--gmm_codes) or fewer components "
+            "(--gmm_components)")
     return sampler
 
 

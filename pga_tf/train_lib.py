@@ -475,13 +475,16 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
     # into scratch dirs; all of them resume from the chief's checkpoints.
     out_dir = distribution.write_dir(trainer.strategy, run_dir)
-    removed = checkpoints.remove_partial(os.path.join(out_dir, "checkpoints"))
-    if removed:
-        log(f"removed what interrupted saves left in {os.path.join(out_dir, 'checkpoints')}: "
-            f"{', '.join(removed)}")
+    try:
+        if os.path.abspath(out_dir) == os.path.abspath(run_dir):
+            latest = checkpoints.recover(os.path.join(run_dir, "checkpoints"), log)
+        else:  # a worker's scratch dir: only the chief tidies the checkpoints it resumes from
+            checkpoints.remove_partial(os.path.join(out_dir, "checkpoints"))
+            latest = checkpoints.newest(os.path.join(run_dir, "checkpoints"), log)
+    except checkpoints.CheckpointError as e:
+        raise TrainingError(str(e)) from None
     manager = checkpoints.Manager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
                                   max_to_keep=cfg.keep_checkpoints)
-    latest = checkpoints.latest(os.path.join(run_dir, "checkpoints"))
     if latest:
         _restore(trainer, latest, iterator if single else None, input_signature or {}, log)
         log(f"resumed from {latest} at step {trainer.step}")
@@ -495,7 +498,11 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
                             "--run_dir must be on a filesystem every worker sees")
     if on_start is not None:
         on_start()
+    warning = warm_up_unfinished(cfg, total_steps)
+    if warning and trainer.step < total_steps:
+        log(warning)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
+    _mark_start(writer, trainer.step, resumed=bool(latest))
     samples_dir = os.path.join(out_dir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
 
@@ -568,6 +575,41 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     writer.flush()
     distribution.cleanup(trainer.strategy, run_dir)
     return last
+
+
+def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> str | None:
+    """The warning for a run (or checkpoint, `subject`) of `steps` steps that ends inside its
+    warm-up, or None.
+
+    Such a run trains (and exports) a plain autoencoder under the method's name. It is warned
+    about, not refused: a few steps of a method at its default --init_steps is how a pipeline is
+    smoke-tested, and a later resume with more --train_steps goes past the warm-up.
+    """
+    terms = [name for name in step_lib.COEFFICIENTS if getattr(cfg, name)]
+    if not terms or cfg.init_steps < steps:
+        return None
+    return (f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
+            f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
+            f"{subject} is a plain autoencoder, not {cfg.method}")
+
+
+def _mark_start(writer: tf.summary.SummaryWriter, step: int, resumed: bool) -> None:
+    """Write a SessionLog START event at `step` + 1 into `writer`'s events.
+
+    A run killed after its last checkpoint has already logged summaries past it, and the resumed
+    run logs those steps again, so TensorBoard's curves would run back. TensorBoard's loader takes
+    a run's first START event as its start and every later one as a restart: it drops the events at
+    or past that step, which leaves the summaries up to the checkpoint and then the resumed run's.
+    A resume writes two, so that a run dir whose first session wrote none is purged as well (a
+    second purge at the same step drops nothing more).
+    """
+    event = tf.compat.v1.Event(wall_time=time.time(), step=step + 1,
+                               session_log=tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START))
+    # tf.summary has no call for an Event that is not a Summary; ImportEvent is the writer's op
+    # for exactly that.
+    for _ in range(2 if resumed else 1):
+        tf.raw_ops.ImportEvent(writer=writer._resource, event=event.SerializeToString())
+    writer.flush()
 
 
 def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:

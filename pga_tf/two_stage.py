@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import baselines, samplers
+from pga_tf import baselines, checkpoints, samplers
 
 
 class _MLP(keras.Model):
@@ -114,7 +114,7 @@ def restore_sampler(cfg, ckpt: str) -> samplers.TwoStageSampler:
     not hold this configuration's stage-2 nets.
     """
     parts = build(cfg)
-    status = tf.train.Checkpoint(two_stage=parts).restore(ckpt)
+    status = tf.train.Checkpoint(two_stage=parts).restore(checkpoints.readable(ckpt))
     status.expect_partial().assert_existing_objects_matched()
     if int(parts.step.numpy()) == 0:
         raise NotTrained(f"checkpoint {ckpt} is from stage 1 of the 2-Stage VAE: its stage-2 VAE, "

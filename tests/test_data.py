@@ -143,7 +143,7 @@ def test_missing_dir(tmp_path):
 def test_empty_dir(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "notes.txt").write_text("no images here")
-    with pytest.raises(data.DataError, match="no image files"):
+    with pytest.raises(data.DataError, match=r"no cifar10 data in .*image files .*found notes.txt, sub/"):
         data.load_images("cifar10", data_dir=str(tmp_path))
 
 

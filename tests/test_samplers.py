@@ -114,3 +114,30 @@ def test_build_fits_the_gmm_on_the_encoders_mean_codes():
         samplers.build("gmm", samplers.Source(3))
     with pytest.raises(ValueError, match="unknown sampler 'flow'"):
         samplers.build("flow", samplers.Source(3))
+
+
+@pytest.mark.parametrize("case", ["two distinct codes", "as many codes as components"])
+def test_a_degenerate_gmm_fit_is_named_in_one_line_and_no_library_warning_leaks(case, capfd):
+    import warnings
+
+    rng = np.random.default_rng(0)
+    if case == "two distinct codes":
+        codes, k = np.repeat(rng.normal(size=(2, 4)), 100, axis=0), 10
+        expected = f"only {len(np.unique(codes, axis=0))} distinct codes for {k} components"
+    else:
+        codes, k = rng.normal(size=(64, 4)), 64
+        expected = "components hold at most one code"
+    source = samplers.Source(4, codes=lambda n: codes)
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler = samplers.build("gmm", source, samplers.Options(gmm_components=k), lines.append)
+    assert not caught, [str(w.message) for w in caught]
+    assert capfd.readouterr().err == ""
+    warned = [l for l in lines if l.startswith("warning:")]
+    assert len(warned) == 1 and expected in warned[0], lines
+    assert expected in sampler.describe()["degenerate"]
+
+
+def test_a_sound_gmm_fit_is_not_called_degenerate(fitted):
+    assert fitted.describe()["degenerate"] is None
