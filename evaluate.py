@@ -35,6 +35,11 @@ def main(argv):
         return baselines()
     from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
 
+    for flag in ("run_dir", "out"):
+        try:  # reports and HParams logs are written beside these paths
+            config_lib.check_path_encoding(flag, FLAGS[flag].value or "")
+        except ValueError as e:
+            cli.fail(str(e))
     if not os.path.isdir(FLAGS.run_dir):
         cli.fail(f"run dir {FLAGS.run_dir} does not exist")
     try:

@@ -25,10 +25,16 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pga_tf import config as config_lib
+
+    export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "saved_model")
+    try:  # before TensorFlow loads, and before anything is written
+        config_lib.check_path_encoding("export_dir" if FLAGS.export_dir else "run_dir", export_dir)
+    except ValueError as e:
+        cli.fail(str(e))
     cli.quiet_tensorflow()
     from pga_tf import export
 
-    export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "saved_model")
     export.check_destination(export_dir, FLAGS.overwrite)  # refuse before the slower restore
     say = lambda line: print(line, flush=True)  # noqa: E731
     module = export.from_run(FLAGS.run_dir, FLAGS.sampler, cli.sampler_options(), FLAGS.data_dir, say)

@@ -202,8 +202,21 @@ def for_method(method: str, **overrides: Any) -> Config:
     return Config(method=method, **{**METHOD_DEFAULTS[method], **overrides})
 
 
+def check_path_encoding(flag: str, path: str) -> None:
+    """ValueError for a path that is not valid UTF-8 (a Latin-1 byte, held by Python as a
+    surrogate escape): TensorFlow's file writers (checkpoints, summaries, SavedModels) take UTF-8
+    names only, so such a run dir or export dir is refused before it is created."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        escaped = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ValueError(f"--{flag} {escaped} is not valid UTF-8 (the bytes shown escaped); "
+                         "TensorFlow writes only UTF-8 paths: give a UTF-8 name") from None
+
+
 def validate(cfg: Config) -> None:
     """Raise ValueError with one line for a configuration no run can use."""
+    check_path_encoding("run_dir", cfg.run_dir)
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.optimizer not in OPTIMIZERS:

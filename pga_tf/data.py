@@ -209,7 +209,7 @@ def _list_images(directory: str, exclude: str | None = None) -> list[str]:
                 continue
             path = os.path.join(root, f)
             if not os.path.exists(path):  # only a symbolic link can be listed and not exist
-                raise BadImages(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                raise BadImages(f"{shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does not "
                                 "exist; remove or fix it")
             paths.append(path)
     return paths
@@ -308,18 +308,29 @@ def _check_images(paths: list[str], info: DatasetInfo) -> None:
     if key in _checked:
         return
     # Files that fail to decode are dropped by ignore_errors; they are the ones missing below.
-    probed = tf.data.Dataset.from_tensor_slices(paths).map(
+    probed = tf.data.Dataset.from_tensor_slices([_tf_path(p) for p in paths]).map(
         _probe, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(4096)
     shapes = {}
     for batch_paths, batch_shapes in probed.as_numpy_iterator():
-        shapes.update(zip((p.decode() for p in batch_paths), map(tuple, batch_shapes)))
+        shapes.update(zip(map(os.fsdecode, batch_paths), map(tuple, batch_shapes)))
     bad = [p for p in paths if shapes.get(p) != info.raw_shape]
     if bad:
-        more = f" (and {len(bad) - 1} more bad file(s): {', '.join(bad[1:4])}{', ...' if len(bad) > 4 else ''})" \
+        more = f" (and {len(bad) - 1} more bad file(s): {', '.join(map(shown, bad[1:4]))}{', ...' if len(bad) > 4 else ''})" \
             if len(bad) > 1 else ""
-        raise BadImages(f"bad image file {bad[0]}: {_why_bad(bad[0], shapes.get(bad[0]), info)}{more}; "
+        raise BadImages(f"bad image file {shown(bad[0])}: {_why_bad(bad[0], shapes.get(bad[0]), info)}{more}; "
                         "remove or fix it")
     _checked[key] = None
+
+
+def _tf_path(path: str) -> bytes:
+    """A path as TensorFlow takes it: its bytes on disk. A name that is not valid UTF-8 (a Latin-1
+    byte, which Python holds as a surrogate escape) cannot become a tf.string from str."""
+    return os.fsencode(path)
+
+
+def shown(path: str) -> str:
+    """A path for a message: bytes that are not UTF-8 shown escaped (\\xe9), never an error."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _why_bad(path: str, shape: tuple | None, info: DatasetInfo) -> str:
@@ -328,7 +339,7 @@ def _why_bad(path: str, shape: tuple | None, info: DatasetInfo) -> str:
     if os.path.getsize(path) == 0:
         return "the file is empty"
     try:
-        _decode_file(tf.constant(path))
+        _decode_file(tf.constant(_tf_path(path)))
     except tf.errors.OpError as e:
         return f"cannot decode it ({e.message.splitlines()[0].split(' [Op:')[0]})"
     return "cannot decode it"
@@ -349,7 +360,7 @@ def _folder_dataset(paths: list[str], info: DatasetInfo) -> tf.data.Dataset:
             img = tf.identity(img)
         return tf.ensure_shape(img, raw_shape)
 
-    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = tf.data.Dataset.from_tensor_slices([_tf_path(p) for p in paths])
     return ds.map(decode_checked, num_parallel_calls=tf.data.AUTOTUNE)  # order is kept
 
 
