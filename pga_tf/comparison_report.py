@@ -187,6 +187,12 @@ def section(state: dict, docs_dir: str) -> str:
             "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
             "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
             "features.", ""]
+    n_final = len(p["methods"]) * len(p["seeds"])
+    n_short = len(p["seeds"]) * sum(config_lib.default_sampler(m) != "prior" for m in p["methods"])
+    done = len(state["runs"]) + len(state["short_runs"])
+    text += [f"**Progress:** {sum(map(len, state['selection'].values()))} selection runs done; "
+             f"{done} of {n_final + n_short} final runs done. Rows fill in as `--protocol=fair` "
+             "finishes them (a dash: not run yet).", ""]
     text += ["### Learning-rate selection (validation FID, own sampler)", "", selection_table(state)]
     text += [f"### Long budget ({long_name})", "", budget_table(state, "long")]
     text += [f"### Short budget ({p['short_steps']} steps)", "", budget_table(state, "short")]
