@@ -21,8 +21,6 @@ from pga_tf import config as config_lib
 
 START, END = "<!-- fair-comparison:start -->", "<!-- fair-comparison:end -->"
 LABELS = {"two_stage_vae": "2-Stage VAE"}
-PGA = ("lpga", "vpga", "lvpga")
-BASELINES = ("vae", "wae", "rae", "two_stage_vae", "ae")
 ROWS = (("long", "long budget"), ("short", "short budget"))
 SAMPLER_NAMES = {"own": "own sampler", "gmm": "ex-post GMM"}
 
@@ -112,7 +110,9 @@ def budget_table(state: dict, row: str) -> str:
 
 def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[dict]]:
     """The best PGA (lowest mean FID) and its Welch interval against every other method."""
-    means = {m: np.mean(v) for m in PGA if m in state["protocol"]["methods"]
+    from pga_tf import comparison
+
+    means = {m: np.mean(v) for m in comparison.PGA_METHODS if m in state["protocol"]["methods"]
              for v in [per_seed(state, m, row, sampler)] if v}
     if not means:
         return None, []
