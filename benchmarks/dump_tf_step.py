@@ -41,7 +41,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pga_tf import config as config_lib, kernels, models, step as step_lib, train_lib  # noqa: E402
+from pga_tf import config as config_lib, kernels, models, train_lib
+from pga_tf.methods import parts as step_lib  # noqa: E402
 
 
 def named_variables(trainer: train_lib.Trainer) -> dict:

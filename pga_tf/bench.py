@@ -70,7 +70,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import (cli, config as config_lib, data, kernels, machine, models,  # noqa: E402
+from pga_tf import (cli, config as config_lib, data, kernels, machine, methods as methods_lib, models,  # noqa: E402
                     precision_probe, train_lib)
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
@@ -287,7 +287,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     out["effective_fraction_of_peak"] = out["effective_gflop_per_s"] / peak
     log(f"{method:6s} [{cfg.strategy} x{strategy.num_replicas_in_sync}"
         f"{', xla' if cfg.jit_compile else ''}, {cfg.precision}"
-        f"{', log_det ' + cfg.log_det if method == 'lpga' else ''}, "
+        f"{', log_det ' + cfg.log_det if methods_lib.get(method).forward_mode_log_det else ''}, "
         f"fused {trainer.fused}, fast kernels {kernels.enabled()}] "
         f"train {out['train_images_per_s']:7.1f} img/s ({source} pipeline)  "
         f"{out['train_images_per_s_fixed_batch']:7.1f} img/s (fixed batch)  "
@@ -311,7 +311,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = _Parser(prog="python -m pga_tf.bench", description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="lpga,vpga,lvpga,vae",
-                   help="comma-separated methods (%s)" % ",".join(config_lib.METHODS))
+                   help="comma-separated methods (%s)" % ",".join(methods_lib.names()))
     p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))
     p.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for "
                    "conv_mnist, else 3)")
@@ -349,9 +349,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.channels is None:
         args.channels = 1 if args.model == "conv_mnist" else 3
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in config_lib.METHODS]
+    bad = [m for m in methods if m not in methods_lib.names()]
     if bad or not methods:
-        p.error(f"unknown method(s) {bad}; choose from {', '.join(config_lib.METHODS)}")
+        p.error(f"unknown method(s) {bad}; choose from {', '.join(methods_lib.names())}")
     if args.cpu_devices < 0:
         p.error("--cpu_devices must be >= 0")
     for name in ("batch_size", "steps", "blocks", "sample_batch", "matmul_n"):
@@ -370,9 +370,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.precisions = [cli.resolve_precision(v, args.mixed_precision) for v in precisions]
     except ValueError as e:
         p.error(str(e))
-    if "jvp" in log_dets and "lpga" not in methods:
-        p.error("--log_det=jvp is for --method=lpga only (the other methods are measured with "
-                "their finite difference)")
+    able = [m for m in methods_lib.names() if methods_lib.get(m).forward_mode_log_det]
+    if "jvp" in log_dets and not set(able) & set(methods):
+        p.error(f"--log_det=jvp is for --method={' or '.join(able)} only (the other methods are "
+                "measured with their finite difference)")
     args.log_dets = log_dets
     args.methods = methods
     return args
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
     for method in args.methods:
         for precision in args.precisions:
             # --log_det is LPGA's: the other methods run once per precision, finite difference.
-            for log_det in args.log_dets if method == "lpga" else [None]:
+            for log_det in args.log_dets if methods_lib.get(method).forward_mode_log_det else [None]:
                 dtype = precision.replace("mixed_", "")
                 figures = bench_method(method, args, peaks[dtype], log, strategy, precision, log_det)
                 figures["matmul_dtype"] = dtype

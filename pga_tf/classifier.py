@@ -25,7 +25,6 @@ if __name__ == "__main__":
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from pga_tf import data
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 from absl import app, flags
 
-from pga_tf import config as config_lib
+from pga_tf import config as config_lib, methods
 
 FLAGS = flags.FLAGS
 
@@ -26,7 +26,7 @@ MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
 # mode has no difference to lose them in.
 DEFAULT_LOG_DET = {"float32": "finite_difference", "mixed_float16": "jvp", "mixed_bfloat16": "jvp"}
 
-# Flags whose default depends on --method (None here; resolved from config.METHOD_DEFAULTS).
+# Flags whose default depends on --method (None here; resolved from its record's defaults).
 METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda",
                     "rae_beta", "rae_lambda", "optimizer", "lr")
 _COEFFICIENT_FLAGS = METHOD_DEPENDENT[1:-2]  # checked to be >= 0
@@ -34,12 +34,12 @@ _COEFFICIENT_FLAGS = METHOD_DEPENDENT[1:-2]  # checked to be >= 0
 
 def define_train_flags() -> None:
     d = config_lib.Config()
-    flags.DEFINE_enum("method", d.method, config_lib.METHODS, "Training objective.")
+    flags.DEFINE_enum("method", d.method, config_lib.method_names(), "Training objective.")
     flags.DEFINE_enum("dataset", d.dataset, DATASETS, "Dataset (TFDS name, or with --data_dir local files).")
     flags.DEFINE_enum("model", d.model, MODELS, "Encoder/decoder architecture (reference src/models.py).")
     flags.DEFINE_integer("z_dim", None, "Latent dimension (default: the method's reference default).")
     flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (split over replicas).")
-    own = ", ".join(f"{m} {v['optimizer']} {v['lr']:g}" for m, v in config_lib.METHOD_DEFAULTS.items())
+    own = ", ".join(f"{m.name} {m.defaults['optimizer']} {m.defaults['lr']:g}" for m in methods.all_methods())
     flags.DEFINE_float("lr", None, f"Learning rate (default: the method's; {own}).")
     flags.DEFINE_enum("optimizer", None, config_lib.OPTIMIZERS, "sgd (momentum 0.9, reference) or "
                       "adam (default: the method's, see --lr).")
@@ -168,7 +168,7 @@ def resolve_log_det(method: str, precision: str, log_det: str | None) -> str:
     """--log_det, or its default for this method and precision."""
     if log_det is not None:
         return log_det
-    return DEFAULT_LOG_DET[precision] if method == "lpga" else "finite_difference"
+    return DEFAULT_LOG_DET[precision] if methods.get(method).forward_mode_log_det else "finite_difference"
 
 
 def config_from_flags() -> config_lib.Config:

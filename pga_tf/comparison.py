@@ -41,9 +41,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable
 
-from pga_tf import config as config_lib
+from pga_tf import config as config_lib, methods
 
-PGA_METHODS = ("lpga", "vpga", "lvpga")
 # The standard 1-3 series of learning rates; the grid extends along it by one point.
 LR_SERIES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SAMPLERS = ("own", "gmm")  # "own": config.default_sampler of the method
@@ -167,7 +166,7 @@ def train_command(protocol: Protocol, unit: Unit, run_dir: str, data_dir: str = 
     args = ["train.py", f"--flagfile=flags/{unit.method}_{protocol.dataset}.cfg", "--optimizer=adam",
             f"--lr={unit.lr:g}", f"--train_steps={steps}", f"--sample_every={steps}", "--noexport",
             f"--run_dir={run_dir}", f"--seed={unit.seed}"]
-    if config_lib.METHOD_DEFAULTS[unit.method].get("init_steps", 0) > 0:
+    if methods.get(unit.method).defaults.get("init_steps", 0) > 0:
         args.append(f"--init_steps={protocol.init_steps}")
     if unit.kind == "select":
         args.append(f"--holdout={protocol.holdout}")

@@ -17,16 +17,12 @@ import os
 
 import numpy as np
 
-from pga_tf import config as config_lib
+from pga_tf import config as config_lib, methods
+from pga_tf.methods import label
 
 START, END = "<!-- fair-comparison:start -->", "<!-- fair-comparison:end -->"
-LABELS = {"two_stage_vae": "2-Stage VAE"}
 ROWS = (("long", "long budget"), ("short", "short budget"))
 SAMPLER_NAMES = {"own": "own sampler", "gmm": "ex-post GMM"}
-
-
-def label(method: str) -> str:
-    return LABELS.get(method, method.upper())
 
 
 def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict:
@@ -110,9 +106,7 @@ def budget_table(state: dict, row: str) -> str:
 
 def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[dict]]:
     """The best PGA (lowest mean FID) and its Welch interval against every other method."""
-    from pga_tf import comparison
-
-    means = {m: np.mean(v) for m in comparison.PGA_METHODS if m in state["protocol"]["methods"]
+    means = {m: np.mean(v) for m in state["protocol"]["methods"] if methods.get(m).perceptual
              for v in [per_seed(state, m, row, sampler)] if v}
     if not means:
         return None, []
@@ -159,7 +153,7 @@ def curves_plot(state: dict, docs_dir: str) -> str | None:
         return None
     path = os.path.join(docs_dir, "fid_curves.png")
     p = state["protocol"]
-    marks = {"2-Stage VAE: stage 2 starts": p["steps"]} if "two_stage_vae" in p["methods"] else {}
+    marks = {f"{label(m)}: phase 2 starts": p["steps"] for m in p["methods"] if methods.get(m).later_phases}
     curves.plot(runs, path, title=f"FID of {p['fid_samples']} samples every {p['fid_every']} steps, "
                 f"{p['dataset']}, Adam at each method's chosen lr; mean and band (min-max) over seeds",
                 marks=marks)

@@ -11,8 +11,8 @@ import json
 import os
 from typing import Any
 
-METHODS = ("lpga", "vpga", "lvpga", "vae", "ae", "wae", "rae", "two_stage_vae")
-VARIATIONAL = frozenset({"vpga", "lvpga", "vae", "two_stage_vae"})
+from pga_tf import methods
+
 OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 RAE_REGULARISERS = ("l2", "gp")  # RAE's decoder regulariser: weight decay (RAE-L2) or gradient penalty (RAE-GP)
@@ -22,51 +22,20 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # LPGA's directional derivative J_h(z) u: the reference's finite difference, or exact forward mode.
 LOG_DETS = ("finite_difference", "jvp")
 
-# Each method's defaults are its reference script's argparse defaults (its MNIST setting):
-# zj10/PGA src/train_lpga.py, train_vpga.py, train_lvpga.py. The reference's VPGA has no
-# warm-up, hence init_steps 0. The baselines reuse the nets: the VAE takes VPGA's latent size and
-# KL weight so it differs from VPGA only by the perceptual terms; the AE takes LPGA's latent size.
-# Each carries its optimiser and learning rate too, the ones its fashion_mnist/mnist flagfiles
-# and official code use, so `train.py --method=<m>` alone trains every method: PGA's SGD at lr
-# 0.1 sends the 2-Stage VAE's loss to NaN within a few steps and saturates WAE's MMD.
-_PGA_OPTIMISER = dict(optimizer="sgd", lr=0.1)  # the reference's momentum SGD
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lpga": dict(z_dim=12, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1.5e-2, vrec=0.0, vkld=0.0,
-                 **_PGA_OPTIMISER),
-    "vpga": dict(z_dim=32, init_steps=0, zn_rec=6e-2, zh_rec=0.0, nll=0.0, vrec=1e-2, vkld=3e-2,
-                 **_PGA_OPTIMISER),
-    "lvpga": dict(z_dim=32, init_steps=3000, zn_rec=6e-2, zh_rec=0.0, nll=1e-2, vrec=1.5e-2, vkld=2e-2,
-                  **_PGA_OPTIMISER),
-    "vae": dict(z_dim=32, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=3e-2,
-                **_PGA_OPTIMISER),
-    "ae": dict(z_dim=12, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-               **_PGA_OPTIMISER),
-    # WAE-MMD and RAE-L2 default to their papers' MNIST settings (flags/wae_mnist.cfg,
-    # flags/rae_mnist.cfg say how each coefficient is converted to our per-pixel-mean MSE on
-    # [-1, 1] images): WAE z_dim 8, lambda 10 on 0.05 * sum-of-squares over [0, 1] pixels; RAE
-    # bottleneck 16, embedding weight 1e-4 on mean(z^2), L2 weight 1e-7. WAE trains with its
-    # paper's Adam at lr 1e-3; RAE with the PGA nets' optimiser, as its flagfiles say.
-    "wae": dict(z_dim=8, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                wae_lambda=1.0204, optimizer="adam", lr=1e-3),
-    "rae": dict(z_dim=16, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                rae_beta=5e-5, rae_lambda=4e-7, **_PGA_OPTIMISER),
-    # 2-Stage VAE (Dai & Wipf, ICLR 2019): daib13/TwoStageVAE demo.py's defaults, latent-dim 64,
-    # Adam at lr 1e-4. Its KL weight is 1 and its decoder variance is learned, so no coefficient
-    # applies.
-    "two_stage_vae": dict(z_dim=64, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                          optimizer="adam", lr=1e-4),
-}
-
 # Latent samplers (pga_tf/samplers.py builds them; the names live here, TensorFlow-free, so flags
-# can be checked before TensorFlow loads). A method declares the sampler that generates its
-# samples when none is asked for; every method not listed samples its prior.
-SAMPLERS = ("prior", "gmm", "two_stage")
-METHOD_SAMPLER: dict[str, str] = {"two_stage_vae": "two_stage"}
+# can be checked before TensorFlow loads): those for every method, then those methods add
+# (Method.samplers). A method's record names the sampler of its own generative model.
+SAMPLERS = ("prior", "gmm", *methods.method_samplers())
+
+
+def method_names() -> tuple[str, ...]:
+    """Every --method value, in table order (the registry's, pga_tf/methods/)."""
+    return methods.names()
 
 
 def default_sampler(method: str) -> str:
     """The sampler of `method`'s own generative model (evaluate.py's and the export's default)."""
-    return METHOD_SAMPLER.get(method, "prior")
+    return methods.get(method).sampler
 
 
 def sampler_suffix(sampler: str) -> str:
@@ -98,8 +67,7 @@ ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
 # the input position then starts afresh; see train_lib.fit.)
 # --holdout too: it decides which images the run may train on (and which it must never see).
 RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
-# ... and, for the 2-Stage VAE, the shape of its second-stage nets.
-TWO_STAGE_KEYS = ("stage2_depth", "stage2_width")
+# ... and those a method's record adds (Method.resume_keys: the 2-Stage VAE's second-stage shape).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +88,7 @@ class Config:
     nll: float = 1.5e-2
     vrec: float = 0.0
     vkld: float = 0.0
-    # WAE-MMD's weight of the IMQ-kernel MMD (baselines.imq_mmd); RAE's weights of ||z||^2 / 2
+    # WAE-MMD's weight of the IMQ-kernel MMD (methods/baseline_objectives.imq_mmd); RAE's weights of ||z||^2 / 2
     # and of the decoder regulariser `rae_reg` ("l2" weight decay or "gp" gradient penalty).
     wae_lambda: float = 0.0
     rae_beta: float = 0.0
@@ -158,7 +126,7 @@ class Config:
 
     @property
     def variational(self) -> bool:
-        return self.method in VARIATIONAL
+        return methods.get(self.method).variational
 
     @property
     def mixed_precision(self) -> bool:
@@ -196,10 +164,9 @@ def holdout_splits(holdout: int) -> tuple[str, str | None]:
 
 
 def for_method(method: str, **overrides: Any) -> Config:
-    """A Config with `method`'s reference defaults, then `overrides` on top."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return Config(method=method, **{**METHOD_DEFAULTS[method], **overrides})
+    """A Config with `method`'s reference defaults (its record's), then `overrides` on top;
+    ValueError for a method that is not registered."""
+    return Config(method=method, **{**methods.get(method).defaults, **overrides})
 
 
 def check_path_encoding(flag: str, path: str) -> None:
@@ -217,8 +184,7 @@ def check_path_encoding(flag: str, path: str) -> None:
 def validate(cfg: Config) -> None:
     """Raise ValueError with one line for a configuration no run can use."""
     check_path_encoding("run_dir", cfg.run_dir)
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    method = methods.get(cfg.method)  # ValueError for an unknown one
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if cfg.strategy not in STRATEGIES:
@@ -227,10 +193,11 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if cfg.log_det not in LOG_DETS:
         raise ValueError(f"unknown log_det {cfg.log_det!r}; choose one of {', '.join(LOG_DETS)}")
-    if cfg.log_det == "jvp" and cfg.method != "lpga":
-        # LVPGA's perturbation has the posterior's scale: a finite difference by design.
-        raise ValueError(f"--log_det=jvp is for --method=lpga only (got {cfg.method}; LVPGA's "
-                         "step has the posterior's scale and stays a finite difference)")
+    if cfg.log_det == "jvp" and not method.forward_mode_log_det:
+        # e.g. LVPGA's perturbation has the posterior's scale: a finite difference by design.
+        able = [m.name for m in methods.all_methods() if m.forward_mode_log_det]
+        raise ValueError(f"--log_det=jvp is for --method={' or '.join(able)} only (got {cfg.method}, "
+                         "whose log-det term stays a finite difference)")
     for name in ("z_dim", "batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
                  "keep_checkpoints", "steps_per_loop"):
         if getattr(cfg, name) <= 0:
@@ -250,14 +217,10 @@ def validate(cfg: Config) -> None:
             raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
 
 
-def stage2_steps(cfg: Config, stage1_steps: int) -> int:
-    """Steps of the 2-Stage VAE's second stage after `stage1_steps` first-stage steps (0 for
-    every other method): --stage2_steps, or --stage2_ratio times stage 1's, at least 1."""
-    if cfg.method != "two_stage_vae":
-        return 0
-    if cfg.stage2_steps > 0:
-        return cfg.stage2_steps
-    return max(1, round(cfg.stage2_ratio * stage1_steps))
+def later_steps(cfg: Config, main_steps: int) -> int:
+    """Steps of the method's later training phases after `main_steps` steps of the image nets
+    (Method.later_steps: the 2-Stage VAE's second stage); 0 for a method of one phase."""
+    return methods.get(cfg.method).steps_after(cfg, main_steps)
 
 
 CONFIG_FILE = "config.json"
@@ -357,10 +320,10 @@ def load(run_dir: str) -> Config | None:
 
 def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_KEYS + RESUME_KEYS) -> list[str]:
     """The settings among `keys` (by default those a resumed run must share) on which `new`
-    differs from the run's saved config, each as one phrase naming its flag. Two 2-Stage VAE
-    runs must also share the shape of the stage-2 nets (TWO_STAGE_KEYS)."""
-    if saved.method == new.method == "two_stage_vae":
-        keys = tuple(keys) + TWO_STAGE_KEYS
+    differs from the run's saved config, each as one phrase naming its flag. Two runs of one
+    method must also share the keys its record adds (Method.resume_keys)."""
+    if saved.method == new.method:
+        keys = tuple(keys) + methods.get(saved.method).resume_keys
     return [_difference(saved, new, k) for k in keys if getattr(saved, k) != getattr(new, k)]
 
 

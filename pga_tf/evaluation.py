@@ -16,8 +16,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import (checkpoints, config as config_lib, data, fid as fid_lib, hparams, likelihood, models,
-                    objectives, precision_recall, samplers)
+from pga_tf import (checkpoints, config as config_lib, data, fid as fid_lib, hparams, likelihood, methods,
+                    models, precision_recall, samplers)
+from pga_tf.methods import objectives
 from pga_tf.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
@@ -247,7 +248,7 @@ def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, n
     log(f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} {real_split} images")
 
     nll = None
-    if cfg.method in likelihood.METHODS and nll_examples > 0:
+    if methods.get(cfg.method).likelihood and nll_examples > 0:
         t = time.time()
         images = fid_lib.load_real_images(cfg.dataset, nll_examples, split, data_dir)
         nll = likelihood.evaluate(encoder, decoder, cfg.method, images, fd_draws, seed, batch_size)

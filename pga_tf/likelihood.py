@@ -20,9 +20,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import objectives
+from pga_tf import methods
+from pga_tf.methods import objectives
 
-METHODS = ("lpga", "lvpga")  # the methods whose loss defines a latent likelihood
 # batch_jacobian vectorises the z_dim backward passes: keep chunk * z_dim rows per call below this.
 JACOBIAN_ROWS = 1024
 
@@ -127,20 +127,22 @@ def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarr
 
     Args:
       encoder, decoder: the trained models (LPGA: encoder returns mu; LVPGA: (mu, log_var)).
-      method: "lpga" or "lvpga".
+      method: a method whose record defines a latent likelihood (Method.likelihood: LPGA, LVPGA).
       images: [N, H, W, C] in [-1, 1].
       draws: random directions per image for the finite-difference estimate.
     Returns:
       A JSON-ready dict: summary statistics (nats; "per_dim" values are the training loss's
       scale, nll_enc + nll_dec) and, under "per_example", the arrays behind them.
     """
-    if method not in METHODS:
-        raise ValueError(f"{method} defines no latent likelihood (only {', '.join(METHODS)})")
+    record = methods.get(method)
+    if not record.likelihood:
+        able = [m.name for m in methods.all_methods() if m.likelihood]
+        raise ValueError(f"{method} defines no latent likelihood (only {', '.join(able)})")
     from tqdm import tqdm
 
-    latent_map = LatentMap(encoder, decoder, variational=method == "lvpga")
+    latent_map = LatentMap(encoder, decoder, variational=record.variational)
     rng = np.random.default_rng(seed)
-    kinds = ["lpga"] if method == "lpga" else ["lvpga", "lpga"]  # the training's own first
+    kinds = list(record.likelihood)  # the training's own first
     cols: dict[str, list] = {"prior": [], "exact": [], **{k: [] for k in kinds}}
     with tqdm(total=len(images), desc="latent NLL", unit="img", disable=None if progress else True,
               leave=False) as bar:
@@ -159,7 +161,7 @@ def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarr
     d = int(z.shape[1])
     report = {
         "method": method,
-        "code": "mu" if method == "lvpga" else "E(x)",
+        "code": "mu" if record.variational else "E(x)",
         "examples": int(len(prior)),
         "z_dim": d,
         "formula": "NLL(z) = -log N(z; 0, I) + log|det J_h(z)|, h = E o D, nats",
@@ -174,7 +176,7 @@ def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarr
         est = np.concatenate(cols[kind])  # [N, draws]
         per_image = est.mean(1)
         report["finite_difference"][f"{kind}_direction"] = {
-            "used_in_training": kind == method,
+            "used_in_training": kind == kinds[0],
             "draws": draws,
             "log_det": _mean_std(per_image),
             "spread_per_draw": float(np.mean(est.std(1))),  # one training step's noise

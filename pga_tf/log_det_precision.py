@@ -36,7 +36,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pga_tf import config as config_lib, data, likelihood, models, objectives, step  # noqa: E402
+from pga_tf import config as config_lib, data, likelihood, models  # noqa: E402
+from pga_tf.methods import objectives, parts as step  # noqa: E402
 from pga_tf.config import PRECISIONS  # noqa: E402
 
 ESTIMATORS = config_lib.LOG_DETS

@@ -565,7 +565,7 @@ class Decoder(keras.Model):
 
     With `learned_scale` the decoder also holds `log_gamma`, a trainable float32 scalar (initially
     0): the log of the scale gamma of its Gaussian likelihood N(x; D(z), gamma^2 I), which the
-    2-Stage VAE learns (step.two_stage_vae_losses). The output does not depend on it.
+    2-Stage VAE learns (methods/two_stage_vae.py `losses`). The output does not depend on it.
     """
 
     def __init__(self, arch: str, channels: int, use_bn: bool = False,

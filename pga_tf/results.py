@@ -34,19 +34,15 @@ if __name__ == "__main__":
 
 from absl import flags  # noqa: E402
 
-from pga_tf import cli, config as config_lib, curves  # noqa: E402
-from pga_tf.config import (METHOD_DEFAULTS, SAMPLERS, default_sampler, eval_report_path,  # noqa: E402
-                           sampler_suffix)
+from pga_tf import cli, config as config_lib, curves, methods as methods_lib  # noqa: E402
+from pga_tf.config import SAMPLERS, default_sampler, eval_report_path, sampler_suffix  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("ae", "vae", "wae", "rae", "two_stage_vae", "lpga", "vpga", "lvpga")
-DEFAULT_METHODS = ("ae", "vae", "lpga", "vpga", "lvpga")  # docs/RESULTS.md's table
-LABELS = {"two_stage_vae": "2-Stage VAE"}  # table rows; the others are the method in capitals
-
-
-def label(method: str) -> str:
-    """A method's name in tables and plots."""
-    return LABELS.get(method, method.upper())
+METHODS = methods_lib.names()  # table order
+# docs/RESULTS.md's table at the reference settings: the PGA family (the PGAs and the AE/VAE on
+# their step).
+DEFAULT_METHODS = tuple(m.name for m in methods_lib.all_methods() if m.family == "pga")
+label = methods_lib.label  # a method's name in tables and plots
 
 flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods, in table order (any of "
                   f"{','.join(METHODS)}).")
@@ -141,7 +137,7 @@ def final_step(run_dir: str, train_steps: int) -> int:
     """The step a run trained for `train_steps` ends at: train_steps, plus the 2-Stage VAE's
     second stage (read from the run's config.json; without one the run is not trained)."""
     cfg = config_lib.load(run_dir)
-    return train_steps + (config_lib.stage2_steps(cfg, train_steps) if cfg is not None else 0)
+    return train_steps + (config_lib.later_steps(cfg, train_steps) if cfg is not None else 0)
 
 
 def _run(args: list[str], log_path: str, what: str, core: int | None = None) -> float:
@@ -195,7 +191,7 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
              f"--train_steps={steps}", f"--sample_every={steps}", "--noexport",
              f"--run_dir={run_dir}", f"--seed={FLAGS.seed}"] + \
         ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
-    if METHOD_DEFAULTS.get(method, {}).get("init_steps", 0) > 0:
+    if methods_lib.get(method).defaults.get("init_steps", 0) > 0:
         train.append(f"--init_steps={FLAGS.init_steps}")
     if FLAGS.fid_every:
         # A checkpoint at every point of the curve, all kept: any point can be evaluated
@@ -356,7 +352,7 @@ def curve_section(results: dict, fid_name: str) -> str:
         return "\nNo FID curve was recorded (train.py --fid_every wrote none).\n"
     labels = {label(m): c for m, c in runs.items()}
     steps_per_epoch = stage1_steps(next(iter(runs))) // FLAGS.epochs if FLAGS.epochs else 0
-    marks = {"2-Stage VAE: stage 2 starts": stage1_steps("two_stage_vae")} if "two_stage_vae" in runs else {}
+    marks = {f"{label(m)}: phase 2 starts": stage1_steps(m) for m in runs if methods_lib.get(m).later_phases}
     seed_list = ", ".join(str(seed) for seed, _ in seeds)
     curves.plot(labels, os.path.join(FLAGS.docs_dir, "fid_curves.png"), epoch_steps=steps_per_epoch, marks=marks,
                 title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps, "
@@ -386,7 +382,7 @@ def fair(say) -> None:
     methods = tuple(FLAGS.methods) if FLAGS["methods"].present else METHODS
     protocol = comparison.Protocol(
         methods=methods, dataset=FLAGS.dataset, lr_grid=tuple(float(x) for x in FLAGS.lr_grid),
-        holdout=FLAGS.holdout, select_steps=FLAGS.select_steps, steps=stage1_steps("lpga") if FLAGS.epochs
+        holdout=FLAGS.holdout, select_steps=FLAGS.select_steps, steps=stage1_steps(methods[0]) if FLAGS.epochs
         else (FLAGS.train_steps if FLAGS["train_steps"].present else 9370), short_steps=FLAGS.short_steps,
         seeds=tuple(int(x) for x in FLAGS.seeds), init_steps=FLAGS.init_steps,
         fid_every=FLAGS.fid_every or 1000, fid_samples=FLAGS.fid_samples, num_samples=FLAGS.num_samples,

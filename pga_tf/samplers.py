@@ -9,10 +9,12 @@ consumer agrees on what "samples of this run" means.
   prior      z ~ N(0, I), the generator's prior (every method's default but the 2-stage VAE's)
   gmm        ex-post density estimation: a Gaussian mixture fitted on the aggregate posterior
              (the training codes E(x)), as in RAE (Ghosh et al., ICLR 2020, sec. 4)
-  two_stage  u ~ N(0, I) through a second-stage VAE's decoder (2-Stage VAE, Dai & Wipf, ICLR 2019)
+  two_stage  u ~ N(0, I) through a second-stage VAE's decoder (2-Stage VAE, Dai & Wipf, ICLR 2019;
+             pga_tf/methods/two_stage_vae.py)
 
-The names and each method's default sampler are in config.py (SAMPLERS, METHOD_SAMPLER), which
-TensorFlow-free code (flags, pga_tf.results) reads too.
+The names are config.SAMPLERS (TensorFlow-free, for the flags); a method's own sampler (its
+record's `sampler`, e.g. the 2-Stage VAE's two_stage) is built by its method module
+(pga_tf/methods/), which depends on this interface, never the other way round.
 """
 
 from __future__ import annotations
@@ -184,51 +186,6 @@ def degeneracy(codes: np.ndarray, labels: np.ndarray, covariances: np.ndarray,
     return "; ".join(found) or None
 
 
-class TwoStageSampler(LatentSampler):
-    """The 2-Stage VAE's latent sampler (Dai & Wipf, ICLR 2019; daib13/TwoStageVAE
-    `generate(stage=2)`): u ~ N(0, I) [N, z_dim], then z = z_hat(u) + gamma_z * eps with the
-    second stage's decoder z_hat and learned scale gamma_z. Decoding z with the first stage's
-    decoder gives the images.
-
-    Args:
-      decoder: the stage-2 decoder, u [N, z_dim] -> (z_hat [N, z_dim],), whose `log_gamma`
-        variable is log gamma_z (two_stage.TwoStage.decoder).
-      z_dim: latent size (u and z alike).
-    """
-
-    kind = "two_stage"
-
-    def __init__(self, decoder: tf.Module, z_dim: int):
-        super().__init__(z_dim)
-        self.decoder = decoder
-
-    def sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        shape = tf.stack([tf.cast(num_samples, tf.int32), self.z_dim])
-        u = tf.random.stateless_normal(shape, seed=self.stateless_seed(seed, 0))
-        eps = tf.random.stateless_normal(shape, seed=self.stateless_seed(seed, 1))
-        z_hat = self.decoder(u, training=False)[0]
-        return z_hat + tf.exp(self.decoder.log_gamma) * eps
-
-    def describe(self) -> dict:
-        return {**super().describe(), "what": "u ~ N(0, I) through the 2-Stage VAE's second-stage decoder",
-                "gamma_z": float(tf.exp(self.decoder.log_gamma).numpy())}
-
-
-class StagedSampler(LatentSampler):
-    """A 2-Stage VAE run's sampler while it trains: z ~ N(0, I) (stage 1's own samples) until its
-    second stage has taken a step, then `TwoStageSampler` (the sample grids, training-time FID)."""
-
-    kind = "two_stage"
-
-    def __init__(self, two_stage_sampler: TwoStageSampler, stage2_step: tf.Variable):
-        super().__init__(two_stage_sampler.z_dim)
-        self.prior, self.two_stage, self.stage2_step = PriorSampler(self.z_dim), two_stage_sampler, stage2_step
-
-    def sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return tf.cond(self.stage2_step > 0, lambda: self.two_stage.sample(num_samples, seed),
-                       lambda: self.prior.sample(num_samples, seed))
-
-
 # ---------------------------------------------------------------------------------- building
 @dataclasses.dataclass(frozen=True)
 class Options:
@@ -245,9 +202,9 @@ class Source:
 
     z_dim: the latent size. codes: a function of n giving the codes E(x) (the mean code for
     variational encoders) of the first n training images, all of them for n = 0; None where no
-    data is at hand. nets: a method's own extra nets by name (e.g. the 2-stage VAE's second
-    stage, in training). config, checkpoint: the run's Config and the checkpoint being evaluated
-    or exported, for a sampler restored from it (the 2-stage VAE's, after training).
+    data is at hand. nets: the method's extra modules by name (Method.parts: e.g. the 2-Stage
+    VAE's second stage). training: the run is training (a method's sampler may follow its
+    phases). config, checkpoint: the run's Config and the checkpoint being evaluated or exported.
     """
 
     z_dim: int
@@ -255,6 +212,7 @@ class Source:
     nets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     config: Any = None
     checkpoint: str | None = None
+    training: bool = False
 
 
 def _build_prior(source: Source, options: Options, log: Callable[[str], None]) -> LatentSampler:
@@ -280,35 +238,11 @@ def _build_gmm(source: Source, options: Options, log: Callable[[str], None]) -> 
     return sampler
 
 
-def _build_two_stage(source: Source, options: Options, log: Callable[[str], None]) -> LatentSampler:
-    """The 2-Stage VAE's second stage: in training, the run's own nets (`nets["two_stage"]`, a
-    two_stage.TwoStage; the prior until stage 2 begins); after, restored from the checkpoint."""
-    parts = source.nets.get("two_stage")
-    if parts is not None:
-        return StagedSampler(parts.sampler(), parts.step)
-    cfg = source.config
-    if cfg is None or source.checkpoint is None or cfg.method != "two_stage_vae":
-        raise SamplerError("the two_stage sampler is the 2-Stage VAE's second stage: only a "
-                           "--method=two_stage_vae run has one")
-    from pga_tf import two_stage  # it imports this module
-
-    try:
-        sampler = two_stage.restore_sampler(cfg, source.checkpoint)
-    except two_stage.NotTrained as e:
-        raise SamplerError(str(e)) from None
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise SamplerError(f"checkpoint {source.checkpoint} holds no stage-2 VAE of the run's config "
-                           f"({type(e).__name__})") from None
-    log(f"sampler two_stage: the stage-2 VAE of {source.checkpoint} "
-        f"(gamma_z {float(tf.exp(sampler.decoder.log_gamma).numpy()):.4g})")
-    return sampler
-
-
-# kind -> builder(source, options, log). A new sampler adds its builder here.
+# kind -> builder(source, options, log). A new sampler for every method adds its builder here; a
+# method's own sampler is named by its record (Method.samplers) and lives with the method.
 BUILDERS: dict[str, Callable[[Source, Options, Callable[[str], None]], LatentSampler]] = {
     "prior": _build_prior,
     "gmm": _build_gmm,
-    "two_stage": _build_two_stage,
 }
 
 
@@ -318,9 +252,11 @@ def build(kind: str, source: Source, options: Options = Options(),
     from `source`, ValueError for a name that is no sampler."""
     if kind not in SAMPLERS:
         raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
-    if kind not in BUILDERS:
-        raise SamplerError(f"the {kind} sampler is not available in this version")
-    return BUILDERS[kind](source, options, log)
+    if kind in BUILDERS:
+        return BUILDERS[kind](source, options, log)
+    from pga_tf import methods
+
+    return methods.resolve(methods.method_samplers()[kind])(source, options, log)
 
 
 def encode_codes(encoder: Callable, variational: bool, images: tf.data.Dataset, n: int = 0,

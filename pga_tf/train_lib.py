@@ -1,8 +1,20 @@
 """The training loop: models, optimizer and checkpoint under a tf.distribute strategy.
 
-`Trainer` owns what one step updates (built inside `strategy.scope()`); `Trainer.fit` decides
-when to step, log, draw sample grids and save. Neither knows which dataset it is fed: they take
-a tf.data.Dataset of [-1, 1] images and a fixed numpy batch for the reconstruction grids.
+`Trainer` owns what one step updates (built inside `strategy.scope()`); `fit` decides when to
+step, log, draw sample grids and save. Neither knows which dataset it is fed (they take a
+tf.data.Dataset of [-1, 1] images and a fixed numpy batch for the reconstruction grids) nor which
+method it trains: the method's record (pga_tf/methods/) gives the loss functions, the extra
+checkpointed parts and any later training phases.
+
+A run is a list of phases, trained one after the other: the image nets' own (`ImagePhase`), then
+those the method adds (Method.later_phases: the 2-Stage VAE's second stage). A phase has
+  name: str                     how log lines call it ("stage 2")
+  steps: int                    its steps in the whole run
+  done() -> int                 its steps taken (from checkpointed state)
+  begin(log)                    before its first block in this process (may raise ValueError)
+  resumed()                     after a checkpoint restored (the flags given now win)
+  train_steps(iterator, n) -> (metrics averaged over the n steps, first non-finite step or -1)
+and every phase's train_steps is a `parts.n_step_loop`.
 """
 
 from __future__ import annotations
@@ -20,8 +32,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, distribution, models, samplers, step as step_lib, two_stage as two_stage_lib
+from pga_tf import checkpoints, distribution, methods, models, samplers
 from pga_tf.config import Config, default_sampler
+from pga_tf.methods import parts as step_lib
 from pga_tf.images import grid, interpolation_grid
 
 
@@ -35,12 +48,8 @@ class NonFiniteLoss(TrainingError):
         self.terms, self.step = terms, step
 
 
-# The term that holds a method's log ||J_h u|| (LPGA's decoder NLL, LVPGA's vrec).
-LOG_DET_TERMS = {"lpga": "nll_dec", "lvpga": "vrec"}
-
-
 def log_det_hint(cfg: Config, terms: list[str]) -> str:
-    """What a non-finite log-det term means and what to change, or "" (issue 11, kind 11).
+    """What a non-finite log-det term (Method.log_det_term) means and what to change, or "".
 
     The log-det term is log ||J_h u||: it goes to -inf when h = E(D(z)) collapses, which the
     decoder's loss rewards once the latent terms are on. With a short warm-up that happens
@@ -48,14 +57,15 @@ def log_det_hint(cfg: Config, terms: list[str]) -> str:
     Fashion-MNIST), and the finite difference h(mu + delta) - h(mu) then rounds to exactly 0
     long before forward mode's J_h u would underflow.
     """
-    term = LOG_DET_TERMS.get(cfg.method)
-    if term not in terms or "img_rec" in terms:  # weights already NaN: another cause
+    method = methods.get(cfg.method)
+    term = method.log_det_term
+    if term is None or term not in terms or "img_rec" in terms:  # weights already NaN: another cause
         return ""
-    finite_difference = cfg.method == "lvpga" or cfg.log_det == "finite_difference"
+    finite_difference = not method.forward_mode_log_det or cfg.log_det == "finite_difference"
     cause = ("its finite difference h(mu + delta) - h(mu) rounded to 0" if finite_difference
              else "J_h u reached 0")
     remedy = f"raise --init_steps (here {cfg.init_steps}) so the autoencoder learns first"
-    if cfg.method == "lpga" and finite_difference:
+    if method.forward_mode_log_det and finite_difference:
         remedy += ", or use --log_det=jvp"
     return f" ({term} = log ||J_h u||: h = E(D(z)) collapsed and {cause}; {remedy})"
 
@@ -136,14 +146,15 @@ def _dtype_policy(name: str | None):
 
 
 class Trainer:
-    """Models, optimizer, random state and the compiled step of one run."""
+    """Models, optimizer, random state, the method's extra parts and the compiled step of one run."""
 
     def __init__(self, cfg: Config, image_shape: tuple[int, int, int],
-                 strategy: tf.distribute.Strategy | None = None, stage1_steps: int | None = None,
-                 code_images: Callable[[], tf.data.Dataset] | None = None):
-        """`stage1_steps` and `code_images` (unbatched training images, for stage 2's codes) are
-        the 2-Stage VAE's: its steps past stage1_steps train stage 2."""
+                 strategy: tf.distribute.Strategy | None = None, main_steps: int | None = None,
+                 train_images: Callable[[], tf.data.Dataset] | None = None):
+        """`main_steps` (the image nets' steps) and `train_images` (unbatched training images) are
+        needed by a method with later phases (Method.later_phases), which train after them."""
         self.cfg = cfg
+        self.method = methods.get(cfg.method)
         self.image_shape = tuple(image_shape)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.global_batch = cfg.batch_size
@@ -165,85 +176,75 @@ class Trainer:
                 self.encoder, self.decoder = models.build_models(
                     cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
                     variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn,
-                    learned_scale=cfg.method == "two_stage_vae")
+                    learned_scale=self.method.decoder_scale)
             self.optimizer = make_optimizer(cfg)
-            # The 2-Stage VAE's second stage (its first stage's gamma_x is the decoder's).
-            self.two_stage = two_stage_lib.build(cfg) if cfg.method == "two_stage_vae" else None
+            # The method's extra checkpointed modules (the 2-Stage VAE's second stage).
+            self.parts = self.method.build_parts(cfg)
             # Build the slots now: a first distributed step that creates them fails.
             self.optimizer.build(self.encoder.trainable_variables + self.decoder.trainable_variables)
             self.generator = tf.random.Generator.from_seed(cfg.seed)
-            parts = {"two_stage": self.two_stage} if self.two_stage else {}
             self.checkpoint = tf.train.Checkpoint(encoder=self.encoder, decoder=self.decoder,
                                                   optimizer=self.optimizer, generator=self.generator,
-                                                  **parts)
-        if self.two_stage is not None and (stage1_steps is None or code_images is None):
-            raise ValueError("a two_stage_vae Trainer needs stage1_steps and code_images")
-        self.stage1_steps = stage1_steps
-        self._code_images = code_images
-        self._second_stage: two_stage_lib.SecondStage | None = None
+                                                  **self.parts)
+        self.train_images = train_images
+        self.phases: list = [ImagePhase(self, main_steps)]
+        if self.method.later_phases:
+            if main_steps is None or train_images is None:
+                raise ValueError(f"a {cfg.method} Trainer needs main_steps and train_images (its "
+                                 "later phases train after the image nets' steps)")
+            self.phases += list(self.method.resolve("later_phases")(self, main_steps))
         # What the sample grids and training-time FID draw z from: the method's own sampler.
         self.sampler = samplers.build(default_sampler(cfg.method), self.sampler_source())
         self._train_n = None
         # The fused step needs every example of a pass processed independently: no batch norm.
-        self.fused = cfg.fused and not cfg.use_bn and cfg.method in step_lib.FUSED_METHODS
+        self.fused = cfg.fused and not cfg.use_bn and self.method.fused_losses is not None
+        self._loss_fn = self.method.resolve("fused_losses" if self.fused else "losses")
         # Coefficients that are 0 at every step: the fused step skips their gradient paths.
         self._zero_coefficients = frozenset(
             name for name in step_lib.COEFFICIENTS if getattr(cfg, name) == 0)
 
     @property
     def step(self) -> int:
-        """Steps taken: the optimizer's, plus the 2-Stage VAE's stage-2 steps."""
-        stage2 = int(self.two_stage.step.numpy()) if self.two_stage is not None else 0
-        return int(self.optimizer.iterations.numpy()) + stage2
+        """Steps taken, over every phase."""
+        return int(self.optimizer.iterations.numpy()) + sum(p.done() for p in self.phases[1:])
 
     @property
     def models(self) -> list[keras.Model]:
-        """Every net the run trains: encoder, decoder (and the 2-Stage VAE's stage-2 nets)."""
-        extra = [self.two_stage.encoder, self.two_stage.decoder] if self.two_stage is not None else []
+        """Every net the run trains: encoder, decoder and the nets of the method's parts."""
+        extra = [m for part in self.parts.values() for m in getattr(part, "models", ())]
         return [self.encoder, self.decoder, *extra]
 
     @property
-    def in_stage2(self) -> bool:
-        return self.two_stage is not None and self.step >= self.stage1_steps
+    def total_steps(self) -> int:
+        """Steps of the whole run (every phase's)."""
+        return sum(p.steps for p in self.phases)
 
-    def stage_end(self, step: int, total_steps: int) -> int:
-        """The step at which the stage `step` is in ends (total_steps for one-stage methods)."""
-        if self.two_stage is not None and step < self.stage1_steps:
-            return min(self.stage1_steps, total_steps)
-        return total_steps
+    def phase_at(self, step: int, total_steps: int | None = None) -> tuple[int, int]:
+        """(index of the phase that step `step` + 1 belongs to, the step at which it ends: the
+        last phase ends at `total_steps`, by default the run's)."""
+        end = 0
+        for i, phase in enumerate(self.phases[:-1]):
+            end += phase.steps
+            if step < end:
+                return i, end if total_steps is None else min(end, total_steps)
+        return len(self.phases) - 1, self.total_steps if total_steps is None else total_steps
 
-    def start_block(self, log: Callable[[str], None] = print) -> None:
-        """Called before each block of steps: the 2-Stage VAE encodes the training set into
-        stage 2's codes when it first steps in stage 2 (after stage 1, or on a resume)."""
-        if self.two_stage is not None and int(self.two_stage.step.numpy()) > 0:
-            done1 = int(self.optimizer.iterations.numpy())
-            if done1 != self.stage1_steps:
-                raise TrainingError(f"this run's stage 1 ended at step {done1} and stage 2 has begun; "
-                                    f"it cannot train {self.stage1_steps} stage-1 steps (keep "
-                                    "--train_steps/--epochs as they were; --stage2_steps may change)")
-        if not self.in_stage2 or self._second_stage is not None:
-            return
-        t0 = time.time()
-        mu, log_var = two_stage_lib.posterior_codes(
-            lambda x: self.encoder(x, training=False), self._code_images())
-        try:
-            self._second_stage = two_stage_lib.SecondStage(
-                self.two_stage, mu, log_var, self.global_batch, self.cfg.seed, self.strategy,
-                self.generator)
-        except ValueError as e:
-            raise TrainingError(str(e)) from None
-        log(f"stage 2 of 2 from step {self.step}: {len(mu)} training images encoded into stage 1's "
-            f"posterior codes ({time.time() - t0:.0f} s)")
+    def check_phases(self) -> None:
+        """TrainingError if a later phase has begun but an earlier one took other steps than this
+        run asks of it (a resume with another --train_steps/--epochs)."""
+        for i, phase in enumerate(self.phases[:-1]):
+            if any(p.done() > 0 for p in self.phases[i + 1:]) and phase.done() != phase.steps:
+                nxt = self.phases[i + 1].name
+                raise TrainingError(f"this run's {phase.name} ended at step {phase.done()} and {nxt} "
+                                    f"has begun; it cannot train {phase.steps} {phase.name} steps "
+                                    "(keep --train_steps/--epochs as they were)")
 
     # ----------------------------------------------------------------------------- the step
     def losses(self, images: tf.Tensor, noise: step_lib.Noise) -> step_lib.Losses:
         if self.fused:
-            coeffs = step_lib.coefficients(self.cfg, self.optimizer.iterations)
-            return step_lib.fused_method_losses(self.cfg.method, self.encoder, self.decoder, images,
-                                                noise, coeffs, self._zero_coefficients,
-                                                log_det=self.cfg.log_det)
-        loss_fn = step_lib.LOSS_FUNCTIONS[self.cfg.method]
-        return loss_fn(self.cfg, self.encoder, self.decoder, images, noise, self.optimizer.iterations)
+            return self._loss_fn(self.cfg, self.encoder, self.decoder, images, noise,
+                                 self.optimizer.iterations, self._zero_coefficients)
+        return self._loss_fn(self.cfg, self.encoder, self.decoder, images, noise, self.optimizer.iterations)
 
     def replica_step(self, images: tf.Tensor, noise: step_lib.Noise | None = None) -> dict:
         """One update on this replica's share of the batch; returns global-batch means."""
@@ -287,49 +288,35 @@ class Trainer:
             return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                     for k, v in per_replica.items()}
 
-        def non_finite(metrics):
-            return tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.stack(list(metrics.values())))))
-
-        @tf.function
-        def train_n(iterator, n):
-            # Python runs once per n steps; the first step fixes the metric structure.
-            sums = distributed_step(iterator)
-            first_bad = tf.where(non_finite(sums), 0, -1)
-            for i in tf.range(1, n):
-                out = distributed_step(iterator)
-                sums = {k: sums[k] + out[k] for k in sums}
-                first_bad = tf.where((first_bad < 0) & non_finite(out), i, first_bad)
-            means = {k: v / tf.cast(n, tf.float32) for k, v in sums.items()}
-            return means, first_bad
-
-        return train_n
+        return step_lib.n_step_loop(distributed_step)
 
     def train_steps(self, iterator, n: int) -> dict:
-        """Run `n` steps from a distributed iterator; returns the metrics averaged over them.
+        """Run `n` steps of the current phase from a distributed iterator; returns the metrics
+        averaged over them.
 
         Raises NonFiniteLoss (after the n steps) if any step gave a NaN or Inf loss term.
         """
-        if self.in_stage2:
-            if self._second_stage is None:
-                self.start_block()
-            out, first_bad = self._second_stage.train_steps(n)
-        else:
-            if self._train_n is None:
-                self._train_n = self._build_train_n()
-            out, first_bad = self._train_n(iterator, tf.constant(n, tf.int32))
-            out = {k: float(v) for k, v in out.items()}
-        if int(first_bad) >= 0:
+        phase = self.phases[self.phase_at(self.step)[0]]
+        phase.begin(lambda line: None)
+        out, first_bad = phase.train_steps(iterator, n)
+        if first_bad >= 0:
             bad = sorted(k for k, v in out.items() if not math.isfinite(v))
-            raise NonFiniteLoss(bad, self.step - n + int(first_bad) + 1)
+            raise NonFiniteLoss(bad, self.step - n + first_bad + 1)
         return out
+
+    def image_steps(self, iterator, n: int) -> tuple[dict, int]:
+        """n steps of the image nets (ImagePhase.train_steps)."""
+        if self._train_n is None:
+            self._train_n = self._build_train_n()
+        out, first_bad = self._train_n(tf.constant(n, tf.int32), iterator)
+        return {k: float(v) for k, v in out.items()}, int(first_bad)
 
     # ----------------------------------------------------------------------------- inference
     def sampler_source(self) -> samplers.Source:
         """What the training-time sampler is built from: the latent size and the method's extra
-        nets (the 2-Stage VAE's second stage); no codes, since a sampler fitted on codes would go
+        parts (the 2-Stage VAE's second stage); no codes, since a sampler fitted on codes would go
         stale as E trains."""
-        nets = {"two_stage": self.two_stage} if self.two_stage is not None else {}
-        return samplers.Source(self.cfg.z_dim, nets=nets)
+        return samplers.Source(self.cfg.z_dim, nets=self.parts, training=True)
 
     def encode_mean(self, images: tf.Tensor) -> tf.Tensor:
         out = self.encoder(images, training=False)
@@ -347,6 +334,29 @@ class Trainer:
             "reconstructions": grid(pairs, ncol=2 * max(1, int(math.sqrt(len(images) / 2)))),
             "interpolations": interpolation_grid(images, mu.numpy(), decode),
         }
+
+
+class ImagePhase:
+    """The image nets' phase: the method's own training step (`Trainer.replica_step`)."""
+
+    def __init__(self, trainer: Trainer, steps: int | None):
+        self.trainer, self.steps = trainer, steps if steps is not None else 0
+        # A method with later phases calls its first one "stage 1" (they say "stage 2").
+        self.name = "stage 1" if trainer.method.later_phases else "training"
+
+    def done(self) -> int:
+        return int(self.trainer.optimizer.iterations.numpy())
+
+    def begin(self, log: Callable[[str], None]) -> None:
+        pass
+
+    def resumed(self) -> None:
+        # The checkpoint holds the optimizer's learning-rate variable; the flag given now wins,
+        # so a resumed run can be continued with another --lr.
+        self.trainer.optimizer.learning_rate = self.trainer.cfg.lr
+
+    def train_steps(self, iterator, n: int) -> tuple[dict, int]:
+        return self.trainer.image_steps(iterator, n)
 
 
 class _InputSignature(tf.train.experimental.PythonState):
@@ -382,9 +392,7 @@ def _restore(trainer: Trainer, latest: str, iterator, signature: dict, log: Call
         raise TrainingError(f"checkpoint {latest} is unreadable ({type(e).__name__}); "
                             "use another --run_dir") from None
     objects = dict(encoder=trainer.encoder, decoder=trainer.decoder, optimizer=trainer.optimizer,
-                   generator=trainer.generator)
-    if trainer.two_stage is not None:  # the 2-Stage VAE's second stage: nets, optimizer, step
-        objects["two_stage"] = trainer.two_stage
+                   generator=trainer.generator, **trainer.parts)
     if iterator is not None:
         if _ITERATOR_KEY not in keys:
             log(f"{name} holds no input position (saved under another strategy): the input "
@@ -443,11 +451,12 @@ class _StopRequest:
 Callback = Callable[[int, "Trainer", tf.summary.SummaryWriter], None]
 
 
-def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: str,
+def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int | None, run_dir: str,
         fixed_images: np.ndarray, log: Callable[[str], None] = print,
         callbacks: Sequence[Callback] = (), on_start: Callable[[], None] | None = None,
         input_signature: dict | None = None) -> dict:
-    """Train until `total_steps`, resuming from the latest checkpoint in `run_dir`.
+    """Train every phase until `total_steps` (None: the run's, Trainer.total_steps), resuming from
+    the latest checkpoint in `run_dir`.
 
     Writes TensorBoard summaries (every loss term, the totals, lr, images/s, image grids) to
     run_dir/tb, PNG grids to run_dir/samples and checkpoints to run_dir/checkpoints. The
@@ -459,11 +468,65 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     `input_signature` describes what the input position depends on (data dir, batch size, ...):
     a checkpoint whose signature differs resumes everything but the input position, which starts
     afresh (said in one log line), as does a checkpoint written under another strategy.
+    A phase's end is logged, drawn and saved on its own: the next phase reports other terms, and
+    its first checkpoint keeps the finished phase.
     Returns the last logged metrics, with "stopped_by_signal" set if a signal ended the run.
     """
-    from pga_tf.images import save_png  # PIL, only needed when writing grids
-
     cfg = trainer.cfg
+    total_steps = trainer.total_steps if total_steps is None else total_steps
+    iterator, single = _input_iterator(trainer, dataset, input_signature)
+    # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
+    # into scratch dirs; all of them resume from the chief's checkpoints.
+    out_dir = distribution.write_dir(trainer.strategy, run_dir)
+    manager, resumed = _resume(trainer, run_dir, out_dir, iterator if single else None,
+                               input_signature or {}, log)
+    if on_start is not None:
+        on_start()
+    warning = warm_up_unfinished(cfg, total_steps)
+    if warning and trainer.step < total_steps:
+        log(warning)
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
+    _mark_start(writer, trainer.step, resumed=resumed)
+    samples_dir = os.path.join(out_dir, "samples")
+    os.makedirs(samples_dir, exist_ok=True)
+    progress = _Progress(trainer, total_steps, writer, log)
+
+    step = trainer.step
+    with _StopRequest() as stop:
+        while step < total_steps:
+            phase, phase_end = _begin_block(trainer, step, total_steps, log)
+            n = min(cfg.steps_per_loop, phase_end - step,
+                    _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
+            t0 = time.perf_counter()
+            out = _train_block(trainer, phase, iterator, n, manager)
+            seconds = time.perf_counter() - t0  # images/s counts the steps' time only
+            # One decision for all workers, taken at the same step on each.
+            stopping = distribution.on_any_worker(trainer.strategy, stop.signal is not None)
+            step += n
+            if step - n <= cfg.init_steps < step:
+                _log_warm_up_end(cfg, log)
+            progress.add(out, n, seconds)
+            phase_done = step == phase_end
+            if step % cfg.log_every == 0 or phase_done or stopping:
+                progress.report(step)
+            if step % cfg.sample_every == 0 or phase_done:
+                _draw_grids(trainer, fixed_images, writer, samples_dir, step)
+            for callback in callbacks:
+                callback(step, trainer, writer)
+            if step % cfg.ckpt_every == 0 or phase_done or stopping:
+                _save(manager, step)
+            if stopping:
+                _log_stop(stop.signal, run_dir, step, log)
+                progress.last["stopped_by_signal"] = stop.signal or signal.SIGTERM
+                break
+    writer.flush()
+    distribution.cleanup(trainer.strategy, run_dir)
+    return progress.last
+
+
+def _input_iterator(trainer: Trainer, dataset: tf.data.Dataset, input_signature: dict | None):
+    """The distributed input iterator, and whether it is checkpointed (then it is in
+    trainer.checkpoint, beside its signature)."""
     iterator = iter(trainer.strategy.experimental_distribute_dataset(
         distribution.for_workers(trainer.strategy, dataset)))
     # Only a single-device tf.data iterator is checkpointable; a multi-replica run starts its
@@ -472,9 +535,13 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     if single:
         trainer.checkpoint.iterator = iterator
         trainer.checkpoint.input = _InputSignature(input_signature or {})
-    # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
-    # into scratch dirs; all of them resume from the chief's checkpoints.
-    out_dir = distribution.write_dir(trainer.strategy, run_dir)
+    return iterator, single
+
+
+def _resume(trainer: Trainer, run_dir: str, out_dir: str, iterator, signature: dict,
+            log: Callable[[str], None]) -> tuple[checkpoints.Manager, bool]:
+    """Restore the newest whole checkpoint of run_dir (if any) into the trainer; the checkpoint
+    manager writing into out_dir, and whether the run resumed."""
     try:
         if os.path.abspath(out_dir) == os.path.abspath(run_dir):
             latest = checkpoints.recover(os.path.join(run_dir, "checkpoints"), log)
@@ -484,97 +551,200 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int, run_dir: s
     except checkpoints.CheckpointError as e:
         raise TrainingError(str(e)) from None
     manager = checkpoints.Manager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
-                                  max_to_keep=cfg.keep_checkpoints)
+                                  max_to_keep=trainer.cfg.keep_checkpoints)
     if latest:
-        _restore(trainer, latest, iterator if single else None, input_signature or {}, log)
+        _restore(trainer, latest, iterator, signature, log)
         log(f"resumed from {latest} at step {trainer.step}")
-        # The checkpoint holds the optimizer's learning-rate variable; the flag given now wins,
-        # so a resumed run can be continued with another --lr.
-        trainer.optimizer.learning_rate = cfg.lr
-        if trainer.two_stage is not None:
-            trainer.two_stage.optimizer.learning_rate = cfg.stage2_lr
+        for phase in trainer.phases:
+            phase.resumed()
     if not distribution.same_on_all_workers(trainer.strategy, trainer.step):
         raise TrainingError(f"workers resumed at different steps (this one at {trainer.step}); "
                             "--run_dir must be on a filesystem every worker sees")
-    if on_start is not None:
-        on_start()
-    warning = warm_up_unfinished(cfg, total_steps)
-    if warning and trainer.step < total_steps:
-        log(warning)
-    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
-    _mark_start(writer, trainer.step, resumed=bool(latest))
-    samples_dir = os.path.join(out_dir, "samples")
-    os.makedirs(samples_dir, exist_ok=True)
+    trainer.check_phases()
+    return manager, bool(latest)
 
-    step = trainer.step
-    sums: dict[str, float] = {}
-    window_steps, window_time, start_step, start_time = 0, 0.0, step, time.time()
-    last: dict = {}
-    with _StopRequest() as stop:
-        while step < total_steps:
-            stage_end = trainer.stage_end(step, total_steps)
-            n = min(cfg.steps_per_loop, stage_end - step,
-                    _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
-            trainer.start_block(log)
-            t0 = time.perf_counter()
-            try:
-                out = trainer.train_steps(iterator, n)
-            except NonFiniteLoss as e:
-                # The weights are already poisoned: leave the last checkpoint as it is.
-                raise TrainingError(f"{e}; stopped without saving (last good checkpoint: "
-                                    f"{manager.latest_checkpoint or 'none'})"
-                                    f"{log_det_hint(cfg, e.terms)}") from None
-            window_time += time.perf_counter() - t0
-            # One decision for all workers, taken at the same step on each.
-            stopping = distribution.on_any_worker(trainer.strategy, stop.signal is not None)
-            step += n
-            window_steps += n
-            if step - n <= cfg.init_steps < step:
-                _log_warm_up_end(cfg, log)
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            done = step >= total_steps
-            # A stage's end is logged, drawn and saved on its own: the next stage reports
-            # other terms, and its first checkpoint keeps the finished stage.
-            stage_done = step == stage_end
-            if step % cfg.log_every == 0 or stage_done or stopping:
-                last = {k: v / window_steps for k, v in sums.items()}
-                ips = window_steps * trainer.global_batch / max(window_time, 1e-9)
-                elapsed = time.time() - start_time
-                eta = elapsed / max(step - start_step, 1) * (total_steps - step)
-                with writer.as_default(step=step):
-                    for k, v in last.items():
-                        tf.summary.scalar(f"loss/{k}", v)
-                    tf.summary.scalar("train/learning_rate", cfg.lr)
-                    tf.summary.scalar("train/images_per_s", ips)
-                terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
-                log(f"step {step}/{total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
-                sums, window_steps, window_time = {}, 0, 0.0
-            if step % cfg.sample_every == 0 or stage_done:
-                # The same seed at every grid: the prior's z stay fixed through the run.
-                z = trainer.sampler.sample(tf.constant(100), tf.constant(cfg.seed, tf.int64)).numpy()
-                grids = trainer.sample_grids(z, fixed_images)
-                with writer.as_default(step=step):
-                    for name, g in grids.items():
-                        tf.summary.image(name, g[None], max_outputs=1)
-                        save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
-            for callback in callbacks:
-                callback(step, trainer, writer)
-            if step % cfg.ckpt_every == 0 or stage_done or stopping:
-                try:
-                    manager.save(step)
-                except checkpoints.SaveError as e:
-                    raise TrainingError(str(e)) from None
-            if stopping:
-                name = signal.Signals(stop.signal).name if stop.signal else "another worker's signal"
-                saved = os.path.join(run_dir, "checkpoints", f"ckpt-{step}")  # the chief's
-                log(f"{name}: stopped at step {step}, checkpoint saved to {saved}; "
-                    "run the same command again to resume")
-                last["stopped_by_signal"] = stop.signal or signal.SIGTERM
-                break
-    writer.flush()
-    distribution.cleanup(trainer.strategy, run_dir)
-    return last
+
+def _begin_block(trainer: Trainer, step: int, total_steps: int, log: Callable[[str], None]):
+    """The phase the next block of steps belongs to (begun) and the step at which it ends."""
+    index, end = trainer.phase_at(step, total_steps)
+    phase = trainer.phases[index]
+    try:
+        phase.begin(log)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    return phase, end
+
+
+def _train_block(trainer: Trainer, phase, iterator, n: int, manager: checkpoints.Manager) -> dict:
+    """n steps of `phase`; TrainingError (the last good checkpoint untouched) if one was not finite."""
+    out, first_bad = phase.train_steps(iterator, n)
+    if first_bad < 0:
+        return out
+    # The weights are already poisoned: leave the last checkpoint as it is.
+    bad = sorted(k for k, v in out.items() if not math.isfinite(v))
+    e = NonFiniteLoss(bad, trainer.step - n + first_bad + 1)
+    raise TrainingError(f"{e}; stopped without saving (last good checkpoint: "
+                        f"{manager.latest_checkpoint or 'none'}){log_det_hint(trainer.cfg, e.terms)}")
+
+
+class _Progress:
+    """The metrics of the steps since the last progress line, and that line (with TensorBoard's
+    scalars) when asked."""
+
+    def __init__(self, trainer: Trainer, total_steps: int, writer, log: Callable[[str], None]):
+        self.trainer, self.total_steps, self.writer, self.log = trainer, total_steps, writer, log
+        self.sums: dict[str, float] = {}
+        self.steps, self.seconds = 0, 0.0
+        self.start_step, self.start_time = trainer.step, time.time()
+        self.last: dict = {}
+
+    def add(self, out: dict, n: int, seconds: float) -> None:
+        self.seconds += seconds
+        self.steps += n
+        for k, v in out.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+
+    def report(self, step: int) -> None:
+        self.last = {k: v / self.steps for k, v in self.sums.items()}
+        ips = self.steps * self.trainer.global_batch / max(self.seconds, 1e-9)
+        elapsed = time.time() - self.start_time
+        eta = elapsed / max(step - self.start_step, 1) * (self.total_steps - step)
+        with self.writer.as_default(step=step):
+            for k, v in self.last.items():
+                tf.summary.scalar(f"loss/{k}", v)
+            tf.summary.scalar("train/learning_rate", self.trainer.cfg.lr)
+            tf.summary.scalar("train/images_per_s", ips)
+        terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(self.last.items()))
+        self.log(f"step {step}/{self.total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
+        self.sums, self.steps, self.seconds = {}, 0, 0.0
+def _draw_grids(trainer: Trainer, fixed_images: np.ndarray, writer, samples_dir: str, step: int) -> None:
+    """The sample, reconstruction and interpolation grids, into TensorBoard and PNG files."""
+    from pga_tf.images import save_png  # PIL, only needed when writing grids
+
+    # The same seed at every grid: the prior's z stay fixed through the run.
+    z = trainer.sampler.sample(tf.constant(100), tf.constant(trainer.cfg.seed, tf.int64)).numpy()
+    grids = trainer.sample_grids(z, fixed_images)
+    with writer.as_default(step=step):
+        for name, g in grids.items():
+            tf.summary.image(name, g[None], max_outputs=1)
+            save_png(g, os.path.join(samples_dir, f"step_{step:07d}_{name}.png"))
+
+
+def _save(manager: checkpoints.Manager, step: int) -> None:
+    try:
+        manager.save(step)
+    except checkpoints.SaveError as e:
+        raise TrainingError(str(e)) from None
+
+
+def _log_stop(signum: int | None, run_dir: str, step: int, log: Callable[[str], None]) -> None:
+    name = signal.Signals(signum).name if signum else "another worker's signal"
+    saved = os.path.join(run_dir, "checkpoints", f"ckpt-{step}")  # the chief's
+    log(f"{name}: stopped at step {step}, checkpoint saved to {saved}; "
+        "run the same command again to resume")
+
+
+def run(cfg: Config, strategy: tf.distribute.Strategy | None = None, *,
+        log: Callable[[str], None] = print, callbacks: Callable[[Trainer], Sequence[Callback]] = lambda t: (),
+        export: bool = False) -> dict:
+    """Train the run `cfg` describes, from its data to its last checkpoint (and SavedModel):
+    what train.py does once its flags are a Config, callable from a notebook too.
+
+    Resumes from cfg.run_dir's latest checkpoint; holds the run dir's lock while training. Only
+    the chief worker writes. `callbacks(trainer)` gives fit's callbacks (train.py's FID);
+    `export` writes <run_dir>/saved_model at the end. Returns {"trainer", "metrics" (the last
+    logged), "stopped" (a signal ended it), "export" (its path or None)}.
+    Raises TrainingError, data.DataError, run_lock.RunDirBusy, config.ConfigError, OSError (each
+    one line: train.py prints them as `error:`).
+    """
+    from pga_tf import config as config_lib, data, precision_probe, run_lock
+
+    strategy = strategy or make_strategy(cfg.strategy)
+    chief = distribution.is_chief(strategy)  # only the chief writes (and locks) the run dir
+    if chief:
+        run_lock.check_free(cfg.run_dir)  # refuse a second training now, not after the start-up
+    # Before any net exists, on constant tensors: a 16-bit policy that is slower than float32 on
+    # this CPU is said once, and the run's random state is untouched.
+    precision_probe.check(cfg.precision, log=log)
+    # Seeds weight initialisation (and Python/numpy); noise comes from the checkpointed generator.
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    image_shape = data.image_shape(cfg.dataset)
+    expected = models.IMAGE_SHAPES[cfg.model]
+    if tuple(image_shape[:2]) != tuple(expected):
+        raise TrainingError(f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
+                            f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}")
+    saved = config_lib.load(cfg.run_dir)
+    if saved is not None and config_lib.conflicts(saved, cfg):
+        raise TrainingError(f"{cfg.run_dir} holds a different run "
+                            f"({'; '.join(config_lib.conflicts(saved, cfg))}); use another --run_dir")
+
+    data_dir = cfg.data_dir or None
+    dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed,
+                                      split=cfg.train_split)
+    examples = data.num_examples(cfg.dataset, cfg.train_split, data_dir)
+    log(f"data: {data.describe(cfg.dataset, cfg.train_split, data_dir)}")
+    main_steps = main_steps_of(cfg, examples)
+    trainer = Trainer(cfg, image_shape, strategy, main_steps=main_steps,
+                      train_images=lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir))
+    fixed = preview_images(cfg)
+    phases = (" (" + ", ".join(f"{p.name}: {p.steps}" for p in trainer.phases) + ")"
+              if len(trainer.phases) > 1 else "")
+    log(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
+        f"{trainer.total_steps} steps{phases} on {strategy.num_replicas_in_sync} replica(s); run dir "
+        f"{cfg.run_dir}")
+    # What the checkpointed input position depends on; a resume with another one starts the
+    # input afresh (fit says so) instead of silently reading the old data.
+    signature = dict(dataset=cfg.dataset, data_dir=os.path.realpath(data_dir) if data_dir else "",
+                     batch_size=cfg.batch_size, examples=examples)
+    # Held until the run (export included) ends; the kernel drops it if the process dies.
+    lock = run_lock.RunDirLock(cfg.run_dir).acquire() if chief else None
+    try:
+        last = fit(trainer, dataset, None, cfg.run_dir, fixed, log=log,
+                   on_start=(lambda: config_lib.save(cfg, cfg.run_dir)) if chief else None,
+                   callbacks=list(callbacks(trainer)) if chief else [], input_signature=signature)
+        result = {"trainer": trainer, "metrics": last, "stopped": bool(last.get("stopped_by_signal")),
+                  "export": None}
+        if result["stopped"]:
+            return result
+        # Equal digests on every worker (and run to run with --deterministic) mean equal weights.
+        log(f"finished at step {trainer.step}; weights digest (sha256, first 16 hex digits) "
+            f"{distribution.weights_digest(*trainer.models)}")
+        if export and chief:
+            from pga_tf import export as export_lib
+
+            # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a 16-bit
+            # --precision run's compute pays off for training; serving stays exact and portable).
+            module = export_lib.from_run(cfg.run_dir)
+            result["export"] = export_lib.export(module, os.path.join(cfg.run_dir, "saved_model"),
+                                                 overwrite=True)
+            log(f"SavedModel of {module.checkpoint} (step {module.step}) written to {result['export']} "
+                f"(sample: the {module.sampler.kind} sampler)")
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def main_steps_of(cfg: Config, examples: int) -> int:
+    """The image nets' steps of a run on `examples` training images: --train_steps, or --epochs
+    epochs of full batches (a method's later phases come after them)."""
+    return cfg.train_steps if cfg.train_steps > 0 else cfg.epochs * (examples // cfg.batch_size)
+
+
+def preview_images(cfg: Config) -> np.ndarray:
+    """The 16 fixed test images of the reconstruction grids (training images without a test split)."""
+    from pga_tf import data
+
+    data_dir = cfg.data_dir or None
+    try:
+        return data.fixed_batch(cfg.dataset, 16, "test", data_dir)
+    except data.BadImages:
+        raise  # a bad test file is named now, not discovered by a later FID
+    except data.DataError:  # no test split: preview train images
+        return data.fixed_batch(cfg.dataset, 16, cfg.train_split, data_dir)
 
 
 def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> str | None:

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import baselines, config, step as step_lib, train_lib
+from pga_tf import config, methods, train_lib
+from pga_tf.methods import baseline_objectives as baselines
+from pga_tf.methods import parts as step_lib
 
 SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # tolstikhin/wae wae.py mmd_penalty, written out again
 
@@ -137,7 +139,7 @@ def test_step_adds_the_terms_with_their_coefficients(method, extra):
     trainer = train_lib.Trainer(cfg, (28, 28, 1))
     images = tf.constant(_synthetic_images(8))
     noise = step_lib.draw_noise(tf.random.Generator.from_seed(0), 8, 4)
-    out = step_lib.LOSS_FUNCTIONS[method](cfg, trainer.encoder, trainer.decoder, images, noise,
+    out = methods.get(method).resolve("losses")(cfg, trainer.encoder, trainer.decoder, images, noise,
                                           tf.constant(0))
     z = trainer.encoder(images, training=True)
     rec = ((images - trainer.decoder(z, training=True)) ** 2).numpy().reshape(8, -1).mean(1)

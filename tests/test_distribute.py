@@ -78,7 +78,8 @@ def check_equivalence():
     """Two steps with the same weights, batch and noise on one device and on two replicas."""
     import tensorflow as tf
 
-    from pga_tf import step as step_lib, train_lib
+    from pga_tf import train_lib
+    from pga_tf.methods import parts as step_lib
 
     out = {}
     strategy = _mirrored()
@@ -123,7 +124,8 @@ def check_equivalence():
 
 def check_replica_noise():
     """The Trainer's generator gives each replica its own stream, reproducible from the seed."""
-    from pga_tf import step as step_lib, train_lib
+    from pga_tf import train_lib
+    from pga_tf.methods import parts as step_lib
 
     strategy = _mirrored()
 
@@ -184,7 +186,7 @@ def check_mixed_precision_overflow_on_one_replica():
     """An overflow on one replica only: both skip the step (and halve the loss scale)."""
     import tensorflow as tf
 
-    from pga_tf import step as step_lib, train_lib
+    from pga_tf import train_lib
 
     strategy = _mirrored()
     trainer = train_lib.Trainer(_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
@@ -381,7 +383,7 @@ def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     for w in second:
         assert w.proc.returncode == 0, w.output
         assert "on 2 replica(s)" in w.output and f"at step {step}" in w.output  # resumed
-    digests = [re.findall(rf"finished at step {step + 2}; weights sha256 (\w+)", w.output)
+    digests = [re.findall(rf"finished at step {step + 2}; weights digest \(sha256, first 16 hex digits\) (\w+)", w.output)
                for w in second]
     assert digests[0] and digests[0] == digests[1], [w.output for w in second]
     module = export.from_run(run_dir)  # the chief's config.json and latest checkpoint

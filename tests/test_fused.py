@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, models, step as step_lib, train_lib
+from pga_tf import config, methods, models, train_lib
+from pga_tf.methods import parts as step_lib, pga as pga_lib
 
 SHAPE = (28, 28, 1)
 N, Z = 8, 4
@@ -46,13 +47,13 @@ def _assert_close_gradient(a, b, name):
 def _plain_and_fused(method, coeffs, zero=frozenset(), seed=0):
     tf.keras.utils.set_random_seed(seed)
     enc, dec = models.build_models("conv_mnist", Z, 1, use_bn=False,
-                                   variational=method in config.VARIATIONAL)
+                                   variational=methods.get(method).variational)
     images, noise = _images(N, seed), _noise(N, Z, seed)
     enc_vars, dec_vars = enc.trainable_variables, dec.trainable_variables
 
     def plain(c):
         with tf.GradientTape(persistent=True) as tape:
-            out = step_lib.method_losses(method, enc, dec, images, noise, c)
+            out = pga_lib.method_losses(method, enc, dec, images, noise, c)
             e, d = tf.reduce_mean(out.encoder), tf.reduce_mean(out.decoder)
         return out, [g if g is None else g.numpy().astype(np.float64)
                      for g in tape.gradient(e, enc_vars) + tape.gradient(d, dec_vars)]
@@ -82,7 +83,7 @@ def _plain_and_fused(method, coeffs, zero=frozenset(), seed=0):
     @tf.function
     def fused():
         with tf.GradientTape(persistent=True) as tape:
-            out = step_lib.fused_method_losses(method, enc, dec, images, noise, coeffs, zero)
+            out = pga_lib.fused_method_losses(method, enc, dec, images, noise, coeffs, zero)
             s = tf.reduce_mean(out.surrogate)
             e, d = tf.reduce_mean(out.encoder), tf.reduce_mean(out.decoder)
         return out, tape.gradient(s, enc_vars + dec_vars), \

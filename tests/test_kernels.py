@@ -1,6 +1,5 @@
 """pga_tf.kernels: the fast formulations compute what the stock Keras layers do."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, kernels, models, objectives, step as step_lib, train_lib
+from pga_tf import config, models, train_lib
+from pga_tf.methods import objectives
+from pga_tf.methods import parts as step_lib
 
 SHAPE = (28, 28, 1)
 

@@ -38,7 +38,7 @@ def _flagfile_optimiser(method, dataset):
     return found
 
 
-@pytest.mark.parametrize("method", config.METHODS)
+@pytest.mark.parametrize("method", config.method_names())
 def test_a_methods_defaults_carry_its_flagfiles_optimiser(method):
     mnist, fashion = (_flagfile_optimiser(method, d) for d in ("mnist", "fashion_mnist"))
     assert mnist == fashion
@@ -72,12 +72,12 @@ def test_every_method_trains_from_its_defaults_alone(shapes_dir):
     idx_dir = shapes_dir
 
     failures = []
-    for method in config.METHODS:
+    for method in config.method_names():
         # Only the run's length and size: optimiser, lr and coefficients are the method's.
         cfg = _from_flags([f"--method={method}", "--batch_size=8", "--stage2_width=64"])
         tf.keras.utils.set_random_seed(0)
-        trainer = train_lib.Trainer(cfg, (28, 28, 1), stage1_steps=30,
-                                    code_images=lambda: data.load_images("mnist", "train", idx_dir))
+        trainer = train_lib.Trainer(cfg, (28, 28, 1), main_steps=30,
+                                    train_images=lambda: data.load_images("mnist", "train", idx_dir))
         ds = data.make_train_dataset("mnist", cfg.batch_size, data_dir=idx_dir, seed=0)
         iterator = iter(trainer.strategy.experimental_distribute_dataset(ds))
         try:

@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from pga_tf import models
-from pga_tf.models import ARCHS, IMAGE_SHAPES, BatchNorm, Decoder, Encoder, build_models, pool, unpool
+from pga_tf.models import ARCHS, IMAGE_SHAPES, BatchNorm, Encoder, build_models, pool, unpool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Z = 12

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import objectives
+from pga_tf.methods import objectives
 
 RNG = np.random.default_rng(0)
 N, D = 5, 7

@@ -38,7 +38,8 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     import keras
     import tensorflow as tf
 
-    from pga_tf import step as step_lib, train_lib
+    from pga_tf import train_lib
+    from pga_tf.methods import parts as step_lib
 
     cfg = _cfg(method, precision=precision, fused=fused, use_bn=use_bn, log_det=log_det)
     trainer = train_lib.Trainer(cfg, SHAPE, strategy)

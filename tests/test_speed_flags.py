@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, step as step_lib, train_lib
+from pga_tf import config, train_lib
+from pga_tf.methods import parts as step_lib
 
 SHAPE = (28, 28, 1)
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, step as step_lib, train_lib
+from pga_tf import config, train_lib
+from pga_tf.methods import parts as step_lib, pga as pga_lib
 
 SHAPE = (28, 28, 1)
 
@@ -116,7 +117,7 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
     grads = []
     for encoder in (enc, vrec_with(copy.encoder)):
         with tf.GradientTape() as tape:
-            out = step_lib.method_losses(method, encoder, dec, images, noise, coeffs)
+            out = pga_lib.method_losses(method, encoder, dec, images, noise, coeffs)
             vrec = tf.reduce_mean(out.terms["vrec"])
         grads.append(tape.gradient(vrec, variables))
     for (name, g_trick), g_copy in zip(((v.path, g) for v, g in zip(variables, grads[0])), grads[1]):

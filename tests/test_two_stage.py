@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import baselines, config, export, samplers, step as step_lib, train_lib, two_stage
+from pga_tf import config, export, samplers, train_lib
+from pga_tf.methods import baseline_objectives as baselines
+from pga_tf.methods import parts as step_lib
+from pga_tf.methods import two_stage_vae as two_stage
 from tests.test_evaluate_cli import labelled_data_and_classifier
 from tests.test_step import _images
 from tests.test_train_cli import assert_one_line_error, run as train_cli, start as train_start
@@ -33,8 +36,8 @@ def _cfg(**kw):
 
 
 def _trainer(cfg, images, stage1_steps):
-    return train_lib.Trainer(cfg, SHAPE, stage1_steps=stage1_steps,
-                             code_images=lambda: tf.data.Dataset.from_tensor_slices(images))
+    return train_lib.Trainer(cfg, SHAPE, main_steps=stage1_steps,
+                             train_images=lambda: tf.data.Dataset.from_tensor_slices(images))
 
 
 def _batches(images, batch):
@@ -77,7 +80,7 @@ def test_stage1_loss_with_learned_gamma_against_numpy():
     noise = step_lib.Noise(*(tf.constant(np.random.default_rng(s).standard_normal((6, 4)), tf.float32)
                              for s in range(3)))
     with tf.GradientTape() as tape:
-        out = step_lib.two_stage_vae_losses(cfg, trainer.encoder, trainer.decoder, images, noise,
+        out = two_stage.losses(cfg, trainer.encoder, trainer.decoder, images, noise,
                                             tf.constant(0))
         mean = tf.reduce_mean(out.decoder)
     grad = tape.gradient(mean, trainer.decoder.log_gamma)
@@ -107,7 +110,7 @@ def test_200_steps_lower_the_reconstruction_loss_and_learn_gamma():
     for _ in range(18):
         trainer.train_steps(batches, 10)
     last = trainer.train_steps(batches, 10)
-    assert trainer.step == 200 and not trainer.in_stage2
+    assert trainer.step == 200 and trainer.phase_at(trainer.step)[0] == 0
     assert last["img_rec"] < 0.6 * first["img_rec"], (first, last)
     # gamma_x follows the reconstruction error down (its optimum is the RMS error per pixel).
     assert last["gamma_x"] < first["gamma_x"] < 1.0
@@ -125,10 +128,11 @@ def test_stage2_moves_the_codes_moments_towards_standard_normal():
     z = _skewed_codes(4096)
     log_var = np.full_like(z, math.log(1e-4))  # a sharp stage-1 posterior, as gamma_x -> 0 gives
     parts = two_stage.TwoStage(2, depth=2, width=64, lr=1e-3)
-    stage2 = two_stage.SecondStage(parts, z, log_var, 64, seed=0, strategy=tf.distribute.get_strategy(),
+    stage2 = two_stage.SecondStage(parts, 64, seed=0, strategy=tf.distribute.get_strategy(),
                                    generator=tf.random.Generator.from_seed(0))
+    stage2.set_codes(z, log_var)
     for _ in range(15):
-        metrics, bad = stage2.train_steps(100)
+        metrics, bad = stage2.train_steps(None, 100)
         assert bad == -1
     assert int(parts.step) == 1500
     before = moment_distance(z)
@@ -161,7 +165,7 @@ def test_two_stage_sampler_shapes_and_composition():
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg(z_dim=3)
     trainer = _trainer(cfg, _images(16), 10)
-    parts = trainer.two_stage
+    parts = trainer.parts["two_stage"]
     parts.decoder.log_gamma.assign(-1.5)
     sampler = parts.sampler()
     assert isinstance(sampler, samplers.LatentSampler) and sampler.kind == "two_stage"
@@ -182,30 +186,32 @@ def test_trainer_switches_to_stage2_after_stage1_steps():
     images = _images(32)
     trainer = _trainer(cfg, images, 10)
     batches = _batches(images, 8)
-    assert trainer.stage_end(0, 25) == 10
+    assert [p.name for p in trainer.phases] == ["stage 1", "stage 2"]
+    assert trainer.phase_at(0, 25) == (0, 10)
     one = trainer.train_steps(batches, 10)
-    assert "img_rec" in one and trainer.step == 10 and trainer.in_stage2
-    assert trainer.stage_end(10, 25) == 25
+    assert "img_rec" in one and trainer.step == 10
+    assert trainer.phase_at(10, 25) == (1, 25)
     lines = []
-    trainer.start_block(lines.append)
+    trainer.phases[1].begin(lines.append)
     assert lines and lines[0].startswith("stage 2 of 2 from step 10: 32 training images")
     dec_before = [v.numpy() for v in trainer.decoder.weights]
     two = trainer.train_steps(batches, 5)
     assert set(two) == {"stage2_loss", "stage2_nll", "stage2_kl", "stage2_gamma"}
-    assert trainer.step == 15 and int(trainer.optimizer.iterations) == 10 and int(trainer.two_stage.step) == 5
+    assert trainer.step == 15 and int(trainer.optimizer.iterations) == 10
+    assert int(trainer.parts["two_stage"].step) == 5
     for a, b in zip(dec_before, trainer.decoder.weights):  # stage 1 is frozen in stage 2
         np.testing.assert_array_equal(a, b.numpy())
     # Stage 1 ended at step 10 (e.g. a resume with a larger --train_steps): refused.
-    trainer.stage1_steps = 12
+    trainer.phases[0].steps = 12
     with pytest.raises(train_lib.TrainingError, match="stage 1 ended at step 10"):
-        trainer.start_block(lines.append)
+        trainer.check_phases()
 
 
 def test_stage2_steps_default_to_the_official_ratio():
-    assert config.stage2_steps(_cfg(), 3000) == 6000  # epochs2 / epochs = 800 / 400
-    assert config.stage2_steps(_cfg(stage2_ratio=1.0), 3000) == 3000
-    assert config.stage2_steps(_cfg(stage2_steps=7), 3000) == 7
-    assert config.stage2_steps(config.for_method("vae"), 3000) == 0
+    assert config.later_steps(_cfg(), 3000) == 6000  # epochs2 / epochs = 800 / 400
+    assert config.later_steps(_cfg(stage2_ratio=1.0), 3000) == 3000
+    assert config.later_steps(_cfg(stage2_steps=7), 3000) == 7
+    assert config.later_steps(config.for_method("vae"), 3000) == 0
 
 
 # The official demo.py argument names and ours (daib13/TwoStageVAE).
@@ -332,7 +338,7 @@ def test_train_evaluate_export_end_to_end(labelled):
     # The export's sample signature is the in-memory two-stage sampler and stage-1 decoder.
     cfg = config.load(run_dir)
     ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    sampler = two_stage.restore_sampler(cfg, ckpt)
+    sampler = two_stage.restore_parts(cfg, ckpt).sampler()
     module = export.from_run(run_dir)
     assert module.sampler.kind == "two_stage"
     loaded = tf.saved_model.load(os.path.join(run_dir, "saved_model"))
