@@ -1,6 +1,6 @@
 """Evaluate a trained run: FID/KID of samples, test reconstruction MSE, exact latent NLL.
 
-  python -m pga_tf.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
+  python -m pga_tf.evaluation.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
   python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
   python evaluate.py --run_dir=... --sampler=gmm   # z from a GMM fitted on E(x): report-gmm.json
@@ -53,11 +53,11 @@ def main(argv):
                  "held nothing out (it trained on every training image)")
     cli.quiet_tensorflow()
 
-    from pga_tf import evaluation, features, fid  # TensorFlow loads here
+    from pga_tf.evaluation import evaluators, features, fid  # TensorFlow loads here
 
     extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
                                         FLAGS.inception_weights, FLAGS.batch_size)
-    evaluation.evaluate_run(
+    evaluators.evaluate_run(
         FLAGS.run_dir, extractor, num_samples=FLAGS.num_samples, nll_examples=FLAGS.nll_examples,
         fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
@@ -69,19 +69,20 @@ def main(argv):
 def baselines():
     """The floor and ceiling rows of a results table, scored exactly as evaluate_run scores a model."""
     cli.quiet_tensorflow()
-    from pga_tf import evaluation, features, fid
+    from pga_tf.evaluation import evaluators, features, fid
 
     extractor = features.make_extractor(FLAGS.features, FLAGS.dataset, FLAGS.classifier,
                                         FLAGS.inception_weights, FLAGS.batch_size)
-    evaluation.baselines(extractor, FLAGS.dataset, FLAGS.num_samples, FLAGS.draws, FLAGS.seed,
+    evaluators.baselines(extractor, FLAGS.dataset, FLAGS.num_samples, FLAGS.draws, FLAGS.seed,
                          FLAGS.data_dir or None, fid.StatsCache(FLAGS.stats_cache),
                          FLAGS.out or f"baselines_{FLAGS.dataset}.json", lambda line: print(line, flush=True))
 
 
 def _user_errors():
-    from pga_tf import data, evaluation, features, samplers
+    from pga_tf import data, samplers
+    from pga_tf.evaluation import evaluators, features
 
-    return (data.DataError, evaluation.EvalError, features.FeatureError, samplers.SamplerError, OSError)
+    return (data.DataError, evaluators.EvalError, features.FeatureError, samplers.SamplerError, OSError)
 
 
 if __name__ == "__main__":

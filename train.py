@@ -35,7 +35,7 @@ def main(argv):
     if cfg.strategy == "multi_worker":
         # Before TensorFlow loads: its strategy constructor waits for the peers in C++, deaf to
         # Ctrl-C and SIGTERM, so the waiting (and a stop while waiting) happens here.
-        from pga_tf import rendezvous
+        from pga_tf.training import rendezvous
 
         try:
             rendezvous.wait_for_peers(os.environ.get("TF_CONFIG"), FLAGS.worker_timeout,
@@ -45,12 +45,12 @@ def main(argv):
     cli.split_cpu(FLAGS.cpu_devices)
     cli.quiet_tensorflow()
 
-    from pga_tf import train_lib
+    from pga_tf.training import loop
 
     # Before anything else touches TensorFlow: MultiWorkerMirroredStrategy can only configure
     # its collectives before TF initialises.
-    strategy = train_lib.make_strategy(cfg.strategy)
-    train_lib.run(cfg, strategy, log=lambda line: print(line, flush=True),
+    strategy = loop.make_strategy(cfg.strategy)
+    loop.run(cfg, strategy, log=lambda line: print(line, flush=True),
                   callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
                   export=FLAGS.export)
 
@@ -60,7 +60,7 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
     are drawn from the run's own sampler (as the sample grids are)."""
     if not FLAGS.fid_every:
         return []
-    from pga_tf import features, fid
+    from pga_tf.evaluation import features, fid
 
     extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
                                         FLAGS.inception_weights)
@@ -70,10 +70,12 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
 
 
 def _user_errors():
-    from pga_tf import config, data, export, features, run_lock, train_lib
+    from pga_tf import config, data, export, run_lock
+    from pga_tf.evaluation import features
+    from pga_tf.training import loop
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
-    return (data.DataError, train_lib.TrainingError, export.ExportError, features.FeatureError,
+    return (data.DataError, loop.TrainingError, export.ExportError, features.FeatureError,
             run_lock.RunDirBusy, config.ConfigError, OSError)
 
 

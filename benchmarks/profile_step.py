@@ -5,7 +5,7 @@
         | python benchmarks/onednn_verbose_summary.py
     python benchmarks/profile_step.py --method=vpga --tf_profile=/tmp/prof_vpga
 
-The step is the one the bench times (pga_tf.train_lib.Trainer, the fused step and fast kernels
+The step is the one the bench times (pga_tf.training.loop.Trainer, the fused step and fast kernels
 by default) on one fixed batch. `--warmup` steps run first (tracing and oneDNN's kernel set-up,
 which would otherwise dominate the log); then a `== profile start` line marks where the profiled
 `--steps` begin, which onednn_verbose_summary.py reads from. `--tf_profile` wraps those steps in
@@ -71,13 +71,15 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from pga_tf import cli, config as config_lib, kernels, train_lib
+    from pga_tf import cli, config as config_lib
+    from pga_tf.nets import kernels
+    from pga_tf.training import loop
 
     kernels.set_enabled(args.fast_kernels == "on")
     cfg = config_lib.for_method(args.method, batch_size=args.batch_size, precision=args.precision,
                                 fused=args.fused == "on", steps_per_loop=1,
                                 log_det=cli.resolve_log_det(args.method, args.precision, args.log_det))
-    trainer = train_lib.Trainer(cfg, (28, 28, 1))
+    trainer = loop.Trainer(cfg, (28, 28, 1))
     batch = np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 28, 28, 1)).astype(np.float32)
     it = iter(tf.data.Dataset.from_tensors(batch).repeat())
     trainer.train_steps(it, args.warmup)

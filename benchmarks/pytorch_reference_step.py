@@ -12,7 +12,7 @@ It needs only torch and numpy, and must run from a separate venv (see benchmarks
 What one step computes is pga_tf's *plain* step (pga_tf/step.py `method_losses`, not the fused
 one) with the coefficients in effect after `init_steps` (every latent term on), batch norm off:
 
-* nets (pga_tf/models.py `_conv_mnist`, dim 64, one channel, 28x28):
+* nets (pga_tf/nets/models.py `_conv_mnist`, dim 64, one channel, 28x28):
   encoder conv5x5/2(64) lrelu(0.2) -> conv5x5/2(128) lrelu -> fc 1024 lrelu -> fc z_dim (mu)
   [and fc z_dim (log_var) for VPGA]; decoder fc 1024 relu -> fc 7*7*128 relu -> reshape ->
   deconv5x5/2(64) relu -> deconv5x5/2(1) -> tanh. Every layer has a bias (no BN). Padding is
@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pga_tf import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
+from pga_tf.tools import machine
 
 DIM = 64  # conv_mnist's width
 CHANNELS = 1
@@ -420,7 +420,7 @@ def cpu_simd_flags() -> list[str]:
 
 def matmul_peak(n: int, blocks: int = 5, calls: int = 5) -> float:
     """float32 GFLOP/s of torch.mm on [n, n] x [n, n] (median over blocks): what this torch's
-    BLAS reaches on this CPU, for reading the step's figure (pga_tf.bench measures TF's)."""
+    BLAS reaches on this CPU, for reading the step's figure (pga_tf.tools.bench measures TF's)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(2):
         torch.mm(a, b)
@@ -438,7 +438,7 @@ def bench(method: str, args) -> dict:
     torch.manual_seed(args.seed)
     params = init_params(spec["z_dim"], method in VARIATIONAL, args.seed)
     trainer = Trainer(method, params, args.vpga_frozen)
-    # One fixed batch in [-1, 1], as pga_tf.bench's fixed-batch figure; noise is drawn every step.
+    # One fixed batch in [-1, 1], as pga_tf.tools.bench's fixed-batch figure; noise is drawn every step.
     images = torch.rand(args.batch_size, CHANNELS, HW, HW, generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
     for _ in range(args.warmup):
         trainer.step(images)
@@ -452,7 +452,7 @@ def bench(method: str, args) -> dict:
     final = trainer.step(images)
     finite = all(bool(torch.isfinite(v).all()) for v in (final[0], final[1]))
     median = statistics.median(rates)
-    # Sampling as pga_tf.bench measures it: the decoder alone on --sample_batch codes, no autograd.
+    # Sampling as pga_tf.tools.bench measures it: the decoder alone on --sample_batch codes, no autograd.
     z = torch.randn(args.sample_batch, spec["z_dim"], generator=torch.Generator().manual_seed(args.seed))
     sample_rates = []
     with torch.inference_mode():
@@ -515,7 +515,7 @@ def main(argv=None) -> int:
     info = {
         "torch_version": torch.__version__,
         "python": platform.python_version(),
-        "cpu": machine.cpu_model(),  # the same string as pga_tf.bench's "cpu"
+        "cpu": machine.cpu_model(),  # the same string as pga_tf.tools.bench's "cpu"
         "cpu_model": cpu_model(),
         "cpu_simd_flags": cpu_simd_flags(),
         "cpu_count": os.cpu_count(),

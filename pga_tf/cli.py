@@ -345,7 +345,7 @@ def define_feature_flags() -> None:
     """Which network's features FID/KID use (train.py's --fid_every and evaluate.py)."""
     flags.DEFINE_enum("features", "classifier", FEATURES,
                       "FID/KID features: 'classifier', the penultimate layer of a domain classifier "
-                      "trained by `python -m pga_tf.classifier` (works offline), or 'inception', "
+                      "trained by `python -m pga_tf.evaluation.classifier` (works offline), or 'inception', "
                       "Inception-v3 pool features at 299x299.")
     flags.DEFINE_string("classifier", "", "Domain classifier file (.keras, with its .json beside it); "
                         "default classifiers/<dataset>_cnn.keras.")
@@ -429,7 +429,7 @@ def define_eval_flags() -> None:
 
 
 def define_classifier_flags() -> None:
-    """`python -m pga_tf.classifier`'s flags."""
+    """`python -m pga_tf.evaluation.classifier`'s flags."""
     flags.DEFINE_enum("dataset", "fashion_mnist", DATASETS, "Dataset (MNIST-format IDX files with labels).")
     flags.DEFINE_string("out", "classifiers", "Output directory for <name>.keras and <name>.json.")
     flags.DEFINE_string("name", "", "Classifier name (default <dataset>_cnn); reports say FID-<name>.")

@@ -21,6 +21,8 @@ RAE_REGULARISERS = ("l2", "gp")  # RAE's decoder regulariser: weight decay (RAE-
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # LPGA's directional derivative J_h(z) u: the reference's finite difference, or exact forward mode.
 LOG_DETS = ("finite_difference", "jvp")
+# The latent terms' coefficients: 0 for the first --init_steps steps (the warm-up), then their values.
+COEFFICIENTS = ("zn_rec", "zh_rec", "nll", "vrec", "vkld")
 
 # Latent samplers (pga_tf/samplers.py builds them; the names live here, TensorFlow-free, so flags
 # can be checked before TensorFlow loads): those for every method, then those methods add
@@ -64,7 +66,7 @@ ARCHITECTURE_KEYS = ("method", "dataset", "model", "z_dim", "use_bn")
 # loss-scale optimizer; not bfloat16, which resumes float32 runs and back) change the optimizer's
 # variables (slots, loss scale), and the seed decided the initial weights, the noise stream and
 # the shuffle order of the whole run. (Input flags such as --data_dir and --batch_size may change:
-# the input position then starts afresh; see train_lib.fit.)
+# the input position then starts afresh; see loop.fit.)
 # --holdout too: it decides which images the run may train on (and which it must never see).
 RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
 # ... and those a method's record adds (Method.resume_keys: the 2-Stage VAE's second-stage shape).
@@ -221,6 +223,23 @@ def later_steps(cfg: Config, main_steps: int) -> int:
     """Steps of the method's later training phases after `main_steps` steps of the image nets
     (Method.later_steps: the 2-Stage VAE's second stage); 0 for a method of one phase."""
     return methods.get(cfg.method).steps_after(cfg, main_steps)
+
+
+def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> str | None:
+    """The warning for a run (or checkpoint, `subject`) of `steps` steps that ends inside its
+    warm-up, or None.
+
+    Such a run trains (and exports) a plain autoencoder under the method's name. It is warned
+    about, not refused: a few steps of a method at its default --init_steps is how a pipeline is
+    smoke-tested, and a later resume with more --train_steps goes past the warm-up.
+    """
+    terms = [name for name in COEFFICIENTS if getattr(cfg, name)]
+    if not terms or cfg.init_steps < steps:
+        return None
+    return (f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
+            f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
+            f"{subject} is a plain autoencoder, not {cfg.method}")
+
 
 
 CONFIG_FILE = "config.json"

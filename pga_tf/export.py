@@ -116,7 +116,8 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
     checkpoint does not fit its config.json; SamplerError or DataError if the sampler cannot be
     fitted.
     """
-    from pga_tf import checkpoints, config as config_lib, data, models
+    from pga_tf import checkpoints, config as config_lib, data
+    from pga_tf.nets import models
 
     try:
         cfg = config_lib.load(run_dir)
@@ -156,9 +157,7 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
                         samplers.build(kind, source, options, log))
     module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it
     if module.step is not None:
-        from pga_tf import train_lib
-
-        warning = train_lib.warm_up_unfinished(cfg, module.step, f"checkpoint {ckpt}")
+        warning = config_lib.warm_up_unfinished(cfg, module.step, f"checkpoint {ckpt}")
         if warning:  # the export serves the warm-up's autoencoder under the method's name
             log(warning)
     return module

@@ -108,9 +108,9 @@ SWALLOWING = {
     "train_data_dir": (["train.py"], "--data_dir", "--seed=5", ["--train_steps=1"]),
     "evaluate": (["evaluate.py"], "--out", "--seed=5", ["--run_dir=missing"]),
     "export": (["export_savedmodel.py"], "--export_dir", "--overwrite", ["--run_dir=missing"]),
-    "results": (["-m", "pga_tf.results"], "--docs_dir", "--seed=5",
+    "results": (["-m", "pga_tf.tools.results"], "--docs_dir", "--seed=5",
                 ["--methods=ae", "--train_steps=1", "--data_dir=missing"]),
-    "classifier": (["-m", "pga_tf.classifier"], "--name", "--seed=5", ["--data_dir=missing"]),
+    "classifier": (["-m", "pga_tf.evaluation.classifier"], "--name", "--seed=5", ["--data_dir=missing"]),
 }
 
 

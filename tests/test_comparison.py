@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from pga_tf import comparison, comparison_report, config as config_lib
+from pga_tf import config as config_lib
+from pga_tf.tools import comparison, comparison_report
 
 P = comparison.Protocol(methods=("ae", "lpga", "two_stage_vae"), seeds=(0, 1))
 

@@ -24,9 +24,9 @@ ENTRY_POINTS = {
     "train.py": ["train.py"],
     "evaluate.py": ["evaluate.py"],
     "export_savedmodel.py": ["export_savedmodel.py"],
-    "bench": ["-m", "pga_tf.bench"],
-    "results": ["-m", "pga_tf.results"],
-    "classifier": ["-m", "pga_tf.classifier"],
+    "bench": ["-m", "pga_tf.tools.bench"],
+    "results": ["-m", "pga_tf.tools.results"],
+    "classifier": ["-m", "pga_tf.evaluation.classifier"],
 }
 
 
@@ -189,7 +189,8 @@ def test_exactly_one_tensorflow_distribution_is_installed():
 def test_an_export_is_readable_by_others_under_umask_022(tmp_path):
     import tensorflow as tf
 
-    from pga_tf import export, models
+    from pga_tf import export
+    from pga_tf.nets import models
 
     encoder, decoder = models.build_models("conv_mnist", 4, 1, use_bn=False, variational=False)
     module = export.PGAServing(encoder, decoder, 4, (28, 28, 1), False)

@@ -1,4 +1,4 @@
-"""pga_tf.curves: the FID series taken back out of TensorBoard files, and its plot."""
+"""pga_tf.tools.curves: the FID series taken back out of TensorBoard files, and its plot."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pga_tf import curves
+from pga_tf.tools import curves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +73,7 @@ def _curve_table(tmp_path, extra_seed):
         "methods": {"vae": {"curve": {"steps": [1000, 2000], "fid": [120.0, 99.5]}}}}))
     script = (
         "from absl import flags\n"
-        "from pga_tf import results\n"
+        "from pga_tf.tools import results\n"
         f"flags.FLAGS(['results', '--fid_every=1000', '--docs_dir={tmp_path}', '--extra_results={extra}'])\n"
         "curve = lambda fid: {'curve': {'steps': [1000, 2000], 'fid': fid}}\n"
         "print(results.curve_section({'vae': curve([123.1, 100.1]), 'lpga': curve([190.3, 86.5])},"

@@ -1,4 +1,4 @@
-"""evaluate.py and `python -m pga_tf.classifier` end to end, in subprocesses, on a tiny synthetic
+"""evaluate.py and `python -m pga_tf.evaluation.classifier` end to end, in subprocesses, on a tiny synthetic
 IDX dataset: a 5-step LPGA run, a 1-epoch classifier, then the report."""
 
 import gzip
@@ -53,7 +53,7 @@ def labelled_data_and_classifier(tmp, n_train: int, n_test: int):
         write_idx(data_dir / f"{stem}-images-idx3-ubyte.gz", images)
         write_idx(data_dir / f"{stem}-labels-idx1-ubyte.gz", labels)
     clf_dir = tmp / "classifiers"
-    proc = ok(run(["-m", "pga_tf.classifier", f"--data_dir={data_dir}", f"--out={clf_dir}", "--epochs=1",
+    proc = ok(run(["-m", "pga_tf.evaluation.classifier", f"--data_dir={data_dir}", f"--out={clf_dir}", "--epochs=1",
                    "--batch_size=16"]))
     return data_dir, clf_dir, proc
 
@@ -233,7 +233,7 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
     data_dir, clf, run_dir, cache = trained
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     shutil.copytree(run_dir, runs / "lpga")  # trained to step 5 already: evaluated, not retrained
-    proc = ok(run(["-m", "pga_tf.results", "--methods=ae,lpga", "--train_steps=5", "--num_samples=20",
+    proc = ok(run(["-m", "pga_tf.tools.results", "--methods=ae,lpga", "--train_steps=5", "--num_samples=20",
                    "--draws=2", f"--runs_dir={runs}", f"--docs_dir={docs}", f"--data_dir={data_dir}",
                    f"--classifier={clf}", f"--stats_cache={cache}", "--samplers=prior,gmm"], timeout=900))
     assert "lpga: " in proc.stdout and "not training" in proc.stdout
@@ -262,7 +262,7 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
 
 
 def test_results_reports_a_failed_child_in_one_line(tmp_path):
-    proc = run(["-m", "pga_tf.results", "--methods=ae", "--train_steps=2", f"--runs_dir={tmp_path / 'r'}",
+    proc = run(["-m", "pga_tf.tools.results", "--methods=ae", "--train_steps=2", f"--runs_dir={tmp_path / 'r'}",
                 f"--docs_dir={tmp_path / 'd'}", f"--data_dir={tmp_path / 'missing'}"])
     assert_one_line_error(proc, "train.py (ae) failed (exit 1)")
 
@@ -307,7 +307,7 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
     second invocation reuses both the training and the evaluation."""
     data_dir, clf, _, cache = trained
     runs, docs = tmp_path / "runs", tmp_path / "docs"
-    args = ["-m", "pga_tf.results", "--methods=ae", "--epochs=5", "--fid_every=2", "--fid_samples=20",
+    args = ["-m", "pga_tf.tools.results", "--methods=ae", "--epochs=5", "--fid_every=2", "--fid_samples=20",
             "--num_samples=20", "--draws=1", "--samplers=own", f"--runs_dir={runs}", f"--docs_dir={docs}",
             f"--data_dir={data_dir}", f"--classifier={clf}", f"--stats_cache={cache}"]
     ok(run(args, timeout=900))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import classifier, features, fid, samplers
+from pga_tf import samplers
+from pga_tf.evaluation import classifier, features, fid
 
 
 def _write_idx(path, arr):
@@ -30,7 +31,7 @@ def idx_dataset(directory, n_train=40, n_test=30, seed=0):
 
 @pytest.fixture(scope="module")
 def saved_classifier(tmp_path_factory):
-    """An untrained classifier saved the way `python -m pga_tf.classifier` saves one."""
+    """An untrained classifier saved the way `python -m pga_tf.evaluation.classifier` saves one."""
     tf.keras.utils.set_random_seed(0)
     out = tmp_path_factory.mktemp("clf")
     path = classifier.save(classifier.build((28, 28, 1)), str(out), "tiny_cnn",

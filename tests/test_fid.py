@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import scipy.ndimage
 
-from pga_tf import fid
+from pga_tf.evaluation import fid
 
 
 def _closed_form(mu1, s1, mu2, s2):
@@ -65,12 +65,12 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
 
 
 def test_distances_over_draws_are_per_draw_values_with_mean_and_sample_std():
-    from pga_tf import evaluation
+    from pga_tf.evaluation import evaluators
 
     rng = np.random.default_rng(3)
     real = fid.stats_of(rng.standard_normal((300, 4)))
     draws = [rng.standard_normal((300, 4)) + shift for shift in (0.0, 0.5, 1.0)]
-    out = evaluation.distances(real, draws, seed=0)
+    out = evaluators.distances(real, draws, seed=0)
     fids = [_closed_form(real.mu, real.sigma, d.mean(0), np.cov(d, rowvar=False)) for d in draws]
     np.testing.assert_allclose(out["fid"]["values"], fids, rtol=1e-6)
     assert out["fid"]["values"][0] < out["fid"]["values"][1] < out["fid"]["values"][2]
@@ -78,7 +78,7 @@ def test_distances_over_draws_are_per_draw_values_with_mean_and_sample_std():
     assert out["fid"]["std"] == pytest.approx(np.std(fids, ddof=1), rel=1e-6)
     kids = [fid.kid(real.activations, d, 0)[0] for d in draws]
     assert out["kid"]["values"] == pytest.approx(kids) and out["kid"]["std"] == pytest.approx(np.std(kids, ddof=1))
-    one = evaluation.distances(real, draws[:1])
+    one = evaluators.distances(real, draws[:1])
     assert one["fid"]["std"] is None and one["kid"]["std"] is None
 
 
@@ -100,7 +100,7 @@ def fashion_features():
     import keras
     import tensorflow as tf
 
-    from pga_tf import classifier, features
+    from pga_tf.evaluation import classifier, features
 
     x, y = classifier.load_split("fashion_mnist", "train")
     model = classifier.train(x[:6000], y[:6000], epochs=1, batch_size=64, seed=0)

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import metadata
 
-from pga_tf import config, hparams
+from pga_tf import config
+from pga_tf.evaluation import hparams
 
 
 def read_session(logdir):

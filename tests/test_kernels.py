@@ -1,10 +1,10 @@
-"""pga_tf.kernels: the fast formulations compute what the stock Keras layers do."""
+"""pga_tf.nets.kernels: the fast formulations compute what the stock Keras layers do."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import kernels, models
+from pga_tf.nets import kernels, models
 
 
 @pytest.fixture

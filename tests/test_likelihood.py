@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import likelihood, models
+from pga_tf.evaluation import likelihood
+from pga_tf.nets import models
 from pga_tf.methods import objectives
 
 

@@ -1,4 +1,4 @@
-"""Tests for pga_tf.models: shapes, parameter counts vs. the reference's layer list, BN semantics."""
+"""Tests for pga_tf.nets.models: shapes, parameter counts vs. the reference's layer list, BN semantics."""
 
 import math
 import os
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from pga_tf.models import ARCHS, IMAGE_SHAPES, BatchNorm, Encoder, build_models, pool, unpool
+from pga_tf.nets.models import ARCHS, IMAGE_SHAPES, BatchNorm, Encoder, build_models, pool, unpool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Z = 12
@@ -287,7 +287,7 @@ SYNC_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
-    from pga_tf.models import BatchNorm, build_models
+    from pga_tf.nets.models import BatchNorm, build_models
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2

@@ -38,11 +38,11 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     import keras
     import tensorflow as tf
 
-    from pga_tf import train_lib
+    from pga_tf.training import loop
     from pga_tf.methods import parts as step_lib
 
     cfg = _cfg(method, precision=precision, fused=fused, use_bn=use_bn, log_det=log_det)
-    trainer = train_lib.Trainer(cfg, SHAPE, strategy)
+    trainer = loop.Trainer(cfg, SHAPE, strategy)
     out = {"global_policy": keras.mixed_precision.global_policy().name,
            "body_dtype": trainer.decoder.blocks[0].layer.compute_dtype,
            "loss_scaled": isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer),
@@ -167,10 +167,12 @@ def test_train_py_under_bfloat16_records_precision_and_exports_float32(idx_dir, 
 # ------------------------------------------------------------------------ log-det accuracy
 @pytest.fixture(scope="module")
 def tiny_log_dets():
-    """pga_tf.log_det_precision on a fixed tiny model: seeded conv_mnist, z_dim 4, 32 images."""
+    """pga_tf.tools.log_det_precision on a fixed tiny model: seeded conv_mnist, z_dim 4, 32 images."""
     import keras
 
-    from pga_tf import config, log_det_precision, models
+    from pga_tf import config
+    from pga_tf.nets import models
+    from pga_tf.tools import log_det_precision
 
     keras.utils.set_random_seed(0)
     encoder, decoder = models.build_models("conv_mnist", 4, 1, use_bn=False, variational=False)

@@ -1,10 +1,10 @@
-"""pga_tf.precision_probe: the warning when a 16-bit policy is not faster, its arithmetic, and
+"""pga_tf.training.precision_probe: the warning when a 16-bit policy is not faster, its arithmetic, and
 that the probe leaves the run's random state alone."""
 
 import numpy as np
 import pytest
 
-from pga_tf import precision_probe
+from pga_tf.training import precision_probe
 
 CPU = "Test CPU (family 6, model 1)"
 

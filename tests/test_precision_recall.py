@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pga_tf import precision_recall as pr
+from pga_tf.evaluation import precision_recall as pr
 
 
 def test_hand_computed_one_dimensional_case():

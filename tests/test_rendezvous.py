@@ -1,4 +1,4 @@
-"""pga_tf.rendezvous: reading TF_CONFIG's tasks, and workers waiting for each other (no TensorFlow)."""
+"""pga_tf.training.rendezvous: reading TF_CONFIG's tasks, and workers waiting for each other (no TensorFlow)."""
 
 import json
 import socket
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pga_tf import rendezvous
+from pga_tf.training import rendezvous
 
 
 def _tf_config(cluster, task_type, index):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import models, samplers
+from pga_tf import samplers
+from pga_tf.nets import models
 
 # The mixture the codes come from: 3 components in 2-D, unequal weights, full covariances.
 WEIGHTS = np.array([0.2, 0.3, 0.5])

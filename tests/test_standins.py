@@ -1,9 +1,9 @@
-"""The stand-in CIFAR-10 and CelebA images (pga_tf/standins.py) against hand-made garments."""
+"""The stand-in CIFAR-10 and CelebA images (pga_tf/tools/standins.py) against hand-made garments."""
 
 import numpy as np
 import pytest
 
-from pga_tf import standins
+from pga_tf.tools import standins
 
 
 def _garments(n=4):

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import tfgan_metrics
+from pga_tf.evaluation import tfgan_metrics
 
 
 def test_shim_loads_the_installed_file_and_leaves_no_half_package_behind():

@@ -3,7 +3,7 @@
 Everything the rest of pga-tf needs to know about a method (its flags' defaults, its label in
 tables, whether its encoder is variational, its own sampler, the term holding its log-det, its
 loss functions, its later training phases) is one field of its record, so no other module
-compares method names. The records are read before TensorFlow loads (flags, `pga_tf.results`),
+compares method names. The records are read before TensorFlow loads (flags, `pga_tf.tools.results`),
 so they name their TensorFlow code by module path ("package.module:attribute"), imported only on
 use (`Method.resolve`), as google-research/big_vision picks models by name with importlib.
 
@@ -61,7 +61,7 @@ class Method:
       later_phases: "module:function" giving the phases trained after the image nets' own,
         (trainer, main_steps) -> [training Phase]; None: one phase.
       later_steps: (cfg, main_steps) -> steps of those later phases (TensorFlow-free: train.py
-        and pga_tf.results count a run's steps before TensorFlow loads).
+        and pga_tf.tools.results count a run's steps before TensorFlow loads).
       resume_keys: Config fields a resumed run of this method must also share (they shape its
         extra parts).
       order: position in tables and listings (lower first).

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from pga_tf.config import Config
 
-COEFFICIENTS = ("zn_rec", "zh_rec", "nll", "vrec", "vkld")
+from pga_tf.config import COEFFICIENTS  # noqa: F401  (the step's coefficients by name)
 
 
 class Noise(NamedTuple):

@@ -1,7 +1,7 @@
 """Stand-in CIFAR-10 and CelebA data made from Fashion-MNIST, for training the paper's CIFAR-10
 and CelebA settings on a machine that has neither data set.
 
-    python -m pga_tf.standins --dataset=cifar10 --out=data/cifar10_standin
+    python -m pga_tf.tools.standins --dataset=cifar10 --out=data/cifar10_standin
     python train.py --flagfile=flags/lpga_cifar10.cfg --data_dir=data/cifar10_standin
 
 These are NOT the paper's data: figures on them say whether the nets, batch norm, the RGB path
@@ -14,7 +14,7 @@ and the crop-and-resize train and export correctly, not how PGA does on CIFAR-10
   run exactly as on the real images.
 
 Both are written as MNIST-format IDX files (images of shape [N, H, W, 3], and labels), which
-`--data_dir` reads and `python -m pga_tf.classifier --dataset=<name> --data_dir=...` trains a
+`--data_dir` reads and `python -m pga_tf.evaluation.classifier --dataset=<name> --data_dir=...` trains a
 domain classifier on, for FIDs on the stand-in.
 """
 
@@ -104,7 +104,7 @@ def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | Non
         written[split] = n
         log(f"{split}: {n} images of {rendered.shape[1:]} -> {out}")
     with open(os.path.join(out, "README.txt"), "w") as f:
-        f.write(f"Stand-in {dataset} rendered by `python -m pga_tf.standins` from Fashion-MNIST "
+        f.write(f"Stand-in {dataset} rendered by `python -m pga_tf.tools.standins` from Fashion-MNIST "
                 f"({source_dir}): tinted garments, not the real {dataset} data.\n")
     return written
 

@@ -16,10 +16,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import (checkpoints, config as config_lib, data, fid as fid_lib, hparams, likelihood, methods,
-                    models, precision_recall, samplers)
+from pga_tf import checkpoints, config as config_lib, data, methods, samplers
+from pga_tf.evaluation import fid as fid_lib, hparams, likelihood, precision_recall
+from pga_tf.nets import models
 from pga_tf.methods import objectives
-from pga_tf.features import Extractor
+from pga_tf.evaluation.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
 
 # 2: FID/KID over several draws (value = mean, std over draws). 3: the latent sampler is named
@@ -140,7 +141,7 @@ def distances(real: fid_lib.FeatureStats, draws_of_activations: list[np.ndarray]
                     "std": _json_number(_spread(kids)) if len(kids) > 1 else None,
                     "values": [_json_number(k) for k in kids],
                     "block_std": [_json_number(e) for e in kid_errors]},
-            # Kynkaanniemi et al. 2019, k = 3 on the same features (pga_tf/precision_recall.py).
+            # Kynkaanniemi et al. 2019, k = 3 on the same features (pga_tf/evaluation/precision_recall.py).
             **pr}
 
 

@@ -1,6 +1,6 @@
 """What a 16-bit policy does to LPGA's log-det estimate, measured on a run's weights.
 
-    python -m pga_tf.log_det_precision --run_dir=runs/lpga_fashion_mnist_conv_mnist --json=out.json
+    python -m pga_tf.tools.log_det_precision --run_dir=runs/lpga_fashion_mnist_conv_mnist --json=out.json
 
 LPGA's decoder loss takes log|det J_h(mu)| from one direction u per example, (d/2) log ||J u||^2
 (objectives.directional_log_det), with J u either the reference's finite difference
@@ -15,7 +15,7 @@ images' codes mu reports per policy and estimator:
 * ``error_vs_float32_jvp``: mean |estimate - float32 forward mode| with the same u: the error in
   (d/2) log ||J u||^2 itself, float32's finite difference included;
 * ``mean_error_vs_exact``: mean (estimate - exact log|det J_h(mu)|), the exact value from a
-  float32 batch Jacobian and a float64 slogdet (pga_tf/likelihood.py); the estimator's bias
+  float32 batch Jacobian and a float64 slogdet (pga_tf/evaluation/likelihood.py); the estimator's bias
   plus the policy's error.
 
 Both in the training step's mode (BN with batch statistics, as the loss sees it) when the run has
@@ -36,7 +36,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pga_tf import config as config_lib, data, likelihood, models  # noqa: E402
+from pga_tf import config as config_lib, data  # noqa: E402
+from pga_tf.evaluation import likelihood  # noqa: E402
+from pga_tf.nets import models  # noqa: E402
 from pga_tf.methods import objectives, parts as step  # noqa: E402
 from pga_tf.config import PRECISIONS  # noqa: E402
 
@@ -113,7 +115,7 @@ def measure(cfg: config_lib.Config, image_shape: tuple, weights: list, images: n
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m pga_tf.log_det_precision",
+    p = argparse.ArgumentParser(prog="python -m pga_tf.tools.log_det_precision",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--run_dir", required=True, help="an LPGA run (config.json, checkpoints/)")
     p.add_argument("--examples", type=int, default=256, help="test images whose codes are used")

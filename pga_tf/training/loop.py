@@ -32,7 +32,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, distribution, methods, models, samplers
+from pga_tf import checkpoints, config as config_lib, methods, samplers
+from pga_tf.nets import models
+from pga_tf.training import distribution
 from pga_tf.config import Config, default_sampler
 from pga_tf.methods import parts as step_lib
 from pga_tf.images import grid, interpolation_grid
@@ -201,7 +203,7 @@ class Trainer:
         self._loss_fn = self.method.resolve("fused_losses" if self.fused else "losses")
         # Coefficients that are 0 at every step: the fused step skips their gradient paths.
         self._zero_coefficients = frozenset(
-            name for name in step_lib.COEFFICIENTS if getattr(cfg, name) == 0)
+            name for name in config_lib.COEFFICIENTS if getattr(cfg, name) == 0)
 
     @property
     def step(self) -> int:
@@ -482,7 +484,7 @@ def fit(trainer: Trainer, dataset: tf.data.Dataset, total_steps: int | None, run
                                input_signature or {}, log)
     if on_start is not None:
         on_start()
-    warning = warm_up_unfinished(cfg, total_steps)
+    warning = config_lib.warm_up_unfinished(cfg, total_steps)
     if warning and trainer.step < total_steps:
         log(warning)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
@@ -657,7 +659,8 @@ def run(cfg: Config, strategy: tf.distribute.Strategy | None = None, *,
     Raises TrainingError, data.DataError, run_lock.RunDirBusy, config.ConfigError, OSError (each
     one line: train.py prints them as `error:`).
     """
-    from pga_tf import config as config_lib, data, precision_probe, run_lock
+    from pga_tf import config as config_lib, data, run_lock
+    from pga_tf.training import precision_probe
 
     strategy = strategy or make_strategy(cfg.strategy)
     chief = distribution.is_chief(strategy)  # only the chief writes (and locks) the run dir
@@ -747,22 +750,6 @@ def preview_images(cfg: Config) -> np.ndarray:
         return data.fixed_batch(cfg.dataset, 16, cfg.train_split, data_dir)
 
 
-def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> str | None:
-    """The warning for a run (or checkpoint, `subject`) of `steps` steps that ends inside its
-    warm-up, or None.
-
-    Such a run trains (and exports) a plain autoencoder under the method's name. It is warned
-    about, not refused: a few steps of a method at its default --init_steps is how a pipeline is
-    smoke-tested, and a later resume with more --train_steps goes past the warm-up.
-    """
-    terms = [name for name in step_lib.COEFFICIENTS if getattr(cfg, name)]
-    if not terms or cfg.init_steps < steps:
-        return None
-    return (f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
-            f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
-            f"{subject} is a plain autoencoder, not {cfg.method}")
-
-
 def _mark_start(writer: tf.summary.SummaryWriter, step: int, resumed: bool) -> None:
     """Write a SessionLog START event at `step` + 1 into `writer`'s events.
 
@@ -784,7 +771,7 @@ def _mark_start(writer: tf.summary.SummaryWriter, step: int, resumed: bool) -> N
 
 def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
     """Say that the jump in enc_loss and the dark-blob grids before it are expected."""
-    terms = [name for name in step_lib.COEFFICIENTS if getattr(cfg, name)]
+    terms = [name for name in config_lib.COEFFICIENTS if getattr(cfg, name)]
     if cfg.init_steps > 0 and terms:
         log(f"warm-up over: from step {cfg.init_steps + 1} on (--init_steps={cfg.init_steps}) "
             f"{', '.join(terms)} join the losses, so enc_loss jumps; the sample grids of the "

@@ -1,7 +1,7 @@
 """The fair comparison: every method under one optimiser, its learning rate chosen on held-out
 training images, several seeds, intervals over seeds, precision and recall.
 
-    python -m pga_tf.results --protocol=fair --jobs=2       # runs what results.json lacks, then the section
+    python -m pga_tf.tools.results --protocol=fair --jobs=2       # runs what results.json lacks, then the section
 
 The protocol, in the order it runs (each unit is documented train.py / evaluate.py commands run
 as child processes, so every figure is what a user gets from those commands):
@@ -47,7 +47,7 @@ from pga_tf import config as config_lib, methods
 LR_SERIES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SAMPLERS = ("own", "gmm")  # "own": config.default_sampler of the method
 RESULTS_FILE = "results.json"
-# train.py's one line when a loss turns NaN/Inf (train_lib.NonFiniteLoss): at a learning rate
+# train.py's one line when a loss turns NaN/Inf (loop.NonFiniteLoss): at a learning rate
 # that diverges that is a result of the unit (the worst score), not a failure of the protocol.
 DIVERGED = "error: non-finite "
 
@@ -330,7 +330,7 @@ def _run_unit(protocol: Protocol, unit: Unit, runs_dir: str, execute, cores: que
         else:
             result["evaluations"] = evals
             if unit.kind == "seed":
-                from pga_tf import curves
+                from pga_tf.tools import curves
 
                 result["curve"] = curves.read(os.path.join(run_dir, "tb"))
         return unit, result

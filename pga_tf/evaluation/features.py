@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import classifier as classifier_lib
+from pga_tf.evaluation import classifier as classifier_lib
 
 INCEPTION_SIZE = 299
 INCEPTION_NAME = "Inception"
@@ -98,7 +98,7 @@ def _sha256_weights(model: keras.Model) -> str:
 
 # --------------------------------------------------------------------------- domain classifier
 def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
-    """The penultimate ("features") layer of a classifier saved by `pga_tf.classifier`.
+    """The penultimate ("features") layer of a classifier saved by `pga_tf.evaluation.classifier`.
 
     The file's sha256 must equal the one in the JSON beside it: a modified or truncated file is a
     FeatureError rather than silently different FIDs.
@@ -106,12 +106,12 @@ def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
     path = os.path.expanduser(path)
     meta_path = classifier_lib.metadata_path(path)
     if not os.path.isfile(path):
-        raise FeatureError(f"no domain classifier at {path}; train one with `python -m pga_tf.classifier "
+        raise FeatureError(f"no domain classifier at {path}; train one with `python -m pga_tf.evaluation.classifier "
                            f"--dataset=<dataset> --out={os.path.dirname(path) or '.'}` or pass "
                            "--features=inception")
     if not os.path.isfile(meta_path):
         raise FeatureError(f"{path} has no {os.path.basename(meta_path)} beside it (checksum, accuracy); "
-                           "retrain it with `python -m pga_tf.classifier`")
+                           "retrain it with `python -m pga_tf.evaluation.classifier`")
     try:
         with open(meta_path) as f:
             meta = json.load(f)

@@ -4,7 +4,7 @@ Inception-v3 needs ImageNet weights that this machine cannot download, and its f
 about 28x28 greyscale images anyway. This convnet is trained here, on the dataset's train split
 (images and IDX labels), in a few CPU minutes:
 
-  python -m pga_tf.classifier --dataset=fashion_mnist --out=classifiers
+  python -m pga_tf.evaluation.classifier --dataset=fashion_mnist --out=classifiers
 
 writes classifiers/fashion_mnist_cnn.keras and, beside it, classifiers/fashion_mnist_cnn.json with
 the file's sha256, the test accuracy and what the features are. `features.classifier_extractor`

@@ -1,6 +1,6 @@
 """Training and sampling throughput of each method, and how close the step gets to the hardware.
 
-    python -m pga_tf.bench --methods=lpga,vpga,lvpga,vae --json=out.json
+    python -m pga_tf.tools.bench --methods=lpga,vpga,lvpga,vae --json=out.json
 
 For each method it prints and (with --json) writes:
 
@@ -20,7 +20,7 @@ For each method it prints and (with --json) writes:
   ``tf.compat.v1.profiler`` counts: matmuls, convolutions and their gradients, and common
   elementwise ops; Einsum, which has no statistic, is counted from its equation; activations
   without a registered count are left out, a fraction of a percent here). These are the
-  operations the measured step executes, the zero taps of pga_tf.kernels' phase-wise
+  operations the measured step executes, the zero taps of pga_tf.nets.kernels' phase-wise
   convolutions included; ``step_gflop_matmul_conv`` is the matmul/convolution share.
   ``reference_step_gflop`` is the same count for the straightforward step of the same method
   (``--fused=off --fast_kernels=off``): the work a straightforward implementation does.
@@ -31,7 +31,7 @@ For each method it prints and (with --json) writes:
   the step with the reference FLOPs instead: above 1 means it is faster than any
   straightforward step could be, by doing less work.
 
-By default it measures what ``train.py`` runs (the fused step, pga_tf.kernels on); ``--fused=off
+By default it measures what ``train.py`` runs (the fused step, pga_tf.nets.kernels on); ``--fused=off
 --fast_kernels=off`` measures the straightforward step (method_losses, two backward passes,
 stock Keras layers), and ``--jit_compile`` the XLA-compiled one. ``--strategy=mirrored`` (with
 ``--cpu_devices=N`` on a CPU), ``--precision`` (``--mixed_precision`` is its mixed_float16 alias)
@@ -41,7 +41,7 @@ float16, ``matmul_peak_gflop_per_s``), measured in the same run as the float32 o
 (``matmul_peak_float32_gflop_per_s``); ``cpu_flags`` records the CPU's AVX-512/AMX extensions,
 which decide whether 16-bit matmuls run natively. Each 16-bit row also gets ``x_float32`` (its
 images/s over the same method's float32 row of the run, ``x_float32_fixed_batch`` likewise) and
-``precision_probe_ratio``, the ratio train.py's start-up probe (pga_tf.precision_probe) measured
+``precision_probe_ratio``, the ratio train.py's start-up probe (pga_tf.training.precision_probe) measured
 in this run: how well the probe predicts the step.
 
 The load average (``os.getloadavg``) is recorded with every figure: on a shared machine the
@@ -70,8 +70,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import (cli, config as config_lib, data, kernels, machine, methods as methods_lib, models,  # noqa: E402
-                    precision_probe, train_lib)
+from pga_tf import cli, config as config_lib, data, methods as methods_lib  # noqa: E402
+from pga_tf.nets import kernels, models  # noqa: E402
+from pga_tf.tools import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
+from pga_tf.training import loop, precision_probe  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
                              "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"})
@@ -140,7 +142,7 @@ def graph_flops(concrete: Callable) -> dict[str, float]:
     return {"total": float(total), "matmul_conv": float(matmul_conv)}
 
 
-def step_flops(trainer: train_lib.Trainer) -> dict[str, float]:
+def step_flops(trainer: loop.Trainer) -> dict[str, float]:
     """FLOPs of one training step of `trainer`, counted on its traced graph (not run)."""
     spec = tf.TensorSpec([trainer.local_batch, *trainer.image_shape], tf.float32)
     concrete = tf.function(trainer.replica_step).get_concrete_function(spec)
@@ -157,7 +159,7 @@ def reference_step_flops(cfg: config_lib.Config, image_shape: tuple[int, int, in
     kernels.set_enabled(False)
     try:
         # float32 and the reference's finite difference, whatever is measured: one yardstick.
-        plain = train_lib.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False,
+        plain = loop.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False,
                                                       precision="float32",
                                                       log_det="finite_difference"), image_shape)
         return step_flops(plain)
@@ -219,7 +221,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     cfg = config_lib.for_method(method, **overrides)
     hw = models.IMAGE_SHAPES[args.model]
     shape = (*hw, args.channels)
-    trainer = train_lib.Trainer(cfg, shape, strategy)
+    trainer = loop.Trainer(cfg, shape, strategy)
     out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
                  "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
                  "fused": cfg.fused, "uses_fused_step": trainer.fused,
@@ -232,7 +234,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
         # A speed figure does not need finite weights: a non-finite loss is recorded, not fatal.
         try:
             trainer.train_steps(it, n)
-        except train_lib.NonFiniteLoss as e:
+        except loop.NonFiniteLoss as e:
             out.setdefault("non_finite_at_step", e.step)
 
     def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
@@ -273,7 +275,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
 
     # The step's graph is counted on one device: the replicas together do the same work.
     flops = step_flops(trainer if strategy.num_replicas_in_sync == 1 else
-                       train_lib.Trainer(dataclasses.replace(cfg, strategy="default"), shape))
+                       loop.Trainer(dataclasses.replace(cfg, strategy="default"), shape))
     reference = reference_step_flops(cfg, shape)
     steps_per_s = out["train_images_per_s_fixed_batch"] / args.batch_size
     out["flop_count"] = "graph"
@@ -309,7 +311,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m pga_tf.bench", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m pga_tf.tools.bench", description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="lpga,vpga,lvpga,vae",
                    help="comma-separated methods (%s)" % ",".join(methods_lib.names()))
     p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))
@@ -337,7 +339,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
                    help="the fused training step (step.fused_method_losses; plain with BN on)")
     p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
-                   help="pga_tf.kernels' formulations of the slow ops (off: stock Keras layers)")
+                   help="pga_tf.nets.kernels' formulations of the slow ops (off: stock Keras layers)")
     p.add_argument("--data", choices=("auto", "fashion_mnist", "synthetic"), default="auto",
                    help="input pipeline source for the with-pipeline figure")
     p.add_argument("--sample_batch", type=int, default=256)
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"[load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
-    strategy = train_lib.make_strategy(args.strategy)
+    strategy = loop.make_strategy(args.strategy)
     results: dict = {}
     several = len(args.precisions) * len(args.log_dets) > 1
     for method in args.methods:

@@ -1,7 +1,7 @@
 """Regenerate the results tables: train each method, evaluate it, score the floor and ceiling rows.
 
-    python -m pga_tf.results                       # docs/results/: table.md, results.json, PNGs
-    python -m pga_tf.results --epochs=10 --fid_every=1000 --samplers=own,gmm   # + FID curves
+    python -m pga_tf.tools.results                       # docs/results/: table.md, results.json, PNGs
+    python -m pga_tf.tools.results --epochs=10 --fid_every=1000 --samplers=own,gmm   # + FID curves
 
 For each method, `train.py --flagfile=flags/<method>_<dataset>.cfg` runs for --train_steps (or
 --epochs; methods with a warm-up get --init_steps instead of their default, so their latent
@@ -10,7 +10,7 @@ step. Then `evaluate.py --sampler=<s>` scores it once per sampler in --samplers 
 of --num_samples samples; `gmm` fits RAE's ex-post Gaussian mixture on the training codes), unless
 the same command already scored that checkpoint. `evaluate.py --baselines` scores real training
 images (the floor) and Gaussian noise (a ceiling) the same way. With --fid_every, train.py
-records FID every that many steps; the curves (read back from TensorBoard, pga_tf/curves.py) go
+records FID every that many steps; the curves (read back from TensorBoard, pga_tf/tools/curves.py) go
 into results.json and fid_curves.png. Each step is the documented command run as a child
 process, so the table is exactly what a user gets from those commands. The wall time of each
 training and evaluation is recorded beside its figures.
@@ -34,10 +34,11 @@ if __name__ == "__main__":
 
 from absl import flags  # noqa: E402
 
-from pga_tf import cli, config as config_lib, curves, methods as methods_lib  # noqa: E402
+from pga_tf import cli, config as config_lib, methods as methods_lib  # noqa: E402
+from pga_tf.tools import curves  # noqa: E402
 from pga_tf.config import SAMPLERS, default_sampler, eval_report_path, sampler_suffix  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 METHODS = methods_lib.names()  # table order
 # docs/RESULTS.md's table at the reference settings: the PGA family (the PGAs and the AE/VAE on
 # their step).
@@ -82,7 +83,7 @@ flags.register_validator("fid_samples", lambda v: v >= 2, message="--fid_samples
 flags.register_validator("init_steps", lambda v: v >= 0, message="--init_steps must be >= 0")
 flags.register_validator("samplers", lambda v: bool(v) and set(v) <= set(TABLE_SAMPLERS) and len(set(v)) == len(v),
                          message=f"--samplers must be distinct names from {','.join(TABLE_SAMPLERS)}")
-# The fair comparison (pga_tf/comparison.py): one optimiser, a learning rate chosen on held-out
+# The fair comparison (pga_tf/tools/comparison.py): one optimiser, a learning rate chosen on held-out
 # training images, several seeds. Its flags below; --methods, --dataset, --num_samples, --draws,
 # --fid_every (default 1000 there), --fid_samples, --init_steps and the feature flags apply too.
 flags.DEFINE_enum("protocol", "reference", ("reference", "fair"), "reference: each method's own "
@@ -373,8 +374,8 @@ def curve_section(results: dict, fid_name: str) -> str:
 
 
 def fair(say) -> None:
-    """--protocol=fair: pga_tf/comparison.py's units, then its section."""
-    from pga_tf import comparison, comparison_report
+    """--protocol=fair: pga_tf/tools/comparison.py's units, then its section."""
+    from pga_tf.tools import comparison, comparison_report
 
     defaults = {"runs_dir": os.path.join("runs", "results"), "docs_dir": os.path.join("docs", "results")}
     runs_dir = os.path.join("runs", "fair") if FLAGS.runs_dir == defaults["runs_dir"] else FLAGS.runs_dir

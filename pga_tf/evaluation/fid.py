@@ -22,8 +22,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import data, tfgan_metrics
-from pga_tf.features import Extractor
+from pga_tf import data
+from pga_tf.evaluation import tfgan_metrics
+from pga_tf.evaluation.features import Extractor
 from pga_tf.samplers import LatentSampler, sampler_suffix
 
 # KID's block estimator: at most this many samples per block (TF-GAN's default is 1024).
@@ -227,7 +228,7 @@ def sample_features(decoder: Callable, extractor: Extractor, n: int, sampler: La
 
 # ----------------------------------------------------------------------- training-time hook
 class FIDCallback:
-    """A `train_lib.fit` callback: every `every` steps, FID of `num_samples` samples against
+    """A `loop.fit` callback: every `every` steps, FID of `num_samples` samples against
     the test split, written to TensorBoard as eval/FID-<extractor>[-<sampler>] and logged.
 
     Real statistics are computed (or read from the cache) when the callback is built. The codes

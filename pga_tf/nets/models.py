@@ -33,7 +33,7 @@ from typing import Callable, NamedTuple
 import keras
 import tensorflow as tf
 
-from pga_tf import kernels
+from pga_tf.nets import kernels
 
 # Initial bias of the log-variance head: log(sigma^2) = 2 ln(0.1), i.e. sigma = 0.1 at the start.
 LOG_VAR_BIAS_INIT = 2.0 * math.log(0.1)
@@ -232,7 +232,7 @@ class _Unit(_Block):
         if kind == "fc":
             self.layer = kernels.Dense(width, **common)
         else:
-            # The stock Keras layers, with faster kernels for a few slow cases (pga_tf/kernels.py).
+            # The stock Keras layers, with faster kernels for a few slow cases (pga_tf/nets/kernels.py).
             cls = {"conv": kernels.Conv2D, "dconv": kernels.Conv2DTranspose}[kind]
             self.layer = cls(width, kernel, strides=stride, padding="same", **common)
         self.flatten = kind == "fc"

@@ -1,7 +1,7 @@
 """FID-versus-steps curves: read from a run's TensorBoard events, drawn with matplotlib.
 
 train.py --fid_every writes eval/FID-<features>[-<sampler>] (fid.FIDCallback); `read` takes that
-series back out of <run_dir>/tb, so `python -m pga_tf.results --fid_every=...` can keep it in
+series back out of <run_dir>/tb, so `python -m pga_tf.tools.results --fid_every=...` can keep it in
 results.json (run dirs are not kept) and `plot` can draw every method's curve in one figure.
 """
 

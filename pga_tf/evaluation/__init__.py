@@ -1,0 +1,7 @@
+"""Scoring a trained run: sample quality (FID/KID, precision/recall), reconstructions, latent NLL.
+
+evaluators.py: `evaluate_run` and the run's report. fid.py, tfgan_metrics.py: Frechet and kernel
+distances; features.py, classifier.py: the domain classifier whose features they use;
+precision_recall.py: improved precision and recall; likelihood.py: exact latent NLL; hparams.py:
+TensorBoard's HParams record. Importing this package loads no TensorFlow; its modules do.
+"""
