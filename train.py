@@ -45,11 +45,11 @@ def main(argv):
     cli.split_cpu(FLAGS.cpu_devices)
     cli.quiet_tensorflow()
 
-    from pga_tf.training import loop
+    from pga_tf.training import loop, trainer as trainer_lib
 
     # Before anything else touches TensorFlow: MultiWorkerMirroredStrategy can only configure
     # its collectives before TF initialises.
-    strategy = loop.make_strategy(cfg.strategy)
+    strategy = trainer_lib.make_strategy(cfg.strategy)
     loop.run(cfg, strategy, log=lambda line: print(line, flush=True),
                   callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
                   export=FLAGS.export)
@@ -72,10 +72,10 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
 def _user_errors():
     from pga_tf import config, data, export, run_lock
     from pga_tf.evaluation import features
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
-    return (data.DataError, loop.TrainingError, export.ExportError, features.FeatureError,
+    return (data.DataError, trainer_lib.TrainingError, export.ExportError, features.FeatureError,
             run_lock.RunDirBusy, config.ConfigError, OSError)
 
 

@@ -12,7 +12,7 @@ Everything goes through pga_tf's own code paths, unchanged:
 * the configuration is `config.for_method(method)` (what flags/{method}_fashion_mnist.cfg
   resolves to: conv_mnist, batch 64, lr 0.1, the method's coefficients) with `fused=False`, i.e.
   the plain step (`step.method_losses`) that `train.py --nofused` runs;
-* models, optimizer and step come from `loop.Trainer`; its optimizer's iteration counter is
+* models, optimizer and step come from `trainer_lib.Trainer`; its optimizer's iteration counter is
   set to `init_steps` so that every latent term is on (the step after warm-up);
 * the weights are the Trainer's Glorot initialisation, with every bias then set to small random
   values (zero biases would leave the bias layouts untested);
@@ -43,11 +43,11 @@ import tensorflow as tf  # noqa: E402
 
 from pga_tf import config as config_lib
 from pga_tf.nets import kernels, models
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import parts as step_lib  # noqa: E402
 
 
-def named_variables(trainer: loop.Trainer) -> dict:
+def named_variables(trainer: trainer_lib.Trainer) -> dict:
     """name -> Keras variable, for the conv_mnist nets (checked to cover every trainable one)."""
     enc, dec = trainer.encoder, trainer.decoder
     layers = {
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     cfg = config_lib.for_method(args.method, model="conv_mnist", dataset="fashion_mnist",
                                 batch_size=args.batch_size, fused=False, use_bn=False, seed=args.seed)
     shape = (*models.IMAGE_SHAPES[cfg.model], 1)
-    trainer = loop.Trainer(cfg, shape)
+    trainer = trainer_lib.Trainer(cfg, shape)
     assert not trainer.fused
     variables = named_variables(trainer)
     rng = np.random.default_rng(args.seed)

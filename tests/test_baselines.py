@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config, methods
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import baseline_objectives as baselines
 from pga_tf.methods import parts as step_lib
 
@@ -137,7 +137,7 @@ def _synthetic_images(n, seed=0):
 def test_step_adds_the_terms_with_their_coefficients(method, extra):
     cfg = config.for_method(method, z_dim=4, batch_size=8, wae_lambda=0.7, rae_beta=0.3,
                             rae_lambda=0.2, **extra)
-    trainer = loop.Trainer(cfg, (28, 28, 1))
+    trainer = trainer_lib.Trainer(cfg, (28, 28, 1))
     images = tf.constant(_synthetic_images(8))
     noise = step_lib.draw_noise(tf.random.Generator.from_seed(0), 8, 4)
     out = methods.get(method).resolve("losses")(cfg, trainer.encoder, trainer.decoder, images, noise,
@@ -170,7 +170,7 @@ def test_step_adds_the_terms_with_their_coefficients(method, extra):
 def test_200_steps_lower_the_reconstruction_loss(method, extra):
     # Adam: SGD on these nets needs more than 200 steps to leave the mean image (so does the AE).
     cfg = config.for_method(method, z_dim=4, batch_size=16, optimizer="adam", lr=1e-3, seed=0, **extra)
-    trainer = loop.Trainer(cfg, (28, 28, 1))
+    trainer = trainer_lib.Trainer(cfg, (28, 28, 1))
     data = tf.data.Dataset.from_tensor_slices(_synthetic_images(256)).repeat().batch(16)
     iterator = iter(data)
     first = trainer.train_steps(iterator, 10)
@@ -199,7 +199,7 @@ def check_two_replicas():
     for method in ("wae", "rae"):
         cfg = config.for_method(method, z_dim=4, batch_size=8, wae_lambda=0.7, rae_beta=0.3,
                                 rae_lambda=0.2)
-        trainer = loop.Trainer(cfg, (28, 28, 1), strategy)
+        trainer = trainer_lib.Trainer(cfg, (28, 28, 1), strategy)
         z = trainer.encoder(images, training=True).numpy().astype(np.float64)
         kernels = [v.numpy().astype(np.float64) for v in trainer.decoder.trainable_variables
                    if "kernel" in v.path]

@@ -12,7 +12,7 @@ import tensorflow as tf
 from pga_tf import config
 from pga_tf.nets import kernels
 from pga_tf.tools import bench
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_fused_step_counts_fewer_flops_than_the_plain_one():
     counts = {}
     for fused in (False, True):
         cfg = config.for_method("vpga", z_dim=4, batch_size=8, fused=fused)
-        counts[fused] = bench.step_flops(loop.Trainer(cfg, (28, 28, 1)))["matmul_conv"]
+        counts[fused] = bench.step_flops(trainer_lib.Trainer(cfg, (28, 28, 1)))["matmul_conv"]
     # conv_mnist's layers: the plain VPGA step is ~32 network-pass units, the fused one ~18.
     assert 0.5 < counts[True] / counts[False] < 0.6, counts
 
@@ -42,10 +42,10 @@ def test_reference_count_is_the_plain_step_with_stock_kernels_whatever_is_measur
     plain_cfg = config.for_method("lpga", z_dim=4, batch_size=8, fused=False)
     kernels.set_enabled(False)
     try:
-        expected = bench.step_flops(loop.Trainer(plain_cfg, shape))
+        expected = bench.step_flops(trainer_lib.Trainer(plain_cfg, shape))
     finally:
         kernels.set_enabled(True)
-    fast = bench.step_flops(loop.Trainer(config.for_method("lpga", z_dim=4, batch_size=8), shape))
+    fast = bench.step_flops(trainer_lib.Trainer(config.for_method("lpga", z_dim=4, batch_size=8), shape))
     assert fast != expected  # the measured step differs (fewer passes, phase-wise convolutions)...
     for fused in (False, True):  # ...but the work it is rated by does not
         cfg = config.for_method("lpga", z_dim=4, batch_size=8, fused=fused)
@@ -157,7 +157,7 @@ def test_mirrored_and_mixed_precision_runs(tmp_path):
     if family:
         assert f"family {family.group(1)}," in figures["cpu"]
     # Counted on one device for the whole global batch: the same graph as an unmirrored run.
-    single = bench.step_flops(loop.Trainer(
+    single = bench.step_flops(trainer_lib.Trainer(
         config.for_method("lpga", z_dim=4, batch_size=8, precision="mixed_float16",
                           log_det=figures["log_det"]), (28, 28, 1)))
     assert figures["step_gflop"] == pytest.approx(single["total"] / 1e9)

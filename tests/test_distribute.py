@@ -78,7 +78,7 @@ def check_equivalence():
     """Two steps with the same weights, batch and noise on one device and on two replicas."""
     import tensorflow as tf
 
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
     from pga_tf.methods import parts as step_lib
 
     out = {}
@@ -89,8 +89,8 @@ def check_equivalence():
     for name, (method, use_bn, sync_bn, log_det) in EQUIVALENCE.items():
         cfg = _cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
         tf.keras.utils.set_random_seed(0)
-        single = loop.Trainer(cfg, SHAPE)
-        mirrored = loop.Trainer(cfg, SHAPE, strategy)
+        single = trainer_lib.Trainer(cfg, SHAPE)
+        mirrored = trainer_lib.Trainer(cfg, SHAPE, strategy)
         for src, dst in zip(single.encoder.weights + single.decoder.weights,
                             mirrored.encoder.weights + mirrored.decoder.weights):
             dst.assign(src)
@@ -124,13 +124,13 @@ def check_equivalence():
 
 def check_replica_noise():
     """The Trainer's generator gives each replica its own stream, reproducible from the seed."""
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
     from pga_tf.methods import parts as step_lib
 
     strategy = _mirrored()
 
     def draws(seed):
-        trainer = loop.Trainer(_cfg("lpga", seed=seed), SHAPE, strategy)
+        trainer = trainer_lib.Trainer(_cfg("lpga", seed=seed), SHAPE, strategy)
         per_replica = strategy.run(
             lambda: step_lib.draw_noise(trainer.generator, trainer.local_batch, Z_DIM))
         state = [s.numpy().tolist() for s in strategy.experimental_local_results(trainer.generator.state)]
@@ -152,7 +152,7 @@ def check_checkpoint_across_strategies(tmp):
     """mirrored -> default -> mirrored: weights, optimizer slots, step and random state survive."""
     import tensorflow as tf
 
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
 
     cfg = _cfg("lpga", use_bn=True, sync_bn=True)
     data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(BATCH, drop_remainder=True)
@@ -165,15 +165,15 @@ def check_checkpoint_across_strategies(tmp):
     def same(a, b):
         return sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
-    mirrored = loop.Trainer(cfg, SHAPE, _mirrored())
+    mirrored = trainer_lib.Trainer(cfg, SHAPE, _mirrored())
     mirrored.train_steps(iter(mirrored.strategy.experimental_distribute_dataset(data)), 2)
     path = mirrored.checkpoint.save(os.path.join(tmp, "mirrored"))
-    single = loop.Trainer(cfg, SHAPE)
+    single = trainer_lib.Trainer(cfg, SHAPE)
     single.checkpoint.restore(path).assert_existing_objects_matched()
     to_default = same(state(mirrored), state(single)) and single.step == 2
     single.train_steps(iter(data), 1)
     path = single.checkpoint.save(os.path.join(tmp, "single"))
-    back = loop.Trainer(cfg, SHAPE, _mirrored())
+    back = trainer_lib.Trainer(cfg, SHAPE, _mirrored())
     back.checkpoint.restore(path).assert_existing_objects_matched()
     gen_copies = [g.numpy() for g in back.strategy.experimental_local_results(back.generator.state)]
     return {"to_default": bool(to_default),
@@ -186,10 +186,10 @@ def check_mixed_precision_overflow_on_one_replica():
     """An overflow on one replica only: both skip the step (and halve the loss scale)."""
     import tensorflow as tf
 
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
 
     strategy = _mirrored()
-    trainer = loop.Trainer(_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
+    trainer = trainer_lib.Trainer(_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
     before = _weights(trainer)
     scale = float(trainer.optimizer.dynamic_scale.numpy())
     images = _images(BATCH)
@@ -208,11 +208,11 @@ def check_mixed_precision_overflow_on_one_replica():
 
 
 def check_jit_refused():
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
 
     try:
-        loop.Trainer(_cfg("lpga", jit_compile=True), SHAPE, _mirrored())
-    except loop.TrainingError as e:
+        trainer_lib.Trainer(_cfg("lpga", jit_compile=True), SHAPE, _mirrored())
+    except trainer_lib.TrainingError as e:
         return str(e)
     return None
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config, export, samplers
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from tests.test_train_cli import assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +68,7 @@ def run_dir(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     cfg = config.for_method("vpga", z_dim=Z_DIM, batch_size=8, use_bn=True, lr=0.01,
                             model="conv_mnist", dataset="mnist")
-    trainer = loop.Trainer(cfg, SHAPE)
+    trainer = trainer_lib.Trainer(cfg, SHAPE)
     data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(8, drop_remainder=True)
     trainer.train_steps(iter(data), 3)
     path = str(tmp_path_factory.mktemp("run") / "run")
@@ -237,7 +237,7 @@ def test_every_signature_takes_an_empty_batch(exported, onednn):
 
 def test_non_variational_encode_returns_mu_only(tmp_path):
     cfg = config.for_method("lpga", z_dim=Z_DIM, batch_size=8, model="conv_mnist")
-    trainer = loop.Trainer(cfg, SHAPE)
+    trainer = trainer_lib.Trainer(cfg, SHAPE)
     module = export.PGAServing(trainer.encoder, trainer.decoder, Z_DIM, SHAPE, variational=False)
     loaded = tf.saved_model.load(export.export(module, str(tmp_path / "sm")))
     out = loaded.signatures["encode"](images=tf.constant(_images(2)))

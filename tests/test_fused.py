@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from pga_tf import config, methods
 from pga_tf.nets import models
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import parts as step_lib, pga as pga_lib
 
 SHAPE = (28, 28, 1)
@@ -151,7 +151,7 @@ def test_frozen_model_passes_gradient_to_inputs_only():
 def _trainer(method, fused, **kw):
     tf.keras.utils.set_random_seed(7)
     cfg = config.for_method(method, z_dim=Z, batch_size=N, lr=0.01, init_steps=1, fused=fused, **kw)
-    return loop.Trainer(cfg, SHAPE)
+    return trainer_lib.Trainer(cfg, SHAPE)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from pga_tf import config
 from pga_tf.nets import models
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import objectives
 from pga_tf.methods import parts as step_lib
 
@@ -149,7 +149,7 @@ def _step_results(**kw):
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, *SHAPE)), tf.float32)
     noise = step_lib.Noise(*(_rng_tensor((8, 4), s) for s in range(3)))
     keras.utils.set_random_seed(0)
-    trainer = loop.Trainer(_cfg(**kw), SHAPE)
+    trainer = trainer_lib.Trainer(_cfg(**kw), SHAPE)
     enc_vars = trainer.encoder.trainable_variables
     dec_vars = trainer.decoder.trainable_variables
 
@@ -227,7 +227,7 @@ def test_collapsed_h_keeps_a_finite_exact_log_det_where_the_finite_difference_ro
     out = {}
     for log_det in ("finite_difference", "jvp"):
         keras.utils.set_random_seed(0)
-        trainer = loop.Trainer(_cfg(log_det=log_det, fused=False), SHAPE)
+        trainer = trainer_lib.Trainer(_cfg(log_det=log_det, fused=False), SHAPE)
         image_layer = trainer.decoder.blocks[-1].layer  # the last transposed conv, before tanh
         image_layer.kernel.assign(image_layer.kernel * 1e-9)  # J_D, hence J_h, scaled by 1e-9
         image_layer.bias.assign(tf.fill(image_layer.bias.shape, 0.3))
@@ -252,7 +252,7 @@ def test_collapsed_h_keeps_a_finite_exact_log_det_where_the_finite_difference_ro
     ("finite_difference", ["zn_rec"], None),
 ])
 def test_non_finite_log_det_names_its_cause_and_remedy(log_det, terms, expected):
-    hint = loop.log_det_hint(_cfg(log_det=log_det, init_steps=5), terms)
+    hint = trainer_lib.log_det_hint(_cfg(log_det=log_det, init_steps=5), terms)
     if expected is None:
         assert hint == ""
     else:

@@ -38,11 +38,11 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     import keras
     import tensorflow as tf
 
-    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
     from pga_tf.methods import parts as step_lib
 
     cfg = _cfg(method, precision=precision, fused=fused, use_bn=use_bn, log_det=log_det)
-    trainer = loop.Trainer(cfg, SHAPE, strategy)
+    trainer = trainer_lib.Trainer(cfg, SHAPE, strategy)
     out = {"global_policy": keras.mixed_precision.global_policy().name,
            "body_dtype": trainer.decoder.blocks[0].layer.compute_dtype,
            "loss_scaled": isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer),

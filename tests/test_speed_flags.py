@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import parts as step_lib
 
 SHAPE = (28, 28, 1)
@@ -40,7 +40,7 @@ def _dataset():
 # BN off takes the fused step (step.fused_method_losses), BN on the plain one.
 @pytest.mark.parametrize("method,use_bn", [("lpga", False), ("vpga", True)])
 def test_mixed_precision_runs_float16_nets_with_float32_losses(method, use_bn):
-    trainer = loop.Trainer(_cfg(method, precision="mixed_float16", use_bn=use_bn), SHAPE)
+    trainer = trainer_lib.Trainer(_cfg(method, precision="mixed_float16", use_bn=use_bn), SHAPE)
     # The Trainer's policy stays with its models: later models in the process are float32.
     assert keras.mixed_precision.global_policy().name == "float32"
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -70,7 +70,7 @@ def test_jit_compiled_step_matches_the_plain_step(method):
     results = []
     for jit in (False, True):
         tf.keras.utils.set_random_seed(0)  # the same initial weights for both
-        trainer = loop.Trainer(_cfg(method, jit_compile=jit), SHAPE)
+        trainer = trainer_lib.Trainer(_cfg(method, jit_compile=jit), SHAPE)
         before = [v.numpy() for v in trainer.encoder.weights + trainer.decoder.weights]
         step = tf.function(trainer.replica_step, jit_compile=jit)
         metrics = step(images, noise)
@@ -85,7 +85,7 @@ def test_jit_compiled_step_matches_the_plain_step(method):
 
 
 def test_jit_compile_trains_a_few_finite_steps():
-    trainer = loop.Trainer(_cfg("lpga", jit_compile=True, use_bn=True), SHAPE)
+    trainer = trainer_lib.Trainer(_cfg("lpga", jit_compile=True, use_bn=True), SHAPE)
     metrics = trainer.train_steps(iter(_dataset()), 3)
     assert trainer.step == 3
     assert all(np.isfinite(v) for v in metrics.values()), metrics

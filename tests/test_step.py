@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import parts as step_lib, pga as pga_lib
 
 SHAPE = (28, 28, 1)
@@ -54,7 +54,7 @@ def test_each_network_takes_only_its_own_loss(zero, monkeypatch):
     tf.keras.utils.set_random_seed(0)
     # The plain step's routing: two gradients of two losses. (The fused step takes one gradient
     # of a surrogate; tests/test_fused.py checks that it routes the same way.)
-    trainer = loop.Trainer(_cfg("lpga", init_steps=0, fused=False), SHAPE)
+    trainer = trainer_lib.Trainer(_cfg("lpga", init_steps=0, fused=False), SHAPE)
     real = trainer.losses
 
     def one_sided(images, noise):
@@ -79,7 +79,7 @@ def test_each_network_takes_only_its_own_loss(zero, monkeypatch):
 def test_update_is_sgd_on_each_networks_own_loss(method):
     """Second code path: gradients taken separately, applied by hand (first momentum step)."""
     tf.keras.utils.set_random_seed(1)
-    trainer = loop.Trainer(_cfg(method, init_steps=0, lr=0.05), SHAPE)
+    trainer = trainer_lib.Trainer(_cfg(method, init_steps=0, lr=0.05), SHAPE)
     images, noise = tf.constant(_images(8)), _noise(8, 4)
     enc_vars, dec_vars = trainer.encoder.trainable_variables, trainer.decoder.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
@@ -97,8 +97,8 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
     """The no-encoder-gradient trick vs a second code path: h built on a weight copy."""
     tf.keras.utils.set_random_seed(2)
     cfg = _cfg(method, init_steps=0)
-    trainer = loop.Trainer(cfg, SHAPE)
-    copy = loop.Trainer(cfg, SHAPE)
+    trainer = trainer_lib.Trainer(cfg, SHAPE)
+    copy = trainer_lib.Trainer(cfg, SHAPE)
     for src, dst in zip(trainer.encoder.weights, copy.encoder.weights):
         dst.assign(src)
     images, noise = tf.constant(_images(8)), _noise(8, 4)
@@ -138,7 +138,7 @@ def test_training_lowers_reconstruction_loss(method):
     tf.keras.utils.set_random_seed(1)
     # Adam: on this tiny set plain SGD sits on the mean-image plateau for hundreds of steps.
     cfg = _cfg(method, batch_size=32, lr=1e-3, optimizer="adam", init_steps=50)
-    trainer = loop.Trainer(cfg, SHAPE)
+    trainer = trainer_lib.Trainer(cfg, SHAPE)
     data = tf.data.Dataset.from_tensor_slices(_images(256, seed=4)).repeat().batch(32, drop_remainder=True)
     it = iter(trainer.strategy.experimental_distribute_dataset(data))
     first = trainer.train_steps(it, 10)
@@ -153,10 +153,10 @@ def test_resume_continues_step_and_optimizer_slots(tmp_path):
     tf.keras.utils.set_random_seed(5)
     cfg = _cfg("lpga", init_steps=0)
     data = tf.data.Dataset.from_tensor_slices(_images(64)).repeat().batch(8, drop_remainder=True)
-    a = loop.Trainer(cfg, SHAPE)
+    a = trainer_lib.Trainer(cfg, SHAPE)
     a.train_steps(iter(data), 7)
     path = a.checkpoint.save(str(tmp_path / "ckpt"))
-    b = loop.Trainer(cfg, SHAPE)
+    b = trainer_lib.Trainer(cfg, SHAPE)
     b.checkpoint.restore(path).assert_existing_objects_matched()
     assert b.step == 7
     slots_a = [v.numpy() for v in a.optimizer.variables]

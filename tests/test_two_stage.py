@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config, export, samplers
-from pga_tf.training import loop
+from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import baseline_objectives as baselines
 from pga_tf.methods import parts as step_lib
 from pga_tf.methods import two_stage_vae as two_stage
@@ -37,7 +37,7 @@ def _cfg(**kw):
 
 
 def _trainer(cfg, images, stage1_steps):
-    return loop.Trainer(cfg, SHAPE, main_steps=stage1_steps,
+    return trainer_lib.Trainer(cfg, SHAPE, main_steps=stage1_steps,
                              train_images=lambda: tf.data.Dataset.from_tensor_slices(images))
 
 
@@ -204,7 +204,7 @@ def test_trainer_switches_to_stage2_after_stage1_steps():
         np.testing.assert_array_equal(a, b.numpy())
     # Stage 1 ended at step 10 (e.g. a resume with a larger --train_steps): refused.
     trainer.phases[0].steps = 12
-    with pytest.raises(loop.TrainingError, match="stage 1 ended at step 10"):
+    with pytest.raises(trainer_lib.TrainingError, match="stage 1 ended at step 10"):
         trainer.check_phases()
 
 

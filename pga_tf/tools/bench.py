@@ -73,7 +73,7 @@ from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 from pga_tf import cli, config as config_lib, data, methods as methods_lib  # noqa: E402
 from pga_tf.nets import kernels, models  # noqa: E402
 from pga_tf.tools import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
-from pga_tf.training import loop, precision_probe  # noqa: E402
+from pga_tf.training import precision_probe, trainer as trainer_lib  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
                              "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"})
@@ -142,7 +142,7 @@ def graph_flops(concrete: Callable) -> dict[str, float]:
     return {"total": float(total), "matmul_conv": float(matmul_conv)}
 
 
-def step_flops(trainer: loop.Trainer) -> dict[str, float]:
+def step_flops(trainer: trainer_lib.Trainer) -> dict[str, float]:
     """FLOPs of one training step of `trainer`, counted on its traced graph (not run)."""
     spec = tf.TensorSpec([trainer.local_batch, *trainer.image_shape], tf.float32)
     concrete = tf.function(trainer.replica_step).get_concrete_function(spec)
@@ -159,7 +159,7 @@ def reference_step_flops(cfg: config_lib.Config, image_shape: tuple[int, int, in
     kernels.set_enabled(False)
     try:
         # float32 and the reference's finite difference, whatever is measured: one yardstick.
-        plain = loop.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False,
+        plain = trainer_lib.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False,
                                                       precision="float32",
                                                       log_det="finite_difference"), image_shape)
         return step_flops(plain)
@@ -221,7 +221,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     cfg = config_lib.for_method(method, **overrides)
     hw = models.IMAGE_SHAPES[args.model]
     shape = (*hw, args.channels)
-    trainer = loop.Trainer(cfg, shape, strategy)
+    trainer = trainer_lib.Trainer(cfg, shape, strategy)
     out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
                  "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
                  "fused": cfg.fused, "uses_fused_step": trainer.fused,
@@ -234,7 +234,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
         # A speed figure does not need finite weights: a non-finite loss is recorded, not fatal.
         try:
             trainer.train_steps(it, n)
-        except loop.NonFiniteLoss as e:
+        except trainer_lib.NonFiniteLoss as e:
             out.setdefault("non_finite_at_step", e.step)
 
     def train_rate(ds: tf.data.Dataset) -> tuple[float, list[float]]:
@@ -275,7 +275,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
 
     # The step's graph is counted on one device: the replicas together do the same work.
     flops = step_flops(trainer if strategy.num_replicas_in_sync == 1 else
-                       loop.Trainer(dataclasses.replace(cfg, strategy="default"), shape))
+                       trainer_lib.Trainer(dataclasses.replace(cfg, strategy="default"), shape))
     reference = reference_step_flops(cfg, shape)
     steps_per_s = out["train_images_per_s_fixed_batch"] / args.batch_size
     out["flop_count"] = "graph"
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"[load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
-    strategy = loop.make_strategy(args.strategy)
+    strategy = trainer_lib.make_strategy(args.strategy)
     results: dict = {}
     several = len(args.precisions) * len(args.log_dets) > 1
     for method in args.methods:

@@ -47,7 +47,7 @@ from pga_tf import config as config_lib, methods
 LR_SERIES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SAMPLERS = ("own", "gmm")  # "own": config.default_sampler of the method
 RESULTS_FILE = "results.json"
-# train.py's one line when a loss turns NaN/Inf (loop.NonFiniteLoss): at a learning rate
+# train.py's one line when a loss turns NaN/Inf (trainer_lib.NonFiniteLoss): at a learning rate
 # that diverges that is a result of the unit (the worst score), not a failure of the protocol.
 DIVERGED = "error: non-finite "
 
