@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pga_tf.tools import machine
+from pga_tf import machine
 
 DIM = 64  # conv_mnist's width
 CHANNELS = 1

@@ -74,7 +74,7 @@ RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = "lpga"
+    method: str = methods.DEFAULT
     dataset: str = "fashion_mnist"
     model: str = "conv_mnist"
     z_dim: int = 12

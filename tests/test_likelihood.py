@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from pga_tf.evaluation import likelihood
 from pga_tf.nets import models
-from pga_tf.methods import objectives
+from pga_tf.methods import objectives, pga
 
 
 def _linear_models(a, b):
@@ -65,7 +65,7 @@ def test_finite_difference_column_is_the_training_estimator_and_sits_above_exact
     z = rng.standard_normal((2, 4)).astype(np.float32)
     draws = 64
     noise = rng.standard_normal((draws, 2, 4)).astype(np.float32)
-    est = likelihood.fd_log_det(lm, z, noise, "lpga")  # [draws, 2]
+    est = likelihood.fd_log_det(lm, z, noise, pga.lpga_perturbation)  # [draws, 2]
 
     h = lambda v: enc(dec(v, training=False), training=False)  # noqa: E731
     for k in (0, draws - 1):

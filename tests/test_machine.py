@@ -1,6 +1,6 @@
-"""pga_tf.tools.machine: the CPU description every benchmark record carries."""
+"""pga_tf.machine: the CPU description every benchmark record carries."""
 
-from pga_tf.tools import machine
+from pga_tf import machine
 
 TWO_PROCESSORS = """processor\t: 0
 vendor_id\t: AuthenticAMD

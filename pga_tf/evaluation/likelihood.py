@@ -76,18 +76,17 @@ def exact_log_det(latent_map: LatentMap, z: np.ndarray, chunk: int | None = None
     return np.concatenate(out) if out else np.zeros([0])
 
 
-def directions(noise: np.ndarray, kind: str, log_var: np.ndarray | None = None) -> tf.Tensor:
-    """The training step's finite-difference perturbation for noise ~ N(0, I): LPGA's (norm
-    1e-2 sqrt(d)) or LVPGA's (noise * (sigma + 1e-2))."""
-    noise = tf.constant(noise, tf.float32)
-    if kind == "lpga":
-        return objectives.lpga_direction(noise)
-    if kind == "lvpga":
-        return objectives.lvpga_direction(noise, tf.constant(log_var, tf.float32))
-    raise ValueError(f"unknown direction {kind!r}")
+Perturbation = Callable[[tf.Tensor, "tf.Tensor | None"], tf.Tensor]
 
 
-def fd_log_det(latent_map: LatentMap, z: np.ndarray, noise: np.ndarray, kind: str = "lpga",
+def directions(noise: np.ndarray, perturbation: Perturbation, log_var: np.ndarray | None = None) -> tf.Tensor:
+    """A training step's finite-difference perturbation (a method record's `likelihood` value,
+    e.g. LPGA's of norm 1e-2 sqrt(d), LVPGA's noise * (sigma + 1e-2)) for noise ~ N(0, I) [N, d]."""
+    lv = None if log_var is None else tf.constant(log_var, tf.float32)
+    return perturbation(tf.constant(noise, tf.float32), lv)
+
+
+def fd_log_det(latent_map: LatentMap, z: np.ndarray, noise: np.ndarray, perturbation: Perturbation,
                log_var: np.ndarray | None = None) -> np.ndarray:
     """The training loss's estimate (objectives.log_det_jacobian) of log|det J_h(z)|, in inference
     mode, for each of `draws` directions.
@@ -95,8 +94,8 @@ def fd_log_det(latent_map: LatentMap, z: np.ndarray, noise: np.ndarray, kind: st
     Args:
       z: [N, d] codes.
       noise: [draws, N, d] standard normal draws (one direction per draw and row).
-      kind: "lpga" or "lvpga", which training step's perturbation to use.
-      log_var: [N, d] posterior log-variances (kind "lvpga").
+      perturbation: the training step's perturbation (Method.likelihood's values, resolved).
+      log_var: [N, d] posterior log-variances (for a perturbation of the posterior's scale).
     Returns:
       [draws, N] float64.
     """
@@ -104,7 +103,7 @@ def fd_log_det(latent_map: LatentMap, z: np.ndarray, noise: np.ndarray, kind: st
     h_z = latent_map(z_t)
     out = []
     for draw in noise:
-        delta = directions(draw, kind, log_var)
+        delta = directions(draw, perturbation, log_var)
         out.append(objectives.log_det_jacobian(h_z, latent_map(z_t + delta), delta).numpy())
     return np.asarray(out, np.float64)
 
@@ -143,6 +142,7 @@ def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarr
     latent_map = LatentMap(encoder, decoder, variational=record.variational)
     rng = np.random.default_rng(seed)
     kinds = list(record.likelihood)  # the training's own first
+    perturbations = {k: methods.resolve(path) for k, path in record.likelihood.items()}
     cols: dict[str, list] = {"prior": [], "exact": [], **{k: [] for k in kinds}}
     with tqdm(total=len(images), desc="latent NLL", unit="img", disable=None if progress else True,
               leave=False) as bar:
@@ -154,7 +154,7 @@ def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarr
             cols["exact"].append(exact_log_det(latent_map, z))
             for kind in kinds:
                 noise = rng.standard_normal((draws,) + z.shape).astype(np.float32)
-                cols[kind].append(fd_log_det(latent_map, z, noise, kind, lv).T)  # [n, draws]
+                cols[kind].append(fd_log_det(latent_map, z, noise, perturbations[kind], lv).T)  # [n, draws]
             bar.update(len(z))
     prior = np.concatenate(cols["prior"])
     exact = np.concatenate(cols["exact"])

@@ -24,6 +24,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable, Mapping
 
+DEFAULT = "lpga"  # train.py's --method when none is given: the paper's first method
 GROUP = "pga_tf.methods"  # the entry-point group of methods installed by other packages
 
 
@@ -52,8 +53,10 @@ class Method:
       log_det_term: the loss term holding its log ||J_h u|| (named by the non-finite-loss hint).
       forward_mode_log_det: --log_det=jvp computes that term's J_h u exactly (else always a
         finite difference).
-      likelihood: the finite-difference perturbations (pga_tf likelihood's `directions` kinds) of
-        its latent likelihood, its training step's own first; () when it defines none.
+      likelihood: the finite-difference perturbations its latent likelihood is estimated with
+        (evaluation/likelihood.py), name -> "module:function" of (noise [N, d], log_var [N, d]
+        or None) -> delta [N, d], its training step's own first; {} when it defines none. The
+        name keys the report ("<name>_direction").
       decoder_scale: the decoder learns an output scale log gamma_x (models.Decoder
         learned_scale).
       parts: "module:function" building the method's extra checkpointed modules, (cfg) ->
@@ -80,7 +83,7 @@ class Method:
     samplers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     log_det_term: str | None = None
     forward_mode_log_det: bool = False
-    likelihood: tuple[str, ...] = ()
+    likelihood: Mapping[str, str] = dataclasses.field(default_factory=dict)
     decoder_scale: bool = False
     parts: str | None = None
     later_phases: str | None = None

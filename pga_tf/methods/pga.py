@@ -267,3 +267,16 @@ def fused_losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.T
     """`fused_method_losses` of cfg.method at `step` (see `losses`)."""
     return fused_method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step),
                                zero_coefficients, log_det=cfg.log_det)
+
+
+def lpga_perturbation(noise: tf.Tensor, log_var: tf.Tensor | None = None) -> tf.Tensor:
+    """LPGA's finite-difference step for noise [N, z_dim] (objectives.lpga_direction); the
+    posterior's log-variance is not used."""
+    return objectives.lpga_direction(noise)
+
+
+def lvpga_perturbation(noise: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
+    """LVPGA's finite-difference step for noise and log-variances [N, z_dim]
+    (objectives.lvpga_direction)."""
+    return objectives.lvpga_direction(noise, log_var)
+

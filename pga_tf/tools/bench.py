@@ -72,7 +72,7 @@ from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
 from pga_tf import cli, config as config_lib, data, methods as methods_lib  # noqa: E402
 from pga_tf.nets import kernels, models  # noqa: E402
-from pga_tf.tools import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
+from pga_tf import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
 from pga_tf.training import precision_probe, trainer as trainer_lib  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",

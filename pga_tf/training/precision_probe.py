@@ -103,7 +103,7 @@ def check(precision: str, log: Callable[[str], None], cpu: str | None = None,
         return None
     ratio = measure_ratio(precision)
     if cpu is None:
-        from pga_tf.tools import machine
+        from pga_tf import machine
 
         cpu = machine.cpu_model()
     line = message(precision, ratio, cpu)
