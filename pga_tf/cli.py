@@ -90,7 +90,7 @@ def define_train_flags() -> None:
                       f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.")
     flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
     flags.DEFINE_boolean("fused", d.fused, "The fused training step: same losses and gradients as "
-                         "the plain one, fewer passes (step.fused_method_losses). Only without --use_bn.")
+                         "the plain one, fewer passes (methods/pga.py fused_method_losses). Only without --use_bn.")
     flags.DEFINE_boolean("deterministic", d.deterministic, "Deterministic ops (tf.config.experimental."
                          "enable_op_determinism): a resumed run ends bitwise where an uninterrupted one does.")
     flags.DEFINE_integer("stage2_steps", d.stage2_steps, "2-Stage VAE: steps of the second stage, "

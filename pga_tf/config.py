@@ -112,7 +112,7 @@ class Config:
     sync_bn: bool = False
     precision: str = "float32"
     jit_compile: bool = False
-    # The fused training step (step.fused_method_losses) when batch norm is off; same losses and
+    # The fused training step (methods/pga.py fused_method_losses) when batch norm is off; same losses and
     # gradients as the plain step, fewer passes. Ignored (plain step) with --use_bn.
     fused: bool = True
     deterministic: bool = False

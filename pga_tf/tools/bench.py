@@ -337,7 +337,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="LPGA's log-det estimator (default: as train.py, by precision); a "
                    "comma-separated list measures each")
     p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
-                   help="the fused training step (step.fused_method_losses; plain with BN on)")
+                   help="the fused training step (methods/pga.py fused_method_losses; plain with BN on)")
     p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
                    help="pga_tf.nets.kernels' formulations of the slow ops (off: stock Keras layers)")
     p.add_argument("--data", choices=("auto", "fashion_mnist", "synthetic"), default="auto",
