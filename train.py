@@ -1,4 +1,4 @@
-"""Train a PGA model (or the AE/VAE baselines).
+"""Train a PGA model or one of the baselines on the same nets (AE, VAE, WAE, RAE, 2-Stage VAE).
 
   python train.py                                   # LPGA on Fashion-MNIST, reference settings
   python train.py --flagfile=flags/lpga_cifar10.cfg # a paper setting
@@ -51,8 +51,8 @@ def main(argv):
     # its collectives before TF initialises.
     strategy = trainer_lib.make_strategy(cfg.strategy)
     loop.run(cfg, strategy, log=lambda line: print(line, flush=True),
-                  callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
-                  export=FLAGS.export)
+             callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
+             export=FLAGS.export)
 
 
 def _fid_callbacks(cfg, data_dir, sampler) -> list:
