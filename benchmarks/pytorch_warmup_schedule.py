@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the PyTorch port's plain step (pytorch_reference_step.py) on Fashion-MNIST with a warm-up.
 
-Issue 11, kind 11: LPGA with `--init_steps=5` at lr 0.1 stops on a non-finite loss about 160
+The collapsing warm-up: LPGA with `--init_steps=5` at lr 0.1 stops on a non-finite loss about 160
 steps in. This runs the same schedule (latent coefficients 0 for the first --init_steps steps,
 then LPGA's; SGD momentum 0.9, lr 0.1, batch 64, conv_mnist, BN off) through an independent
 implementation of the step, in float32 and optionally float64, and prints every --log_every

@@ -253,7 +253,7 @@ def _truncate(path):
     ("truncated jpeg", "cannot decode"),
 ])
 def test_bad_file_further_into_a_folder_is_named_before_any_batch(tmp_path, fault, needle):
-    """Issue 11 kind 1: 200 good greyscale PNGs and one bad file late in the listing; the error
+    """A bad image late in a folder: 200 good greyscale PNGs and one bad file late in the listing; the error
     names it when the dataset is built, not when training reaches it."""
     paths = _good_folder(tmp_path)
     bad = paths[150]

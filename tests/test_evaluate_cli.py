@@ -268,7 +268,7 @@ def test_results_reports_a_failed_child_in_one_line(tmp_path):
 
 
 def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path):
-    """Issue 11 kind 1 for evaluate.py: a zero-byte file among the test split's PNGs."""
+    """A bad test image for evaluate.py: a zero-byte file among the test split's PNGs."""
     from PIL import Image
 
     _, clf, run_dir, cache = trained

@@ -216,11 +216,11 @@ def test_log_det_jvp_is_refused_outside_lpga():
         config.validate(config.for_method("lvpga", log_det="jvp"))
 
 
-# ------------------------------------------------ issue 11, kind 11: a collapsing h = E(D(z))
+# --------------------------------------------------------------- a collapsing h = E(D(z))
 def test_collapsed_h_keeps_a_finite_exact_log_det_where_the_finite_difference_rounds_to_zero():
     """LPGA with a short warm-up drives J_h toward 0 (the decoder's loss rewards it). Once
     ||J_h delta|| is below float32's resolution of h, h(mu + delta) - h(mu) is exactly 0 and
-    the reference's estimate is log 0 = -inf (the non-finite loss of kind 11), while forward
+    the reference's estimate is log 0 = -inf (the non-finite loss of a collapsed warm-up), while forward
     mode still gives the exact value."""
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, *SHAPE)), tf.float32)
     noise = step_lib.Noise(*(_rng_tensor((8, 4), s) for s in range(3)))

@@ -1,4 +1,4 @@
-"""Field reports on run dirs (issue 11), each through train.py itself in subprocesses: resuming with
+"""Field reports on run dirs, each through train.py itself in subprocesses: resuming with
 changed input or optimizer flags, across strategies, under paths with glob characters, two
 trainings at once, a full disk and the leftovers of interrupted saves."""
 
@@ -35,7 +35,7 @@ def _config(run_dir):
         return json.load(f)
 
 
-# ------------------------------------------------------------------ kind 2: changed input flags
+# ------------------------------------------------------------------ changed input flags
 def test_resume_with_another_data_dir_starts_the_input_afresh_and_says_so(two_dirs, tmp_path):
     a, b = two_dirs
     run_dir = str(tmp_path / "run")
@@ -63,7 +63,7 @@ def test_resume_with_another_batch_size_starts_the_input_afresh(two_dirs, tmp_pa
     assert "step 15/15" in other.stdout and _config(run_dir)["batch_size"] == 16
 
 
-# -------------------------------------------------- kind 12: refusals name the flag that changed
+# -------------------------------------------------- refusals name the flag that changed
 @pytest.mark.parametrize("flag, value", [("--optimizer", "adam"), ("--mixed_precision", True),
                                          ("--seed", 3)])
 def test_resume_with_another_optimizer_precision_or_seed_names_the_flag(idx_dir, tmp_path, flag, value):
@@ -78,7 +78,7 @@ def test_resume_with_another_optimizer_precision_or_seed_names_the_flag(idx_dir,
     assert snapshot(run_dir) == before
 
 
-# ------------------------------------------------------ kind 3: mirrored and back, via train.py
+# ------------------------------------------------------ mirrored and back, via train.py
 def test_one_device_to_mirrored_and_back_resumes_each_time(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     base = ["--data_dir", idx_dir, "--run_dir", run_dir, *QUICK]
@@ -93,7 +93,7 @@ def test_one_device_to_mirrored_and_back_resumes_each_time(idx_dir, tmp_path):
     assert "holds no input position" in back.stdout and "step 15/15" in back.stdout
 
 
-# -------------------------------------------------------- kind 4: glob characters in the run dir
+# -------------------------------------------------------- glob characters in the run dir
 @pytest.mark.parametrize("name", ["exp [v1]", "a*b?c", "back\\slash"])
 def test_run_dir_with_glob_characters_resumes_prunes_and_exports(idx_dir, tmp_path, name):
     run_dir = str(tmp_path / name)
@@ -121,7 +121,7 @@ def test_run_dir_with_glob_characters_resumes_prunes_and_exports(idx_dir, tmp_pa
     assert evaluators.load_run(run_dir)[4] == 20
 
 
-# ------------------------------------------------------------- kind 5: two trainings at once
+# ------------------------------------------------------------- two trainings at once
 def _wait_for_line(proc, prefix, timeout=180):
     deadline = time.time() + timeout
     lines = []
@@ -152,7 +152,7 @@ def test_second_training_on_a_busy_run_dir_is_refused_and_a_killed_one_does_not_
     assert after.returncode == 0, after.stderr
 
 
-# ------------------------------------------------- kind 6: a full disk, leftovers of kill -9
+# ------------------------------------------------- a full disk, leftovers of kill -9
 def test_leftovers_of_interrupted_saves_are_removed_at_start(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     base = ["--data_dir", idx_dir, "--run_dir", run_dir, *QUICK]
@@ -200,7 +200,7 @@ def test_disk_full_while_saving_gives_one_line_and_leaves_no_partial_save(idx_di
     assert again.returncode == 0 and "at step 5" in again.stdout, again.stderr
 
 
-# --------------------------------------------------- kind 1: a bad file further into a folder
+# --------------------------------------------------- a bad file further into a folder
 @pytest.mark.parametrize("split, name, fault", [("train", "img_0050.png", "empty"),
                                                 ("train", "img_0100.png", "rgb"),
                                                 ("test", "img_0030.png", "empty")])
