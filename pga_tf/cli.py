@@ -52,7 +52,7 @@ def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         else:
             _DEFINE[setting.type](setting.name, default, setting.help, flag_values=flag_values)
         if setting.rule:
-            # None is a flag left unset (the method's default): config.validate checks the value.
+            # None is a flag left unset: config_from_flags fills it in and validate checks it.
             flags.register_validator(setting.name, functools.partial(_within, setting, unset),
                                      message=setting.requirement, flag_values=flag_values)
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
@@ -64,10 +64,9 @@ def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                          flag_values=flag_values)
     flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.",
                          flag_values=flag_values)
-    flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0",
-                             flag_values=flag_values)
-    flags.register_validator("worker_timeout", lambda v: v >= 0, message="--worker_timeout must be >= 0",
-                             flag_values=flag_values)
+    for name in ("cpu_devices", "worker_timeout"):
+        flags.register_validator(name, config_lib.NON_NEGATIVE.holds, flag_values=flag_values,
+                                 message=f"--{name} {config_lib.NON_NEGATIVE.phrase}")
     forbid_flag_like_values(flag_values)
 
 
