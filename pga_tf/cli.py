@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 import textwrap
+import weakref
 from typing import Callable
 
 from absl import app, flags
@@ -18,115 +19,65 @@ from pga_tf import config as config_lib, methods
 
 FLAGS = flags.FLAGS
 
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
-MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
+DATASETS = config_lib.DATASETS
+MODELS = config_lib.MODELS
+DEFAULT_LOG_DET = config_lib.DEFAULT_LOG_DET
 
-# LPGA's log-det estimator when --log_det is not given. Under a 16-bit policy the finite
-# difference of two passes loses most of its digits (docs/BENCHMARKS.md measures it); forward
-# mode has no difference to lose them in.
-DEFAULT_LOG_DET = {"float32": "finite_difference", "mixed_float16": "jvp", "mixed_bfloat16": "jvp"}
+# Flags whose default depends on --method: every key a method's record sets (None here; resolved
+# from its record's defaults). Taken from the registry, so a key a new method sets cannot be
+# overridden by a flag's fixed default.
+METHOD_DEPENDENT = tuple(s.name for s in config_lib.settings()
+                         if any(s.name in m.defaults for m in methods.all_methods()))
+# Flags whose default config_from_flags works out from other flags: --run_dir from the method,
+# dataset and model, --precision from the --mixed_precision alias, --log_det from the precision.
+RESOLVED_FROM_OTHER_FLAGS = ("run_dir", "precision", "log_det")
+# train.py's flags that are not Config fields: how the process runs, not what it trains.
+TRAIN_EXTRAS = ("cpu_devices", "worker_timeout", "mixed_precision", "export")
 
-# Flags whose default depends on --method (None here; resolved from its record's defaults).
-METHOD_DEPENDENT = ("z_dim", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda",
-                    "rae_beta", "rae_lambda", "optimizer", "lr")
-_COEFFICIENT_FLAGS = METHOD_DEPENDENT[1:-2]  # checked to be >= 0
+_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean,
+           str: flags.DEFINE_string}
 
 
-def define_train_flags() -> None:
-    d = config_lib.Config()
-    flags.DEFINE_enum("method", d.method, config_lib.method_names(), "Training objective.")
-    flags.DEFINE_enum("dataset", d.dataset, DATASETS, "Dataset (TFDS name, or with --data_dir local files).")
-    flags.DEFINE_enum("model", d.model, MODELS, "Encoder/decoder architecture (reference src/models.py).")
-    flags.DEFINE_integer("z_dim", None, "Latent dimension (default: the method's reference default).")
-    flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (split over replicas).")
-    own = ", ".join(f"{m.name} {m.defaults['optimizer']} {m.defaults['lr']:g}" for m in methods.all_methods())
-    flags.DEFINE_float("lr", None, f"Learning rate (default: the method's; {own}).")
-    flags.DEFINE_enum("optimizer", None, config_lib.OPTIMIZERS, "sgd (momentum 0.9, reference) or "
-                      "adam (default: the method's, see --lr).")
-    flags.DEFINE_integer("epochs", d.epochs, "Training epochs (ignored when --train_steps > 0).")
-    flags.DEFINE_integer("train_steps", d.train_steps, "Total training steps; overrides --epochs when > 0.")
-    flags.DEFINE_boolean("use_bn", d.use_bn, "Batch norm in the nets (reference --bn).")
-    flags.DEFINE_integer("init_steps", None, "Steps before the latent terms switch on (method default).")
-    flags.DEFINE_float("zn_rec", None, "Latent reconstruction coefficient, z ~ N(0, I).")
-    flags.DEFINE_float("zh_rec", None, "Latent reconstruction coefficient, z = E(x).")
-    flags.DEFINE_float("nll", None, "NLL coefficient (LPGA, LVPGA).")
-    flags.DEFINE_float("vrec", None, "VAE latent reconstruction coefficient (VPGA, LVPGA).")
-    flags.DEFINE_float("vkld", None, "VAE KL coefficient (VPGA, LVPGA, VAE).")
-    flags.DEFINE_float("wae_lambda", None, "WAE-MMD: weight of the IMQ-kernel MMD between the codes "
-                       "and prior samples (method default; per-pixel-mean MSE scale).")
-    flags.DEFINE_float("rae_beta", None, "RAE: weight of ||z||^2 / 2 (method default).")
-    flags.DEFINE_float("rae_lambda", None, "RAE: weight of the decoder regulariser --rae_reg "
-                       "(method default).")
-    flags.DEFINE_enum("rae_reg", d.rae_reg, config_lib.RAE_REGULARISERS, "RAE's decoder regulariser: "
-                      "'l2' (weight decay on the decoder's kernels, RAE-L2) or 'gp' (squared gradient "
-                      "of the decoder w.r.t. z, RAE-GP).")
-    flags.DEFINE_integer("seed", d.seed, "Random seed (initialisation, noise, shuffling).")
-    flags.DEFINE_integer("holdout", d.holdout, "Hold out the last N training images (never trained "
-                         "on) as a validation split, for choosing hyperparameters without the test "
-                         "split: evaluate.py --real_split=validation scores against them.")
-    flags.DEFINE_string("run_dir", None, "Output dir: checkpoints, TensorBoard logs, samples, export "
-                        "(default runs/<method>_<dataset>_<model>). An existing run resumes.")
-    flags.DEFINE_string("data_dir", d.data_dir, "A local directory of MNIST-format IDX files or image "
-                        "files, used instead of TFDS.")
-    flags.DEFINE_integer("log_every", d.log_every, "Steps between progress lines and scalar summaries.")
-    flags.DEFINE_integer("sample_every", d.sample_every, "Steps between sample grids.")
-    flags.DEFINE_integer("ckpt_every", d.ckpt_every, "Steps between checkpoints.")
-    flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.")
-    flags.DEFINE_integer("steps_per_loop", d.steps_per_loop, "Steps run inside one tf.function call.")
-    flags.DEFINE_float("bn_momentum", d.bn_momentum, "Momentum of the BN moving statistics.")
-    flags.DEFINE_enum("strategy", d.strategy, config_lib.STRATEGIES, "tf.distribute strategy.")
+def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """train.py's flags: one per Config field (config.settings: type, default, help, range), then
+    TRAIN_EXTRAS.
+
+    Raises absl's DuplicateFlagError when they are already defined in `flag_values`.
+    """
+    for setting in config_lib.settings():
+        unset = setting.name in METHOD_DEPENDENT + RESOLVED_FROM_OTHER_FLAGS
+        default = None if unset else setting.default
+        if setting.choices:
+            flags.DEFINE_enum(setting.name, default, setting.choices, setting.help, flag_values=flag_values)
+        else:
+            _DEFINE[setting.type](setting.name, default, setting.help, flag_values=flag_values)
+        if setting.rule:
+            # None is a flag left unset: config_from_flags fills it in and validate checks it.
+            flags.register_validator(setting.name, functools.partial(_within, setting, unset),
+                                     message=setting.requirement, flag_values=flag_values)
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
-                         "multi-replica code without GPUs); 0 leaves it alone.")
+                         "multi-replica code without GPUs); 0 leaves it alone.", flag_values=flag_values)
     flags.DEFINE_float("worker_timeout", 600, "--strategy=multi_worker: seconds to wait for the other "
-                       "workers of TF_CONFIG to start before giving up; 0 waits forever.")
-    flags.DEFINE_boolean("sync_bn", d.sync_bn, "Synchronise BN statistics across replicas.")
-    flags.DEFINE_enum("precision", None, config_lib.PRECISIONS, "Keras dtype policy of the nets "
-                      "(default float32). Losses, log-dets and BN statistics stay float32; only "
-                      "mixed_float16 scales the loss.")
-    flags.DEFINE_boolean("mixed_precision", False, "Alias of --precision=mixed_float16.")
-    flags.DEFINE_enum("log_det", None, config_lib.LOG_DETS, "LPGA's directional derivative J_h(z) u: "
-                      "the reference's finite difference, or exact forward-mode autodiff (jvp). "
-                      f"Default: {DEFAULT_LOG_DET['float32']} in float32, "
-                      f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.")
-    flags.DEFINE_boolean("jit_compile", d.jit_compile, "XLA-compile the training step.")
-    flags.DEFINE_boolean("fused", d.fused, "The fused training step: same losses and gradients as "
-                         "the plain one, fewer passes (methods/pga.py fused_method_losses). Only without --use_bn.")
-    flags.DEFINE_boolean("deterministic", d.deterministic, "Deterministic ops (tf.config.experimental."
-                         "enable_op_determinism): a resumed run ends bitwise where an uninterrupted one does.")
-    flags.DEFINE_integer("stage2_steps", d.stage2_steps, "2-Stage VAE: steps of the second stage, "
-                         "trained after the first stage's; 0: --stage2_ratio times the first stage's.")
-    flags.DEFINE_float("stage2_ratio", d.stage2_ratio, "2-Stage VAE: second-stage steps per first-stage "
-                       "step when --stage2_steps is 0 (official epochs2 / epochs = 800 / 400).")
-    flags.DEFINE_float("stage2_lr", d.stage2_lr, "2-Stage VAE: Adam learning rate of the second stage "
-                       "(official --lr2).")
-    flags.DEFINE_integer("stage2_depth", d.stage2_depth, "2-Stage VAE: hidden layers of each "
-                         "second-stage net (official --second-depth).")
-    flags.DEFINE_integer("stage2_width", d.stage2_width, "2-Stage VAE: width of those layers "
-                         "(official --second-dim).")
-    flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.")
-
-    for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
-                 "keep_checkpoints", "steps_per_loop"):
-        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
-    flags.register_validator("z_dim", lambda v: v is None or v > 0, message="--z_dim must be positive")
-    flags.register_validator("lr", lambda v: v is None or v > 0, message="--lr must be positive")
-    flags.register_validator("train_steps", lambda v: v >= 0,
-                             message="--train_steps must be >= 0 (0 means use --epochs)")
-    flags.register_validator("cpu_devices", lambda v: v >= 0, message="--cpu_devices must be >= 0")
-    flags.register_validator("worker_timeout", lambda v: v >= 0, message="--worker_timeout must be >= 0")
-    flags.register_validator("stage2_steps", lambda v: v >= 0,
-                             message="--stage2_steps must be >= 0 (0 means use --stage2_ratio)")
-    for name in ("stage2_ratio", "stage2_lr", "stage2_depth", "stage2_width"):
-        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
-    for name in _COEFFICIENT_FLAGS:
-        flags.register_validator(name, lambda v: v is None or v >= 0, message=f"--{name} must be >= 0")
-    forbid_flag_like_values()
+                       "workers of TF_CONFIG to start before giving up; 0 waits forever.",
+                       flag_values=flag_values)
+    flags.DEFINE_boolean("mixed_precision", False, "Alias of --precision=mixed_float16.",
+                         flag_values=flag_values)
+    flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.",
+                         flag_values=flag_values)
+    for name in ("cpu_devices", "worker_timeout"):
+        flags.register_validator(name, config_lib.NON_NEGATIVE.holds, flag_values=flag_values,
+                                 message=f"--{name} {config_lib.NON_NEGATIVE.phrase}")
+    forbid_flag_like_values(flag_values)
 
 
-_GUARDED: set[str] = set()
+def _within(setting: config_lib.Setting, may_be_unset: bool, value) -> bool:
+    return (may_be_unset and value is None) or setting.problem(value) is None
 
 
-def forbid_flag_like_values() -> None:
+_GUARDED: weakref.WeakSet = weakref.WeakSet()  # flags already checked (a flag hashes by identity)
+
+
+def forbid_flag_like_values(flag_values: flags.FlagValues = FLAGS) -> None:
     """Refuse, at parse time, a path or name flag whose value starts with '-'.
 
     absl gives a string flag written without its value the next argument as its value: a
@@ -136,14 +87,15 @@ def forbid_flag_like_values() -> None:
     flags (each define_* function here does). A path that really starts with '-' can be written
     ./-name.
     """
-    for module, module_flags in FLAGS.flags_by_module_dict().items():
+    for module, module_flags in flag_values.flags_by_module_dict().items():
         if module.startswith("absl"):
             continue
         for flag in module_flags:
-            if flag.parser.flag_type() != "string" or flag.name in _GUARDED:
+            if flag.parser.flag_type() != "string" or flag in _GUARDED:
                 continue
-            _GUARDED.add(flag.name)
-            flags.register_validator(flag.name, functools.partial(_not_flag_like, flag.name))
+            _GUARDED.add(flag)
+            flags.register_validator(flag.name, functools.partial(_not_flag_like, flag.name),
+                                     flag_values=flag_values)
 
 
 def _not_flag_like(name: str, value) -> bool:
@@ -172,18 +124,18 @@ def resolve_log_det(method: str, precision: str, log_det: str | None) -> str:
 
 
 def config_from_flags() -> config_lib.Config:
-    """The Config these flags ask for: method defaults, then every flag given."""
-    overrides = {name: FLAGS[name].value for name in METHOD_DEPENDENT if FLAGS[name].value is not None}
-    common = ("dataset", "model", "batch_size", "epochs", "train_steps", "use_bn",
-              "seed", "holdout", "data_dir", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-              "steps_per_loop", "bn_momentum", "strategy", "sync_bn", "fused",
-              "jit_compile", "deterministic", "rae_reg", "stage2_steps", "stage2_ratio", "stage2_lr",
-              "stage2_depth", "stage2_width")
-    overrides.update({name: FLAGS[name].value for name in common})
+    """The Config these flags ask for: the method's defaults, then every flag given.
+
+    Raises ValueError (one line) for flags that contradict each other (resolve_precision,
+    config.validate).
+    """
+    given = {s.name: FLAGS[s.name].value for s in config_lib.settings()}
+    # None: a flag left unset, the method's default or resolved just below.
+    overrides = {name: value for name, value in given.items() if value is not None and name != "method"}
     overrides["precision"] = resolve_precision(FLAGS.precision, FLAGS.mixed_precision)
     overrides["log_det"] = resolve_log_det(FLAGS.method, overrides["precision"], FLAGS.log_det)
-    run_dir = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
-    cfg = config_lib.for_method(FLAGS.method, run_dir=run_dir, **overrides)
+    overrides["run_dir"] = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
+    cfg = config_lib.for_method(FLAGS.method, **overrides)
     config_lib.validate(cfg)
     return cfg
 

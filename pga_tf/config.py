@@ -7,9 +7,11 @@ tested without absl.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-from typing import Any
+import typing
+from typing import Any, Callable
 
 from pga_tf import methods
 
@@ -72,59 +74,122 @@ RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
 # ... and those a method's record adds (Method.resume_keys: the 2-Stage VAE's second-stage shape).
 
 
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
+MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
+
+# LPGA's log-det estimator when --log_det is not given. Under a 16-bit policy the finite
+# difference of two passes loses most of its digits (docs/BENCHMARKS.md measures it); forward
+# mode has no difference to lose them in.
+DEFAULT_LOG_DET = {"float32": "finite_difference", "mixed_float16": "jvp", "mixed_bfloat16": "jvp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The numbers a setting may take: those `holds` accepts, described by `phrase`."""
+
+    phrase: str  # what follows --<name>: "must be positive"
+    holds: Callable[[Any], bool]
+
+
+# NaN fails both (its comparisons are all false), as it should.
+POSITIVE = Rule("must be positive", lambda v: v > 0)
+NON_NEGATIVE = Rule("must be >= 0", lambda v: v >= 0)
+
+
+def _non_negative(zero_means: str) -> Rule:
+    return Rule(f"must be >= 0 (0 means {zero_means})", NON_NEGATIVE.holds)
+
+
+def _setting(default: Any, help: str, rule: Rule | None = None,
+             choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()):
+    """A Config field with what its train.py flag says (`help`) and the values it may take."""
+    return dataclasses.field(default=default, metadata={"help": help, "rule": rule, "choices": choices})
+
+
+def _method_optimisers() -> str:
+    return ", ".join(f"{m.name} {m.defaults['optimizer']} {m.defaults['lr']:g}" for m in methods.all_methods())
+
+
+# One field per train.py flag (pga_tf/cli.py defines the flags from these fields: name, type,
+# default, help, range). Where a flag's default depends on --method, its help says so and the
+# default here is LPGA's, which for_method replaces with the method's own.
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = methods.DEFAULT
-    dataset: str = "fashion_mnist"
-    model: str = "conv_mnist"
-    z_dim: int = 12
-    batch_size: int = 64
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    epochs: int = 600
-    train_steps: int = 0
-    use_bn: bool = False
-    init_steps: int = 3000
-    zn_rec: float = 6e-2
-    zh_rec: float = 0.0
-    nll: float = 1.5e-2
-    vrec: float = 0.0
-    vkld: float = 0.0
-    # WAE-MMD's weight of the IMQ-kernel MMD (methods/baseline_objectives.imq_mmd); RAE's weights of ||z||^2 / 2
-    # and of the decoder regulariser `rae_reg` ("l2" weight decay or "gp" gradient penalty).
-    wae_lambda: float = 0.0
-    rae_beta: float = 0.0
-    rae_lambda: float = 0.0
-    rae_reg: str = "l2"
-    seed: int = 0
-    # The last `holdout` training images are never trained on: a validation split for choosing
-    # hyperparameters without the test split (holdout_splits; evaluate.py --real_split=validation).
-    holdout: int = 0
-    run_dir: str = "runs/default"
-    data_dir: str = ""
-    log_every: int = 100
-    sample_every: int = 2000
-    ckpt_every: int = 1000
-    keep_checkpoints: int = 3
-    steps_per_loop: int = 10
-    bn_momentum: float = 0.99
-    strategy: str = "default"
-    sync_bn: bool = False
-    precision: str = "float32"
-    jit_compile: bool = False
-    # The fused training step (methods/pga.py fused_method_losses) when batch norm is off; same losses and
-    # gradients as the plain step, fewer passes. Ignored (plain step) with --use_bn.
-    fused: bool = True
-    deterministic: bool = False
-    log_det: str = "finite_difference"
-    # 2-Stage VAE only (daib13/TwoStageVAE demo.py and network/two_stage_vae_model.py). Stage 2
-    # trains for stage2_steps steps after stage 1's, or, when that is 0, for stage2_ratio times
-    # stage 1's steps (the official epochs2 / epochs = 800 / 400).
-    stage2_steps: int = 0
-    stage2_ratio: float = 2.0
-    stage2_lr: float = 1e-4  # Adam, as the official --lr2
-    stage2_depth: int = 3  # hidden layers of each stage-2 net (official --second-depth)
-    stage2_width: int = 1024  # their width (official --second-dim)
+    method: str = _setting(methods.DEFAULT, "Training objective.", choices=method_names)
+    dataset: str = _setting("fashion_mnist", "Dataset (TFDS name, or with --data_dir local files).",
+                            choices=DATASETS)
+    model: str = _setting("conv_mnist", "Encoder/decoder architecture (reference src/models.py).",
+                          choices=MODELS)
+    z_dim: int = _setting(12, "Latent dimension (default: the method's reference default).", POSITIVE)
+    batch_size: int = _setting(64, "Global batch size (split over replicas).", POSITIVE)
+    lr: float = _setting(0.1, f"Learning rate (default: the method's; {_method_optimisers()}).", POSITIVE)
+    optimizer: str = _setting("sgd", "sgd (momentum 0.9, reference) or adam (default: the method's, "
+                              "see --lr).", choices=OPTIMIZERS)
+    epochs: int = _setting(600, "Training epochs (ignored when --train_steps > 0).", POSITIVE)
+    train_steps: int = _setting(0, "Total training steps; overrides --epochs when > 0.",
+                                _non_negative("use --epochs"))
+    use_bn: bool = _setting(False, "Batch norm in the nets (reference --bn).")
+    init_steps: int = _setting(3000, "Steps before the latent terms switch on (method default).",
+                               NON_NEGATIVE)
+    zn_rec: float = _setting(6e-2, "Latent reconstruction coefficient, z ~ N(0, I).", NON_NEGATIVE)
+    zh_rec: float = _setting(0.0, "Latent reconstruction coefficient, z = E(x).", NON_NEGATIVE)
+    nll: float = _setting(1.5e-2, "NLL coefficient (LPGA, LVPGA).", NON_NEGATIVE)
+    vrec: float = _setting(0.0, "VAE latent reconstruction coefficient (VPGA, LVPGA).", NON_NEGATIVE)
+    vkld: float = _setting(0.0, "VAE KL coefficient (VPGA, LVPGA, VAE).", NON_NEGATIVE)
+    # methods/baseline_objectives.imq_mmd is WAE-MMD's term.
+    wae_lambda: float = _setting(0.0, "WAE-MMD: weight of the IMQ-kernel MMD between the codes and "
+                                 "prior samples (method default; per-pixel-mean MSE scale).", NON_NEGATIVE)
+    rae_beta: float = _setting(0.0, "RAE: weight of ||z||^2 / 2 (method default).", NON_NEGATIVE)
+    rae_lambda: float = _setting(0.0, "RAE: weight of the decoder regulariser --rae_reg (method "
+                                 "default).", NON_NEGATIVE)
+    rae_reg: str = _setting("l2", "RAE's decoder regulariser: 'l2' (weight decay on the decoder's "
+                            "kernels, RAE-L2) or 'gp' (squared gradient of the decoder w.r.t. z, "
+                            "RAE-GP).", choices=RAE_REGULARISERS)
+    seed: int = _setting(0, "Random seed (initialisation, noise, shuffling).")
+    # holdout_splits turns it into TFDS split names.
+    holdout: int = _setting(0, "Hold out the last N training images (never trained on) as a "
+                            "validation split, for choosing hyperparameters without the test split: "
+                            "evaluate.py --real_split=validation scores against them.", NON_NEGATIVE)
+    run_dir: str = _setting("runs/default", "Output dir: checkpoints, TensorBoard logs, samples, "
+                            "export (default runs/<method>_<dataset>_<model>). An existing run resumes.")
+    data_dir: str = _setting("", "A local directory of MNIST-format IDX files or image files, used "
+                             "instead of TFDS.")
+    log_every: int = _setting(100, "Steps between progress lines and scalar summaries.", POSITIVE)
+    sample_every: int = _setting(2000, "Steps between sample grids.", POSITIVE)
+    ckpt_every: int = _setting(1000, "Steps between checkpoints.", POSITIVE)
+    keep_checkpoints: int = _setting(3, "Checkpoints kept.", POSITIVE)
+    steps_per_loop: int = _setting(10, "Steps run inside one tf.function call.", POSITIVE)
+    bn_momentum: float = _setting(0.99, "Momentum of the BN moving statistics.")
+    strategy: str = _setting("default", "tf.distribute strategy.", choices=STRATEGIES)
+    sync_bn: bool = _setting(False, "Synchronise BN statistics across replicas.")
+    precision: str = _setting("float32", "Keras dtype policy of the nets (default float32). Losses, "
+                              "log-dets and BN statistics stay float32; only mixed_float16 scales the "
+                              "loss.", choices=PRECISIONS)
+    jit_compile: bool = _setting(False, "XLA-compile the training step.")
+    fused: bool = _setting(True, "The fused training step: same losses and gradients as the plain "
+                           "one, fewer passes (methods/pga.py fused_method_losses). Only without --use_bn (with it, the "
+                           "plain step runs).")
+    deterministic: bool = _setting(False, "Deterministic ops (tf.config.experimental."
+                                   "enable_op_determinism): a resumed run ends bitwise where an "
+                                   "uninterrupted one does.")
+    log_det: str = _setting("finite_difference", "LPGA's directional derivative J_h(z) u: the "
+                            "reference's finite difference, or exact forward-mode autodiff (jvp). "
+                            f"Default: {DEFAULT_LOG_DET['float32']} in float32, "
+                            f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.",
+                            choices=LOG_DETS)
+    # 2-Stage VAE only, after daib13/TwoStageVAE (demo.py, network/two_stage_vae_model.py).
+    stage2_steps: int = _setting(0, "2-Stage VAE: steps of the second stage, trained after the first "
+                                 "stage's; 0: --stage2_ratio times the first stage's.",
+                                 _non_negative("use --stage2_ratio"))
+    stage2_ratio: float = _setting(2.0, "2-Stage VAE: second-stage steps per first-stage step when "
+                                   "--stage2_steps is 0 (official epochs2 / epochs = 800 / 400).",
+                                   POSITIVE)
+    stage2_lr: float = _setting(1e-4, "2-Stage VAE: Adam learning rate of the second stage "
+                                "(official --lr2).", POSITIVE)
+    stage2_depth: int = _setting(3, "2-Stage VAE: hidden layers of each second-stage net (official "
+                                 "--second-depth).", POSITIVE)
+    stage2_width: int = _setting(1024, "2-Stage VAE: width of those layers (official --second-dim).",
+                                 POSITIVE)
 
     @property
     def variational(self) -> bool:
@@ -183,40 +248,61 @@ def check_path_encoding(flag: str, path: str) -> None:
                          "TensorFlow writes only UTF-8 paths: give a UTF-8 name") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One Config field as its flag sees it: name, type, default, help and the values it may take."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    rule: Rule | None
+    # The names it may take, or a function giving them now: the methods are the registry's at the
+    # time of asking, so a method registered after this module loaded (a notebook's) is valid.
+    options: tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The names this setting may take (() for a free or numeric one)."""
+        return tuple(self.options()) if callable(self.options) else self.options
+
+    @property
+    def requirement(self) -> str | None:
+        """"--<name> must be ..." for a numeric setting with a rule; None for the others."""
+        return f"--{self.name} {self.rule.phrase}" if self.rule else None
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with `value` for this setting (one line), or None if it may take it."""
+        if self.choices and value not in self.choices:
+            return f"unknown {self.name} {value!r}; choose one of {', '.join(self.choices)}"
+        if self.rule and (value is None or not self.rule.holds(value)):
+            return f"{self.requirement}, got {value}"
+        return None
+
+
+@functools.cache
+def settings() -> tuple[Setting, ...]:
+    """Every Config field, in definition order: what cli.define_train_flags makes a flag of and
+    what validate checks."""
+    types = typing.get_type_hints(Config)
+    return tuple(Setting(f.name, types[f.name], f.default, f.metadata["help"], f.metadata["rule"],
+                         f.metadata["choices"]) for f in dataclasses.fields(Config))
+
+
 def validate(cfg: Config) -> None:
-    """Raise ValueError with one line for a configuration no run can use."""
+    """Raise ValueError with one line for a configuration no run can use: a path TensorFlow cannot
+    write, a setting outside its rule or choices (the ones train.py's flags check at parse time),
+    or settings that contradict each other."""
     check_path_encoding("run_dir", cfg.run_dir)
-    method = methods.get(cfg.method)  # ValueError for an unknown one
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if cfg.strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if cfg.log_det not in LOG_DETS:
-        raise ValueError(f"unknown log_det {cfg.log_det!r}; choose one of {', '.join(LOG_DETS)}")
-    if cfg.log_det == "jvp" and not method.forward_mode_log_det:
+    for setting in settings():
+        problem = setting.problem(getattr(cfg, setting.name))
+        if problem:
+            raise ValueError(problem)
+    if cfg.log_det == "jvp" and not methods.get(cfg.method).forward_mode_log_det:
         # e.g. LVPGA's perturbation has the posterior's scale: a finite difference by design.
         able = [m.name for m in methods.all_methods() if m.forward_mode_log_det]
         raise ValueError(f"--log_det=jvp is for --method={' or '.join(able)} only (got {cfg.method}, "
                          "whose log-det term stays a finite difference)")
-    for name in ("z_dim", "batch_size", "epochs", "log_every", "sample_every", "ckpt_every",
-                 "keep_checkpoints", "steps_per_loop"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
-    if not cfg.lr > 0:
-        raise ValueError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.train_steps < 0:
-        raise ValueError(f"--train_steps must be >= 0 (0 means use --epochs), got {cfg.train_steps}")
-    if cfg.rae_reg not in RAE_REGULARISERS:
-        raise ValueError(f"unknown --rae_reg {cfg.rae_reg!r}; choose one of {', '.join(RAE_REGULARISERS)}")
-    for name in ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "init_steps", "wae_lambda", "rae_beta",
-                 "rae_lambda", "stage2_steps", "holdout"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("stage2_ratio", "stage2_lr", "stage2_depth", "stage2_width"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(cfg, name)}")
 
 
 def later_steps(cfg: Config, main_steps: int) -> int:

@@ -112,3 +112,21 @@ def test_a_registered_method_trains_evaluates_and_exports(toy):
     """)
     diff = float(_run(env, "-c", check).stdout.strip().splitlines()[-1])
     assert diff < 1e-5
+
+
+def test_a_method_registered_at_run_time_is_a_valid_config():
+    """A notebook's `methods.register` after pga_tf.config has loaded: its configs validate."""
+    import dataclasses
+
+    from pga_tf import config, methods
+
+    toy = dataclasses.replace(methods.get("ae"), name="toy_at_run_time", label="Toy")
+    methods.register(toy)
+    try:
+        cfg = config.for_method("toy_at_run_time")
+        config.validate(cfg)
+        assert cfg.method == "toy_at_run_time" and cfg.z_dim == methods.get("ae").defaults["z_dim"]
+    finally:
+        methods.unregister("toy_at_run_time")
+    with pytest.raises(ValueError, match="unknown method 'toy_at_run_time'"):
+        config.validate(cfg)
