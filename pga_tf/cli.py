@@ -116,11 +116,7 @@ def resolve_precision(precision: str | None, mixed_precision: bool) -> str:
     return precision or "float32"
 
 
-def resolve_log_det(method: str, precision: str, log_det: str | None) -> str:
-    """--log_det, or its default for this method and precision."""
-    if log_det is not None:
-        return log_det
-    return DEFAULT_LOG_DET[precision] if methods.get(method).forward_mode_log_det else "finite_difference"
+resolve_log_det = config_lib.resolve_log_det  # the tools' name for it
 
 
 def config_from_flags() -> config_lib.Config:
@@ -129,15 +125,10 @@ def config_from_flags() -> config_lib.Config:
     Raises ValueError (one line) for flags that contradict each other (resolve_precision,
     config.validate).
     """
-    given = {s.name: FLAGS[s.name].value for s in config_lib.settings()}
-    # None: a flag left unset, the method's default or resolved just below.
-    overrides = {name: value for name, value in given.items() if value is not None and name != "method"}
-    overrides["precision"] = resolve_precision(FLAGS.precision, FLAGS.mixed_precision)
-    overrides["log_det"] = resolve_log_det(FLAGS.method, overrides["precision"], FLAGS.log_det)
-    overrides["run_dir"] = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}_{FLAGS.dataset}_{FLAGS.model}")
-    cfg = config_lib.for_method(FLAGS.method, **overrides)
-    config_lib.validate(cfg)
-    return cfg
+    # None: a flag left unset, the method's default or one resolved from the other settings.
+    given = {s.name: FLAGS[s.name].value for s in config_lib.settings() if s.name != "method"}
+    given["precision"] = resolve_precision(FLAGS.precision, FLAGS.mixed_precision)
+    return config_lib.resolve(FLAGS.method, **given)
 
 
 def split_cpu(n: int) -> None:

@@ -230,6 +230,38 @@ def holdout_splits(holdout: int) -> tuple[str, str | None]:
     return ("train", None) if holdout == 0 else (f"train[:-{holdout}]", f"train[-{holdout}:]")
 
 
+def resolve_log_det(method: str, precision: str, log_det: str | None) -> str:
+    """`log_det`, or its default for this method and precision (DEFAULT_LOG_DET for a method
+    whose log-det term has a forward-mode form, else the finite difference)."""
+    if log_det is not None:
+        return log_det
+    return DEFAULT_LOG_DET[precision] if methods.get(method).forward_mode_log_det else "finite_difference"
+
+
+def resolve(method: str = methods.DEFAULT, **given: Any) -> Config:
+    """The validated Config of a run of `method` with the `given` settings (Config field names;
+    None or absent: the default): what train.py's flags and `pga_tf.train` both ask for.
+
+    Defaults: the method's record's (z_dim, coefficients, optimiser, lr, ...), then the Config's;
+    precision float32; log_det by `resolve_log_det`; run_dir runs/<method>_<dataset>_<model>.
+    Raises ValueError (one line) for an unknown method or setting, or a value validate refuses.
+    """
+    fields = {s.name for s in settings()}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"the settings are Config's fields ({', '.join(sorted(fields))})")
+    overrides = {name: value for name, value in given.items() if value is not None}
+    base = for_method(method)
+    precision = overrides.setdefault("precision", base.precision)
+    overrides["log_det"] = resolve_log_det(method, precision, overrides.get("log_det"))
+    dataset, model = overrides.get("dataset", base.dataset), overrides.get("model", base.model)
+    overrides.setdefault("run_dir", os.path.join("runs", f"{method}_{dataset}_{model}"))
+    cfg = for_method(method, **overrides)
+    validate(cfg)
+    return cfg
+
+
 def for_method(method: str, **overrides: Any) -> Config:
     """A Config with `method`'s reference defaults (its record's), then `overrides` on top;
     ValueError for a method that is not registered."""
