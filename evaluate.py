@@ -14,7 +14,6 @@ standard deviation over --draws independent draws of --num_samples samples.
 
 from __future__ import annotations
 
-
 from pga_tf import console
 
 console.install()  # first of all: TensorFlow's harmless native lines stay off stderr
