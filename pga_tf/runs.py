@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 from typing import Any, Callable, Mapping
 
 from pga_tf import checkpoints, config as config_lib
@@ -216,4 +217,5 @@ def load(run_dir: str, step: int | None = None, log: Callable[[str], None] = pri
     cfg = read_config(run_dir)
     checkpoint = find_checkpoint(run_dir, step, log)
     encoder, decoder, parts = restore(cfg, checkpoint)
-    return Run(run_dir, cfg, encoder, decoder, dict(parts), checkpoint, step_of(checkpoint))
+    return Run(run_dir, cfg, encoder, decoder, types.MappingProxyType(dict(parts)), checkpoint,
+               step_of(checkpoint))
