@@ -14,8 +14,6 @@ standard deviation over --draws independent draws of --num_samples samples.
 
 from __future__ import annotations
 
-import os
-
 from pga_tf import console
 
 console.install()  # first of all: TensorFlow's harmless native lines stay off stderr
@@ -33,21 +31,17 @@ def main(argv):
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.baselines:
         return baselines()
-    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
+    from pga_tf import config as config_lib, runs  # no TensorFlow yet: run-dir mistakes fail fast
 
     for flag in ("run_dir", "out"):
         try:  # reports and HParams logs are written beside these paths
             config_lib.check_path_encoding(flag, FLAGS[flag].value or "")
         except ValueError as e:
             cli.fail(str(e))
-    if not os.path.isdir(FLAGS.run_dir):
-        cli.fail(f"run dir {FLAGS.run_dir} does not exist")
     try:
-        cfg = config_lib.load(FLAGS.run_dir)
-    except config_lib.ConfigError as e:
+        cfg = runs.read_config(FLAGS.run_dir)
+    except runs.RunError as e:
         cli.fail(str(e))
-    if cfg is None:
-        cli.fail(f"{FLAGS.run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
     if FLAGS.real_split == "validation" and cfg.validation_split is None:
         cli.fail(f"--real_split=validation needs a run trained with --holdout=N; {FLAGS.run_dir} "
                  "held nothing out (it trained on every training image)")
@@ -57,13 +51,13 @@ def main(argv):
 
     extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
                                         FLAGS.inception_weights, FLAGS.batch_size)
-    evaluators.evaluate_run(
-        FLAGS.run_dir, extractor, num_samples=FLAGS.num_samples, nll_examples=FLAGS.nll_examples,
-        fd_draws=FLAGS.fd_draws, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-        data_dir=FLAGS.data_dir or None, cache=fid.StatsCache(FLAGS.stats_cache), out=FLAGS.out or None,
-        log=lambda line: print(line, flush=True), draws=FLAGS.draws, sampler=FLAGS.sampler,
-        sampler_options=cli.sampler_options(), step=FLAGS.checkpoint_step or None,
-        real_split=FLAGS.real_split)
+    options = evaluators.Options(
+        num_samples=FLAGS.num_samples, draws=FLAGS.draws, sampler=FLAGS.sampler,
+        sampler_options=cli.sampler_options(), nll_examples=FLAGS.nll_examples, fd_draws=FLAGS.fd_draws,
+        batch_size=FLAGS.batch_size, seed=FLAGS.seed, step=FLAGS.checkpoint_step or None,
+        real_split=FLAGS.real_split, data_dir=FLAGS.data_dir or None, out=FLAGS.out or None)
+    evaluators.evaluate_run(FLAGS.run_dir, extractor, options, cache=fid.StatsCache(FLAGS.stats_cache),
+                            log=lambda line: print(line, flush=True))
 
 
 def baselines():
@@ -79,10 +73,11 @@ def baselines():
 
 
 def _user_errors():
-    from pga_tf import data, samplers
+    from pga_tf import data, runs, samplers
     from pga_tf.evaluation import evaluators, features
 
-    return (data.DataError, evaluators.EvalError, features.FeatureError, samplers.SamplerError, OSError)
+    return (data.DataError, runs.RunError, evaluators.EvalError, features.FeatureError,
+            samplers.SamplerError, OSError)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ def main(argv):
 
 
 def _user_errors():
-    from pga_tf import data, export, samplers
+    from pga_tf import data, export, runs, samplers
 
-    return (export.ExportError, samplers.SamplerError, data.DataError)
+    return (export.ExportError, runs.RunError, samplers.SamplerError, data.DataError)
 
 
 if __name__ == "__main__":

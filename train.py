@@ -70,12 +70,12 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
 
 
 def _user_errors():
-    from pga_tf import config, data, export, run_lock
+    from pga_tf import config, data, export, run_lock, runs
     from pga_tf.evaluation import features
     from pga_tf.training import trainer as trainer_lib
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
-    return (data.DataError, trainer_lib.TrainingError, export.ExportError, features.FeatureError,
+    return (data.DataError, trainer_lib.TrainingError, export.ExportError, runs.RunError, features.FeatureError,
             run_lock.RunDirBusy, config.ConfigError, OSError)
 
 

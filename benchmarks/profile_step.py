@@ -5,7 +5,7 @@
         | python benchmarks/onednn_verbose_summary.py
     python benchmarks/profile_step.py --method=vpga --tf_profile=/tmp/prof_vpga
 
-The step is the one the bench times (pga_tf.training.loop.Trainer, the fused step and fast kernels
+The step is the one the bench times (pga_tf.training.trainer.Trainer, the fused step and fast kernels
 by default) on one fixed batch. `--warmup` steps run first (tracing and oneDNN's kernel set-up,
 which would otherwise dominate the log); then a `== profile start` line marks where the profiled
 `--steps` begin, which onednn_verbose_summary.py reads from. `--tf_profile` wraps those steps in

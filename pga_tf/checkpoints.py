@@ -12,6 +12,9 @@ only: the checkpoints on disk are the truth. A state file that is missing, cut, 
 names a checkpoint that is gone never makes a complete checkpoint look absent (a resume from step
 0 would overwrite it, the old clean-up deleted it): `newest` reads the directory itself, checks
 that the newest checkpoint reads back whole, and falls back to the next one when it does not.
+
+TensorFlow is imported by the functions that read or write tensors only, so the listing (`complete`,
+`latest`, `step_of`) serves TensorFlow-free tools too (pga_tf.runs.latest_step).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import os
 import re
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STATE_FILE = "checkpoint"
 _NAME = re.compile(r"^ckpt-(\d+)(?:\.index|\.data-\d+-of-\d+|_temp)$")
@@ -145,6 +150,8 @@ def damage(prefix: str) -> str | None:
     overwritten .data file or a cut .index shows here, not as a traceback or as "does not fit
     this model" in the restore.
     """
+    import tensorflow as tf
+
     try:
         path = readable(prefix)
         dtypes = tf.train.load_checkpoint(path).get_variable_to_dtype_map()
@@ -392,10 +399,14 @@ def readable(prefix: str) -> str:
 
 def variable_names(prefix: str) -> set[str]:
     """The keys stored in a checkpoint (e.g. 'iterator/.ATTRIBUTES/ITERATOR_STATE')."""
+    import tensorflow as tf
+
     return set(tf.train.load_checkpoint(readable(prefix)).get_variable_to_shape_map())
 
 
 def read_tensor(prefix: str, key: str):
+    import tensorflow as tf
+
     return tf.train.load_checkpoint(readable(prefix)).get_tensor(key)
 
 
@@ -465,6 +476,8 @@ class Manager:
         moment it names complete checkpoints only. Raises SaveError (after removing the partial
         files) if the write fails.
         """
+        import tensorflow as tf
+
         name = f"ckpt-{step}"
         prefix = os.path.join(self.directory, name)
         try:

@@ -27,7 +27,8 @@ from pga_tf import samplers
 
 
 class ExportError(Exception):
-    """A user-caused export problem (existing output, unwritable dir); the message is one line."""
+    """A user-caused problem with the export's destination (existing output, unwritable dir); the
+    message is one line. A run that cannot be restored is runs.RunError."""
 
 
 class PGAServing(tf.Module):
@@ -107,74 +108,27 @@ def _unless_empty(x: tf.Tensor, fn, empty_shapes: dict) -> dict:
 
 def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options = samplers.Options(),
              data_dir: str | None = None, log=lambda line: None) -> PGAServing:
-    """A PGAServing of `run_dir`'s latest checkpoint, built with the run's saved config.
+    """A PGAServing of `run_dir`'s latest checkpoint (restored by runs.load, float32 nets).
 
     `sampler` is what `sample` draws z from (default: the method's own, config.default_sampler);
     `gmm` is fitted here on the codes of the run's training images (`data_dir`, default the run's),
-    by `samplers.build` with `options`.
-    Raises ExportError (one line) for a dir that is no run, holds no checkpoint, or whose
-    checkpoint does not fit its config.json; SamplerError or DataError if the sampler cannot be
-    fitted.
+    by `samplers.build` with `options`. The module's `checkpoint` and `step` say what it serves.
+
+    Raises:
+      runs.RunError: a dir that is no run, holds no checkpoint, or whose checkpoint does not fit
+        its config.json (one line).
+      samplers.SamplerError, data.DataError: the sampler cannot be built or fitted.
     """
-    from pga_tf import checkpoints, config as config_lib, data
-    from pga_tf.nets import models
+    from pga_tf import config as config_lib, runs
 
-    try:
-        cfg = config_lib.load(run_dir)
-    except config_lib.ConfigError as e:
-        raise ExportError(str(e)) from None
-    if cfg is None:
-        raise ExportError(f"{run_dir} has no {config_lib.CONFIG_FILE}; pass the --run_dir of a "
-                          "training run")
-    try:  # the newest checkpoint that reads back whole, held while a training prunes
-        ckpt = checkpoints.newest(os.path.join(run_dir, "checkpoints"), log)
-    except checkpoints.CheckpointError as e:
-        raise ExportError(str(e)) from None
-    if ckpt is None:
-        raise ExportError(f"{run_dir} has no checkpoint to export (nothing in "
-                          f"{os.path.join(run_dir, 'checkpoints')})")
-    try:
-        image_shape = data.image_shape(cfg.dataset)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    # Float32 compute whatever the run trained with: the checkpoint's variables are float32
-    # either way, and float16 pays off only for training on GPUs.
-    encoder, decoder = models.build_models(cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
-                                           variational=cfg.variational)
-    try:
-        # Only the models: the optimizer and random state are training-only.
-        tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(
-            checkpoints.readable(ckpt)).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        reason = str(e).split("\n")[0].split(". ")[0]
-        raise ExportError(f"checkpoint {ckpt} does not match the run's {config_lib.CONFIG_FILE} "
-                          f"(method {cfg.method}, model {cfg.model}, z_dim {cfg.z_dim}, use_bn "
-                          f"{cfg.use_bn}): {reason}") from None
-    kind = sampler or config_lib.default_sampler(cfg.method)
-    images = lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir or cfg.data_dir or None)  # noqa: E731
-    source = samplers.run_source(cfg.z_dim, encoder, cfg.variational, images, config=cfg, checkpoint=ckpt)
-    module = PGAServing(encoder, decoder, cfg.z_dim, image_shape, cfg.variational,
-                        samplers.build(kind, source, options, log))
-    module.checkpoint, module.step = ckpt, checkpoint_step(ckpt)  # for the line that reports it
-    if module.step is not None:
-        warning = config_lib.warm_up_unfinished(cfg, module.step, f"checkpoint {ckpt}")
-        if warning:  # the export serves the warm-up's autoencoder under the method's name
-            log(warning)
+    run = runs.load(run_dir, log=log)
+    module = PGAServing(run.encoder, run.decoder, run.cfg.z_dim, run.image_shape, run.cfg.variational,
+                        run.sampler(sampler, options, data_dir, log))
+    module.checkpoint, module.step = run.checkpoint, run.step  # for the line that reports it
+    warning = config_lib.warm_up_unfinished(run.cfg, run.step, f"checkpoint {run.checkpoint}")
+    if warning:  # the export serves the warm-up's autoencoder under the method's name
+        log(warning)
     return module
-
-
-def checkpoint_step(ckpt: str) -> int | None:
-    """The training step `ckpt` was saved at (its optimizer's iteration count, plus the 2-Stage
-    VAE's stage-2 steps), or None."""
-    from pga_tf import checkpoints
-
-    try:
-        reader = tf.train.load_checkpoint(checkpoints.readable(ckpt))
-        step = int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
-    except (tf.errors.OpError, ValueError):
-        return None
-    stage2 = "two_stage/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
-    return step + (int(reader.get_tensor(stage2)) if reader.has_tensor(stage2) else 0)
 
 
 def _is_replaceable(path: str) -> bool:

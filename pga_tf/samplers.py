@@ -204,15 +204,14 @@ class Source:
     variational encoders) of the first n training images, all of them for n = 0; None where no
     data is at hand. nets: the method's extra modules by name (Method.parts: e.g. the 2-Stage
     VAE's second stage). training: the run is training (a method's sampler may follow its
-    phases). config, checkpoint: the run's Config and the checkpoint being evaluated or exported.
+    phases). origin: where the nets come from, as messages name it ("checkpoint <path>").
     """
 
     z_dim: int
     codes: Callable[[int], np.ndarray] | None = None
     nets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    config: Any = None
-    checkpoint: str | None = None
     training: bool = False
+    origin: str = "this run"
 
 
 def _build_prior(source: Source, options: Options, log: Callable[[str], None]) -> LatentSampler:
@@ -276,9 +275,10 @@ def encode_codes(encoder: Callable, variational: bool, images: tf.data.Dataset, 
 
 
 def run_source(z_dim: int, encoder: Callable, variational: bool, images: Callable[[], tf.data.Dataset],
-               nets: Mapping[str, Any] | None = None, batch_size: int = 500, config: Any = None,
-               checkpoint: str | None = None) -> Source:
-    """The Source of a run: `images()` gives its unbatched [-1, 1] training images, encoded only
-    if a sampler asks for codes."""
+               nets: Mapping[str, Any] | None = None, batch_size: int = 500,
+               origin: str = "this run") -> Source:
+    """The Source of a trained run (runs.Run.sampler builds one): `images()` gives its unbatched
+    [-1, 1] training images, encoded only if a sampler asks for codes; `nets` its method's
+    restored parts; `origin` what messages call it."""
     return Source(z_dim, lambda n: encode_codes(encoder, variational, images(), n, batch_size),
-                  dict(nets or {}), config, checkpoint)
+                  dict(nets or {}), origin=origin)

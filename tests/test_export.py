@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, export, samplers
+from pga_tf import config, export, runs, samplers
 from pga_tf.training import trainer as trainer_lib
 from tests.test_train_cli import assert_one_line_error
 
@@ -274,11 +274,11 @@ def bad_runs(run_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("case,message", [
     ("no_config", "has no config.json"),
-    ("no_checkpoint", "has no checkpoint to export"),
+    ("no_checkpoint", "has no checkpoint yet"),
     ("tampered_z_dim", r"does not match the run's config.json \(.*z_dim 7.*\): Received incompatible tensor"),
 ])
 def test_a_run_dir_that_cannot_be_exported_is_named(bad_runs, case, message):
-    with pytest.raises(export.ExportError, match=message):
+    with pytest.raises(runs.RunError, match=message):
         export.from_run(bad_runs[case])
 
 

@@ -116,9 +116,9 @@ def test_run_dir_with_glob_characters_resumes_prunes_and_exports(idx_dir, tmp_pa
                                f"--run_dir={run_dir}", f"--export_dir={out}"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=240)
     assert exported.returncode == 0, exported.stderr
-    from pga_tf.evaluation import evaluators
+    from pga_tf import runs
 
-    assert evaluators.load_run(run_dir)[4] == 20
+    assert runs.load(run_dir).step == 20
 
 
 # ------------------------------------------------------------- two trainings at once

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, export, samplers
+from pga_tf import config, export, runs, samplers
 from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import baseline_objectives as baselines
 from pga_tf.methods import parts as step_lib
@@ -337,9 +337,7 @@ def test_train_evaluate_export_end_to_end(labelled):
     assert 0 < report["reconstruction"]["mean"] < 4
 
     # The export's sample signature is the in-memory two-stage sampler and stage-1 decoder.
-    cfg = config.load(run_dir)
-    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    sampler = two_stage.restore_parts(cfg, ckpt).sampler()
+    sampler = runs.load(run_dir).parts["two_stage"].sampler()
     module = export.from_run(run_dir)
     assert module.sampler.kind == "two_stage"
     loaded = tf.saved_model.load(os.path.join(run_dir, "saved_model"))

@@ -1,24 +1,27 @@
-"""Evaluation of a trained run: FID/KID and precision/recall of samples, test reconstruction
-error, latent NLL.
+"""Evaluation of a trained run: FID/KID and precision/recall of samples, reconstruction error,
+latent NLL, grids and the TensorBoard HParams session, each measured by one small evaluator.
 
-`evaluate_run` is what evaluate.py runs; it takes plain arguments (no flags) and returns the
-report it writes. Each part is also usable alone: `load_run`, `reconstruction_error`,
-fid.real_stats / fid.sample_features, likelihood.evaluate.
+`evaluate_run` is what evaluate.py runs. It restores the run (pga_tf.runs), builds its latent
+sampler, then runs the evaluators `evaluators_for` picks from its `Options`: each is a callable
+(Target, report so far) -> Section, its part of the report and the console line summing it up.
+`evaluate_run` times each one, merges the sections into the report and writes it. Each evaluator
+is usable alone, as are `reconstruction_error`, `distances`, fid.real_stats / fid.sample_features
+and likelihood.evaluate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from typing import Callable
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, config as config_lib, data, methods, samplers
+from pga_tf import config as config_lib, data, methods, runs, samplers
 from pga_tf.evaluation import fid as fid_lib, hparams, likelihood, precision_recall
-from pga_tf.nets import models
 from pga_tf.methods import objectives
 from pga_tf.evaluation.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
@@ -34,74 +37,374 @@ KID_UNIT = "MMD^2 with kernel (x.y/d + 1)^3 on the extractor's features; unscale
 
 
 class EvalError(Exception):
-    """A user-caused problem with the run to evaluate (no config, no checkpoint); one line."""
+    """A user-caused problem with what was asked of a run (a validation split of a run that held
+    nothing out); one line. A run that cannot be restored is runs.RunError."""
 
 
-def load_run(run_dir: str, step: int | None = None, log: Callable[[str], None] = print
-             ) -> tuple[config_lib.Config, models.Encoder, models.Decoder, str, int]:
-    """The run's config, its encoder/decoder restored from the latest checkpoint (or the one
-    saved at `step`), that checkpoint's path and its step.
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What `evaluate_run` measures and where it writes (evaluate.py's flags).
 
-    Raises:
-      EvalError: no run dir, config or checkpoint; no checkpoint kept at `step`; a checkpoint
-        that does not fit the config.
+    Attributes:
+      num_samples: generated images per draw; the real side is as many images of `real_split`,
+        at most all.
+      draws: independent draws of `num_samples` latent samples (seeds seed, seed + 1, ...); FID,
+        KID, precision and recall are the mean and standard deviation over them.
+      sampler: what the generated images' z is drawn from (samplers.py; None: the method's own,
+        config.default_sampler); FID/KID are named FID-<features>[-<sampler>] (no suffix for prior).
+      sampler_options: how a fitted sampler (gmm) is fitted, on the run's training images.
+      nll_examples: images for the latent NLL (methods with a latent likelihood only); 0 skips it.
+      fd_draws: random directions per image for the finite-difference log-det estimate.
+      batch_size: images per batch through the nets and the feature extractor.
+      seed: of the first draw, the log-det directions and KID's blocks.
+      step: evaluate the checkpoint saved at this step instead of the latest (its default report
+        goes to <run_dir>/eval/step-<step>/).
+      real_split: "test", or "validation": the images the run held out of training (--holdout),
+        for scores that choose hyperparameters; the reconstruction error and NLL are measured on
+        the same split (default report under eval/[step-<step>/]validation/).
+      data_dir: data directory (None: the run's).
+      out: report path (None: config.eval_report_path); grids, latent_nll.npz and the HParams
+        session (hparams[-<sampler>]/) go beside it.
     """
-    if not os.path.isdir(run_dir):
-        raise EvalError(f"run dir {run_dir} does not exist")
-    try:
-        cfg = config_lib.load(run_dir)
-    except config_lib.ConfigError as e:
-        raise EvalError(str(e)) from None
-    if cfg is None:
-        raise EvalError(f"{run_dir} has no {config_lib.CONFIG_FILE}; is it a training run dir?")
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
-    try:  # the newest checkpoint that reads back whole, held while a training prunes
-        ckpt = checkpoints.newest(ckpt_dir, log) if step is None else checkpoints.at_step(ckpt_dir, step)
-    except checkpoints.CheckpointError as e:
-        raise EvalError(str(e)) from None
-    if ckpt is None and (step is None or not checkpoints.complete(ckpt_dir)):
-        raise EvalError(f"{run_dir} has no checkpoint yet (looked in {run_dir}/checkpoints)")
-    if step is not None:
-        kept = [checkpoints.step_of(p) for p in checkpoints.complete(ckpt_dir)]
-        if ckpt is None:
-            raise EvalError(f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
-                            f"{', '.join(map(str, kept))}; train.py --ckpt_every and "
-                            "--keep_checkpoints decide which are kept)")
-    channels = data.image_shape(cfg.dataset)[-1]
-    # float32 even for a mixed-precision run: the checkpointed variables are float32 anyway.
-    encoder, decoder = models.build_models(cfg.model, cfg.z_dim, channels, use_bn=cfg.use_bn,
-                                           variational=cfg.variational, bn_momentum=cfg.bn_momentum)
-    # Only the models: the optimizer, generator and input position in the checkpoint are unused.
-    status = tf.train.Checkpoint(encoder=encoder, decoder=decoder).restore(checkpoints.readable(ckpt))
-    try:
-        status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise EvalError(f"checkpoint {ckpt} does not fit the run's config ({type(e).__name__})") from None
-    return cfg, encoder, decoder, ckpt, checkpoints.step_of(ckpt)
+
+    num_samples: int = 10000
+    draws: int = 3
+    sampler: str | None = None
+    sampler_options: samplers.Options = samplers.Options()
+    nll_examples: int = 1000
+    fd_draws: int = 16
+    batch_size: int = 250
+    seed: int = 0
+    step: int | None = None
+    real_split: str = "test"
+    data_dir: str | None = None
+    out: str | None = None
 
 
-def encode_mean(encoder: Callable, images, variational: bool) -> tf.Tensor:
-    out = encoder(tf.convert_to_tensor(images, tf.float32), training=False)
-    return out[0] if variational else out
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What the evaluators measure and where they write.
+
+    Attributes:
+      run: the restored run.
+      real_split: "test" or "validation", as reports and lines name the real images.
+      split: the data split those images are (data.load_images's name, e.g. "train[-500:]").
+      data_dir: where the images are read from (None: the dataset's default place).
+      out_dir: where files beside the report go (made before any evaluator runs).
+      suffix: config.sampler_suffix of the sampler; the samples' files carry it.
+    """
+
+    run: runs.Run
+    real_split: str
+    split: str
+    data_dir: str | None
+    out_dir: str
+    suffix: str
+
+    def real_images(self) -> tf.data.Dataset:
+        """The real images, unbatched, [H, W, C] in [-1, 1]."""
+        return data.load_images(self.run.cfg.dataset, self.split, self.data_dir)
+
+    def first_real(self, n: int) -> np.ndarray:
+        """The first n real images [min(n, all), H, W, C] in [-1, 1]."""
+        return fid_lib.load_real_images(self.run.cfg.dataset, n, self.split, self.data_dir)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.out_dir, name)
 
 
-def reconstruction_error(encoder: Callable, decoder: Callable, variational: bool,
-                         images: tf.data.Dataset, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image MSE of D(E(x)) (the mean code for variational encoders) over an unbatched
-    dataset of [-1, 1] images, and the first 32 (input, reconstruction) pairs."""
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """An evaluator's part of the report and the console line that sums it up (None: no line).
+
+    `report` holds top-level report keys; "metrics" and "grids" are merged into the report's own
+    dicts, "warnings" appended to its list.
+    """
+
+    report: Mapping[str, Any]
+    line: str | None = None
+
+
+class Evaluator(Protocol):
+    """Measures one thing of a run. `name` is its key in the report's "seconds"."""
+
+    name: ClassVar[str]
+
+    def __call__(self, target: Target, report: Mapping[str, Any]) -> Section: ...
+
+
+def reconstruction_error(run: runs.Run, images: tf.data.Dataset, batch_size: int = 250
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image MSE [n] of D(E(x)) (the mean code for variational encoders) over an unbatched
+    dataset of n [-1, 1] images, and the first 32 (input, reconstruction) pairs [64, H, W, C].
+
+    Raises data.DataError for an empty dataset."""
     from tqdm import tqdm
 
     errors, pairs = [], []
     with tqdm(desc="reconstructions", unit="img", disable=None, leave=False) as bar:
         for x in images.batch(batch_size):
-            rec = decoder(encode_mean(encoder, x, variational), training=False)
+            rec = run.decoder(run.encode_mean(x), training=False)
             errors.append(objectives.squared_error(x, rec).numpy())
             if sum(map(len, pairs)) < 64:
-                pairs.append(np.stack([x.numpy(), rec.numpy()], axis=1)[:32].reshape((-1,) + tuple(x.shape[1:])))
+                pairs.append(np.stack([x.numpy(), rec.numpy()], axis=1)[:32]
+                             .reshape((-1,) + tuple(x.shape[1:])))
             bar.update(int(x.shape[0]))
     if not errors:
         raise data.DataError("the test split is empty")
     return np.concatenate(errors).astype(np.float64), np.concatenate(pairs)[:64]
+
+
+# ------------------------------------------------------------------------------ evaluators
+@dataclasses.dataclass(frozen=True)
+class SampleQuality:
+    """FID, KID and improved precision/recall (k = 3) of `draws` draws of `num_samples` images
+    decoded from `sampler`'s codes, against as many real images (at most all); the first draw's
+    first 100 images are the samples grid, samples[-<sampler>].png."""
+
+    name: ClassVar[str] = "sample_quality"
+    extractor: Extractor
+    sampler: samplers.LatentSampler
+    num_samples: int = 10000
+    draws: int = 3
+    seed: int = 0
+    batch_size: int = 250
+    cache: fid_lib.StatsCache | None = None
+    log: Callable[[str], None] = print
+
+    def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
+        run, ex = target.run, self.extractor
+        real = fid_lib.real_stats(ex, run.cfg.dataset, self.num_samples, target.split, target.data_dir,
+                                  self.cache, self.log)
+        warning = fid_lib.few_samples_warning(self.num_samples, real.n, ex.feature_dim, ex.fid_name)
+        if warning:
+            self.log(f"warning: {warning}")
+        seeds = [self.seed + d for d in range(self.draws)]
+        activations, samples = [], None
+        for s in seeds:
+            act, kept = fid_lib.sample_features(run.decoder, ex, self.num_samples, self.sampler, s,
+                                                self.batch_size, keep=100 if samples is None else 0)
+            activations.append(act)
+            samples = kept if samples is None else samples
+        dist = distances(real, activations, self.seed)
+        grid_path = target.path(f"samples{target.suffix}.png")
+        save_png(grid(samples), grid_path)
+        fid_name, kid_name = ex.fid_name + target.suffix, ex.kid_name + target.suffix
+        line = (f"{fid_name} {_format(dist['fid'])}, {kid_name} {_format(dist['kid'])} (MMD^2, unscaled), "
+                f"precision {_format(dist['precision'])}, recall {_format(dist['recall'])}: "
+                f"{self.draws} draw(s) of {self.num_samples} samples vs {real.n} {target.real_split} images")
+        return Section({
+            "features": ex.describe(),
+            "sampler": self.sampler.describe(),
+            "metrics": {fid_name: dist["fid"]["value"], kid_name: dist["kid"]["value"],
+                        "precision" + target.suffix: dist["precision"]["value"],
+                        "recall" + target.suffix: dist["recall"]["value"]},
+            "fid": {"name": fid_name, **dist["fid"], "draws": self.draws, "num_generated": self.num_samples,
+                    "num_real": real.n, "real_split": target.real_split, "seeds": seeds, "warning": warning},
+            "kid": {"name": kid_name, **dist["kid"]},
+            "precision": {"k": precision_recall.DEFAULT_K, **dist["precision"]},
+            "recall": {"k": precision_recall.DEFAULT_K, **dist["recall"]},
+            "grids": {"samples": grid_path},
+            "warnings": [warning] if warning else [],
+        }, line)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconstructions:
+    """Per-pixel MSE of D(E(x)) over the real images; 32 (input, reconstruction) pairs are the
+    reconstructions grid."""
+
+    name: ClassVar[str] = "reconstruction"
+    batch_size: int = 250
+
+    def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
+        run = target.run
+        errors, pairs = reconstruction_error(run, target.real_images(), self.batch_size)
+        rec = {**_summary(errors), "mse_0_1": float(np.mean(errors)) / 4.0,
+               "note": f"per-pixel MSE of D(E(x)) on the {target.real_split} split, pixels in [-1, 1] "
+                       "(mse_0_1: in [0, 1])"}
+        grid_path = target.path("reconstructions.png")
+        save_png(grid(pairs, ncol=16), grid_path)
+        return Section({"reconstruction": rec, "metrics": {"reconstruction_mse": rec["mean"]},
+                        "grids": {"reconstructions": grid_path}},
+                       f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} "
+                       f"{target.real_split} images")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentLikelihood:
+    """The exact latent NLL of the first `examples` real images, beside the training step's
+    finite-difference log-det estimate (likelihood.evaluate); per-image values in latent_nll.npz."""
+
+    name: ClassVar[str] = "latent_nll"
+    examples: int = 1000
+    fd_draws: int = 16
+    seed: int = 0
+    batch_size: int = 250
+
+    def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
+        run = target.run
+        nll = likelihood.evaluate(run.encoder, run.decoder, run.cfg.method,
+                                  target.first_real(self.examples), self.fd_draws, self.seed, self.batch_size)
+        np.savez(target.path("latent_nll.npz"),
+                 **{k: np.asarray(v) for k, v in nll.pop("per_example").items()})
+        fd = nll["finite_difference"][f"{run.cfg.method}_direction"]
+        return Section({"latent_nll": nll, "metrics": {"latent_nll_nats": nll["nll_exact"]["mean"]}},
+                       f"latent NLL {nll['nll_exact']['mean']:.4g} nats (exact log-det "
+                       f"{nll['log_det_exact']['mean']:.4g}; training estimator "
+                       f"{fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) on "
+                       f"{nll['examples']} {target.real_split} images")
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpolations:
+    """Decoded straight lines between the codes of pairs of the first `examples` real images:
+    the interpolations grid."""
+
+    name: ClassVar[str] = "interpolations"
+    examples: int = 20
+
+    def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
+        run = target.run
+        ends = target.first_real(self.examples)
+        decode = lambda z: run.decoder(tf.constant(z), training=False).numpy()  # noqa: E731
+        grid_path = target.path("interpolations.png")
+        save_png(interpolation_grid(ends, run.encode_mean(ends).numpy(), decode), grid_path)
+        return Section({"grids": {"interpolations": grid_path}})
+
+
+@dataclasses.dataclass(frozen=True)
+class HParamsSession:
+    """The TensorBoard HParams session of this (run, sampler): the run's hyperparameters and the
+    report's metrics so far (hparams.py), in hparams[-<sampler>]/. Runs after the metrics'
+    evaluators; a metric none of them measured is left out."""
+
+    name: ClassVar[str] = "hparams"
+    sampler: str
+    features: str
+
+    def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
+        def value(key: str, field: str = "value"):
+            return (report.get(key) or {}).get(field)
+
+        tb_dir = target.path(f"hparams{target.suffix}")
+        run = target.run
+        hparams.write(tb_dir, hparams.of_config(run.cfg, self.sampler, self.features, run.step),
+                      {"FID": value("fid"), "KID": value("kid"), "precision": value("precision"),
+                       "recall": value("recall"), "reconstruction_mse": value("reconstruction", "mean"),
+                       "latent_nll_nats": (value("latent_nll", "nll_exact") or {}).get("mean")},
+                      run.step)
+        return Section({"hparams_logdir": tb_dir})
+
+
+def evaluators_for(run: runs.Run, options: Options, extractor: Extractor,
+                   sampler: samplers.LatentSampler, cache: fid_lib.StatsCache | None = None,
+                   log: Callable[[str], None] = print) -> list[Evaluator]:
+    """The evaluators `options` ask of `run`, in report order (the HParams session last: it
+    records the others' metrics)."""
+    chosen: list[Evaluator] = [
+        SampleQuality(extractor, sampler, options.num_samples, options.draws, options.seed,
+                      options.batch_size, cache, log),
+        Reconstructions(options.batch_size),
+    ]
+    if methods.get(run.cfg.method).likelihood and options.nll_examples > 0:
+        chosen.append(LatentLikelihood(options.nll_examples, options.fd_draws, options.seed,
+                                       options.batch_size))
+    chosen += [Interpolations(), HParamsSession(sampler.kind, extractor.name)]
+    return chosen
+
+
+def _skeleton(run: runs.Run) -> dict:
+    """The report before any evaluator ran: every key of the format, in order; a section no
+    evaluator fills stays None (e.g. latent_nll of a method without a latent likelihood)."""
+    return {"report_version": REPORT_VERSION, "run_dir": run.run_dir, "checkpoint": run.checkpoint,
+            "step": run.step, "config": {k: getattr(run.cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
+            "features": None, "sampler": None, "metrics": {}, "fid": None, "kid": None, "precision": None,
+            "recall": None, "reconstruction": None, "latent_nll": None, "grids": {}, "seconds": {},
+            "warnings": [], "hparams_logdir": None}
+
+
+def _merge(report: dict, section: Mapping[str, Any]) -> None:
+    for key, value in section.items():
+        if key in ("metrics", "grids"):
+            report[key].update(value)
+        elif key == "warnings":
+            report[key].extend(value)
+        else:
+            report[key] = value
+
+
+def _timed(seconds: dict[str, float], name: str, fn: Callable, *args) -> Any:
+    """fn(*args), its wall time recorded as seconds[name]: the one place evaluation is timed."""
+    t = time.time()
+    try:
+        return fn(*args)
+    finally:
+        seconds[name] = time.time() - t
+
+
+def _restore(run_dir: str, options: Options, log: Callable[[str], None]
+             ) -> tuple[runs.Run, str, str | None]:
+    """The run, the data split of `options.real_split` and the data dir, checked before anything
+    is written: a bad real image is named here, not after the report dir is made."""
+    if options.real_split not in config_lib.REAL_SPLITS:
+        raise ValueError(f"real_split must be one of {', '.join(config_lib.REAL_SPLITS)}, "
+                         f"got {options.real_split!r}")
+    run = runs.load(run_dir, options.step, log)
+    split = "test" if options.real_split == "test" else run.cfg.validation_split
+    if split is None:
+        raise EvalError(f"{run_dir} held no images out of training (--holdout=0): no validation split")
+    data_dir = options.data_dir or run.cfg.data_dir or None
+    data.load_images(run.cfg.dataset, split, data_dir)  # checks every image file
+    return run, split, data_dir
+
+
+def evaluate_run(run_dir: str, extractor: Extractor, options: Options = Options(),
+                 cache: fid_lib.StatsCache | None = None, log: Callable[[str], None] = print) -> dict:
+    """Evaluate the latest checkpoint of `run_dir` (or the one saved at `options.step`); write the
+    JSON report and the files beside it.
+
+    Args:
+      run_dir: a training run (config.json + checkpoints/).
+      extractor: features for FID/KID (see features.make_extractor).
+      options: what to measure and where to write (see Options).
+      cache: real-statistics cache (default: none).
+      log: where the progress lines go.
+    Returns:
+      The report dict (report_version REPORT_VERSION): FID, KID and improved precision/recall
+      (mean and spread over the draws), reconstruction MSE and, for methods with a latent
+      likelihood, the exact latent NLL; "seconds" holds each stage's wall time.
+    Raises:
+      runs.RunError: the run cannot be restored (runs.load).
+      EvalError: a validation split asked of a run that held nothing out.
+      samplers.SamplerError, data.DataError: the sampler cannot be built, an image is unreadable.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.time()
+    run, split, data_dir = _timed(seconds, "load", _restore, run_dir, options, log)
+    cfg = run.cfg
+    kind = options.sampler or config_lib.default_sampler(cfg.method)
+    suffix = config_lib.sampler_suffix(kind)
+    out = options.out or config_lib.eval_report_path(run_dir, kind, options.step, options.real_split)
+    log(f"evaluating {run.checkpoint} (step {run.step}): {cfg.method} on {cfg.dataset}, features "
+        f"{extractor.name}, sampler {kind}")
+    # Before anything is written: a sampler that cannot be fitted leaves the run dir as it was.
+    latent = _timed(seconds, "sampler", run.sampler, kind, options.sampler_options, data_dir, log)
+    target = Target(run, options.real_split, split, data_dir, os.path.dirname(os.path.abspath(out)),
+                    suffix)
+    os.makedirs(target.out_dir, exist_ok=True)
+
+    report = _skeleton(run)
+    for evaluator in evaluators_for(run, options, extractor, latent, cache, log):
+        section = _timed(seconds, evaluator.name, evaluator, target, report)
+        _merge(report, section.report)
+        if section.line:
+            log(f"{section.line} ({seconds[evaluator.name]:.0f} s)")
+    seconds["total"] = time.time() - t0
+    report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+    _write_json(report, out)
+    log(f"report written to {out} ({seconds['total']:.0f} s)")
+    return report
 
 
 def _json_number(x: float) -> float | None:
@@ -150,160 +453,6 @@ def _format(entry: dict) -> str:
     if value is None:
         return "nan"
     return f"{value:.4g}" + (f" +- {std:.2g}" if std is not None else "")
-
-
-def evaluate_run(run_dir: str, extractor: Extractor, num_samples: int = 10000, nll_examples: int = 1000,
-                 fd_draws: int = 16, batch_size: int = 250, seed: int = 0, data_dir: str | None = None,
-                 cache: fid_lib.StatsCache | None = None, out: str | None = None,
-                 log: Callable[[str], None] = print, draws: int = 3, sampler: str | None = None,
-                 sampler_options: samplers.Options = samplers.Options(), step: int | None = None,
-                 real_split: str = "test") -> dict:
-    """Evaluate the latest checkpoint of `run_dir` (or the one saved at `step`); write the JSON
-    report and PNG grids.
-
-    Args:
-      run_dir: a training run (config.json + checkpoints/).
-      extractor: features for FID/KID (see features.make_extractor).
-      num_samples: generated images per draw; the real side is as many images of `real_split`,
-        at most all.
-      draws: independent draws of `num_samples` latent samples (seeds seed, seed + 1, ...); FID and
-        KID are reported as the mean and standard deviation over them.
-      nll_examples: test images for the latent NLL (LPGA/LVPGA only); 0 skips it.
-      fd_draws: random directions per image for the finite-difference log-det estimate.
-      data_dir: data directory (default: the run's).
-      cache: real-statistics cache (default: none).
-      out: report path (default <run_dir>/eval/report[-<sampler>].json); grids and latent_nll.npz
-        beside it, the samples grid as samples[-<sampler>].png, and the TensorBoard HParams
-        session (hparams.py) in hparams[-<sampler>]/.
-      sampler: what the generated images' z is drawn from (samplers.py; default the method's own,
-        config.default_sampler); FID/KID are named FID-<features>[-<sampler>] (no suffix for prior).
-      sampler_options: how a fitted sampler (gmm) is fitted, on the run's training images.
-      step: evaluate the checkpoint saved at this step instead of the latest (its default
-        report goes to <run_dir>/eval/step-<step>/).
-      real_split: "test", or "validation": the images the run held out of training (--holdout),
-        for scores that choose hyperparameters; the reconstruction error and NLL are measured on
-        the same split (default report under eval/[step-<step>/]validation/).
-    Returns:
-      The report dict, with FID, KID and improved precision/recall (k = 3; mean and spread
-      over the draws), reconstruction MSE and, for LPGA/LVPGA, the exact latent NLL.
-    Raises:
-      EvalError: as load_run, or a validation split asked of a run that held nothing out.
-    """
-    seconds: dict[str, float] = {}
-    t0 = time.time()
-    cfg, encoder, decoder, ckpt, ckpt_step = load_run(run_dir, step, log)
-    if data_dir is None:
-        data_dir = cfg.data_dir or None
-    if real_split not in config_lib.REAL_SPLITS:
-        raise ValueError(f"real_split must be one of {', '.join(config_lib.REAL_SPLITS)}, got {real_split!r}")
-    split = "test" if real_split == "test" else cfg.validation_split
-    if split is None:
-        raise EvalError(f"{run_dir} held no images out of training (--holdout=0): no validation split")
-    # Builds the real side's pipeline, which checks every image file: a bad one is named before
-    # the report dir is made.
-    data.load_images(cfg.dataset, split, data_dir)
-    kind = sampler or config_lib.default_sampler(cfg.method)
-    suffix = config_lib.sampler_suffix(kind)
-    fid_name, kid_name = extractor.fid_name + suffix, extractor.kid_name + suffix
-    out = out or config_lib.eval_report_path(run_dir, kind, step, real_split)
-    out_dir = os.path.dirname(os.path.abspath(out))
-    log(f"evaluating {ckpt} (step {ckpt_step}): {cfg.method} on {cfg.dataset}, features {extractor.name}, "
-        f"sampler {kind}")
-    seconds["load"] = time.time() - t0
-
-    # Before anything is written: a sampler that cannot be fitted leaves the run dir as it was.
-    t = time.time()
-    images = lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir)  # noqa: E731
-    latent = samplers.build(kind, samplers.run_source(cfg.z_dim, encoder, cfg.variational, images,
-                                                      config=cfg, checkpoint=ckpt), sampler_options, log)
-    seconds["sampler"] = time.time() - t
-    os.makedirs(out_dir, exist_ok=True)
-
-    t = time.time()
-    real = fid_lib.real_stats(extractor, cfg.dataset, num_samples, split, data_dir, cache, log)
-    seconds["real_statistics"] = time.time() - t
-    warning = fid_lib.few_samples_warning(num_samples, real.n, extractor.feature_dim, extractor.fid_name)
-    if warning:
-        log(f"warning: {warning}")
-
-    t = time.time()
-    seeds = [seed + d for d in range(draws)]
-    activations, samples = [], None
-    for s in seeds:
-        act, kept = fid_lib.sample_features(decoder, extractor, num_samples, latent, s, batch_size,
-                                            keep=100 if samples is None else 0)
-        activations.append(act)
-        samples = kept if samples is None else samples
-    dist = distances(real, activations, seed)
-    seconds["fid_kid"] = time.time() - t
-    log(f"{fid_name} {_format(dist['fid'])}, {kid_name} {_format(dist['kid'])} "
-        f"(MMD^2, unscaled), precision {_format(dist['precision'])}, recall {_format(dist['recall'])} "
-        f"({draws} draw(s) of {num_samples} samples vs {real.n} {real_split} images, {seconds['fid_kid']:.0f} s)")
-
-    t = time.time()
-    errors, pairs = reconstruction_error(encoder, decoder, cfg.variational,
-                                         data.load_images(cfg.dataset, split, data_dir), batch_size)
-    seconds["reconstruction"] = time.time() - t
-    rec = {**_summary(errors), "mse_0_1": float(np.mean(errors)) / 4.0,
-           "note": f"per-pixel MSE of D(E(x)) on the {real_split} split, pixels in [-1, 1] (mse_0_1: in [0, 1])"}
-    log(f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} {real_split} images")
-
-    nll = None
-    if methods.get(cfg.method).likelihood and nll_examples > 0:
-        t = time.time()
-        images = fid_lib.load_real_images(cfg.dataset, nll_examples, split, data_dir)
-        nll = likelihood.evaluate(encoder, decoder, cfg.method, images, fd_draws, seed, batch_size)
-        np.savez(os.path.join(out_dir, "latent_nll.npz"),
-                 **{k: np.asarray(v) for k, v in nll.pop("per_example").items()})
-        seconds["latent_nll"] = time.time() - t
-        fd = nll["finite_difference"][f"{cfg.method}_direction"]
-        log(f"latent NLL {nll['nll_exact']['mean']:.4g} nats (exact log-det {nll['log_det_exact']['mean']:.4g}; "
-            f"training estimator {fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) "
-            f"on {nll['examples']} {real_split} images")
-
-    grids = {name: os.path.join(out_dir, f"{name}{suffix if name == 'samples' else ''}.png")
-             for name in ("samples", "reconstructions", "interpolations")}
-    save_png(grid(samples), grids["samples"])
-    save_png(grid(pairs, ncol=16), grids["reconstructions"])
-    ends = fid_lib.load_real_images(cfg.dataset, 20, split, data_dir)
-    decode = lambda z: decoder(tf.constant(z), training=False).numpy()  # noqa: E731
-    save_png(interpolation_grid(ends, encode_mean(encoder, ends, cfg.variational).numpy(), decode),
-             grids["interpolations"])
-    seconds["total"] = time.time() - t0
-
-    report = {
-        "report_version": REPORT_VERSION,
-        "run_dir": run_dir,
-        "checkpoint": ckpt,
-        "step": ckpt_step,
-        "config": {k: getattr(cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
-        "features": extractor.describe(),
-        "sampler": latent.describe(),
-        "metrics": {fid_name: dist["fid"]["value"], kid_name: dist["kid"]["value"],
-                    "precision" + suffix: dist["precision"]["value"], "recall" + suffix: dist["recall"]["value"],
-                    "reconstruction_mse": rec["mean"]},
-        "fid": {"name": fid_name, **dist["fid"], "draws": draws, "num_generated": num_samples,
-                "num_real": real.n, "real_split": real_split, "seeds": seeds, "warning": warning},
-        "kid": {"name": kid_name, **dist["kid"]},
-        "precision": {"k": precision_recall.DEFAULT_K, **dist["precision"]},
-        "recall": {"k": precision_recall.DEFAULT_K, **dist["recall"]},
-        "reconstruction": rec,
-        "latent_nll": nll,
-        "grids": grids,
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "warnings": [warning] if warning else [],
-    }
-    if nll is not None:
-        report["metrics"]["latent_nll_nats"] = nll["nll_exact"]["mean"]
-    tb_dir = os.path.join(out_dir, f"hparams{suffix}")
-    hparams.write(tb_dir, hparams.of_config(cfg, kind, extractor.name, ckpt_step),
-                  {"FID": dist["fid"]["value"], "KID": dist["kid"]["value"], "precision": dist["precision"]["value"],
-                   "recall": dist["recall"]["value"], "reconstruction_mse": rec["mean"],
-                   "latent_nll_nats": nll["nll_exact"]["mean"] if nll else None}, ckpt_step)
-    report["hparams_logdir"] = tb_dir
-    _write_json(report, out)
-    log(f"report written to {out} ({seconds['total']:.0f} s)")
-    return report
 
 
 def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draws: int = 3, seed: int = 0,

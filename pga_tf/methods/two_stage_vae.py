@@ -30,7 +30,6 @@ recomputed on resume from the (by then frozen) stage-1 encoder.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Callable
 
@@ -38,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, samplers
+from pga_tf import samplers
 from pga_tf.config import Config
 from pga_tf.methods import baseline_objectives, objectives
 from pga_tf.methods.parts import Losses, Noise, n_step_loop
@@ -332,39 +331,22 @@ class StagedSampler(samplers.LatentSampler):
                        lambda: self.prior.sample(num_samples, seed))
 
 
-def restore_parts(cfg: Config, ckpt: str) -> TwoStage:
-    """The stage-2 nets of a two_stage_vae run's checkpoint, restored (ValueError and TF's errors
-    if it does not hold this configuration's)."""
-    parts = build(cfg)
-    status = tf.train.Checkpoint(two_stage=parts).restore(checkpoints.readable(ckpt))
-    status.expect_partial().assert_existing_objects_matched()
-    return parts
-
-
 def build_sampler(source: samplers.Source, options: samplers.Options, log: Callable[[str], None]
                   ) -> samplers.LatentSampler:
-    """The "two_stage" sampler (Method.samplers): in training, the run's own second stage (the
-    prior until stage 2 has stepped); after, the restored second stage of the checkpoint.
-    SamplerError when the run has none or its stage 2 has not trained."""
+    """The "two_stage" sampler (Method.samplers) of the second stage in `source.nets`: while the
+    run trains, the prior until stage 2 has stepped; after (a run restored by pga_tf.runs), the
+    trained stage 2. SamplerError when the run has no second stage or it has not trained."""
     del options
     parts = source.nets.get("two_stage")
-    if parts is None and getattr(source, "checkpoint", None) and getattr(source, "config", None):
-        try:
-            parts = restore_parts(source.config, source.checkpoint)
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise samplers.SamplerError(f"checkpoint {source.checkpoint} holds no stage-2 VAE of the "
-                                        f"run's config ({type(e).__name__})") from None
-        source = dataclasses.replace(source, training=False)
     if parts is None:
         raise samplers.SamplerError("the two_stage sampler is the 2-Stage VAE's second stage: only a "
                                     "--method=two_stage_vae run has one")
     if source.training:
         return StagedSampler(parts.sampler(), parts.step)
-    origin = f"checkpoint {source.checkpoint}" if getattr(source, "checkpoint", None) else "this run"
     if int(parts.step.numpy()) == 0:
-        raise samplers.SamplerError(f"{origin} is from stage 1 of the 2-Stage VAE: its stage-2 VAE, "
-                                    "the sampler, has not trained yet (train the run to its end)")
+        raise samplers.SamplerError(f"{source.origin} is from stage 1 of the 2-Stage VAE: its stage-2 "
+                                    "VAE, the sampler, has not trained yet (train the run to its end)")
     sampler = parts.sampler()
-    log(f"sampler two_stage: the stage-2 VAE of {origin} "
+    log(f"sampler two_stage: the stage-2 VAE of {source.origin} "
         f"(gamma_z {float(tf.exp(sampler.decoder.log_gamma).numpy()):.4g})")
     return sampler

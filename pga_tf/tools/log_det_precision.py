@@ -122,19 +122,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0, help="seed of the directions u")
     p.add_argument("--json", default="", help="write the table here")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from pga_tf import export
+    from pga_tf import runs
 
     try:
-        module = export.from_run(args.run_dir)
-    except export.ExportError as e:
+        run = runs.load(args.run_dir)
+    except runs.RunError as e:
         p.error(str(e))
-    cfg = config_lib.load(args.run_dir)
-    image_shape = data.image_shape(cfg.dataset)
-    weights = [v.numpy() for v in module.encoder.weights + module.decoder.weights]
+    cfg = run.cfg
+    weights = [v.numpy() for v in run.encoder.weights + run.decoder.weights]
     images = data.fixed_batch(cfg.dataset, args.examples, "test", cfg.data_dir or None)
-    result = measure(cfg, image_shape, weights, images, args.seed)
-    result.update(run_dir=args.run_dir, checkpoint=tf.train.latest_checkpoint(
-        os.path.join(args.run_dir, "checkpoints")))
+    result = measure(cfg, run.image_shape, weights, images, args.seed)
+    result.update(run_dir=args.run_dir, checkpoint=run.checkpoint)
     print(f"{result['examples']} test codes, z_dim {result['z_dim']}, exact log|det J_h| mean "
           f"{result['exact_mean']:.3f} nats")
     print(f"{'precision':16s} {'estimator':18s} {'|err| vs float32':>17s} "

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ if __name__ == "__main__":
 
 from absl import flags  # noqa: E402
 
-from pga_tf import cli, config as config_lib, methods as methods_lib  # noqa: E402
+from pga_tf import cli, config as config_lib, methods as methods_lib, runs  # noqa: E402
 from pga_tf.tools import curves  # noqa: E402
 from pga_tf.config import SAMPLERS, default_sampler, eval_report_path, sampler_suffix  # noqa: E402
 
@@ -125,13 +124,9 @@ class ResultsError(Exception):
 
 
 def checkpoint_step(run_dir: str) -> int:
-    """Step of the run's latest checkpoint (from TF's `checkpoint` index), or -1 if none."""
-    try:
-        with open(os.path.join(run_dir, "checkpoints", "checkpoint")) as f:
-            match = re.search(r'^model_checkpoint_path: ".*?-(\d+)"', f.read(), re.M)
-    except FileNotFoundError:
-        return -1
-    return int(match.group(1)) if match else -1
+    """Step of the run's newest complete checkpoint on disk (runs.latest_step), or -1 if none."""
+    step = runs.latest_step(run_dir)
+    return -1 if step is None else step
 
 
 def final_step(run_dir: str, train_steps: int) -> int:
