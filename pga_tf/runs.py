@@ -73,6 +73,23 @@ class Run:
         out = self.encoder(tf.convert_to_tensor(images, tf.float32), training=False)
         return out[0] if self.cfg.variational else out
 
+    def decode(self, z) -> Any:
+        """Images [N, H, W, C] in [-1, 1] (numpy) of codes z [N, z_dim], in inference mode."""
+        import tensorflow as tf
+
+        return self.decoder(tf.convert_to_tensor(z, tf.float32), training=False).numpy()
+
+    def sample(self, num_samples: int, seed: int = 0, sampler: str | None = None, **sampler_args) -> Any:
+        """`num_samples` generated images [N, H, W, C] in [-1, 1] (numpy): the run's `sampler`
+        (default the method's own, e.g. the prior) draws the codes from `seed`, the decoder
+        decodes them. The same seed gives the same images (the SavedModel's `sample` too).
+        `sampler_args` go to `Run.sampler` (options, data_dir, log)."""
+        import tensorflow as tf
+
+        latent = self.sampler(sampler, **sampler_args)
+        z = latent.sample(tf.constant(num_samples), tf.constant(seed, tf.int64))
+        return self.decode(z)
+
     def sampler(self, kind: str | None = None, options=None, data_dir: str | None = None,
                 log: Callable[[str], None] = lambda line: None):
         """The run's `kind` latent sampler (samplers.py; default the method's own), built from
