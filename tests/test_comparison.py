@@ -180,3 +180,20 @@ def test_write_replaces_only_its_section(tmp_path):
     twice = md.read_text()
     assert twice.count(comparison_report.START) == 1 and twice.endswith("kept below\n")
     assert (tmp_path / "docs" / "fid_curves.png").exists() is False  # no curves in this state
+
+
+def test_methods_keep_the_registrys_table_order(tmp_path):
+    """A results.json whose method list was stored sorted by name reads back in table order."""
+    import json
+
+    from pga_tf import methods as methods_lib
+    from pga_tf.tools import comparison
+
+    protocol = comparison.Protocol(methods=("vae", "ae"))
+    path = tmp_path / "results.json"
+    state = comparison.load_state(str(path), protocol)
+    state["protocol"]["methods"] = sorted(methods_lib.names())
+    path.write_text(json.dumps(state))
+    names = comparison.load_state(str(path), protocol)["protocol"]["methods"]
+    assert names == list(methods_lib.names())
+    assert comparison.table_order(["lpga", "ae", "zz_unknown", "vae"]) == ["ae", "vae", "lpga", "zz_unknown"]

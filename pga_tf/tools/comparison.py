@@ -215,6 +215,12 @@ def summary_of(report: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------ the state
+def table_order(names) -> list[str]:
+    """`names` in the registry's table order (methods.names()), any it does not know last, by name."""
+    known = [m for m in methods.names() if m in set(names)]
+    return known + sorted(set(names) - set(known))
+
+
 def load_state(path: str, protocol: Protocol) -> dict:
     """results.json's units so far (a fresh state when there is none); refuses a file written by
     another protocol, whose units would not be comparable."""
@@ -227,7 +233,7 @@ def load_state(path: str, protocol: Protocol) -> dict:
     if theirs != mine:
         differ = ", ".join(f"{k} {theirs.get(k)!r} there, {v!r} here" for k, v in mine.items() if theirs.get(k) != v)
         raise ValueError(f"{path} holds another protocol's results ({differ}); use another --docs_dir")
-    state["protocol"] = protocol.to_json() | {"methods": sorted(set(state["protocol"]["methods"]) | set(protocol.methods))}
+    state["protocol"] = protocol.to_json() | {"methods": table_order(set(state["protocol"]["methods"]) | set(protocol.methods))}
     for key in ("selection", "runs", "short_runs"):
         state.setdefault(key, {})
     return state

@@ -19,6 +19,7 @@ import numpy as np
 
 from pga_tf import config as config_lib, methods
 from pga_tf.methods import label
+from pga_tf.tools import comparison
 
 START, END = "<!-- fair-comparison:start -->", "<!-- fair-comparison:end -->"
 ROWS = (("long", "long budget"), ("short", "short budget"))
@@ -73,9 +74,7 @@ def selection_table(state: dict) -> str:
     grid = sorted({float(lr) for sel in state["selection"].values() for lr in sel})
     head = "| method | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |"
     rows = [head, "|---|" + "---|" * (len(grid) + 1)]
-    from pga_tf.tools import comparison
-
-    for m in state["protocol"]["methods"]:
+    for m in comparison.table_order(state["protocol"]["methods"]):
         sel = state["selection"].get(m, {})
         chosen = comparison.chosen_lr(sel, tuple(state["protocol"]["lr_grid"]))
         cells = [("–" if f"{lr:g}" not in sel else "diverged" if sel[f"{lr:g}"]["fid"] is None
@@ -89,7 +88,7 @@ def budget_table(state: dict, row: str) -> str:
     head = ("| method | lr | seeds | FID (own) | KID (own) | precision (own) | recall (own) | "
             "FID (GMM) | KID (GMM) | precision (GMM) | recall (GMM) | train time |")
     rows = [head, "|---|" + "---|" * 11]
-    for m in state["protocol"]["methods"]:
+    for m in comparison.table_order(state["protocol"]["methods"]):
         cells = []
         for sampler in ("own", "gmm"):
             cells += [_pm(per_seed(state, m, row, sampler, "fid"), 1), _pm(per_seed(state, m, row, sampler, "kid"), 3),
@@ -106,13 +105,13 @@ def budget_table(state: dict, row: str) -> str:
 
 def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[dict]]:
     """The best PGA (lowest mean FID) and its Welch interval against every other method."""
-    means = {m: np.mean(v) for m in state["protocol"]["methods"] if methods.get(m).perceptual
+    means = {m: np.mean(v) for m in comparison.table_order(state["protocol"]["methods"]) if methods.get(m).perceptual
              for v in [per_seed(state, m, row, sampler)] if v}
     if not means:
         return None, []
     best = min(means, key=means.get)
     out = []
-    for other in state["protocol"]["methods"]:
+    for other in comparison.table_order(state["protocol"]["methods"]):
         theirs = per_seed(state, other, row, sampler)
         if other == best or not theirs:
             continue
@@ -147,13 +146,13 @@ def curves_plot(state: dict, docs_dir: str) -> str | None:
     from pga_tf.tools import curves
 
     runs = {label(m): [r["curve"] for k, r in state["runs"].items() if k.startswith(f"{m}/seed=") and r.get("curve")]
-            for m in state["protocol"]["methods"]}
+            for m in comparison.table_order(state["protocol"]["methods"])}
     runs = {k: v for k, v in runs.items() if v}
     if not runs:
         return None
     path = os.path.join(docs_dir, "fid_curves.png")
     p = state["protocol"]
-    marks = {f"{label(m)}: phase 2 starts": p["steps"] for m in p["methods"] if methods.get(m).later_phases}
+    marks = {f"{label(m)}: phase 2 starts": p["steps"] for m in comparison.table_order(p["methods"]) if methods.get(m).later_phases}
     curves.plot(runs, path, title=f"FID of {p['fid_samples']} samples every {p['fid_every']} steps, "
                 f"{p['dataset']}, Adam at each method's chosen lr; mean and band (min-max) over seeds",
                 marks=marks)
@@ -182,7 +181,7 @@ def section(state: dict, docs_dir: str) -> str:
             "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
             "features.", ""]
     n_final = len(p["methods"]) * len(p["seeds"])
-    n_short = len(p["seeds"]) * sum(config_lib.default_sampler(m) != "prior" for m in p["methods"])
+    n_short = len(p["seeds"]) * sum(config_lib.default_sampler(m) != "prior" for m in comparison.table_order(p["methods"]))
     done = len(state["runs"]) + len(state["short_runs"])
     text += [f"**Progress:** {sum(map(len, state['selection'].values()))} selection runs done; "
              f"{done} of {n_final + n_short} final runs done. Rows fill in as `--protocol=fair` "
@@ -195,18 +194,17 @@ def section(state: dict, docs_dir: str) -> str:
              difference_table(state)]
     if curves_plot(state, docs_dir):
         text += ["### FID during training", "", f"![FID curves, band over seeds]({os.path.basename(docs_dir)}/fid_curves.png)", ""]
-    machines = "; ".join(f"{m['cpu']} ({m['cpu_count']} cores)" for m in state.get("machines", []))
+    # One entry per kind of CPU (a machine's record also names its kernel build).
+    machines = "; ".join(dict.fromkeys(f"{m['cpu']} ({m['cpu_count']} cores)" for m in state.get("machines", [])))
     text += [f"Machines that ran units: {machines or 'none yet'}.", "", END]
     return "\n".join(text) + "\n"
 
 
 def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str) -> str:
     """Write <docs_dir>/table.md and splice the section into `results_md`; returns table.md's path."""
-    from pga_tf.tools import comparison
-
     with open(results_path) as f:
         state = json.load(f)
-    comparison.copy_grids(runs_dir, docs_dir, tuple(state["protocol"]["methods"]))
+    comparison.copy_grids(runs_dir, docs_dir, tuple(comparison.table_order(state["protocol"]["methods"])))
     text = section(state, docs_dir)
     out = os.path.join(docs_dir, "table.md")
     with open(out, "w") as f:
