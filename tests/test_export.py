@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config, export, runs, samplers
+from pga_tf import checkpoints, config, export, runs, samplers
 from pga_tf.training import trainer as trainer_lib
 from tests.test_train_cli import assert_one_line_error
 
@@ -57,7 +57,8 @@ def _images(n, seed=0):
 def _save_run(trainer, cfg, run_dir):
     """What train.py leaves behind that the export reads: config.json and checkpoints/."""
     config.save(cfg, run_dir)
-    tf.train.CheckpointManager(trainer.checkpoint, os.path.join(run_dir, "checkpoints"), 1).save()
+    # As the training loop saves: ckpt-<step>, the name the step is read from.
+    checkpoints.Manager(trainer.checkpoint, os.path.join(run_dir, "checkpoints"), 1).save(trainer.step)
 
 
 @pytest.fixture(scope="module")
