@@ -53,6 +53,36 @@ def coefficients(cfg: Config, step: tf.Tensor) -> dict:
     return {name: on * getattr(cfg, name) for name in COEFFICIENTS}
 
 
+def gated(coefficient: tf.Tensor, term: Callable[..., tf.Tensor], *inputs: tf.Tensor) -> tuple:
+    """A latent term `term(*inputs)` ([N]) and its share `coefficient * term(*inputs)` of a loss.
+
+    While the coefficient is 0 (the warm-up, or 0 in the config) the share is exactly 0, in value
+    and in gradient, even where the term is not finite. Multiplying by 0 is not enough: the
+    log-det terms are log 0 = -inf wherever h = E(D(z)) is locally constant (its finite
+    difference rounds to 0), 0 * -inf is NaN, and so is the backward pass 0 * d log(s)/ds at
+    s = 0. So the share is selected by tf.where, not multiplied; and since the term's own
+    backward pass still runs (and yields NaN there), its inputs are also selected between
+    themselves and their stop_gradient, so tf.where's gradient drops that NaN before it reaches
+    the nets. While the coefficient is not 0, value and gradient are those of
+    coefficient * term(*inputs), bit for bit.
+
+    Args:
+      coefficient: scalar, this step's coefficient (see `coefficients`).
+      term: the term as a function of `inputs`.
+      inputs: the tensors the term's gradient flows through (net outputs, codes).
+    Returns:
+      (the term as reported, [N]; the share, [N]). While the coefficient is 0 an example where
+      the term is not finite is reported as 0: a term that is off must not stop the run (the
+      trainer stops on any non-finite metric). Once on, the term is reported as it is.
+    """
+    on = tf.not_equal(coefficient, 0)
+    inputs = [tf.where(on, x, tf.stop_gradient(x)) for x in inputs]
+    value = term(*inputs)
+    share = tf.where(on, tf.cast(coefficient, value.dtype) * value, tf.zeros_like(value))
+    reported = tf.where(on | tf.math.is_finite(value), value, tf.zeros_like(value))
+    return reported, share
+
+
 def cross_replica_mean(x: tf.Tensor) -> tf.Tensor:
     """Mean of `x` over replicas (identity outside a multi-replica step).
 

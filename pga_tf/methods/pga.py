@@ -10,6 +10,7 @@ methods' records name them (pga_tf/methods/cards/pga.py).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import tensorflow as tf
@@ -22,6 +23,7 @@ from pga_tf.methods.parts import (
     coefficients,
     frozen,
     frozen_jvp,
+    gated,
     global_latent_rms,
     h_jvp,
     halves,
@@ -39,7 +41,9 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
       decoder: Decoder model.
       images: [N, H, W, C] in [-1, 1].
       noise: this step's draws (see Noise).
-      coeffs: name -> scalar coefficient (see `coefficients`).
+      coeffs: name -> scalar coefficient (see `coefficients`). A term whose coefficient is 0
+        adds exactly 0 to the losses and their gradients, even where it is not finite, and is
+        reported as 0 where it is not finite (`parts.gated`).
       log_det: LPGA's J_h u: "finite_difference" (the reference's: a second pass of h at
         mu + delta) or "jvp" (forward mode along the same direction, on the pass at mu).
     Returns:
@@ -65,57 +69,65 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
         # weights get no gradient through it while the decoder still does (through x).
         return z_rec - encode(tf.stop_gradient(x))[0] + tf.stop_gradient(z_rec)
 
+    terms = {}
+
+    def share(name, coefficient, term, *inputs):
+        """Records term `name` and returns its share of a loss (parts.gated)."""
+        terms[name], out = gated(c[coefficient], term, *inputs)
+        return out
+
     mu, log_var = encode(images, update_stats=True)
     if method == "vae":
         z = mu + tf.exp(0.5 * log_var) * noise.posterior
         rec = objectives.squared_error(images, decode(z, update_stats=True))
-        kl = objectives.vae_kl(mu, log_var)
-        loss = rec + c["vkld"] * kl
-        return Losses(loss, loss, {"img_rec": rec, "vkld": kl})
+        terms["img_rec"] = rec
+        loss = rec + share("vkld", "vkld", objectives.vae_kl, mu, log_var)
+        return Losses(loss, loss, terms)
     if method == "ae":
         rec = objectives.squared_error(images, decode(mu, update_stats=True))
         return Losses(rec, rec, {"img_rec": rec})
 
     img_rec = objectives.squared_error(images, decode(mu))
     mu_const = tf.stop_gradient(mu)
-    zn_rec = objectives.squared_error(noise.prior, h(noise.prior, update_stats=True)[0])
+    h_prior = h(noise.prior, update_stats=True)[0]
     if method == "lpga" and log_det == "jvp":
         h_mu, x_mu, jvp = h_jvp(encoder, decoder, mu_const,
                                 objectives.lpga_unit_direction(noise.direction))
     else:
         h_mu, x_mu = h(mu_const)
-    zh_rec = objectives.squared_error(mu_const, h_mu)
-    terms = {"img_rec": img_rec, "zn_rec": zn_rec, "zh_rec": zh_rec}
-    enc = img_rec + c["zn_rec"] * zn_rec + c["zh_rec"] * zh_rec
+    terms["img_rec"] = img_rec
+    enc = (img_rec
+           + share("zn_rec", "zn_rec", partial(objectives.squared_error, noise.prior), h_prior)
+           + share("zh_rec", "zh_rec", partial(objectives.squared_error, mu_const), h_mu))
     dec = img_rec
 
     if method == "lpga":
-        terms["nll_enc"] = objectives.prior_nll(mu)
+        enc += share("nll_enc", "nll", objectives.prior_nll, mu)
         if log_det == "jvp":
-            terms["nll_dec"] = objectives.directional_log_det_loss(jvp)
+            dec += share("nll_dec", "nll", objectives.directional_log_det_loss, jvp)
         else:
             delta = objectives.lpga_direction(noise.direction)
-            terms["nll_dec"] = objectives.log_det_loss(h_mu, h(mu_const + delta)[0], delta)
-        enc += c["nll"] * terms["nll_enc"]
-        dec += c["nll"] * terms["nll_dec"]
+            dec += share("nll_dec", "nll", objectives.log_det_loss, h_mu, h(mu_const + delta)[0],
+                         delta)
         return Losses(enc, dec, terms)
 
     h_mu_frozen = frozen_encoder(h_mu, x_mu)
-    terms["vkld"] = objectives.vae_kl(mu, log_var)
+    vkld = share("vkld", "vkld", objectives.vae_kl, mu, log_var)
     if method == "vpga":
         z_noisy = mu_const + tf.exp(0.5 * log_var) * noise.posterior
         h_noisy = frozen_encoder(*h(z_noisy))
-        terms["vrec"] = objectives.vae_reconstruction(h_mu_frozen, h_noisy, global_latent_rms(mu))
+        rms = global_latent_rms(mu)
+        vrec = share("vrec", "vrec", lambda a, b: objectives.vae_reconstruction(a, b, rms),
+                     h_mu_frozen, h_noisy)
     elif method == "lvpga":
         delta = objectives.lvpga_direction(noise.direction, log_var)
         h_delta = frozen_encoder(*h(mu_const + delta))
-        terms["vrec"] = objectives.log_det_loss(h_mu_frozen, h_delta, delta)
-        terms["nll_enc"] = objectives.prior_nll(mu)
-        enc += c["nll"] * terms["nll_enc"]
+        vrec = share("vrec", "vrec", objectives.log_det_loss, h_mu_frozen, h_delta, delta)
+        enc += share("nll_enc", "nll", objectives.prior_nll, mu)
     else:
         raise ValueError(f"unknown method {method!r}")
-    enc += c["vrec"] * terms["vrec"] + c["vkld"] * terms["vkld"]
-    dec += c["vrec"] * terms["vrec"]
+    enc += vrec + vkld
+    dec += vrec
     return Losses(enc, dec, terms)
 
 
@@ -147,11 +159,11 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
       The terms in both losses are img_rec (as its two views) and, for VPGA/LVPGA, vrec (its
       gradient reaches the encoder through log_var, the decoder through its weights).
     * Coefficients named in `zero_coefficients` are 0 at every step (the Config's 0s, not the
-      warm-up's: during warm-up the latent terms are computed and differentiated as usual).
-      Their terms are still computed and reported, but their gradient path is not built: only
-      zh_rec has one of its own (the encoder on sg(D(mu)), live weights), which is 0 in every
-      method's default. The plain step adds 0 * zh_rec and back-propagates zeros; the values are
-      equal (for finite zh_rec) and so are the gradients.
+      warm-up's: during warm-up the latent terms' passes are built as usual, and `parts.gated`
+      gives them a share of exactly 0). Their terms are still computed and reported, but their
+      gradient path is not built: only zh_rec has one of its own (the encoder on sg(D(mu)),
+      live weights), which is 0 in every method's default. The plain step builds it and
+      `parts.gated` sends zeros back through it: the same values and gradients.
     * LPGA with log_det "jvp": the decoder's pass at mu carries the tangent J_D(mu) u beside
       its primal (`two_views` with a tangent; gradient to the decoder's weights only) and the
       frozen encoder carries it on to J_h u (`frozen_jvp`), in place of the passes at mu + delta.
@@ -171,6 +183,13 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
     def decode(z):
         return decoder(z, training=True)
 
+    terms = {}
+
+    def share(name, coefficient, term, *inputs):
+        """Records term `name` and returns its share of a loss (parts.gated)."""
+        terms[name], out = gated(c[coefficient], term, *inputs)
+        return out
+
     if method in ("vae", "ae"):
         # One pass each, as in the plain step; only the two backward passes become one.
         mu, log_var = encode(images)
@@ -178,9 +197,9 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
         rec = objectives.squared_error(images, decode(z))
         if method == "ae":
             return Losses(rec, rec, {"img_rec": rec}, surrogate=rec)
-        kl = objectives.vae_kl(mu, log_var)
-        loss = rec + c["vkld"] * kl
-        return Losses(loss, loss, {"img_rec": rec, "vkld": kl}, surrogate=loss)
+        terms["img_rec"] = rec
+        loss = rec + share("vkld", "vkld", objectives.vae_kl, mu, log_var)
+        return Losses(loss, loss, terms, surrogate=loss)
 
     encode_frozen = frozen(encoder)
 
@@ -221,34 +240,31 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
     img_rec = objectives.squared_error(images, x_mu_enc)
     img_rec_dec = objectives.squared_error(images, x_mu)
     if "zh_rec" in zero_coefficients:
-        zh_rec = objectives.squared_error(mu_const, h_mu)  # value only: its coefficient is 0
+        h_mu_live = h_mu  # value only: its coefficient is 0
     else:
         h_mu_live = encode(tf.stop_gradient(x_mu))[0]
-        zh_rec = objectives.squared_error(mu_const, h_mu_live)
-    terms = {"img_rec": img_rec,
-             "zn_rec": objectives.squared_error(noise.prior, h_prior),
-             "zh_rec": zh_rec}
-    enc_only = img_rec + c["zn_rec"] * terms["zn_rec"] + c["zh_rec"] * zh_rec
+    terms["img_rec"] = img_rec
+    enc_only = (img_rec
+                + share("zn_rec", "zn_rec", partial(objectives.squared_error, noise.prior), h_prior)
+                + share("zh_rec", "zh_rec", partial(objectives.squared_error, mu_const), h_mu_live))
     dec_only = img_rec_dec
     if method == "lpga":
-        terms["nll_enc"] = objectives.prior_nll(mu)
+        enc_only += share("nll_enc", "nll", objectives.prior_nll, mu)
         if jvp is not None:
-            terms["nll_dec"] = objectives.directional_log_det_loss(jvp)
+            dec_only += share("nll_dec", "nll", objectives.directional_log_det_loss, jvp)
         else:
-            terms["nll_dec"] = objectives.log_det_loss(h_mu, h_2, delta)
-        enc_only += c["nll"] * terms["nll_enc"]
-        dec_only += c["nll"] * terms["nll_dec"]
+            dec_only += share("nll_dec", "nll", objectives.log_det_loss, h_mu, h_2, delta)
         shared = None
     else:
-        terms["vkld"] = objectives.vae_kl(mu, log_var)
+        vkld = share("vkld", "vkld", objectives.vae_kl, mu, log_var)
         if method == "vpga":
-            terms["vrec"] = objectives.vae_reconstruction(h_mu, h_2, global_latent_rms(mu))
+            rms = global_latent_rms(mu)
+            shared = share("vrec", "vrec", lambda a, b: objectives.vae_reconstruction(a, b, rms),
+                           h_mu, h_2)
         else:
-            terms["vrec"] = objectives.log_det_loss(h_mu, h_2, delta)
-            terms["nll_enc"] = objectives.prior_nll(mu)
-            enc_only += c["nll"] * terms["nll_enc"]
-        enc_only += c["vkld"] * terms["vkld"]
-        shared = c["vrec"] * terms["vrec"]
+            shared = share("vrec", "vrec", objectives.log_det_loss, h_mu, h_2, delta)
+            enc_only += share("nll_enc", "nll", objectives.prior_nll, mu)
+        enc_only += vkld
     if shared is None:
         return Losses(enc_only, dec_only, terms, surrogate=enc_only + dec_only)
     return Losses(enc_only + shared, dec_only + shared, terms,
