@@ -100,6 +100,10 @@ def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
         if args[0] == "train.py":
             if "--lr=0.001" in args:
                 raise RuntimeError("train.py failed (exit 1): error: non-finite rec at step 7")
+            steps = next(a.split("=", 1)[1] for a in args if a.startswith("--train_steps="))
+            os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+            for suffix in ("index", "data-00000-of-00001"):  # its last checkpoint
+                open(os.path.join(run_dir, "checkpoints", f"ckpt-{steps}.{suffix}"), "w").close()
             return 1.0
         sampler = next(a.split("=", 1)[1] for a in args if a.startswith("--sampler="))
         step = next((int(a.split("=")[1]) for a in args if a.startswith("--checkpoint_step=")), None)
@@ -197,3 +201,26 @@ def test_methods_keep_the_registrys_table_order(tmp_path):
     names = comparison.load_state(str(path), protocol)["protocol"]["methods"]
     assert names == list(methods_lib.names())
     assert comparison.table_order(["lpga", "ae", "zz_unknown", "vae"]) == ["ae", "vae", "lpga", "zz_unknown"]
+
+
+def test_a_unit_stopped_by_a_signal_is_not_finished(tmp_path):
+    """train.py stopped by SIGTERM saves, says so and exits 0 (the run dir resumes): the driver
+    must not evaluate and record that unit as if it had reached its last step."""
+    from pga_tf import config
+    from pga_tf.tools import comparison
+
+    run_dir = tmp_path / "run"
+    config.save(config.for_method("vae", run_dir=str(run_dir)), str(run_dir))
+    ckpts = run_dir / "checkpoints"
+    ckpts.mkdir()
+
+    def checkpoint_at(step):
+        (ckpts / f"ckpt-{step}.index").write_bytes(b"x")
+        (ckpts / f"ckpt-{step}.data-00000-of-00001").write_bytes(b"x")
+
+    train = ["train.py", "--flagfile=flags/vae_fashion_mnist.cfg", "--train_steps=30"]
+    checkpoint_at(20)
+    with pytest.raises(comparison.Interrupted, match="stopped at step 20 of 30"):
+        comparison.check_finished(str(run_dir), train)
+    checkpoint_at(30)
+    comparison.check_finished(str(run_dir), train)  # finished: no error

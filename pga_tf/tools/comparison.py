@@ -178,6 +178,25 @@ def train_command(protocol: Protocol, unit: Unit, run_dir: str, data_dir: str = 
     return args + ([f"--data_dir={data_dir}"] if data_dir else [])
 
 
+class Interrupted(Exception):
+    """A unit's training stopped before its last step (a signal: train.py saves, says so and exits
+    0, since a run dir resumes); the unit is not recorded, and a restart resumes it."""
+
+
+def check_finished(run_dir: str, train: list[str]) -> None:
+    """Interrupted unless `run_dir`'s newest checkpoint is at the last step of the run that `train`
+    (a train_command) asks for, its method's later phases included."""
+    from pga_tf import runs
+
+    main = int(next(a for a in train if a.startswith("--train_steps=")).split("=", 1)[1])
+    cfg = config_lib.load(run_dir)
+    total = main + (config_lib.later_steps(cfg, main) if cfg is not None else 0)
+    reached = runs.latest_step(run_dir)
+    if reached is None or reached < total:
+        raise Interrupted(f"training in {run_dir} stopped at step {reached or 0} of {total} (a signal); "
+                          "the unit is not recorded: run the same command again to resume it")
+
+
 def evaluations(protocol: Protocol, unit: Unit) -> list[tuple[str, str, int | None]]:
     """(row budget, sampler, checkpoint step or None for the last) of each evaluation of `unit`."""
     own = config_lib.default_sampler(unit.method)
@@ -323,6 +342,7 @@ def _run_unit(protocol: Protocol, unit: Unit, runs_dir: str, execute, cores: que
             log(f"{unit.kind} {unit.key}: diverged ({e})")
             return unit, {**result, "train_seconds": time.time() - t0, "diverged": str(e), "fid": None,
                           "evaluations": {}}
+        check_finished(run_dir, train)
         evals = {}
         for row, sampler, step in evaluations(protocol, unit):
             args = evaluate_command(protocol, unit, run_dir, sampler, step, feature_args)

@@ -439,4 +439,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, (ResultsError, config_lib.ConfigError, OSError))
+    from pga_tf.tools import comparison
+
+    cli.run(main, (ResultsError, comparison.Interrupted, config_lib.ConfigError, OSError))
