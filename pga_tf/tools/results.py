@@ -438,5 +438,11 @@ def main(argv):
         f"<method>_interpolations.png) in {time.time() - t0:.0f} s")
 
 
+def run() -> None:
+    """`pga-results` and `python -m pga_tf.tools.results` (its flags are defined on import)."""
+    cli.run(main, (ResultsError, config_lib.ConfigError, OSError), doc=__doc__,
+            command="python -m pga_tf.tools.results")
+
+
 if __name__ == "__main__":
-    cli.run(main, (ResultsError, config_lib.ConfigError, OSError))
+    run()
