@@ -1,53 +1,7 @@
-"""Export a training run's latest checkpoint as a SavedModel.
+"""`python export_savedmodel.py`: the same program as `pga-export` (pga_tf/commands/export_savedmodel.py;
+--help)."""
 
-  python export_savedmodel.py --run_dir=runs/lpga_mnist_conv_mnist --export_dir=/tmp/pga [--overwrite]
-  python export_savedmodel.py --run_dir=... --sampler=gmm    # `sample` draws z from a GMM fitted on E(x)
-
-Signatures (see pga_tf/export.py): decode, encode, reconstruct, sample; serving_default = sample.
-"""
-
-from __future__ import annotations
-
-import os
-
-from pga_tf import console
-
-console.install()  # first of all: TensorFlow's harmless native lines stay off stderr
-
-from absl import flags  # noqa: E402
-
-from pga_tf import cli  # noqa: E402
-
-cli.define_export_flags()
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    if len(argv) > 1:
-        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    from pga_tf import config as config_lib
-
-    export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "saved_model")
-    try:  # before TensorFlow loads, and before anything is written
-        config_lib.check_path_encoding("export_dir" if FLAGS.export_dir else "run_dir", export_dir)
-    except ValueError as e:
-        cli.fail(str(e))
-    cli.quiet_tensorflow()
-    from pga_tf import export
-
-    export.check_destination(export_dir, FLAGS.overwrite)  # refuse before the slower restore
-    say = lambda line: print(line, flush=True)  # noqa: E731
-    module = export.from_run(FLAGS.run_dir, FLAGS.sampler, cli.sampler_options(), FLAGS.data_dir, say)
-    path = export.export(module, export_dir, overwrite=FLAGS.overwrite)
-    say(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path} "
-        f"(sample: the {module.sampler.kind} sampler)")
-
-
-def _user_errors():
-    from pga_tf import data, export, runs, samplers
-
-    return (export.ExportError, runs.RunError, samplers.SamplerError, data.DataError)
-
+from pga_tf.commands import export_savedmodel
 
 if __name__ == "__main__":
-    cli.run(main, _user_errors)
+    export_savedmodel.main()

@@ -1,13 +1,14 @@
 """absl flags, defined once for every entry point, and their translation into a Config.
 
-Only the entry points (train.py, export_savedmodel.py) import this module; the library takes the
-resulting frozen Config.
+Only the entry points (pga_tf/commands/, the tools run with `python -m`) import this module; the
+library takes the resulting frozen Config.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import textwrap
 import weakref
@@ -164,11 +165,29 @@ def fail(message: str) -> None:
 
 
 def run(main: Callable, user_errors: tuple | Callable[[], tuple],
-        help_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
+        help_groups: tuple[tuple[str, tuple[str, ...]], ...] = (), doc: str | None = None,
+        command: str | None = None) -> None:
     """absl's app.run for an entry point: user errors and flag errors end in one `error:` line
     (see guarded), and --help prints the program's own flags (grouped by `help_groups`) and exits 0.
+
+    `doc` is the program's description for --help (default: the `__main__` module's docstring,
+    which a console script's generated `__main__` does not have). `command` is how the docstring
+    writes the program (`python train.py`); started as a console script, --help writes the
+    script's name there instead (see program).
     """
-    app.run(guarded(main, user_errors), flags_parser=lambda argv: parse_flags(argv, help_groups))
+    app.run(guarded(main, user_errors),
+            flags_parser=lambda argv: parse_flags(argv, help_groups, doc, command))
+
+
+# Every console script of pyproject.toml's [project.scripts] is named pga-<command>.
+SCRIPT_PREFIX = "pga-"
+
+
+def program(command: str) -> str:
+    """The name the user started this program by: `command` (`python train.py`, `python -m
+    pga_tf.tools.bench`), or the console script's (`pga-train`) when started as one."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return name if name.startswith(SCRIPT_PREFIX) else command
 
 
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
@@ -190,11 +209,13 @@ TRAIN_HELP_GROUPS = (
 )
 
 
-def parse_flags(argv: list[str], help_groups: tuple = ()) -> list[str]:
+def parse_flags(argv: list[str], help_groups: tuple = (), doc: str | None = None,
+                command: str | None = None) -> list[str]:
     """absl's flag parsing, with our --help and a one-line `error:` for a bad flag."""
     args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
     if any(a in HELP_ARGS or a in FULL_HELP_ARGS for a in args):
-        print(help_text(help_groups, full=any(a in FULL_HELP_ARGS for a in args)), end="")
+        print(help_text(help_groups, full=any(a in FULL_HELP_ARGS for a in args), doc=doc, command=command),
+              end="")
         sys.exit(0)
     try:
         return FLAGS(argv)
@@ -229,10 +250,15 @@ def _describe(flag) -> str:
                                          subsequent_indent=" " * 6) + "\n"
 
 
-def help_text(groups: tuple = (), full: bool = False) -> str:
-    """The program's docstring and its flags, in `groups` then "Other flags" (or one list)."""
-    main = sys.modules.get("__main__")
-    doc = (getattr(main, "__doc__", None) or "").strip()
+def help_text(groups: tuple = (), full: bool = False, doc: str | None = None,
+              command: str | None = None) -> str:
+    """The program's docstring (`doc`, default `__main__`'s) and its flags, in `groups` then
+    "Other flags" (or one list); `command` in the docstring is written as program(command)."""
+    if doc is None:
+        doc = getattr(sys.modules.get("__main__"), "__doc__", None)
+    doc = (doc or "").strip()
+    if command:
+        doc = "\n".join(_renamed(line, command, program(command)) for line in doc.split("\n"))
     own = _own_flags()
     by_name = {f.name: f for f in own}
     sections, listed = [], set()
@@ -256,6 +282,16 @@ def help_text(groups: tuple = (), full: bool = False) -> str:
     else:
         out.append("--helpfull adds absl's own flags.\n")
     return "".join(out)
+
+
+def _renamed(line: str, command: str, name: str) -> str:
+    """`line` with `command` written as `name`, its trailing `  # comment` kept in its column."""
+    new = line.replace(command, name)
+    shift = len(line) - len(new)
+    comment = re.search(r" #", new)
+    if shift > 0 and comment:
+        new = new[:comment.start()] + " " * shift + new[comment.start():]
+    return new
 
 
 def guarded(main: Callable, user_errors: tuple | Callable[[], tuple]) -> Callable:

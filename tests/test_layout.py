@@ -20,13 +20,16 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pga_tf"
 TENSORFLOW_FREE = ("pga_tf.methods", "pga_tf.config", "pga_tf.cli", "pga_tf.run_lock", "pga_tf.console",
                    "pga_tf.images", "pga_tf.training", "pga_tf.evaluation", "pga_tf.nets", "pga_tf.tools",
                    "pga_tf.evaluation.precision_recall", "pga_tf.machine", "pga_tf.tools.comparison",
-                   "pga_tf.tools.comparison_report", "pga_tf.tools.curves", "pga_tf.tools.results")
+                   "pga_tf.tools.comparison_report", "pga_tf.tools.curves", "pga_tf.tools.results",
+                   "pga_tf.commands", "pga_tf.commands.train", "pga_tf.commands.evaluate",
+                   "pga_tf.commands.export_savedmodel", "pga_tf.commands.tools")
 
 # Who may import whom: a module of a layer imports only modules of its own layer or of layers
 # after it in this list ("x.*" is package x's modules, "x" the module or package x itself). The
 # method registry (pga_tf.methods and its cards) is facts, at the bottom beside config; the
 # method families' code is above the nets and samplers it builds on.
 LAYERS = (
+    ("pga_tf.commands", "pga_tf.commands.*"),  # the programs: they may import anything below
     ("pga_tf.tools.*",),
     ("pga_tf.training.*", "pga_tf.evaluation.*", "pga_tf.export", "pga_tf.runs"),
     ("pga_tf.methods.*",),

@@ -190,8 +190,15 @@ def main(argv) -> None:
                    FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, log=lambda s: print(s, flush=True))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`pga-classifier` and `python -m pga_tf.evaluation.classifier`: define the flags, then train
+    and save. Only here, not on import: evaluation imports this module for its features."""
     from pga_tf import cli
 
     cli.define_classifier_flags()
-    cli.run(main, (data.DataError, ValueError, OSError))
+    cli.run(main, (data.DataError, ValueError, OSError), doc=__doc__,
+            command="python -m pga_tf.evaluation.classifier")
+
+
+if __name__ == "__main__":
+    run()

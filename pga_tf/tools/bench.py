@@ -311,7 +311,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m pga_tf.tools.bench", description=__doc__.split("\n")[0])
+    p = _Parser(prog=cli.program("python -m pga_tf.tools.bench"), description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="lpga,vpga,lvpga,vae",
                    help="comma-separated methods (%s)" % ",".join(methods_lib.names()))
     p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))

@@ -438,7 +438,13 @@ def main(argv):
         f"<method>_interpolations.png) in {time.time() - t0:.0f} s")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`pga-results` and `python -m pga_tf.tools.results` (its flags are defined on import)."""
     from pga_tf.tools import comparison
 
-    cli.run(main, (ResultsError, comparison.Interrupted, config_lib.ConfigError, OSError))
+    cli.run(main, (ResultsError, comparison.Interrupted, config_lib.ConfigError, OSError), doc=__doc__,
+            command="python -m pga_tf.tools.results")
+
+
+if __name__ == "__main__":
+    run()

@@ -131,10 +131,8 @@ def main(argv) -> None:
         cli.fail(str(e))
 
 
-if __name__ == "__main__":
-    from pga_tf import console
-
-    console.install()
+def run() -> None:
+    """`pga-standins` and `python -m pga_tf.tools.standins`: define the flags, then write."""
     from absl import flags
 
     from pga_tf import cli, data as _data
@@ -145,4 +143,11 @@ if __name__ == "__main__":
     flags.DEFINE_integer("train_count", 0, "Training images (default: 60000 for cifar10, 10000 for celeb_a).")
     flags.DEFINE_integer("test_count", 0, "Test images (default: 10000 for cifar10, 2000 for celeb_a).")
     flags.mark_flag_as_required("out")
-    cli.run(main, (OSError,))
+    cli.run(main, (OSError,), doc=__doc__, command="python -m pga_tf.tools.standins")
+
+
+if __name__ == "__main__":
+    from pga_tf import console
+
+    console.install()
+    run()

@@ -1,0 +1,83 @@
+"""Train a PGA model or one of the baselines on the same nets (AE, VAE, WAE, RAE, 2-Stage VAE).
+
+  python train.py                                   # LPGA on Fashion-MNIST, reference settings
+  python train.py --flagfile=flags/lpga_cifar10.cfg # a paper setting
+  tensorboard --logdir runs/                        # watch it
+
+An existing --run_dir resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from pga_tf import cli, console
+
+FLAGS = flags.FLAGS
+COMMAND = "python train.py"  # how the docstring writes this program
+
+
+def main() -> None:
+    """`pga-train` and `python train.py`: train as the command line's flags say."""
+    console.install()  # before TensorFlow loads: its harmless native lines stay off stderr
+    cli.define_train_flags()
+    cli.define_feature_flags()
+    cli.define_fid_training_flags()
+    cli.run(_train, _user_errors, cli.TRAIN_HELP_GROUPS, doc=__doc__, command=COMMAND)
+
+
+def _train(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        cfg = cli.config_from_flags()
+    except ValueError as e:
+        cli.fail(str(e))
+    if cfg.strategy == "multi_worker":
+        # Before TensorFlow loads: its strategy constructor waits for the peers in C++, deaf to
+        # Ctrl-C and SIGTERM, so the waiting (and a stop while waiting) happens here.
+        from pga_tf.training import rendezvous
+
+        try:
+            rendezvous.wait_for_peers(os.environ.get("TF_CONFIG"), FLAGS.worker_timeout,
+                                      log=lambda line: print(line, flush=True))
+        except rendezvous.ClusterError as e:
+            cli.fail(str(e))
+    cli.split_cpu(FLAGS.cpu_devices)
+    cli.quiet_tensorflow()
+
+    from pga_tf.training import loop, trainer as trainer_lib
+
+    # Before anything else touches TensorFlow: MultiWorkerMirroredStrategy can only configure
+    # its collectives before TF initialises.
+    strategy = trainer_lib.make_strategy(cfg.strategy)
+    loop.run(cfg, strategy, log=lambda line: print(line, flush=True),
+             callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
+             export=FLAGS.export)
+
+
+def _fid_callbacks(cfg, data_dir, sampler) -> list:
+    """FID every --fid_every steps into TensorBoard (eval/FID-<features>), or nothing; samples
+    are drawn from the run's own sampler (as the sample grids are)."""
+    if not FLAGS.fid_every:
+        return []
+    from pga_tf.evaluation import features, fid
+
+    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
+                                        FLAGS.inception_weights)
+    return [fid.FIDCallback(extractor, cfg.dataset, sampler, FLAGS.fid_every, FLAGS.fid_samples,
+                            data_dir, fid.StatsCache(FLAGS.stats_cache), seed=cfg.seed,
+                            log=lambda line: print(line, flush=True))]
+
+
+def _user_errors():
+    from pga_tf import config, data, export, run_lock, runs
+    from pga_tf.evaluation import features
+    from pga_tf.training import trainer as trainer_lib
+
+    # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
+    return (data.DataError, trainer_lib.TrainingError, export.ExportError, runs.RunError, features.FeatureError,
+            run_lock.RunDirBusy, config.ConfigError, OSError)
+
