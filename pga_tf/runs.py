@@ -11,10 +11,11 @@ of pga-tf reads it back (evaluation, export, the samplers, the tools):
 Every fault a user can cause (no run dir, no or damaged config.json, no checkpoint, none kept at
 `step`, a checkpoint that does not fit the config) is one `RunError` with a one-line message.
 
-The checkpoint's step is read from its name (ckpt-<step>): the trainer saves under its step over
-all phases, so the name and the optimizers' counters agree, and the name is read without
-TensorFlow. This module imports TensorFlow only when a run is restored, so TensorFlow-free tools
-(pga_tf.tools.results) can ask for a run's latest step.
+A restored run's step is read from its checkpoint's counters (`trained_steps`); the checkpoints
+on disk are listed and chosen by the step in their names (`step_of`, `latest_step`, --checkpoint_step),
+which train.py saves them under, so for its runs the two agree. This module imports TensorFlow
+only when a run is restored, so TensorFlow-free tools (pga_tf.tools.results) can ask for a run's
+latest step.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Run:
       parts: the method's extra modules (Method.parts, e.g. {"two_stage": TwoStage}), restored
         from the same checkpoint; empty for most methods.
       checkpoint: the checkpoint's path prefix (<run_dir>/checkpoints/ckpt-<step>).
-      step: the training step it was saved at, over all of the method's phases.
+      step: the steps it had trained, over all of the method's phases (trained_steps).
     """
 
     run_dir: str
@@ -235,4 +236,19 @@ def load(run_dir: str, step: int | None = None, log: Callable[[str], None] = pri
     checkpoint = find_checkpoint(run_dir, step, log)
     encoder, decoder, parts = restore(cfg, checkpoint)
     return Run(run_dir, cfg, encoder, decoder, types.MappingProxyType(dict(parts)), checkpoint,
-               step_of(checkpoint))
+               trained_steps(checkpoint, parts))
+
+
+_ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def trained_steps(checkpoint: str, parts: Mapping[str, Any]) -> int:
+    """The steps the run of `checkpoint` had trained, counted as the trainer counts them: the
+    image nets' optimizer iterations plus each later phase's own counter (a restored part's
+    `step`, e.g. the 2-Stage VAE's stage 2). For a checkpoint train.py wrote this is the step in
+    its name; read from the counters, it is right for one saved under another numbering too. The
+    name's step for a checkpoint without an optimizer."""
+    if _ITERATIONS not in checkpoints.variable_names(checkpoint):
+        return step_of(checkpoint)
+    later = sum(int(p.step.numpy()) for p in parts.values() if hasattr(p, "step"))
+    return int(checkpoints.read_tensor(checkpoint, _ITERATIONS)) + later
