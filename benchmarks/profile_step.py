@@ -71,14 +71,14 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from pga_tf import cli, config as config_lib
+    from pga_tf import config as config_lib
     from pga_tf.nets import kernels
     from pga_tf.training import trainer as trainer_lib
 
     kernels.set_enabled(args.fast_kernels == "on")
     cfg = config_lib.for_method(args.method, batch_size=args.batch_size, precision=args.precision,
                                 fused=args.fused == "on", steps_per_loop=1,
-                                log_det=cli.resolve_log_det(args.method, args.precision, args.log_det))
+                                log_det=config_lib.resolve_log_det(args.method, args.precision, args.log_det))
     trainer = trainer_lib.Trainer(cfg, (28, 28, 1))
     batch = np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 28, 28, 1)).astype(np.float32)
     it = iter(tf.data.Dataset.from_tensors(batch).repeat())

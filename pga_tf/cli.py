@@ -117,9 +117,6 @@ def resolve_precision(precision: str | None, mixed_precision: bool) -> str:
     return precision or "float32"
 
 
-resolve_log_det = config_lib.resolve_log_det  # the tools' name for it
-
-
 def config_from_flags() -> config_lib.Config:
     """The Config these flags ask for: the method's defaults, then every flag given.
 

@@ -214,7 +214,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     """One method's figures; `peak` is the matmul GFLOP/s in `precision`'s compute dtype."""
     overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
                      steps_per_loop=args.steps, seed=args.seed, strategy=args.strategy,
-                     precision=precision, log_det=cli.resolve_log_det(method, precision, log_det))
+                     precision=precision, log_det=config_lib.resolve_log_det(method, precision, log_det))
     overrides["fused"] = args.fused == "on"
     if args.z_dim:
         overrides["z_dim"] = args.z_dim
