@@ -42,19 +42,23 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pga_tf import config as config_lib
+from pga_tf.methods import parts as step_lib  # noqa: E402
 from pga_tf.nets import kernels, models
 from pga_tf.training import trainer as trainer_lib
-from pga_tf.methods import parts as step_lib  # noqa: E402
 
 
 def named_variables(trainer: trainer_lib.Trainer) -> dict:
     """name -> Keras variable, for the conv_mnist nets (checked to cover every trainable one)."""
     enc, dec = trainer.encoder, trainer.decoder
     layers = {
-        "enc.conv1": enc.blocks[0].layer, "enc.conv2": enc.blocks[1].layer, "enc.fc": enc.blocks[2].layer,
+        "enc.conv1": enc.blocks[0].layer,
+        "enc.conv2": enc.blocks[1].layer,
+        "enc.fc": enc.blocks[2].layer,
         "enc.mu": enc.mu,
-        "dec.fc1": dec.blocks[0].layer, "dec.fc2": dec.blocks[1].layer,
-        "dec.dconv1": dec.blocks[3].layer, "dec.dconv2": dec.blocks[4].layer,
+        "dec.fc1": dec.blocks[0].layer,
+        "dec.fc2": dec.blocks[1].layer,
+        "dec.dconv1": dec.blocks[3].layer,
+        "dec.dconv2": dec.blocks[4].layer,
     }
     if enc.log_var is not None:
         layers["enc.log_var"] = enc.log_var
@@ -64,8 +68,10 @@ def named_variables(trainer: trainer_lib.Trainer) -> dict:
     covered = {v.path for v in out.values()}
     every = {v.path for v in enc.trainable_variables + dec.trainable_variables}
     if covered != every:
-        raise SystemExit(f"variable mapping does not cover the nets: missing {sorted(every - covered)}, "
-                         f"extra {sorted(covered - every)}")
+        raise SystemExit(
+            f"variable mapping does not cover the nets: missing {sorted(every - covered)}, "
+            f"extra {sorted(covered - every)}"
+        )
     return out
 
 
@@ -76,14 +82,25 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch_size", type=int, default=64)
     ap.add_argument("--update_steps", type=int, default=2)
-    ap.add_argument("--fast_kernels", choices=("on", "off"), default="on",
-                    help="pga_tf.nets.kernels' formulations (train.py's default: on)")
+    ap.add_argument(
+        "--fast_kernels",
+        choices=("on", "off"),
+        default="on",
+        help="pga_tf.nets.kernels' formulations (train.py's default: on)",
+    )
     args = ap.parse_args(argv)
 
     kernels.set_enabled(args.fast_kernels == "on")
     keras.utils.set_random_seed(args.seed)  # the Glorot initialisation
-    cfg = config_lib.for_method(args.method, model="conv_mnist", dataset="fashion_mnist",
-                                batch_size=args.batch_size, fused=False, use_bn=False, seed=args.seed)
+    cfg = config_lib.for_method(
+        args.method,
+        model="conv_mnist",
+        dataset="fashion_mnist",
+        batch_size=args.batch_size,
+        fused=False,
+        use_bn=False,
+        seed=args.seed,
+    )
     shape = (*models.IMAGE_SHAPES[cfg.model], 1)
     trainer = trainer_lib.Trainer(cfg, shape)
     assert not trainer.fused
@@ -108,20 +125,27 @@ def main(argv=None) -> int:
         out = trainer.losses(images, noise)
         enc_loss, dec_loss = mean(out.encoder), mean(out.decoder)
     assert out.surrogate is None, "expected the plain step"
-    grads = dict(zip([v.path for v in enc_vars + dec_vars],
-                     tape.gradient(enc_loss, enc_vars) + tape.gradient(dec_loss, dec_vars)))
+    grads = dict(
+        zip(
+            [v.path for v in enc_vars + dec_vars], tape.gradient(enc_loss, enc_vars) + tape.gradient(dec_loss, dec_vars)
+        )
+    )
     del tape
 
     dump = {
-        "method": np.array(args.method), "z_dim": np.array(cfg.z_dim), "lr": np.array(cfg.lr),
-        "tf_version": np.array(tf.__version__), "fast_kernels": np.array(kernels.enabled()),
+        "method": np.array(args.method),
+        "z_dim": np.array(cfg.z_dim),
+        "lr": np.array(cfg.lr),
+        "tf_version": np.array(tf.__version__),
+        "fast_kernels": np.array(kernels.enabled()),
         "update_steps": np.array(args.update_steps),
         "images": images.numpy(),
         **{f"noise/{k}": getattr(noise, k).numpy() for k in step_lib.Noise._fields},
         **{f"coeff/{k}": np.array(v, np.float32) for k, v in coeffs.items()},
         **{f"w/{n}": v.numpy() for n, v in variables.items()},
         **{f"term/{k}": v.numpy() for k, v in out.terms.items()},
-        "loss/encoder": out.encoder.numpy(), "loss/decoder": out.decoder.numpy(),
+        "loss/encoder": out.encoder.numpy(),
+        "loss/decoder": out.decoder.numpy(),
         **{f"grad/{n}": grads[v.path].numpy() for n, v in variables.items()},
     }
     for _ in range(args.update_steps):
@@ -129,10 +153,12 @@ def main(argv=None) -> int:
     dump.update({f"after/{n}": v.numpy() for n, v in variables.items()})
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     np.savez(args.out, **dump)
-    print(f"{args.method}: encoder loss {float(enc_loss):.6f}, decoder loss {float(dec_loss):.6f}, "
-          f"terms {{{', '.join(f'{k}: {float(mean(v)):.6f}' for k, v in out.terms.items())}}}, "
-          f"coefficients {coeffs}; after {args.update_steps} steps enc_loss {float(metrics['enc_loss']):.6f}; "
-          f"wrote {args.out}")
+    print(
+        f"{args.method}: encoder loss {float(enc_loss):.6f}, decoder loss {float(dec_loss):.6f}, "
+        f"terms {{{', '.join(f'{k}: {float(mean(v)):.6f}' for k, v in out.terms.items())}}}, "
+        f"coefficients {coeffs}; after {args.update_steps} steps enc_loss {float(metrics['enc_loss']):.6f}; "
+        f"wrote {args.out}"
+    )
     return 0
 
 

@@ -32,7 +32,7 @@ def parse(line: str) -> tuple[str, str, str, str, float] | None:
         ms = float(fields[-1])
     except (ValueError, IndexError):
         return None
-    dtypes = " ".join(f"{a}:{t}" for a, t in _MEM.findall(",".join(fields[at + 4:-2])))
+    dtypes = " ".join(f"{a}:{t}" for a, t in _MEM.findall(",".join(fields[at + 4 : -2])))
     return kind, impl, dtypes, fields[-2], ms
 
 
@@ -55,9 +55,9 @@ def profiled(lines):
     starts = [i for i, line in enumerate(lines) if line.startswith("== profile start")]
     if not starts:
         return lines
-    body = lines[starts[-1] + 1:]
+    body = lines[starts[-1] + 1 :]
     ends = [i for i, line in enumerate(body) if line.startswith("== profile end")]
-    return body[:ends[0]] if ends else body
+    return body[: ends[0]] if ends else body
 
 
 def main() -> int:

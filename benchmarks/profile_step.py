@@ -47,8 +47,7 @@ def _op_table(logdir: str, top: int) -> list[str]:
     for r in rows:
         by_type[r.get("type")] = by_type.get(r.get("type"), 0.0) + float(r.get("total_self_time") or 0)
     grand = sum(by_type.values()) or 1.0
-    out = [f"TensorFlow op types, self time over the profiled steps (total {grand / 1e3:.1f} ms, "
-           "idle excluded):"]
+    out = [f"TensorFlow op types, self time over the profiled steps (total {grand / 1e3:.1f} ms, idle excluded):"]
     for kind, t in sorted(by_type.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"  {t / 1e3:9.1f} ms {100 * t / grand:5.1f}%  {kind}")
     return out
@@ -76,9 +75,14 @@ def main(argv=None) -> int:
     from pga_tf.training import trainer as trainer_lib
 
     kernels.set_enabled(args.fast_kernels == "on")
-    cfg = config_lib.for_method(args.method, batch_size=args.batch_size, precision=args.precision,
-                                fused=args.fused == "on", steps_per_loop=1,
-                                log_det=config_lib.resolve_log_det(args.method, args.precision, args.log_det))
+    cfg = config_lib.for_method(
+        args.method,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        fused=args.fused == "on",
+        steps_per_loop=1,
+        log_det=config_lib.resolve_log_det(args.method, args.precision, args.log_det),
+    )
     trainer = trainer_lib.Trainer(cfg, (28, 28, 1))
     batch = np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 28, 28, 1)).astype(np.float32)
     it = iter(tf.data.Dataset.from_tensors(batch).repeat())
@@ -91,12 +95,20 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     if args.tf_profile:
         tf.profiler.experimental.stop()
-    print(f"== profile end: {args.method} {cfg.precision} log_det {cfg.log_det}, {args.steps} steps "
-          f"in {seconds:.3f} s ({1e3 * seconds / args.steps:.1f} ms/step)", flush=True)
+    print(
+        f"== profile end: {args.method} {cfg.precision} log_det {cfg.log_det}, {args.steps} steps "
+        f"in {seconds:.3f} s ({1e3 * seconds / args.steps:.1f} ms/step)",
+        flush=True,
+    )
     if args.tf_profile:
         lines = _op_table(args.tf_profile, args.top)
-        print("\n".join(lines) if lines else f"trace written to {args.tf_profile} (no converter "
-              "in this TensorFlow build: open it with TensorBoard's profile plugin)", flush=True)
+        print(
+            "\n".join(lines)
+            if lines
+            else f"trace written to {args.tf_profile} (no converter "
+            "in this TensorFlow build: open it with TensorBoard's profile plugin)",
+            flush=True,
+        )
     return 0
 
 

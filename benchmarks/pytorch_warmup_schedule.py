@@ -34,7 +34,7 @@ def load_images(path: str) -> np.ndarray:
     """[N, 1, 28, 28] float32 in [-1, 1] from an MNIST-format IDX file."""
     with gzip.open(path, "rb") as f:
         raw = f.read()
-    n, h, w = (int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in (1, 2, 3))
+    n, h, w = (int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in (1, 2, 3))
     x = np.frombuffer(raw, np.uint8, offset=16).reshape(n, 1, h, w)
     return x.astype(np.float32) / 127.5 - 1.0
 
@@ -66,8 +66,7 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype)
     data = load_images(args.images)
     rng = np.random.default_rng(args.seed)
-    params = {k: v.detach().to(dtype).requires_grad_(True)
-              for k, v in port.init_params(12, False, args.seed).items()}
+    params = {k: v.detach().to(dtype).requires_grad_(True) for k, v in port.init_params(12, False, args.seed).items()}
     on = {k: port.METHODS["lpga"][k] for k in ("zn_rec", "zh_rec", "nll", "vrec", "vkld")}
     trainer = port.Trainer("lpga", params, lr=args.lr, coefficients={k: 0.0 for k in on})
     log, first_bad = [], None
@@ -76,13 +75,16 @@ def main(argv=None) -> int:
         if step == args.init_steps:
             trainer.coefficients = on
         start = (step * args.batch_size) % (len(data) - args.batch_size)
-        images = torch.from_numpy(data[order[start:start + args.batch_size]]).to(dtype)
+        images = torch.from_numpy(data[order[start : start + args.batch_size]]).to(dtype)
         noise = port.Noise(*(torch.randn(args.batch_size, 12, dtype=dtype) for _ in range(3)))
         zeros = zero_differences(params, images, noise)
         enc, dec, terms = trainer.step(images, noise)
-        row = {"step": step + 1, "zero_differences": zeros,
-               **{k: float(v.detach().mean()) for k, v in terms.items()},
-               "min_nll_dec": float(terms["nll_dec"].detach().min())}
+        row = {
+            "step": step + 1,
+            "zero_differences": zeros,
+            **{k: float(v.detach().mean()) for k, v in terms.items()},
+            "min_nll_dec": float(terms["nll_dec"].detach().min()),
+        }
         finite = all(math.isfinite(v) for k, v in row.items() if k != "step")
         if (step + 1) % args.log_every == 0 or not finite:
             print(json.dumps(row), flush=True)
@@ -90,8 +92,13 @@ def main(argv=None) -> int:
         if not finite:
             first_bad = step + 1
             break
-    result = {"dtype": args.dtype, "init_steps": args.init_steps, "lr": args.lr,
-              "first_non_finite_step": first_bad, "log": log}
+    result = {
+        "dtype": args.dtype,
+        "init_steps": args.init_steps,
+        "lr": args.lr,
+        "first_non_finite_step": first_bad,
+        "log": log,
+    }
     print(f"{args.dtype}: first non-finite step {first_bad}", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -3,6 +3,7 @@
 Needs only TensorFlow, numpy and Pillow. With pga_tf installed (pip install -e .), TensorFlow's
 harmless start-up lines are filtered as in pga-tf's own programs (pga_tf/console.py).
 """
+
 import sys
 
 try:

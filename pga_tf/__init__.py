@@ -13,14 +13,16 @@ Importing pga_tf loads no TensorFlow; these functions do.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pga_tf import runs
 
 
-def train(method: str | None = None, *, export: bool = False, log: Callable[[str], None] = print,
-          **settings: Any) -> runs.Run:
+def train(
+    method: str | None = None, *, export: bool = False, log: Callable[[str], None] = print, **settings: Any
+) -> runs.Run:
     """Train (or resume) a run as `python train.py --method=<method> --<setting>=<value> ...`
     does, then return it restored from its last checkpoint.
 

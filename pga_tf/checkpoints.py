@@ -106,7 +106,7 @@ def _on_disk(directory: str) -> tuple[list[str], list[str], list[str]]:
     if not os.path.isdir(directory):
         return [], [], []
     entries = os.listdir(directory)
-    indexed = {e[:-len(".index")] for e in entries if re.fullmatch(r"ckpt-\d+\.index", e)}
+    indexed = {e[: -len(".index")] for e in entries if re.fullmatch(r"ckpt-\d+\.index", e)}
     shards: dict[str, set[tuple[int, int]]] = {}
     for e in entries:
         if m := _DATA.match(e):
@@ -158,8 +158,9 @@ def damage(prefix: str) -> str | None:
         keys = sorted(dtypes)
         # One RestoreV2 rather than get_tensor per key: it also reads the variant-typed input
         # position, which numpy cannot hold.
-        tf.raw_ops.RestoreV2(prefix=path, tensor_names=keys, shape_and_slices=[""] * len(keys),
-                             dtypes=[dtypes[k] for k in keys])
+        tf.raw_ops.RestoreV2(
+            prefix=path, tensor_names=keys, shape_and_slices=[""] * len(keys), dtypes=[dtypes[k] for k in keys]
+        )
     except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
         message = e.message if isinstance(e, tf.errors.OpError) else str(e)
         return _short(message) or type(e).__name__
@@ -229,8 +230,10 @@ def _survey(directory: str) -> _Survey:
 
 def _state_line(survey: _Survey, use: str) -> str:
     found = ", ".join(survey.complete) or "none"
-    return (f"the checkpoint state file {os.path.join(survey.directory, STATE_FILE)} "
-            f"{survey.state_problem}; the checkpoints on disk are the truth ({found}): {use}")
+    return (
+        f"the checkpoint state file {os.path.join(survey.directory, STATE_FILE)} "
+        f"{survey.state_problem}; the checkpoints on disk are the truth ({found}): {use}"
+    )
 
 
 def _busy(directory: str) -> bool:
@@ -273,24 +276,30 @@ def newest(directory: str, log=print, attempts: int = 5) -> str | None:
             if survey.state_problem:
                 log(_state_line(survey, f"using {name}, the newest complete one"))
             for bad, why in damaged:
-                log(f"checkpoint {bad} is damaged ({why}); using {prefix}, the newest intact "
-                    "checkpoint (train.py resumes from it too, keeping the damaged one aside)")
+                log(
+                    f"checkpoint {bad} is damaged ({why}); using {prefix}, the newest intact "
+                    "checkpoint (train.py resumes from it too, keeping the damaged one aside)"
+                )
             return prefix
         if damaged and not vanished:
             raise CheckpointError(_all_damaged(directory, damaged))
     if vanished:
         run_dir = os.path.dirname(os.path.abspath(directory))
         state = "is training and its" if _busy(directory) else "changed while reading: its"
-        raise CheckpointError(f"run dir {run_dir} {state} checkpoints changed while reading "
-                              f"({', '.join(dict.fromkeys(vanished))} pruned before they could be "
-                              "read); run the command again")
+        raise CheckpointError(
+            f"run dir {run_dir} {state} checkpoints changed while reading "
+            f"({', '.join(dict.fromkeys(vanished))} pruned before they could be "
+            "read); run the command again"
+        )
     return None
 
 
 def _all_damaged(directory: str, damaged: list[tuple[str, str]]) -> str:
-    return (f"every checkpoint in {directory} is damaged: "
-            f"{'; '.join(f'{os.path.basename(p)} ({why})' for p, why in damaged)}; move them out of "
-            "it to train from step 0, or use another --run_dir")
+    return (
+        f"every checkpoint in {directory} is damaged: "
+        f"{'; '.join(f'{os.path.basename(p)} ({why})' for p, why in damaged)}; move them out of "
+        "it to train from step 0, or use another --run_dir"
+    )
 
 
 def recover(directory: str, log=print) -> str | None:
@@ -305,8 +314,7 @@ def recover(directory: str, log=print) -> str | None:
     """
     survey = _survey(directory)
     _, no_data, _ = _on_disk(directory)
-    damaged: list[tuple[str, str]] = [(os.path.join(directory, n), "its .data files are missing")
-                                      for n in no_data]
+    damaged: list[tuple[str, str]] = [(os.path.join(directory, n), "its .data files are missing") for n in no_data]
     chosen = None
     for name in reversed(survey.complete):
         prefix = os.path.join(directory, name)
@@ -322,8 +330,10 @@ def recover(directory: str, log=print) -> str | None:
         log(f"removed what interrupted saves left in {directory}: {', '.join(removed)}")
     for prefix, why in damaged:
         aside = _move_aside(prefix)
-        log(f"checkpoint {prefix} is damaged ({why}); moved aside to {aside}"
-            + (f", resuming from {chosen}, the newest intact checkpoint" if chosen else ""))
+        log(
+            f"checkpoint {prefix} is damaged ({why}); moved aside to {aside}"
+            + (f", resuming from {chosen}, the newest intact checkpoint" if chosen else "")
+        )
     kept = _on_disk(directory)[0]
     if survey.state_problem or (damaged and kept):
         if kept:
@@ -445,8 +455,9 @@ def remove_partial(directory: str) -> list[str]:
     removed = []
     for entry in sorted(os.listdir(directory)):
         match = _NAME.match(entry)
-        leftover = entry == STATE_FILE + ".tmp" or (match and (
-            entry.endswith("_temp") or entry.split(".")[0] in no_index))
+        leftover = entry == STATE_FILE + ".tmp" or (
+            match and (entry.endswith("_temp") or entry.split(".")[0] in no_index)
+        )
         if leftover:
             _remove(directory, entry)
             removed.append(entry)
@@ -494,14 +505,15 @@ class Manager:
                     _remove(self.directory, entry)
             reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
             last = self.latest_checkpoint
-            raise SaveError(f"cannot save checkpoint {prefix} ({_short(reason)}); last good "
-                            f"checkpoint: {last or 'none'}") from None
-        for old in names[:-self.max_to_keep]:
+            raise SaveError(
+                f"cannot save checkpoint {prefix} ({_short(reason)}); last good checkpoint: {last or 'none'}"
+            ) from None
+        for old in names[: -self.max_to_keep]:
             for entry in os.listdir(self.directory):
                 if _NAME.match(entry) and entry.split(".")[0].removesuffix("_temp") == old:
                     _remove(self.directory, entry)
         if len(names) > self.max_to_keep:
-            _write_state(self.directory, names[-self.max_to_keep:])
+            _write_state(self.directory, names[-self.max_to_keep :])
         return prefix
 
 

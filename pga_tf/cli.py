@@ -12,11 +12,12 @@ import re
 import sys
 import textwrap
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 from absl import app, flags
 
-from pga_tf import config as config_lib, methods
+from pga_tf import config as config_lib
+from pga_tf import methods
 
 FLAGS = flags.FLAGS
 
@@ -27,16 +28,16 @@ DEFAULT_LOG_DET = config_lib.DEFAULT_LOG_DET
 # Flags whose default depends on --method: every key a method's record sets (None here; resolved
 # from its record's defaults). Taken from the registry, so a key a new method sets cannot be
 # overridden by a flag's fixed default.
-METHOD_DEPENDENT = tuple(s.name for s in config_lib.settings()
-                         if any(s.name in m.defaults for m in methods.all_methods()))
+METHOD_DEPENDENT = tuple(
+    s.name for s in config_lib.settings() if any(s.name in m.defaults for m in methods.all_methods())
+)
 # Flags whose default config_from_flags works out from other flags: --run_dir from the method,
 # dataset and model, --precision from the --mixed_precision alias, --log_det from the precision.
 RESOLVED_FROM_OTHER_FLAGS = ("run_dir", "precision", "log_det")
 # train.py's flags that are not Config fields: how the process runs, not what it trains.
 TRAIN_EXTRAS = ("cpu_devices", "worker_timeout", "mixed_precision", "export")
 
-_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean,
-           str: flags.DEFINE_string}
+_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean, str: flags.DEFINE_string}
 
 
 def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -54,20 +55,36 @@ def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
             _DEFINE[setting.type](setting.name, default, setting.help, flag_values=flag_values)
         if setting.rule:
             # None is a flag left unset: config_from_flags fills it in and validate checks it.
-            flags.register_validator(setting.name, functools.partial(_within, setting, unset),
-                                     message=setting.requirement, flag_values=flag_values)
-    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to run "
-                         "multi-replica code without GPUs); 0 leaves it alone.", flag_values=flag_values)
-    flags.DEFINE_float("worker_timeout", 600, "--strategy=multi_worker: seconds to wait for the other "
-                       "workers of TF_CONFIG to start before giving up; 0 waits forever.",
-                       flag_values=flag_values)
-    flags.DEFINE_boolean("mixed_precision", False, "Alias of --precision=mixed_float16.",
-                         flag_values=flag_values)
-    flags.DEFINE_boolean("export", True, "Write a SavedModel to <run_dir>/saved_model at the end.",
-                         flag_values=flag_values)
+            flags.register_validator(
+                setting.name,
+                functools.partial(_within, setting, unset),
+                message=setting.requirement,
+                flag_values=flag_values,
+            )
+    flags.DEFINE_integer(
+        "cpu_devices",
+        0,
+        "Split the CPU into this many logical devices (to run multi-replica code without GPUs); 0 leaves it alone.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        "worker_timeout",
+        600,
+        "--strategy=multi_worker: seconds to wait for the other "
+        "workers of TF_CONFIG to start before giving up; 0 waits forever.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_boolean("mixed_precision", False, "Alias of --precision=mixed_float16.", flag_values=flag_values)
+    flags.DEFINE_boolean(
+        "export", True, "Write a SavedModel to <run_dir>/saved_model at the end.", flag_values=flag_values
+    )
     for name in ("cpu_devices", "worker_timeout"):
-        flags.register_validator(name, config_lib.NON_NEGATIVE.holds, flag_values=flag_values,
-                                 message=f"--{name} {config_lib.NON_NEGATIVE.phrase}")
+        flags.register_validator(
+            name,
+            config_lib.NON_NEGATIVE.holds,
+            flag_values=flag_values,
+            message=f"--{name} {config_lib.NON_NEGATIVE.phrase}",
+        )
     forbid_flag_like_values(flag_values)
 
 
@@ -95,15 +112,15 @@ def forbid_flag_like_values(flag_values: flags.FlagValues = FLAGS) -> None:
             if flag.parser.flag_type() != "string" or flag in _GUARDED:
                 continue
             _GUARDED.add(flag)
-            flags.register_validator(flag.name, functools.partial(_not_flag_like, flag.name),
-                                     flag_values=flag_values)
+            flags.register_validator(flag.name, functools.partial(_not_flag_like, flag.name), flag_values=flag_values)
 
 
 def _not_flag_like(name: str, value) -> bool:
     if isinstance(value, str) and value.startswith("-"):
         raise flags.ValidationError(
             f"--{name} got {value!r}, which looks like a flag: was the value of --{name} left "
-            "out? (write a path that starts with '-' as ./-name)")
+            "out? (write a path that starts with '-' as ./-name)"
+        )
     return True
 
 
@@ -111,8 +128,7 @@ def resolve_precision(precision: str | None, mixed_precision: bool) -> str:
     """--precision, with --mixed_precision as an alias of mixed_float16 (ValueError if they clash)."""
     if mixed_precision:
         if precision not in (None, "mixed_float16"):
-            raise ValueError(f"--mixed_precision means --precision=mixed_float16, not {precision}; "
-                             "give one of them")
+            raise ValueError(f"--mixed_precision means --precision=mixed_float16, not {precision}; give one of them")
         return "mixed_float16"
     return precision or "float32"
 
@@ -161,9 +177,13 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def run(main: Callable, user_errors: tuple | Callable[[], tuple],
-        help_groups: tuple[tuple[str, tuple[str, ...]], ...] = (), doc: str | None = None,
-        command: str | None = None) -> None:
+def run(
+    main: Callable,
+    user_errors: tuple | Callable[[], tuple],
+    help_groups: tuple[tuple[str, tuple[str, ...]], ...] = (),
+    doc: str | None = None,
+    command: str | None = None,
+) -> None:
     """absl's app.run for an entry point: user errors and flag errors end in one `error:` line
     (see guarded), and --help prints the program's own flags (grouped by `help_groups`) and exits 0.
 
@@ -172,8 +192,7 @@ def run(main: Callable, user_errors: tuple | Callable[[], tuple],
     writes the program (`python train.py`); started as a console script, --help writes the
     script's name there instead (see program).
     """
-    app.run(guarded(main, user_errors),
-            flags_parser=lambda argv: parse_flags(argv, help_groups, doc, command))
+    app.run(guarded(main, user_errors), flags_parser=lambda argv: parse_flags(argv, help_groups, doc, command))
 
 
 # Every console script of pyproject.toml's [project.scripts] is named pga-<command>.
@@ -192,34 +211,61 @@ FULL_HELP_ARGS = ("--helpfull", "-helpfull")
 
 # train.py's --help, in the README's order; a flag in no group is listed under "Other flags".
 TRAIN_HELP_GROUPS = (
-    ("Main", ("method", "dataset", "model", "z_dim", "batch_size", "lr", "optimizer", "epochs",
-              "train_steps", "use_bn", "bn_momentum", "init_steps")),
-    ("Coefficients (default: the method's)", ("zn_rec", "zh_rec", "nll", "vrec", "vkld",
-                                              "wae_lambda", "rae_beta", "rae_lambda", "rae_reg")),
-    ("Run control", ("seed", "run_dir", "data_dir", "holdout", "log_every", "sample_every", "ckpt_every",
-                     "keep_checkpoints", "export")),
-    ("Scaling out", ("strategy", "cpu_devices", "worker_timeout", "sync_bn", "mixed_precision",
-                     "jit_compile")),
+    (
+        "Main",
+        (
+            "method",
+            "dataset",
+            "model",
+            "z_dim",
+            "batch_size",
+            "lr",
+            "optimizer",
+            "epochs",
+            "train_steps",
+            "use_bn",
+            "bn_momentum",
+            "init_steps",
+        ),
+    ),
+    (
+        "Coefficients (default: the method's)",
+        ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda", "rae_beta", "rae_lambda", "rae_reg"),
+    ),
+    (
+        "Run control",
+        (
+            "seed",
+            "run_dir",
+            "data_dir",
+            "holdout",
+            "log_every",
+            "sample_every",
+            "ckpt_every",
+            "keep_checkpoints",
+            "export",
+        ),
+    ),
+    ("Scaling out", ("strategy", "cpu_devices", "worker_timeout", "sync_bn", "mixed_precision", "jit_compile")),
     ("Speed and reproducibility", ("fused", "steps_per_loop", "deterministic")),
-    ("FID during training", ("fid_every", "fid_samples", "features", "classifier",
-                             "inception_weights", "stats_cache")),
+    ("FID during training", ("fid_every", "fid_samples", "features", "classifier", "inception_weights", "stats_cache")),
 )
 
 
-def parse_flags(argv: list[str], help_groups: tuple = (), doc: str | None = None,
-                command: str | None = None) -> list[str]:
+def parse_flags(
+    argv: list[str], help_groups: tuple = (), doc: str | None = None, command: str | None = None
+) -> list[str]:
     """absl's flag parsing, with our --help and a one-line `error:` for a bad flag."""
-    args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    args = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
     if any(a in HELP_ARGS or a in FULL_HELP_ARGS for a in args):
-        print(help_text(help_groups, full=any(a in FULL_HELP_ARGS for a in args), doc=doc, command=command),
-              end="")
+        print(help_text(help_groups, full=any(a in FULL_HELP_ARGS for a in args), doc=doc, command=command), end="")
         sys.exit(0)
     try:
         return FLAGS(argv)
     except flags.Error as e:
         message = str(e)
         if message.startswith("ERROR:: "):  # absl's prefix for an unreadable flagfile
-            message = message[len("ERROR:: "):]
+            message = message[len("ERROR:: ") :]
         fail(f"{message} (--help lists the flags)")
 
 
@@ -243,12 +289,10 @@ def _describe(flag) -> str:
     if flag.default is not None and flag.default != "":  # None: the help says what applies
         default = str(flag.default).lower() if flag.boolean else str(flag.default)
         text += f" (default: {default})"
-    return f"  {name}\n" + textwrap.fill(text, width=96, initial_indent=" " * 6,
-                                         subsequent_indent=" " * 6) + "\n"
+    return f"  {name}\n" + textwrap.fill(text, width=96, initial_indent=" " * 6, subsequent_indent=" " * 6) + "\n"
 
 
-def help_text(groups: tuple = (), full: bool = False, doc: str | None = None,
-              command: str | None = None) -> str:
+def help_text(groups: tuple = (), full: bool = False, doc: str | None = None, command: str | None = None) -> str:
     """The program's docstring (`doc`, default `__main__`'s) and its flags, in `groups` then
     "Other flags" (or one list); `command` in the docstring is written as program(command)."""
     if doc is None:
@@ -270,12 +314,20 @@ def help_text(groups: tuple = (), full: bool = False, doc: str | None = None,
     out = [doc + "\n\n" if doc else ""]
     for title, section_flags in sections:
         out.append(f"{title}:\n" + "".join(_describe(f) for f in section_flags) + "\n")
-    out.append("--flagfile=FILE reads flags from FILE (one per line); later flags override it.\n"
-               "PGA_TF_SHOW_TF_LOGS=1 shows TensorFlow's own log lines (hidden by default).\n")
+    out.append(
+        "--flagfile=FILE reads flags from FILE (one per line); later flags override it.\n"
+        "PGA_TF_SHOW_TF_LOGS=1 shows TensorFlow's own log lines (hidden by default).\n"
+    )
     if full:
-        out.append("\nabsl's flags:\n" + "".join(
-            _describe(f) for module, fl in FLAGS.flags_by_module_dict().items()
-            if module.split(".")[0] == "absl" for f in fl))
+        out.append(
+            "\nabsl's flags:\n"
+            + "".join(
+                _describe(f)
+                for module, fl in FLAGS.flags_by_module_dict().items()
+                if module.split(".")[0] == "absl"
+                for f in fl
+            )
+        )
     else:
         out.append("--helpfull adds absl's own flags.\n")
     return "".join(out)
@@ -287,7 +339,7 @@ def _renamed(line: str, command: str, name: str) -> str:
     shift = len(line) - len(new)
     comment = re.search(r" #", new)
     if shift > 0 and comment:
-        new = new[:comment.start()] + " " * shift + new[comment.start():]
+        new = new[: comment.start()] + " " * shift + new[comment.start() :]
     return new
 
 
@@ -319,25 +371,40 @@ FEATURES = ("classifier", "inception")
 
 def define_feature_flags() -> None:
     """Which network's features FID/KID use (train.py's --fid_every and evaluate.py)."""
-    flags.DEFINE_enum("features", "classifier", FEATURES,
-                      "FID/KID features: 'classifier', the penultimate layer of a domain classifier "
-                      "trained by `python -m pga_tf.evaluation.classifier` (works offline), or 'inception', "
-                      "Inception-v3 pool features at 299x299.")
-    flags.DEFINE_string("classifier", "", "Domain classifier file (.keras, with its .json beside it); "
-                        "default classifiers/<dataset>_cnn.keras.")
-    flags.DEFINE_string("inception_weights", "imagenet", "Inception-v3 weights: 'imagenet' (downloads "
-                        "once; needs network), a local inception_v3_..._notop.h5 file, or 'random' "
-                        "(untrained: checks the plumbing only; reported as FID-Inception-random).")
-    flags.DEFINE_string("stats_cache", os.path.join("~", ".cache", "pga_tf", "fid_stats"),
-                        "Directory caching real-data feature statistics, keyed by extractor "
-                        "checksum, dataset, split, N and a hash of the images.")
+    flags.DEFINE_enum(
+        "features",
+        "classifier",
+        FEATURES,
+        "FID/KID features: 'classifier', the penultimate layer of a domain classifier "
+        "trained by `python -m pga_tf.evaluation.classifier` (works offline), or 'inception', "
+        "Inception-v3 pool features at 299x299.",
+    )
+    flags.DEFINE_string(
+        "classifier",
+        "",
+        "Domain classifier file (.keras, with its .json beside it); default classifiers/<dataset>_cnn.keras.",
+    )
+    flags.DEFINE_string(
+        "inception_weights",
+        "imagenet",
+        "Inception-v3 weights: 'imagenet' (downloads "
+        "once; needs network), a local inception_v3_..._notop.h5 file, or 'random' "
+        "(untrained: checks the plumbing only; reported as FID-Inception-random).",
+    )
+    flags.DEFINE_string(
+        "stats_cache",
+        os.path.join("~", ".cache", "pga_tf", "fid_stats"),
+        "Directory caching real-data feature statistics, keyed by extractor "
+        "checksum, dataset, split, N and a hash of the images.",
+    )
     forbid_flag_like_values()
 
 
 def define_fid_training_flags() -> None:
     """train.py's FID-during-training flags (with define_feature_flags)."""
-    flags.DEFINE_integer("fid_every", 0, "Steps between FID evaluations written to TensorBoard "
-                         "(eval/FID-<features>); 0 turns them off.")
+    flags.DEFINE_integer(
+        "fid_every", 0, "Steps between FID evaluations written to TensorBoard (eval/FID-<features>); 0 turns them off."
+    )
     flags.DEFINE_integer("fid_samples", 2000, "Generated (and real test) images per training-time FID.")
     flags.register_validator("fid_every", lambda v: v >= 0, message="--fid_every must be >= 0")
     flags.register_validator("fid_samples", lambda v: v >= 2, message="--fid_samples must be >= 2")
@@ -345,14 +412,19 @@ def define_fid_training_flags() -> None:
 
 def define_sampler_flags() -> None:
     """Which latent sampler generates (evaluate.py and export_savedmodel.py), and the GMM's fit."""
-    flags.DEFINE_enum("sampler", None, config_lib.SAMPLERS,
-                      "What z is drawn from: 'prior' (N(0, I)); 'gmm', a Gaussian mixture fitted on "
-                      "the codes E(x) of the training images (RAE's ex-post density estimation); "
-                      "'two_stage', the 2-stage VAE's second stage. Default: the method's own sampler "
-                      "(prior for every method but two_stage_vae).")
+    flags.DEFINE_enum(
+        "sampler",
+        None,
+        config_lib.SAMPLERS,
+        "What z is drawn from: 'prior' (N(0, I)); 'gmm', a Gaussian mixture fitted on "
+        "the codes E(x) of the training images (RAE's ex-post density estimation); "
+        "'two_stage', the 2-stage VAE's second stage. Default: the method's own sampler "
+        "(prior for every method but two_stage_vae).",
+    )
     flags.DEFINE_integer("gmm_components", 10, "Mixture components of --sampler=gmm (full covariance).")
-    flags.DEFINE_integer("gmm_codes", 0, "--sampler=gmm fits on the codes of the first N training "
-                         "images; 0: all of them.")
+    flags.DEFINE_integer(
+        "gmm_codes", 0, "--sampler=gmm fits on the codes of the first N training images; 0: all of them."
+    )
     flags.DEFINE_integer("gmm_seed", 0, "Seed of the GMM fit's k-means initialisation.")
     flags.register_validator("gmm_components", lambda v: v > 0, message="--gmm_components must be positive")
     flags.register_validator("gmm_codes", lambda v: v >= 0, message="--gmm_codes must be >= 0 (0: all)")
@@ -362,8 +434,7 @@ def sampler_options():
     """samplers.Options from the --gmm_* flags (imports TensorFlow: call it once flags are checked)."""
     from pga_tf import samplers
 
-    return samplers.Options(gmm_components=FLAGS.gmm_components, gmm_codes=FLAGS.gmm_codes,
-                            gmm_seed=FLAGS.gmm_seed)
+    return samplers.Options(gmm_components=FLAGS.gmm_components, gmm_codes=FLAGS.gmm_codes, gmm_seed=FLAGS.gmm_seed)
 
 
 def define_eval_flags() -> None:
@@ -371,32 +442,58 @@ def define_eval_flags() -> None:
     define_feature_flags()
     define_sampler_flags()
     flags.DEFINE_string("run_dir", None, "Training run to evaluate (its config.json and latest checkpoint).")
-    flags.DEFINE_boolean("baselines", False, "Instead of a run, score the reference rows of --dataset: "
-                         "real train images (the floor) and Gaussian noise images (a ceiling).")
+    flags.DEFINE_boolean(
+        "baselines",
+        False,
+        "Instead of a run, score the reference rows of --dataset: "
+        "real train images (the floor) and Gaussian noise images (a ceiling).",
+    )
     flags.DEFINE_enum("dataset", "fashion_mnist", DATASETS, "Dataset of --baselines.")
-    flags.DEFINE_string("out", "", "Report path (default <run_dir>/eval/report.json, or "
-                        "baselines_<dataset>.json); PNG grids go beside it.")
-    flags.DEFINE_integer("num_samples", 10000, "Generated images per draw for FID/KID (real: as many "
-                         "test images, at most the whole test split).")
-    flags.DEFINE_integer("draws", 3, "Independent draws of --num_samples samples; FID/KID are "
-                         "reported as mean and standard deviation over them.")
-    flags.DEFINE_integer("nll_examples", 1000, "Test images for the exact latent NLL (LPGA/LVPGA); "
-                         "0 skips it.")
-    flags.DEFINE_integer("fd_draws", 16, "Random directions per image for the finite-difference "
-                         "log-det estimate reported beside the exact one.")
+    flags.DEFINE_string(
+        "out",
+        "",
+        "Report path (default <run_dir>/eval/report.json, or baselines_<dataset>.json); PNG grids go beside it.",
+    )
+    flags.DEFINE_integer(
+        "num_samples",
+        10000,
+        "Generated images per draw for FID/KID (real: as many test images, at most the whole test split).",
+    )
+    flags.DEFINE_integer(
+        "draws",
+        3,
+        "Independent draws of --num_samples samples; FID/KID are reported as mean and standard deviation over them.",
+    )
+    flags.DEFINE_integer("nll_examples", 1000, "Test images for the exact latent NLL (LPGA/LVPGA); 0 skips it.")
+    flags.DEFINE_integer(
+        "fd_draws",
+        16,
+        "Random directions per image for the finite-difference log-det estimate reported beside the exact one.",
+    )
     flags.DEFINE_integer("batch_size", 250, "Batch size for sampling, features and reconstructions.")
     flags.DEFINE_integer("seed", 0, "Seed of the latent samples and finite-difference directions.")
     flags.DEFINE_string("data_dir", None, "Data directory (default: the run's --data_dir).")
-    flags.DEFINE_enum("real_split", "test", config_lib.REAL_SPLITS, "What the samples are scored "
-                      "against (and the reconstructions and NLL measured on): the test split, or the "
-                      "validation images a run trained with --holdout=N held out (for choosing "
-                      "hyperparameters without the test split; report under eval/validation/).")
-    flags.DEFINE_integer("checkpoint_step", 0, "Evaluate the checkpoint saved at this step instead of "
-                         "the latest (report in <run_dir>/eval/step-<N>/); 0: the latest.")
+    flags.DEFINE_enum(
+        "real_split",
+        "test",
+        config_lib.REAL_SPLITS,
+        "What the samples are scored "
+        "against (and the reconstructions and NLL measured on): the test split, or the "
+        "validation images a run trained with --holdout=N held out (for choosing "
+        "hyperparameters without the test split; report under eval/validation/).",
+    )
+    flags.DEFINE_integer(
+        "checkpoint_step",
+        0,
+        "Evaluate the checkpoint saved at this step instead of "
+        "the latest (report in <run_dir>/eval/step-<N>/); 0: the latest.",
+    )
     flags.register_validator("checkpoint_step", lambda v: v >= 0, message="--checkpoint_step must be >= 0")
     flags.register_multi_flags_validator(
-        ["run_dir", "baselines"], lambda v: bool(v["run_dir"]) != v["baselines"],
-        message="give either --run_dir=<training run> or --baselines")
+        ["run_dir", "baselines"],
+        lambda v: bool(v["run_dir"]) != v["baselines"],
+        message="give either --run_dir=<training run> or --baselines",
+    )
     for name in ("num_samples", "batch_size", "fd_draws", "draws"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
     flags.register_validator("num_samples", lambda v: v >= 2, message="--num_samples must be >= 2")
@@ -423,8 +520,7 @@ def define_export_flags() -> None:
     flags.DEFINE_string("run_dir", None, "Training run to export (its config.json and latest checkpoint).")
     flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default <run_dir>/saved_model).")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
-    flags.DEFINE_string("data_dir", None, "Training images --sampler=gmm fits on (default: the run's "
-                        "--data_dir).")
+    flags.DEFINE_string("data_dir", None, "Training images --sampler=gmm fits on (default: the run's --data_dir).")
     define_sampler_flags()
     flags.mark_flag_as_required("run_dir")
     forbid_flag_like_values()

@@ -11,7 +11,8 @@ import functools
 import json
 import os
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pga_tf import methods
 
@@ -51,8 +52,7 @@ def sampler_suffix(sampler: str) -> str:
 REAL_SPLITS = ("test", "validation")  # what evaluate.py scores against (--real_split)
 
 
-def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None,
-                     real_split: str = "test") -> str:
+def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None, real_split: str = "test") -> str:
     """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json
     for the latest checkpoint, <run_dir>/eval/step-<step>/report[-<sampler>].json for an earlier
     one (evaluate.py --checkpoint_step), so neither overwrites the other; scored against the
@@ -100,8 +100,9 @@ def _non_negative(zero_means: str) -> Rule:
     return Rule(f"must be >= 0 (0 means {zero_means})", NON_NEGATIVE.holds)
 
 
-def _setting(default: Any, help: str, rule: Rule | None = None,
-             choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()):
+def _setting(
+    default: Any, help: str, rule: Rule | None = None, choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+):
     """A Config field with what its train.py flag says (`help`) and the values it may take."""
     return dataclasses.field(default=default, metadata={"help": help, "rule": rule, "choices": choices})
 
@@ -116,44 +117,56 @@ def _method_optimisers() -> str:
 @dataclasses.dataclass(frozen=True)
 class Config:
     method: str = _setting(methods.DEFAULT, "Training objective.", choices=method_names)
-    dataset: str = _setting("fashion_mnist", "Dataset (TFDS name, or with --data_dir local files).",
-                            choices=DATASETS)
-    model: str = _setting("conv_mnist", "Encoder/decoder architecture (reference src/models.py).",
-                          choices=MODELS)
+    dataset: str = _setting("fashion_mnist", "Dataset (TFDS name, or with --data_dir local files).", choices=DATASETS)
+    model: str = _setting("conv_mnist", "Encoder/decoder architecture (reference src/models.py).", choices=MODELS)
     z_dim: int = _setting(12, "Latent dimension (default: the method's reference default).", POSITIVE)
     batch_size: int = _setting(64, "Global batch size (split over replicas).", POSITIVE)
     lr: float = _setting(0.1, f"Learning rate (default: the method's; {_method_optimisers()}).", POSITIVE)
-    optimizer: str = _setting("sgd", "sgd (momentum 0.9, reference) or adam (default: the method's, "
-                              "see --lr).", choices=OPTIMIZERS)
+    optimizer: str = _setting(
+        "sgd", "sgd (momentum 0.9, reference) or adam (default: the method's, see --lr).", choices=OPTIMIZERS
+    )
     epochs: int = _setting(600, "Training epochs (ignored when --train_steps > 0).", POSITIVE)
-    train_steps: int = _setting(0, "Total training steps; overrides --epochs when > 0.",
-                                _non_negative("use --epochs"))
+    train_steps: int = _setting(0, "Total training steps; overrides --epochs when > 0.", _non_negative("use --epochs"))
     use_bn: bool = _setting(False, "Batch norm in the nets (reference --bn).")
-    init_steps: int = _setting(3000, "Steps before the latent terms switch on (method default).",
-                               NON_NEGATIVE)
+    init_steps: int = _setting(3000, "Steps before the latent terms switch on (method default).", NON_NEGATIVE)
     zn_rec: float = _setting(6e-2, "Latent reconstruction coefficient, z ~ N(0, I).", NON_NEGATIVE)
     zh_rec: float = _setting(0.0, "Latent reconstruction coefficient, z = E(x).", NON_NEGATIVE)
     nll: float = _setting(1.5e-2, "NLL coefficient (LPGA, LVPGA).", NON_NEGATIVE)
     vrec: float = _setting(0.0, "VAE latent reconstruction coefficient (VPGA, LVPGA).", NON_NEGATIVE)
     vkld: float = _setting(0.0, "VAE KL coefficient (VPGA, LVPGA, VAE).", NON_NEGATIVE)
     # methods/baseline_objectives.imq_mmd is WAE-MMD's term.
-    wae_lambda: float = _setting(0.0, "WAE-MMD: weight of the IMQ-kernel MMD between the codes and "
-                                 "prior samples (method default; per-pixel-mean MSE scale).", NON_NEGATIVE)
+    wae_lambda: float = _setting(
+        0.0,
+        "WAE-MMD: weight of the IMQ-kernel MMD between the codes and "
+        "prior samples (method default; per-pixel-mean MSE scale).",
+        NON_NEGATIVE,
+    )
     rae_beta: float = _setting(0.0, "RAE: weight of ||z||^2 / 2 (method default).", NON_NEGATIVE)
-    rae_lambda: float = _setting(0.0, "RAE: weight of the decoder regulariser --rae_reg (method "
-                                 "default).", NON_NEGATIVE)
-    rae_reg: str = _setting("l2", "RAE's decoder regulariser: 'l2' (weight decay on the decoder's "
-                            "kernels, RAE-L2) or 'gp' (squared gradient of the decoder w.r.t. z, "
-                            "RAE-GP).", choices=RAE_REGULARISERS)
+    rae_lambda: float = _setting(
+        0.0, "RAE: weight of the decoder regulariser --rae_reg (method default).", NON_NEGATIVE
+    )
+    rae_reg: str = _setting(
+        "l2",
+        "RAE's decoder regulariser: 'l2' (weight decay on the decoder's "
+        "kernels, RAE-L2) or 'gp' (squared gradient of the decoder w.r.t. z, "
+        "RAE-GP).",
+        choices=RAE_REGULARISERS,
+    )
     seed: int = _setting(0, "Random seed (initialisation, noise, shuffling).")
     # holdout_splits turns it into TFDS split names.
-    holdout: int = _setting(0, "Hold out the last N training images (never trained on) as a "
-                            "validation split, for choosing hyperparameters without the test split: "
-                            "evaluate.py --real_split=validation scores against them.", NON_NEGATIVE)
-    run_dir: str = _setting("runs/default", "Output dir: checkpoints, TensorBoard logs, samples, "
-                            "export (default runs/<method>_<dataset>_<model>). An existing run resumes.")
-    data_dir: str = _setting("", "A local directory of MNIST-format IDX files or image files, used "
-                             "instead of TFDS.")
+    holdout: int = _setting(
+        0,
+        "Hold out the last N training images (never trained on) as a "
+        "validation split, for choosing hyperparameters without the test split: "
+        "evaluate.py --real_split=validation scores against them.",
+        NON_NEGATIVE,
+    )
+    run_dir: str = _setting(
+        "runs/default",
+        "Output dir: checkpoints, TensorBoard logs, samples, "
+        "export (default runs/<method>_<dataset>_<model>). An existing run resumes.",
+    )
+    data_dir: str = _setting("", "A local directory of MNIST-format IDX files or image files, used instead of TFDS.")
     log_every: int = _setting(100, "Steps between progress lines and scalar summaries.", POSITIVE)
     sample_every: int = _setting(2000, "Steps between sample grids.", POSITIVE)
     ckpt_every: int = _setting(1000, "Steps between checkpoints.", POSITIVE)
@@ -162,34 +175,52 @@ class Config:
     bn_momentum: float = _setting(0.99, "Momentum of the BN moving statistics.")
     strategy: str = _setting("default", "tf.distribute strategy.", choices=STRATEGIES)
     sync_bn: bool = _setting(False, "Synchronise BN statistics across replicas.")
-    precision: str = _setting("float32", "Keras dtype policy of the nets (default float32). Losses, "
-                              "log-dets and BN statistics stay float32; only mixed_float16 scales the "
-                              "loss.", choices=PRECISIONS)
+    precision: str = _setting(
+        "float32",
+        "Keras dtype policy of the nets (default float32). Losses, "
+        "log-dets and BN statistics stay float32; only mixed_float16 scales the "
+        "loss.",
+        choices=PRECISIONS,
+    )
     jit_compile: bool = _setting(False, "XLA-compile the training step.")
-    fused: bool = _setting(True, "The fused training step: same losses and gradients as the plain "
-                           "one, fewer passes (methods/pga.py fused_method_losses). Only without --use_bn (with it, the "
-                           "plain step runs).")
-    deterministic: bool = _setting(False, "Deterministic ops (tf.config.experimental."
-                                   "enable_op_determinism): a resumed run ends bitwise where an "
-                                   "uninterrupted one does.")
-    log_det: str = _setting("finite_difference", "LPGA's directional derivative J_h(z) u: the "
-                            "reference's finite difference, or exact forward-mode autodiff (jvp). "
-                            f"Default: {DEFAULT_LOG_DET['float32']} in float32, "
-                            f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.",
-                            choices=LOG_DETS)
+    fused: bool = _setting(
+        True,
+        "The fused training step: same losses and gradients as the plain "
+        "one, fewer passes (methods/pga.py fused_method_losses). Only without --use_bn (with it, the "
+        "plain step runs).",
+    )
+    deterministic: bool = _setting(
+        False,
+        "Deterministic ops (tf.config.experimental."
+        "enable_op_determinism): a resumed run ends bitwise where an "
+        "uninterrupted one does.",
+    )
+    log_det: str = _setting(
+        "finite_difference",
+        "LPGA's directional derivative J_h(z) u: the "
+        "reference's finite difference, or exact forward-mode autodiff (jvp). "
+        f"Default: {DEFAULT_LOG_DET['float32']} in float32, "
+        f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.",
+        choices=LOG_DETS,
+    )
     # 2-Stage VAE only, after daib13/TwoStageVAE (demo.py, network/two_stage_vae_model.py).
-    stage2_steps: int = _setting(0, "2-Stage VAE: steps of the second stage, trained after the first "
-                                 "stage's; 0: --stage2_ratio times the first stage's.",
-                                 _non_negative("use --stage2_ratio"))
-    stage2_ratio: float = _setting(2.0, "2-Stage VAE: second-stage steps per first-stage step when "
-                                   "--stage2_steps is 0 (official epochs2 / epochs = 800 / 400).",
-                                   POSITIVE)
-    stage2_lr: float = _setting(1e-4, "2-Stage VAE: Adam learning rate of the second stage "
-                                "(official --lr2).", POSITIVE)
-    stage2_depth: int = _setting(3, "2-Stage VAE: hidden layers of each second-stage net (official "
-                                 "--second-depth).", POSITIVE)
-    stage2_width: int = _setting(1024, "2-Stage VAE: width of those layers (official --second-dim).",
-                                 POSITIVE)
+    stage2_steps: int = _setting(
+        0,
+        "2-Stage VAE: steps of the second stage, trained after the first "
+        "stage's; 0: --stage2_ratio times the first stage's.",
+        _non_negative("use --stage2_ratio"),
+    )
+    stage2_ratio: float = _setting(
+        2.0,
+        "2-Stage VAE: second-stage steps per first-stage step when "
+        "--stage2_steps is 0 (official epochs2 / epochs = 800 / 400).",
+        POSITIVE,
+    )
+    stage2_lr: float = _setting(1e-4, "2-Stage VAE: Adam learning rate of the second stage (official --lr2).", POSITIVE)
+    stage2_depth: int = _setting(
+        3, "2-Stage VAE: hidden layers of each second-stage net (official --second-depth).", POSITIVE
+    )
+    stage2_width: int = _setting(1024, "2-Stage VAE: width of those layers (official --second-dim).", POSITIVE)
 
     @property
     def variational(self) -> bool:
@@ -217,7 +248,7 @@ class Config:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 
@@ -249,8 +280,10 @@ def resolve(method: str = methods.DEFAULT, **given: Any) -> Config:
     fields = {s.name for s in settings()}
     unknown = sorted(set(given) - fields)
     if unknown:
-        raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                         f"the settings are Config's fields ({', '.join(sorted(fields))})")
+        raise ValueError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"the settings are Config's fields ({', '.join(sorted(fields))})"
+        )
     overrides = {name: value for name, value in given.items() if value is not None}
     base = for_method(method)
     precision = overrides.setdefault("precision", base.precision)
@@ -276,8 +309,10 @@ def check_path_encoding(flag: str, path: str) -> None:
         path.encode("utf-8")
     except UnicodeEncodeError:
         escaped = os.fsencode(path).decode("utf-8", "backslashreplace")
-        raise ValueError(f"--{flag} {escaped} is not valid UTF-8 (the bytes shown escaped); "
-                         "TensorFlow writes only UTF-8 paths: give a UTF-8 name") from None
+        raise ValueError(
+            f"--{flag} {escaped} is not valid UTF-8 (the bytes shown escaped); "
+            "TensorFlow writes only UTF-8 paths: give a UTF-8 name"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,7 +335,7 @@ class Setting:
 
     @property
     def requirement(self) -> str | None:
-        """"--<name> must be ..." for a numeric setting with a rule; None for the others."""
+        """ "--<name> must be ..." for a numeric setting with a rule; None for the others."""
         return f"--{self.name} {self.rule.phrase}" if self.rule else None
 
     def problem(self, value: Any) -> str | None:
@@ -317,8 +352,10 @@ def settings() -> tuple[Setting, ...]:
     """Every Config field, in definition order: what cli.define_train_flags makes a flag of and
     what validate checks."""
     types = typing.get_type_hints(Config)
-    return tuple(Setting(f.name, types[f.name], f.default, f.metadata["help"], f.metadata["rule"],
-                         f.metadata["choices"]) for f in dataclasses.fields(Config))
+    return tuple(
+        Setting(f.name, types[f.name], f.default, f.metadata["help"], f.metadata["rule"], f.metadata["choices"])
+        for f in dataclasses.fields(Config)
+    )
 
 
 def validate(cfg: Config) -> None:
@@ -333,8 +370,10 @@ def validate(cfg: Config) -> None:
     if cfg.log_det == "jvp" and not methods.get(cfg.method).forward_mode_log_det:
         # e.g. LVPGA's perturbation has the posterior's scale: a finite difference by design.
         able = [m.name for m in methods.all_methods() if m.forward_mode_log_det]
-        raise ValueError(f"--log_det=jvp is for --method={' or '.join(able)} only (got {cfg.method}, "
-                         "whose log-det term stays a finite difference)")
+        raise ValueError(
+            f"--log_det=jvp is for --method={' or '.join(able)} only (got {cfg.method}, "
+            "whose log-det term stays a finite difference)"
+        )
 
 
 def later_steps(cfg: Config, main_steps: int) -> int:
@@ -354,10 +393,11 @@ def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> st
     terms = [name for name in COEFFICIENTS if getattr(cfg, name)]
     if not terms or cfg.init_steps < steps:
         return None
-    return (f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
-            f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
-            f"{subject} is a plain autoencoder, not {cfg.method}")
-
+    return (
+        f"warning: --init_steps={cfg.init_steps} outlasts the {steps} steps of {subject}: "
+        f"{', '.join(terms)} would join the losses at step {cfg.init_steps + 1}, so "
+        f"{subject} is a plain autoencoder, not {cfg.method}"
+    )
 
 
 CONFIG_FILE = "config.json"
@@ -380,11 +420,36 @@ class ConfigError(ValueError):
 
 # The keys every config.json has held since the first one; a key added later takes its default
 # when an older run's file lacks it.
-REQUIRED_KEYS = ("method", "dataset", "model", "z_dim", "batch_size", "lr", "optimizer", "epochs",
-                 "train_steps", "use_bn", "init_steps", "zn_rec", "zh_rec", "nll", "vrec", "vkld",
-                 "seed", "run_dir", "data_dir", "log_every", "sample_every", "ckpt_every",
-                 "keep_checkpoints", "steps_per_loop", "bn_momentum", "strategy", "sync_bn",
-                 "jit_compile")
+REQUIRED_KEYS = (
+    "method",
+    "dataset",
+    "model",
+    "z_dim",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "epochs",
+    "train_steps",
+    "use_bn",
+    "init_steps",
+    "zn_rec",
+    "zh_rec",
+    "nll",
+    "vrec",
+    "vkld",
+    "seed",
+    "run_dir",
+    "data_dir",
+    "log_every",
+    "sample_every",
+    "ckpt_every",
+    "keep_checkpoints",
+    "steps_per_loop",
+    "bn_momentum",
+    "strategy",
+    "sync_bn",
+    "jit_compile",
+)
 _LEGACY_KEYS = {"mixed_precision": bool}  # written before --precision
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -416,8 +481,9 @@ def load(run_dir: str) -> Config | None:
         return None
 
     def bad(what: str) -> ConfigError:
-        return ConfigError(f"{path} {what}; restore it (train.py writes it at the start of a run) "
-                           "or use another --run_dir")
+        return ConfigError(
+            f"{path} {what}; restore it (train.py writes it at the start of a run) or use another --run_dir"
+        )
 
     try:
         with open(path, "rb") as f:
@@ -467,6 +533,8 @@ def conflicts(saved: Config, new: Config, keys: tuple[str, ...] = ARCHITECTURE_K
 def _difference(saved: Config, new: Config, key: str) -> str:
     if key == "mixed_precision":
         # float16's loss-scale optimizer is in the checkpoint; float32 <-> bfloat16 resumes.
-        return (f"--precision (--mixed_precision): run has {saved.precision!r}, asked for "
-                f"{new.precision!r} (float16's loss scale is part of the checkpoint)")
+        return (
+            f"--precision (--mixed_precision): run has {saved.precision!r}, asked for "
+            f"{new.precision!r} (float16's loss scale is part of the checkpoint)"
+        )
     return f"--{key}: run has {getattr(saved, key)!r}, asked for {getattr(new, key)!r}"

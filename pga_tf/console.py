@@ -41,8 +41,7 @@ _NATIVE = re.compile(rb"^[IWEF]\d{4} \S+\s+\d+ (?P<file>[\w.-]+):\d+\] (?P<messa
 
 
 def _entries(*rows: tuple[str, str, str | None]) -> tuple:
-    return tuple((f.encode(), re.compile(m.encode()), re.compile(c.encode()) if c else None)
-                 for f, m, c in rows)
+    return tuple((f.encode(), re.compile(m.encode()), re.compile(c.encode()) if c else None) for f, m, c in rows)
 
 
 # (source file, start of the message, start of a continuation line or None). Every other
@@ -71,6 +70,7 @@ NVIDIA_DRIVER = "/proc/driver/nvidia"
 def harmless_entries(nvidia_driver: bool) -> tuple:
     """The entries to drop on a machine with or without an NVIDIA driver."""
     return HARMLESS if nvidia_driver else HARMLESS + NO_GPU_HARMLESS
+
 
 # Printed once per copy of abseil in TensorFlow's shared libraries, before absl initialises.
 _ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -112,8 +112,12 @@ def install() -> None:
     read_end, write_end = os.pipe()
     try:
         _filter = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=read_end,
-            stdout=original, stderr=original, close_fds=True)
+            [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+            stdin=read_end,
+            stdout=original,
+            stderr=original,
+            close_fds=True,
+        )
     except OSError:  # no filter is better than no program
         for fd in (read_end, write_end, original):
             os.close(fd)
@@ -144,8 +148,9 @@ def _drain() -> None:
     _filter = None
 
 
-def is_harmless(line: bytes, previous_dropped: HarmlessEntry | None,
-                entries: tuple = HARMLESS + NO_GPU_HARMLESS) -> tuple[bool, HarmlessEntry | None]:
+def is_harmless(
+    line: bytes, previous_dropped: HarmlessEntry | None, entries: tuple = HARMLESS + NO_GPU_HARMLESS
+) -> tuple[bool, HarmlessEntry | None]:
     """Whether to drop `line` (without its newline), and the entry whose continuation may follow.
 
     `previous_dropped` is what the previous call returned: a multi-line message's later lines
@@ -154,8 +159,7 @@ def is_harmless(line: bytes, previous_dropped: HarmlessEntry | None,
     text = line.rstrip(b"\r")
     if text == _ABSL_PREAMBLE:
         return True, None
-    if previous_dropped is not None and previous_dropped[2] is not None \
-            and previous_dropped[2].match(text):
+    if previous_dropped is not None and previous_dropped[2] is not None and previous_dropped[2].match(text):
         return True, previous_dropped
     native = _NATIVE.match(text)
     if native:
@@ -192,7 +196,7 @@ def filter_stream(source: int, sink: int, entries: tuple = HARMLESS + NO_GPU_HAR
 def _write(fd: int, data: bytes) -> None:
     try:
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
     except OSError:  # the reader went away; keep draining so the program never blocks
         pass
 

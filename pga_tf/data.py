@@ -25,7 +25,7 @@ import glob
 import gzip
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -58,12 +58,18 @@ FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 _CELEBA_CROP = 108
 
 DATASETS: dict[str, DatasetInfo] = {
-    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), "fashion_mnist", (28, 28, 1),
-                                 default_dir=FASHION_MNIST_DEBIAN_DIR),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist", (28, 28, 1), "fashion_mnist", (28, 28, 1), default_dir=FASHION_MNIST_DEBIAN_DIR
+    ),
     "mnist": DatasetInfo("mnist", (28, 28, 1), "mnist", (28, 28, 1)),
     "cifar10": DatasetInfo("cifar10", (32, 32, 3), "cifar10", (32, 32, 3)),
-    "celeb_a": DatasetInfo("celeb_a", (64, 64, 3), "celeb_a", (218, 178, 3),
-                           crop=((218 - _CELEBA_CROP) // 2, (178 - _CELEBA_CROP) // 2, _CELEBA_CROP)),
+    "celeb_a": DatasetInfo(
+        "celeb_a",
+        (64, 64, 3),
+        "celeb_a",
+        (218, 178, 3),
+        crop=((218 - _CELEBA_CROP) // 2, (178 - _CELEBA_CROP) // 2, _CELEBA_CROP),
+    ),
 }
 
 SPLITS = ("train", "test")
@@ -90,11 +96,14 @@ _SLICED = re.compile(r"^(\w+)\[(-?\d*):(-?\d*)\]$")
 def _split_parts(split: str) -> tuple[str, slice]:
     """(stored split, slice of it) of a split name, plain ("train") or sliced ("train[:-10000]")."""
     match = _SLICED.match(split)
-    base, part = (match.group(1), slice(*(int(g) if g else None for g in match.group(2, 3)))) \
-        if match else (split, slice(None))
+    base, part = (
+        (match.group(1), slice(*(int(g) if g else None for g in match.group(2, 3)))) if match else (split, slice(None))
+    )
     if base not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}, each optionally "
-                         "sliced as TFDS does (train[:-10000], train[-10000:])")
+        raise ValueError(
+            f"unknown split {split!r}; valid: {', '.join(SPLITS)}, each optionally "
+            "sliced as TFDS does (train[:-10000], train[-10000:])"
+        )
     return base, part
 
 
@@ -181,8 +190,10 @@ def _idx_images(path: str, info: DatasetInfo) -> np.ndarray:
     if arr.ndim == 3:  # MNIST-style (N, H, W): greyscale
         arr = arr[..., None]
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != info.raw_shape:
-        raise DataError(f"{path} holds {arr.dtype} items of shape {arr.shape[1:]}; {info.name} needs "
-                        f"uint8 images of shape {info.raw_shape}")
+        raise DataError(
+            f"{path} holds {arr.dtype} items of shape {arr.shape[1:]}; {info.name} needs "
+            f"uint8 images of shape {info.raw_shape}"
+        )
     return arr
 
 
@@ -202,15 +213,18 @@ def _list_images(directory: str, exclude: str | None = None) -> list[str]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (exclude is None or os.path.join(root, d) != exclude))
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (exclude is None or os.path.join(root, d) != exclude)
+        )
         for f in sorted(files):
             if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             path = os.path.join(root, f)
             if not os.path.exists(path):  # only a symbolic link can be listed and not exist
-                raise BadImages(f"{shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does not "
-                                "exist; remove or fix it")
+                raise BadImages(
+                    f"{shown(path)} is a symbolic link to {shown(os.readlink(path))}, which does not "
+                    "exist; remove or fix it"
+                )
             paths.append(path)
     return paths
 
@@ -227,8 +241,7 @@ def describe(dataset: str, split: str = "train", data_dir: str | None = None) ->
         return f"{n} {split} images from TFDS {info.tfds_name} in {src.data_dir or 'its default directory'}"
     sub = os.path.join(src.data_dir, base)
     where = sub if os.path.isdir(sub) else src.data_dir
-    return (f"{n} {split} images (image files, hidden ones skipped, symbolic links followed) "
-            f"under {where}")
+    return f"{n} {split} images (image files, hidden ones skipped, symbolic links followed) under {where}"
 
 
 def _looked_for(info: DatasetInfo, data_dir: str) -> str:
@@ -240,16 +253,19 @@ def _looked_for(info: DatasetInfo, data_dir: str) -> str:
     found = []
     tree = os.path.join(data_dir, info.tfds_name)
     if os.path.isdir(tree):
-        versions = [f"{v}/ ({'with' if os.path.isfile(os.path.join(tree, v, 'dataset_info.json')) else 'no'}"
-                    " dataset_info.json)" for v in sorted(os.listdir(tree))[:4]]
+        versions = [
+            f"{v}/ ({'with' if os.path.isfile(os.path.join(tree, v, 'dataset_info.json')) else 'no'} dataset_info.json)"
+            for v in sorted(os.listdir(tree))[:4]
+        ]
         found.append(f"{info.tfds_name}/ holding {', '.join(versions) or 'nothing'}")
-    others = [e + ("/" if os.path.isdir(os.path.join(data_dir, e)) else "") for e in entries
-              if e != info.tfds_name]
+    others = [e + ("/" if os.path.isdir(os.path.join(data_dir, e)) else "") for e in entries if e != info.tfds_name]
     if others:
         found.append(", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
-    return (f"looked for MNIST-format IDX files ({_IDX_STEMS['train']}[.gz], ...), image files "
-            f"({'/'.join(IMAGE_EXTENSIONS)}) and a TFDS tree DIR/{info.tfds_name}/<version>/ with "
-            f"dataset_info.json; found {'; '.join(found) or 'an empty directory'}")
+    return (
+        f"looked for MNIST-format IDX files ({_IDX_STEMS['train']}[.gz], ...), image files "
+        f"({'/'.join(IMAGE_EXTENSIONS)}) and a TFDS tree DIR/{info.tfds_name}/<version>/ with "
+        f"dataset_info.json; found {'; '.join(found) or 'an empty directory'}"
+    )
 
 
 def _folder_paths(directory: str, split: str, info: DatasetInfo | None = None) -> list[str]:
@@ -274,8 +290,7 @@ def _folder_paths(directory: str, split: str, info: DatasetInfo | None = None) -
 def _decode_file(path: tf.Tensor) -> tf.Tensor:
     # dtype=uint8 also brings 16-bit PNGs to 8 bits; channels are kept as stored, so a wrong
     # channel count is caught below instead of silently converted.
-    return tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.uint8,
-                              expand_animations=False)
+    return tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.uint8, expand_animations=False)
 
 
 def _probe(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -308,17 +323,26 @@ def _check_images(paths: list[str], info: DatasetInfo) -> None:
     if key in _checked:
         return
     # Files that fail to decode are dropped by ignore_errors; they are the ones missing below.
-    probed = tf.data.Dataset.from_tensor_slices([_tf_path(p) for p in paths]).map(
-        _probe, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(4096)
+    probed = (
+        tf.data.Dataset.from_tensor_slices([_tf_path(p) for p in paths])
+        .map(_probe, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .batch(4096)
+    )
     shapes = {}
     for batch_paths, batch_shapes in probed.as_numpy_iterator():
         shapes.update(zip(map(os.fsdecode, batch_paths), map(tuple, batch_shapes)))
     bad = [p for p in paths if shapes.get(p) != info.raw_shape]
     if bad:
-        more = f" (and {len(bad) - 1} more bad file(s): {', '.join(map(shown, bad[1:4]))}{', ...' if len(bad) > 4 else ''})" \
-            if len(bad) > 1 else ""
-        raise BadImages(f"bad image file {shown(bad[0])}: {_why_bad(bad[0], shapes.get(bad[0]), info)}{more}; "
-                        "remove or fix it")
+        more = (
+            f" (and {len(bad) - 1} more bad file(s): {', '.join(map(shown, bad[1:4]))}"
+            f"{', ...' if len(bad) > 4 else ''})"
+            if len(bad) > 1
+            else ""
+        )
+        raise BadImages(
+            f"bad image file {shown(bad[0])}: {_why_bad(bad[0], shapes.get(bad[0]), info)}{more}; remove or fix it"
+        )
     _checked[key] = None
 
 
@@ -370,8 +394,10 @@ def _tfds_builder(info: DatasetInfo, data_dir: str | None):
     try:
         import tensorflow_datasets as tfds  # slow to import: only when TFDS is used
     except ImportError as e:
-        raise DataError(f"tensorflow_datasets is not importable ({e}); install it, or pass "
-                        f"--data_dir with IDX or image files for {info.name}") from None
+        raise DataError(
+            f"tensorflow_datasets is not importable ({e}); install it, or pass "
+            f"--data_dir with IDX or image files for {info.name}"
+        ) from None
     try:
         with _quiet_absl():
             builder = tfds.builder(info.tfds_name, data_dir=data_dir)
@@ -400,12 +426,16 @@ def _quiet_absl():
 
 def _tfds_missing(info: DatasetInfo, data_dir: str | None, why: str) -> str:
     if data_dir is None:
-        return (f"TFDS dataset {info.tfds_name} is unavailable in the TFDS default directory "
-                f"(~/tensorflow_datasets or $TFDS_DATA_DIR) ({why}) and cannot be downloaded here; "
-                f"pass --data_dir DIR with IDX files, image files, or a TFDS tree prepared "
-                f"elsewhere (DIR/{info.tfds_name}/<version>/ with dataset_info.json)")
-    return (f"TFDS dataset {info.tfds_name} is unavailable in {data_dir} ({why}) and cannot be "
-            f"downloaded here; {_looked_for(info, data_dir)}")
+        return (
+            f"TFDS dataset {info.tfds_name} is unavailable in the TFDS default directory "
+            f"(~/tensorflow_datasets or $TFDS_DATA_DIR) ({why}) and cannot be downloaded here; "
+            f"pass --data_dir DIR with IDX files, image files, or a TFDS tree prepared "
+            f"elsewhere (DIR/{info.tfds_name}/<version>/ with dataset_info.json)"
+        )
+    return (
+        f"TFDS dataset {info.tfds_name} is unavailable in {data_dir} ({why}) and cannot be "
+        f"downloaded here; {_looked_for(info, data_dir)}"
+    )
 
 
 def _tfds_split(info: DatasetInfo, split: str) -> str:
@@ -540,9 +570,16 @@ def _sliced_raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> 
     return raw.skip(start).take(stop - start), src
 
 
-def make_train_dataset(dataset: str, batch_size: int, data_dir: str | None = None, seed: int | None = None,
-                       shuffle_buffer: int = 10000, repeat: bool = True,
-                       drop_remainder: bool = True, split: str = "train") -> tf.data.Dataset:
+def make_train_dataset(
+    dataset: str,
+    batch_size: int,
+    data_dir: str | None = None,
+    seed: int | None = None,
+    shuffle_buffer: int = 10000,
+    repeat: bool = True,
+    drop_remainder: bool = True,
+    split: str = "train",
+) -> tf.data.Dataset:
     """Shuffled (reshuffled each epoch, reproducibly for a given seed), repeated, batched,
     prefetched float32 [-1, 1] images of `split` (the train split, or a slice of it that holds
     out a validation part: config.holdout_splits). drop_remainder keeps every batch the same static

@@ -11,8 +11,9 @@ moving statistics), so served samples do not depend on the serving batch:
                                                  z ~ N(0, I))
   serving_default = sample
 
-Every signature takes N = 0 and returns empty outputs of these shapes. The sampler's parameters (a GMM's weights, means and Cholesky factors) are variables of the
-module, so the SavedModel serves without scikit-learn; `sampler_kind` (a string variable) names it.
+Every signature takes N = 0 and returns empty outputs of these shapes. The sampler's parameters
+(a GMM's weights, means and Cholesky factors) are variables of the module, so the SavedModel
+serves without scikit-learn; `sampler_kind` (a string variable) names it.
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ class ExportError(Exception):
 class PGAServing(tf.Module):
     """decode / encode / reconstruct / sample signatures around an encoder and a decoder."""
 
-    def __init__(self, encoder: tf.keras.Model, decoder: tf.keras.Model, z_dim: int,
-                 image_shape: tuple[int, int, int], variational: bool,
-                 sampler: samplers.LatentSampler | None = None):
+    def __init__(
+        self,
+        encoder: tf.keras.Model,
+        decoder: tf.keras.Model,
+        z_dim: int,
+        image_shape: tuple[int, int, int],
+        variational: bool,
+        sampler: samplers.LatentSampler | None = None,
+    ):
         super().__init__(name="pga")
         self.encoder = encoder
         self.decoder = decoder
@@ -50,13 +57,13 @@ class PGAServing(tf.Module):
         # Static shapes in the specs document the signatures (saved_model_cli shows them). A
         # loaded signature does not check them, so each function re-checks its input at run time.
         image_spec = tf.TensorSpec([None, *self.image_shape], tf.float32, name="images")
-        self.decode = tf.function(self._decode, input_signature=[
-            tf.TensorSpec([None, z_dim], tf.float32, name="z")])
+        self.decode = tf.function(self._decode, input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
         self.encode = tf.function(self._encode, input_signature=[image_spec])
         self.reconstruct = tf.function(self._reconstruct, input_signature=[image_spec])
-        self.sample = tf.function(self._sample, input_signature=[
-            tf.TensorSpec([], tf.int32, name="num_samples"),
-            tf.TensorSpec([], tf.int64, name="seed")])
+        self.sample = tf.function(
+            self._sample,
+            input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"), tf.TensorSpec([], tf.int64, name="seed")],
+        )
 
     # tf.ensure_shape is the check that survives in a loaded SavedModel: assertions on the rank
     # are folded away against the spec's static shape. Its message names the tensor, the shape it
@@ -71,8 +78,7 @@ class PGAServing(tf.Module):
     def _images(self, z: tf.Tensor) -> dict:
         # oneDNN's convolutions reject an empty batch ("Must provide as many biases as the last
         # dimension of the input"), so N = 0 takes a branch that runs no layer at all.
-        return _unless_empty(z, lambda z: {"images": self.decoder(z, training=False)},
-                             {"images": [*self.image_shape]})
+        return _unless_empty(z, lambda z: {"images": self.decoder(z, training=False)}, {"images": [*self.image_shape]})
 
     def _mu(self, images: tf.Tensor) -> tf.Tensor:
         return self._encode(images)["mu"]
@@ -92,8 +98,7 @@ class PGAServing(tf.Module):
         return self._images(self._mu(images))
 
     def _sample(self, num_samples, seed):
-        check = tf.debugging.assert_non_negative(num_samples,
-                                                 message="sample: num_samples must be >= 0")
+        check = tf.debugging.assert_non_negative(num_samples, message="sample: num_samples must be >= 0")
         with tf.control_dependencies([check]):  # fail on the check, not inside the draw
             num_samples = tf.identity(num_samples)
         # A stateless draw, so the same seed gives the same images in any process.
@@ -102,12 +107,20 @@ class PGAServing(tf.Module):
 
 def _unless_empty(x: tf.Tensor, fn, empty_shapes: dict) -> dict:
     """fn(x), or for an x of 0 rows a dict of float32 zeros of shape [0, *empty_shapes[key]]."""
-    return tf.cond(tf.shape(x)[0] > 0, lambda: fn(x),
-                   lambda: {k: tf.zeros([0, *shape], tf.float32) for k, shape in empty_shapes.items()})
+    return tf.cond(
+        tf.shape(x)[0] > 0,
+        lambda: fn(x),
+        lambda: {k: tf.zeros([0, *shape], tf.float32) for k, shape in empty_shapes.items()},
+    )
 
 
-def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options = samplers.Options(),
-             data_dir: str | None = None, log=lambda line: None) -> PGAServing:
+def from_run(
+    run_dir: str,
+    sampler: str | None = None,
+    options: samplers.Options = samplers.Options(),
+    data_dir: str | None = None,
+    log=lambda line: None,
+) -> PGAServing:
     """A PGAServing of `run_dir`'s latest checkpoint (restored by runs.load, float32 nets).
 
     `sampler` is what `sample` draws z from (default: the method's own, config.default_sampler);
@@ -119,11 +132,18 @@ def from_run(run_dir: str, sampler: str | None = None, options: samplers.Options
         its config.json (one line).
       samplers.SamplerError, data.DataError: the sampler cannot be built or fitted.
     """
-    from pga_tf import config as config_lib, runs
+    from pga_tf import config as config_lib
+    from pga_tf import runs
 
     run = runs.load(run_dir, log=log)
-    module = PGAServing(run.encoder, run.decoder, run.cfg.z_dim, run.image_shape, run.cfg.variational,
-                        run.sampler(sampler, options, data_dir, log))
+    module = PGAServing(
+        run.encoder,
+        run.decoder,
+        run.cfg.z_dim,
+        run.image_shape,
+        run.cfg.variational,
+        run.sampler(sampler, options, data_dir, log),
+    )
     module.checkpoint, module.step = run.checkpoint, run.step  # for the line that reports it
     warning = config_lib.warm_up_unfinished(run.cfg, run.step, f"checkpoint {run.checkpoint}")
     if warning:  # the export serves the warm-up's autoencoder under the method's name
@@ -146,8 +166,9 @@ def check_destination(export_dir: str, overwrite: bool) -> str:
         if not overwrite:
             raise ExportError(f"export dir {export_dir} already exists; pass --overwrite to replace it")
         if not _is_replaceable(export_dir):
-            raise ExportError(f"{export_dir} exists and is not a SavedModel; refusing to replace it "
-                              "(choose another --export_dir)")
+            raise ExportError(
+                f"{export_dir} exists and is not a SavedModel; refusing to replace it (choose another --export_dir)"
+            )
     return export_dir
 
 

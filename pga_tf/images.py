@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -63,8 +63,9 @@ def save_grid(images: np.ndarray, path: str, ncol: int | None = None) -> None:
     save_png(grid(images, ncol), path)
 
 
-def interpolation_grid(images: np.ndarray, codes: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
-                       steps: int = 9) -> np.ndarray:
+def interpolation_grid(
+    images: np.ndarray, codes: np.ndarray, decode: Callable[[np.ndarray], np.ndarray], steps: int = 9
+) -> np.ndarray:
     """Rows that walk in latent space between the codes of pairs of real images, as a uint8 grid.
 
     Pairs are (i, i + N/2). A row is the first image, `steps` decodings of (1 - t) a + t b for t
@@ -74,9 +75,10 @@ def interpolation_grid(images: np.ndarray, codes: np.ndarray, decode: Callable[[
     images, codes = np.asarray(images), np.asarray(codes, np.float32)
     half = len(images) // 2
     if half == 0 or len(codes) != len(images):
-        raise ValueError(f"interpolation_grid needs >= 2 images and one code each, got "
-                         f"{len(images)} images and {len(codes)} codes")
-    a, b = codes[:half], codes[half:2 * half]
+        raise ValueError(
+            f"interpolation_grid needs >= 2 images and one code each, got {len(images)} images and {len(codes)} codes"
+        )
+    a, b = codes[:half], codes[half : 2 * half]
     walk = [np.asarray(decode((1 - t) * a + t * b)) for t in np.linspace(0.0, 1.0, steps, dtype=np.float32)]
-    rows = np.stack([images[:half]] + walk + [images[half:2 * half]], axis=1)
+    rows = np.stack([images[:half]] + walk + [images[half : 2 * half]], axis=1)
     return grid(rows.reshape((-1,) + images.shape[1:]), ncol=rows.shape[1])

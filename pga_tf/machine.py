@@ -12,8 +12,7 @@ import platform
 CPUINFO = "/proc/cpuinfo"
 # The vector and matrix extensions that decide float32/bfloat16/float16 matmul speed: AVX512-BF16
 # and AMX run bfloat16 natively; without them TensorFlow emulates 16-bit compute in float32.
-PRECISION_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
-                   "amx_fp16")
+PRECISION_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 
 
 def cpuinfo(path: str = CPUINFO) -> dict[str, str]:

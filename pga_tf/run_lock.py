@@ -24,8 +24,10 @@ class RunDirBusy(Exception):
 
 
 def _busy(run_dir: str) -> RunDirBusy:
-    return RunDirBusy(f"run dir {run_dir} is in use by another training (it holds "
-                      f"{os.path.join(run_dir, LOCK_FILE)}); wait for it to end, or use another --run_dir")
+    return RunDirBusy(
+        f"run dir {run_dir} is in use by another training (it holds "
+        f"{os.path.join(run_dir, LOCK_FILE)}); wait for it to end, or use another --run_dir"
+    )
 
 
 def check_free(run_dir: str) -> None:
@@ -52,7 +54,7 @@ class RunDirLock:
         self.run_dir = run_dir
         self._fd: int | None = None
 
-    def acquire(self) -> "RunDirLock":
+    def acquire(self) -> RunDirLock:
         """Create the run dir if needed and take its lock; RunDirBusy if another process holds it.
 
         OSError (an unwritable path) propagates for the caller to report.
@@ -74,7 +76,7 @@ class RunDirLock:
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

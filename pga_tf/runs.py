@@ -23,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import types
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from pga_tf import checkpoints, config as config_lib
+from pga_tf import checkpoints
+from pga_tf import config as config_lib
 
 CHECKPOINT_DIR = "checkpoints"  # where train.py saves a run's checkpoints, inside its run dir
 
@@ -91,8 +93,13 @@ class Run:
         z = latent.sample(tf.constant(num_samples), tf.constant(seed, tf.int64))
         return self.decode(z)
 
-    def sampler(self, kind: str | None = None, options=None, data_dir: str | None = None,
-                log: Callable[[str], None] = lambda line: None):
+    def sampler(
+        self,
+        kind: str | None = None,
+        options=None,
+        data_dir: str | None = None,
+        log: Callable[[str], None] = lambda line: None,
+    ):
         """The run's `kind` latent sampler (samplers.py; default the method's own), built from
         its encoder, its parts and, for a fitted sampler, the codes of its training images
         (`data_dir`, default the run's).
@@ -107,11 +114,16 @@ class Run:
         cfg = self.cfg
         data_dir = data_dir or cfg.data_dir or None
         source = samplers.run_source(
-            cfg.z_dim, self.encoder, cfg.variational,
+            cfg.z_dim,
+            self.encoder,
+            cfg.variational,
             lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir),
-            nets=self.parts, origin=f"checkpoint {self.checkpoint}")
-        return samplers.build(kind or config_lib.default_sampler(cfg.method), source,
-                              options or samplers.Options(), log)
+            nets=self.parts,
+            origin=f"checkpoint {self.checkpoint}",
+        )
+        return samplers.build(
+            kind or config_lib.default_sampler(cfg.method), source, options or samplers.Options(), log
+        )
 
 
 def read_config(run_dir: str) -> config_lib.Config:
@@ -162,9 +174,11 @@ def find_checkpoint(run_dir: str, step: int | None = None, log: Callable[[str], 
     kept = [step_of(p) for p in checkpoints.complete(ckpt_dir)]
     if step is None or not kept:
         raise RunError(f"{run_dir} has no checkpoint yet (nothing in {ckpt_dir})")
-    raise RunError(f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
-                   f"{', '.join(map(str, kept))}; train.py --ckpt_every and --keep_checkpoints "
-                   "decide which are kept)")
+    raise RunError(
+        f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
+        f"{', '.join(map(str, kept))}; train.py --ckpt_every and --keep_checkpoints "
+        "decide which are kept)"
+    )
 
 
 def build(cfg: config_lib.Config) -> tuple[Any, Any, dict[str, Any]]:
@@ -183,9 +197,14 @@ def build(cfg: config_lib.Config) -> tuple[Any, Any, dict[str, Any]]:
 
     method = methods.get(cfg.method)
     encoder, decoder = models.build_models(
-        cfg.model, cfg.z_dim, data.image_shape(cfg.dataset)[-1], use_bn=cfg.use_bn,
-        variational=cfg.variational, bn_momentum=cfg.bn_momentum,
-        learned_scale=method.decoder_scale)
+        cfg.model,
+        cfg.z_dim,
+        data.image_shape(cfg.dataset)[-1],
+        use_bn=cfg.use_bn,
+        variational=cfg.variational,
+        bn_momentum=cfg.bn_momentum,
+        learned_scale=method.decoder_scale,
+    )
     return encoder, decoder, method.build_parts(cfg)
 
 
@@ -214,11 +233,13 @@ def restore(cfg: config_lib.Config, checkpoint: str) -> tuple[Any, Any, dict[str
         raise RunError(str(e)) from None
     try:
         tf.train.Checkpoint(encoder=encoder, decoder=decoder, **parts).restore(
-            checkpoints.readable(checkpoint)).expect_partial().assert_existing_objects_matched()
+            checkpoints.readable(checkpoint)
+        ).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         reason = str(e).split("\n")[0].split(". ")[0]
-        raise RunError(f"checkpoint {checkpoint} does not match the run's {config_lib.CONFIG_FILE} "
-                       f"({_describe(cfg)}): {reason}") from None
+        raise RunError(
+            f"checkpoint {checkpoint} does not match the run's {config_lib.CONFIG_FILE} ({_describe(cfg)}): {reason}"
+        ) from None
     return encoder, decoder, parts
 
 
@@ -235,8 +256,15 @@ def load(run_dir: str, step: int | None = None, log: Callable[[str], None] = pri
     cfg = read_config(run_dir)
     checkpoint = find_checkpoint(run_dir, step, log)
     encoder, decoder, parts = restore(cfg, checkpoint)
-    return Run(run_dir, cfg, encoder, decoder, types.MappingProxyType(dict(parts)), checkpoint,
-               trained_steps(checkpoint, parts))
+    return Run(
+        run_dir,
+        cfg,
+        encoder,
+        decoder,
+        types.MappingProxyType(dict(parts)),
+        checkpoint,
+        trained_steps(checkpoint, parts),
+    )
 
 
 _ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"

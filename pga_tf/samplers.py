@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -89,21 +90,25 @@ class GMMSampler(LatentSampler):
 
     kind = "gmm"
 
-    def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-                 info: Mapping[str, Any] | None = None):
+    def __init__(
+        self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, info: Mapping[str, Any] | None = None
+    ):
         weights, means = np.asarray(weights, np.float64), np.asarray(means, np.float64)
         covariances = np.asarray(covariances, np.float64)
         k, z_dim = means.shape
         if weights.shape != (k,) or covariances.shape != (k, z_dim, z_dim):
-            raise ValueError(f"GMM parameters disagree: weights {weights.shape}, means {means.shape}, "
-                             f"covariances {covariances.shape}")
+            raise ValueError(
+                f"GMM parameters disagree: weights {weights.shape}, means {means.shape}, "
+                f"covariances {covariances.shape}"
+            )
         super().__init__(z_dim)
         # Cholesky factors in float64, then float32: the factor of a float32-rounded covariance
         # can fail for the nearly singular components a collapsed code dimension gives.
         self.logits = tf.Variable(np.log(weights).astype(np.float32), trainable=False, name="logits")
         self.loc = tf.Variable(means.astype(np.float32), trainable=False, name="loc")
-        self.scale_tril = tf.Variable(np.linalg.cholesky(covariances).astype(np.float32),
-                                      trainable=False, name="scale_tril")
+        self.scale_tril = tf.Variable(
+            np.linalg.cholesky(covariances).astype(np.float32), trainable=False, name="scale_tril"
+        )
         self.info = dict(info or {})
 
     @property
@@ -114,20 +119,24 @@ class GMMSampler(LatentSampler):
         import tensorflow_probability as tfp
 
         tfd = tfp.distributions
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=self.logits),
-                                     tfd.MultivariateNormalTriL(loc=self.loc, scale_tril=self.scale_tril))
+        return tfd.MixtureSameFamily(
+            tfd.Categorical(logits=self.logits), tfd.MultivariateNormalTriL(loc=self.loc, scale_tril=self.scale_tril)
+        )
 
     def sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         return self.distribution().sample(tf.cast(num_samples, tf.int32), seed=self.tfp_seed(seed))
 
     def describe(self) -> dict:
-        return {**super().describe(), "what": "Gaussian mixture, full covariance, fitted on training codes",
-                "components": self.components, "weights": [round(float(w), 6) for w in
-                                                           tf.nn.softmax(self.logits).numpy()],
-                **self.info}
+        return {
+            **super().describe(),
+            "what": "Gaussian mixture, full covariance, fitted on training codes",
+            "components": self.components,
+            "weights": [round(float(w), 6) for w in tf.nn.softmax(self.logits).numpy()],
+            **self.info,
+        }
 
     @classmethod
-    def fit(cls, codes: np.ndarray, components: int = 10, seed: int = 0, max_iter: int = 100) -> "GMMSampler":
+    def fit(cls, codes: np.ndarray, components: int = 10, seed: int = 0, max_iter: int = 100) -> GMMSampler:
         """Fit `components` full-covariance Gaussians to `codes` [N, z_dim] with scikit-learn's EM.
 
         RAE's ex-post density estimation (Ghosh et al., ICLR 2020, sec. 4: 10 components, full
@@ -139,8 +148,9 @@ class GMMSampler(LatentSampler):
 
         codes = np.asarray(codes, np.float64)
         if codes.ndim != 2 or len(codes) < max(components, 2):
-            raise SamplerError(f"a {components}-component GMM needs at least {max(components, 2)} "
-                               f"training codes; got {len(codes)}")
+            raise SamplerError(
+                f"a {components}-component GMM needs at least {max(components, 2)} training codes; got {len(codes)}"
+            )
         if not np.all(np.isfinite(codes)):
             raise SamplerError("the training codes hold NaN or Inf; the encoder is broken")
         t0 = time.time()
@@ -152,15 +162,19 @@ class GMMSampler(LatentSampler):
             warnings.simplefilter("ignore")
             gmm.fit(codes)
             labels = gmm.predict(codes)
-        info = {"codes": int(len(codes)), "seed": int(seed), "converged": bool(gmm.converged_),
-                "iterations": int(gmm.n_iter_), "mean_log_likelihood": float(gmm.score(codes)),
-                "fit_seconds": round(time.time() - t0, 2),
-                "degenerate": degeneracy(codes, labels, gmm.covariances_, gmm.reg_covar)}
+        info = {
+            "codes": int(len(codes)),
+            "seed": int(seed),
+            "converged": bool(gmm.converged_),
+            "iterations": int(gmm.n_iter_),
+            "mean_log_likelihood": float(gmm.score(codes)),
+            "fit_seconds": round(time.time() - t0, 2),
+            "degenerate": degeneracy(codes, labels, gmm.covariances_, gmm.reg_covar),
+        }
         return cls(gmm.weights_, gmm.means_, gmm.covariances_, info)
 
 
-def degeneracy(codes: np.ndarray, labels: np.ndarray, covariances: np.ndarray,
-               reg_covar: float) -> str | None:
+def degeneracy(codes: np.ndarray, labels: np.ndarray, covariances: np.ndarray, reg_covar: float) -> str | None:
     """What makes a fitted mixture degenerate, as one phrase, or None for a sound fit.
 
     A mixture fitted on fewer distinct codes than components, or with components that own at
@@ -181,8 +195,9 @@ def degeneracy(codes: np.ndarray, labels: np.ndarray, covariances: np.ndarray,
     floor = 10 * reg_covar  # scikit-learn adds reg_covar to every variance
     singular = int(sum(np.linalg.eigvalsh(c).min() <= floor for c in covariances))
     if singular:
-        found.append(f"{singular} of {k} components have a near-singular covariance "
-                     f"(variance <= {floor:g} in some direction)")
+        found.append(
+            f"{singular} of {k} components have a near-singular covariance (variance <= {floor:g} in some direction)"
+        )
     return "; ".join(found) or None
 
 
@@ -226,14 +241,18 @@ def _build_gmm(source: Source, options: Options, log: Callable[[str], None]) -> 
     encode_seconds = time.time() - t0
     sampler = GMMSampler.fit(codes, options.gmm_components, options.gmm_seed)
     sampler.info["encode_seconds"] = round(encode_seconds, 2)
-    log(f"sampler gmm: {sampler.components} full-covariance components fitted on {len(codes)} "
+    log(
+        f"sampler gmm: {sampler.components} full-covariance components fitted on {len(codes)} "
         f"training codes E(x) ({encode_seconds:.0f} s to encode, {sampler.info['fit_seconds']:.0f} s "
         f"of EM, {sampler.info['iterations']} iterations, converged {sampler.info['converged']}; "
-        f"mean log-likelihood {sampler.info['mean_log_likelihood']:.4g} nats/code)")
+        f"mean log-likelihood {sampler.info['mean_log_likelihood']:.4g} nats/code)"
+    )
     if sampler.info["degenerate"]:
-        log(f"warning: the gmm fit is degenerate ({sampler.info['degenerate']}): its samples are "
+        log(
+            f"warning: the gmm fit is degenerate ({sampler.info['degenerate']}): its samples are "
             "near-copies of training codes; fit on more codes (--gmm_codes) or fewer components "
-            "(--gmm_components)")
+            "(--gmm_components)"
+        )
     return sampler
 
 
@@ -245,8 +264,9 @@ BUILDERS: dict[str, Callable[[Source, Options, Callable[[str], None]], LatentSam
 }
 
 
-def build(kind: str, source: Source, options: Options = Options(),
-          log: Callable[[str], None] = lambda line: None) -> LatentSampler:
+def build(
+    kind: str, source: Source, options: Options = Options(), log: Callable[[str], None] = lambda line: None
+) -> LatentSampler:
     """The `kind` sampler of a run (see the module docstring); SamplerError if it cannot be built
     from `source`, ValueError for a name that is no sampler."""
     if kind not in SAMPLERS:
@@ -258,8 +278,9 @@ def build(kind: str, source: Source, options: Options = Options(),
     return methods.resolve(methods.method_samplers()[kind])(source, options, log)
 
 
-def encode_codes(encoder: Callable, variational: bool, images: tf.data.Dataset, n: int = 0,
-                 batch_size: int = 500) -> np.ndarray:
+def encode_codes(
+    encoder: Callable, variational: bool, images: tf.data.Dataset, n: int = 0, batch_size: int = 500
+) -> np.ndarray:
     """Codes E(x) [min(n, len), z_dim] of the first n (0: all) images of an unbatched dataset, in
     inference mode; the mean code mu for variational encoders (the aggregate posterior's centres,
     what RAE's ex-post GMM and the 2-Stage VAE's second stage are fitted on)."""
@@ -274,11 +295,18 @@ def encode_codes(encoder: Callable, variational: bool, images: tf.data.Dataset, 
     return np.concatenate(out)
 
 
-def run_source(z_dim: int, encoder: Callable, variational: bool, images: Callable[[], tf.data.Dataset],
-               nets: Mapping[str, Any] | None = None, batch_size: int = 500,
-               origin: str = "this run") -> Source:
+def run_source(
+    z_dim: int,
+    encoder: Callable,
+    variational: bool,
+    images: Callable[[], tf.data.Dataset],
+    nets: Mapping[str, Any] | None = None,
+    batch_size: int = 500,
+    origin: str = "this run",
+) -> Source:
     """The Source of a trained run (runs.Run.sampler builds one): `images()` gives its unbatched
     [-1, 1] training images, encoded only if a sampler asks for codes; `nets` its method's
     restored parts; `origin` what messages call it."""
-    return Source(z_dim, lambda n: encode_codes(encoder, variational, images(), n, batch_size),
-                  dict(nets or {}), origin=origin)
+    return Source(
+        z_dim, lambda n: encode_codes(encoder, variational, images(), n, batch_size), dict(nets or {}), origin=origin
+    )

@@ -12,8 +12,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-SETTINGS = dict(train_steps=4, batch_size=8, z_dim=3, log_every=2, steps_per_loop=2, sample_every=4,
-                deterministic=True, seed=3)
+SETTINGS = dict(
+    train_steps=4, batch_size=8, z_dim=3, log_every=2, steps_per_loop=2, sample_every=4, deterministic=True, seed=3
+)
 
 
 def _digest(stdout: str) -> str:
@@ -28,17 +29,29 @@ def twin_runs(idx_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     cli_dir, api_dir = str(tmp / "cli"), str(tmp / "api")
     flags = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in SETTINGS.items()]
-    cli = subprocess.run([sys.executable, "train.py", "--method=vae", "--noexport", f"--data_dir={idx_dir}",
-                          f"--run_dir={cli_dir}", *flags], cwd=ROOT, env=ENV, capture_output=True,
-                         text=True, timeout=300)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--method=vae",
+            "--noexport",
+            f"--data_dir={idx_dir}",
+            f"--run_dir={cli_dir}",
+            *flags,
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     script = textwrap.dedent(f"""
         import pga_tf
         run = pga_tf.train("vae", data_dir={idx_dir!r}, run_dir={api_dir!r}, **{SETTINGS!r})
         print("restored step", run.step, run.cfg.method, run.cfg.z_dim)
     """)
-    api = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                         timeout=300)
+    api = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert api.returncode == 0, api.stdout + api.stderr
     return cli_dir, api_dir, cli.stdout, api.stdout
 
@@ -55,8 +68,9 @@ def test_python_training_equals_the_cli_run(twin_runs):
 
 
 def test_sample_is_the_prior_through_the_decoder(twin_runs):
-    import pga_tf
     import tensorflow as tf
+
+    import pga_tf
 
     run = pga_tf.load(twin_runs[0])
     images = run.sample(6, seed=7)

@@ -158,9 +158,14 @@ def test_a_checkpoint_pruned_before_it_is_held_is_retried_on_the_next(tmp_path, 
 # ------------------------------------------------------------------ through the entry points
 def _export(run_dir, out):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "export_savedmodel.py"),
-                           f"--run_dir={run_dir}", f"--export_dir={out}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "export_savedmodel.py"), f"--run_dir={run_dir}", f"--export_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_train_and_export_use_the_checkpoints_on_disk(idx_dir, tmp_path):
@@ -193,4 +198,6 @@ def test_train_and_export_use_the_checkpoints_on_disk(idx_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "ckpt-10 is damaged" in resumed.stdout and "at step 5" in resumed.stdout
     assert sorted(os.listdir(os.path.join(copies["cut"], "checkpoints", "damaged"))) == [
-        "ckpt-10.data-00000-of-00001", "ckpt-10.index"]
+        "ckpt-10.data-00000-of-00001",
+        "ckpt-10.index",
+    ]

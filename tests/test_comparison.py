@@ -38,15 +38,22 @@ def test_chosen_lr_waits_for_the_grid_and_its_extension():
 def test_pending_orders_selection_then_seed_by_seed():
     state = {"selection": {}, "runs": {}, "short_runs": {}}
     first = comparison.pending(P, state)
-    assert [(u.kind, u.method, u.lr) for u in first] == [
-        ("select", m, lr) for m in P.methods for lr in P.lr_grid]
+    assert [(u.kind, u.method, u.lr) for u in first] == [("select", m, lr) for m in P.methods for lr in P.lr_grid]
     # The selection done, with an interior winner for each (so no extension):
-    state["selection"] = {m: {"0.0001": {"fid": 60.0}, "0.0003": {"fid": 40.0}, "0.001": {"fid": 50.0}}
-                          for m in P.methods}
+    state["selection"] = {
+        m: {"0.0001": {"fid": 60.0}, "0.0003": {"fid": 40.0}, "0.001": {"fid": 50.0}} for m in P.methods
+    }
     todo = comparison.pending(P, state)
     assert [(u.kind, u.method, u.seed) for u in todo] == [
-        ("seed", "ae", 0), ("seed", "lpga", 0), ("seed", "two_stage_vae", 0), ("short", "two_stage_vae", 0),
-        ("seed", "ae", 1), ("seed", "lpga", 1), ("seed", "two_stage_vae", 1), ("short", "two_stage_vae", 1)]
+        ("seed", "ae", 0),
+        ("seed", "lpga", 0),
+        ("seed", "two_stage_vae", 0),
+        ("short", "two_stage_vae", 0),
+        ("seed", "ae", 1),
+        ("seed", "lpga", 1),
+        ("seed", "two_stage_vae", 1),
+        ("short", "two_stage_vae", 1),
+    ]
     assert all(u.lr == pytest.approx(3e-4) for u in todo)
     state["runs"]["ae/seed=0"] = {}
     assert ("seed", "ae", 0) not in [(u.kind, u.method, u.seed) for u in comparison.pending(P, state)]
@@ -70,9 +77,13 @@ def test_evaluations_take_short_rows_from_the_long_run_except_two_stage():
     rows = comparison.evaluations(P, comparison.Unit("seed", "lpga", lr=1e-3))
     assert rows == [("long", "prior", None), ("long", "gmm", None), ("short", "prior", 3000), ("short", "gmm", 3000)]
     assert comparison.evaluations(P, comparison.Unit("seed", "two_stage_vae", lr=1e-3)) == [
-        ("long", "two_stage", None), ("long", "gmm", None)]
+        ("long", "two_stage", None),
+        ("long", "gmm", None),
+    ]
     assert comparison.evaluations(P, comparison.Unit("short", "two_stage_vae", lr=1e-3)) == [
-        ("short", "two_stage", None), ("short", "gmm", None)]
+        ("short", "two_stage", None),
+        ("short", "gmm", None),
+    ]
     sel = comparison.evaluate_command(P, comparison.Unit("select", "vae", lr=1e-3), "/r", "prior", None, [])
     assert "--real_split=validation" in sel and "--draws=1" in sel
 
@@ -112,9 +123,18 @@ def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fid = 30.0 + (5.0 if "lr0.0001" in run_dir else 0.0) + (step or 0) / 1000
         with open(path, "w") as f:
-            json.dump({"fid": {"value": fid, "std": None, "real_split": split}, "kid": {"value": 0.1},
-                       "precision": {"value": 0.8}, "recall": {"value": 0.5}, "step": step or 9370,
-                       "sampler": {"kind": sampler}, "features": {"checksum": "x"}}, f)
+            json.dump(
+                {
+                    "fid": {"value": fid, "std": None, "real_split": split},
+                    "kid": {"value": 0.1},
+                    "precision": {"value": 0.8},
+                    "recall": {"value": 0.5},
+                    "step": step or 9370,
+                    "sampler": {"kind": sampler},
+                    "features": {"checksum": "x"},
+                },
+                f,
+            )
         return 2.0
 
     monkeypatch.setattr(comparison, "_machine", lambda: {"cpu": "test", "cpu_count": 1, "platform": "t"})
@@ -145,16 +165,26 @@ def test_welch_interval_matches_scipy():
 
 def _state_with_seeds():
     def run(fid_long, fid_short, lr=1e-3):
-        ev = {f"{row}/{s}": {"fid": f, "kid": 0.01, "precision": 0.7, "recall": 0.4}
-              for row, f in (("long", fid_long), ("short", fid_short)) for s in ("prior", "gmm")}
+        ev = {
+            f"{row}/{s}": {"fid": f, "kid": 0.01, "precision": 0.7, "recall": 0.4}
+            for row, f in (("long", fid_long), ("short", fid_short))
+            for s in ("prior", "gmm")
+        }
         return {"lr": lr, "train_seconds": 600, "evaluations": ev}
 
-    return {"protocol": {**P.to_json(), "methods": ["vae", "lpga"], "seeds": [0, 1, 2]},
-            "selection": {"vae": {"0.0003": {"fid": 50.0}, "0.001": {"fid": 45.0}, "0.003": {"fid": 60.0}},
-                          "lpga": {"0.0003": {"fid": 40.0}, "0.001": {"fid": 39.0}, "0.003": {"fid": None}}},
-            "runs": {**{f"vae/seed={s}": run(f, f + 10) for s, f in enumerate([46.0, 47.0, 48.0])},
-                     **{f"lpga/seed={s}": run(f, f + 10) for s, f in enumerate([40.0, 41.5, 39.0])}},
-            "short_runs": {}, "machines": [{"cpu": "test cpu", "cpu_count": 2}]}
+    return {
+        "protocol": {**P.to_json(), "methods": ["vae", "lpga"], "seeds": [0, 1, 2]},
+        "selection": {
+            "vae": {"0.0003": {"fid": 50.0}, "0.001": {"fid": 45.0}, "0.003": {"fid": 60.0}},
+            "lpga": {"0.0003": {"fid": 40.0}, "0.001": {"fid": 39.0}, "0.003": {"fid": None}},
+        },
+        "runs": {
+            **{f"vae/seed={s}": run(f, f + 10) for s, f in enumerate([46.0, 47.0, 48.0])},
+            **{f"lpga/seed={s}": run(f, f + 10) for s, f in enumerate([40.0, 41.5, 39.0])},
+        },
+        "short_runs": {},
+        "machines": [{"cpu": "test cpu", "cpu_count": 2}],
+    }
 
 
 def test_section_tables_hold_the_seed_statistics(tmp_path):
@@ -164,7 +194,10 @@ def test_section_tables_hold_the_seed_statistics(tmp_path):
     assert "| LPGA | 0.001 | 3 | 40.2 ± 1.3 |" in text
     assert "| LPGA | 40.0 | 39.0 | diverged | 0.001 |" in text
     want = comparison_report.welch_interval([40.0, 41.5, 39.0], [46.0, 47.0, 48.0])
-    assert f"| long budget | own sampler | LPGA | VAE | {want['diff']:+.1f} | [{want['low']:+.1f}, {want['high']:+.1f}] |" in text
+    assert (
+        f"| long budget | own sampler | LPGA | VAE | {want['diff']:+.1f} | [{want['low']:+.1f}, {want['high']:+.1f}] |"
+        in text
+    )
     assert "PGA better (interval below 0)" in text
     assert text.startswith(comparison_report.START) and text.rstrip().endswith(comparison_report.END)
 

@@ -71,8 +71,12 @@ def test_a_good_config_json_and_an_older_one_load(tmp_path):
     _write(run_dir, json.dumps(old))
     loaded = config_lib.load(run_dir)
     assert loaded.precision == "mixed_float16" and loaded.log_det == config_lib.Config.log_det
-    assert dataclasses.replace(loaded, precision=cfg.precision, log_det=cfg.log_det,
-                               wae_lambda=cfg.wae_lambda, fused=cfg.fused) == cfg
+    assert (
+        dataclasses.replace(
+            loaded, precision=cfg.precision, log_det=cfg.log_det, wae_lambda=cfg.wae_lambda, fused=cfg.fused
+        )
+        == cfg
+    )
 
 
 def test_every_entry_point_gives_the_same_line_and_writes_nothing(tmp_path, idx_dir):
@@ -87,8 +91,14 @@ def test_every_entry_point_gives_the_same_line_and_writes_nothing(tmp_path, idx_
     }
     lines = set()
     for script, args in commands.items():
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, script), f"--run_dir={run_dir}",
-                               *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, script), f"--run_dir={run_dir}", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert_one_line_error(proc, os.path.join(run_dir, "config.json"), "'z_dim' is \"12\"")
         lines.add(proc.stderr.strip())
         assert snapshot(run_dir) == before and sorted(os.listdir(run_dir)) == ["config.json"], script

@@ -31,8 +31,9 @@ ENTRY_POINTS = {
 
 
 def run(argv, env=None, timeout=300):
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env or USER_ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, env=env or USER_ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 # ------------------------------------------------------------------------ the filter itself
@@ -109,13 +110,13 @@ def test_nothing_is_lost_when_the_program_dies_or_exits(tmp_path):
             os.kill(os.getpid(), 9)
         sys.exit(1)
     """).format(root=ROOT, harmless=HARMLESS_LINES[3])
-    killed = subprocess.run([sys.executable, "-c", program, "kill"], env=USER_ENV,
-                            capture_output=True, timeout=60)
+    killed = subprocess.run([sys.executable, "-c", program, "kill"], env=USER_ENV, capture_output=True, timeout=60)
     assert killed.returncode == -9 and killed.stderr == b"native error 1\nerror: ours\n"
     for i in range(5):
         with open(tmp_path / f"{i}.err", "w+b") as err:
-            proc = subprocess.Popen([sys.executable, "-c", program, "exit"], env=USER_ENV,
-                                    stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", program, "exit"], env=USER_ENV, stdout=subprocess.DEVNULL, stderr=err
+            )
             assert proc.wait(timeout=60) == 1
             err.seek(0)
             assert err.read() == b"native error 1\nerror: ours\n"
@@ -132,16 +133,18 @@ def test_a_bad_flag_is_one_error_line(name):
 
 def test_a_bad_flag_value_is_one_error_line():
     proc = run(["train.py", "--lr=-1"])
-    assert proc.returncode == 1 and proc.stderr.splitlines() == ["error: flag --lr=-1.0: --lr must "
-                                                                "be positive (--help lists the flags)"]
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        "error: flag --lr=-1.0: --lr must be positive (--help lists the flags)"
+    ]
 
 
 def test_a_missing_data_dir_is_one_line_after_tensorflow_started(tmp_path):
     args = ["train.py", f"--data_dir={tmp_path / 'nowhere'}", f"--run_dir={tmp_path / 'run'}"]
     proc = run(args)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [f"error: data_dir {tmp_path / 'nowhere'} does not exist or is "
-                                        "not a directory"], proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: data_dir {tmp_path / 'nowhere'} does not exist or is not a directory"
+    ], proc.stderr
     # The switch shows what was hidden: TensorFlow was loaded and did print its start-up lines.
     shown = run(args, env={**USER_ENV, console.SHOW_ENV: "1"})
     assert shown.returncode == 1 and shown.stderr.splitlines()[-1] == proc.stderr.strip()
@@ -150,8 +153,17 @@ def test_a_missing_data_dir_is_one_line_after_tensorflow_started(tmp_path):
 
 def test_a_normal_run_prints_only_our_lines(idx_dir, tmp_path):
     run_dir = tmp_path / "run"
-    proc = run(["train.py", f"--data_dir={idx_dir}", f"--run_dir={run_dir}", *TINY,
-                "--init_steps=5", "--train_steps=10", "--export"])
+    proc = run(
+        [
+            "train.py",
+            f"--data_dir={idx_dir}",
+            f"--run_dir={run_dir}",
+            *TINY,
+            "--init_steps=5",
+            "--train_steps=10",
+            "--export",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     assert [line for line in proc.stderr.splitlines() if TF_LINE.match(line)] == [], proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -181,8 +193,14 @@ def test_help_lists_our_flags_and_exits_0(name):
 # ------------------------------------------------------------------------ install and export
 def test_exactly_one_tensorflow_distribution_is_installed():
     names = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() for d in importlib.metadata.distributions()}
-    tensorflows = names & {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly",
-                           "tf-nightly-cpu", "tensorflow-gpu"}
+    tensorflows = names & {
+        "tensorflow",
+        "tensorflow-cpu",
+        "tensorflow-intel",
+        "tf-nightly",
+        "tf-nightly-cpu",
+        "tensorflow-gpu",
+    }
     assert len(tensorflows) == 1, tensorflows
 
 
@@ -199,7 +217,7 @@ def test_an_export_is_readable_by_others_under_umask_022(tmp_path):
         path = export.export(module, str(tmp_path / "sm"))
     finally:
         os.umask(old)
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in [root] + [os.path.join(root, f) for f in files]:
             mode = stat.S_IMODE(os.stat(name).st_mode)
             need = 0o755 if os.path.isdir(name) else 0o644

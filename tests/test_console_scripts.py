@@ -30,13 +30,20 @@ SCRIPTS = {
 
 
 def script(name, *args, cwd, env=None, timeout=300):
-    return subprocess.run([os.path.join(BIN, name), *args], cwd=cwd, env=env or USER_ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [os.path.join(BIN, name), *args], cwd=cwd, env=env or USER_ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def python(name, *args, env=None, timeout=300):
-    return subprocess.run([sys.executable, *SCRIPTS[name], *args], cwd=ROOT, env=env or USER_ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *SCRIPTS[name], *args],
+        cwd=ROOT,
+        env=env or USER_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def flag_names(help_text: str) -> set[str]:
@@ -88,12 +95,14 @@ def test_pga_train_trains_from_a_flagfile_in_any_directory(tmp_path, idx_dir):
 
 
 def test_importing_the_commands_defines_no_flag_and_loads_no_tensorflow():
-    code = ("import sys\n"
-            "from absl import flags\n"
-            "from pga_tf.commands import evaluate, export_savedmodel, tools, train\n"
-            "ours = [f.name for m, fl in flags.FLAGS.flags_by_module_dict().items() if not m.startswith('absl') "
-            "for f in fl]\n"
-            "print(ours, 'tensorflow' in sys.modules)")
+    code = (
+        "import sys\n"
+        "from absl import flags\n"
+        "from pga_tf.commands import evaluate, export_savedmodel, tools, train\n"
+        "ours = [f.name for m, fl in flags.FLAGS.flags_by_module_dict().items() if not m.startswith('absl') "
+        "for f in fl]\n"
+        "print(ours, 'tensorflow' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["[]", "False"], proc.stderr
 
@@ -103,7 +112,8 @@ def test_program_is_the_script_name_or_the_python_form(monkeypatch):
     assert cli.program("python train.py") == "pga-train"
     doc = "Usage:\n  python train.py --x=1 # a comment\n  python train.py"
     assert cli.help_text(doc=doc, command="python train.py").startswith(
-        "Usage:\n  pga-train --x=1       # a comment\n  pga-train\n")
+        "Usage:\n  pga-train --x=1       # a comment\n  pga-train\n"
+    )
     monkeypatch.setattr(sys, "argv", ["train.py", "--help"])
     assert cli.program("python train.py") == "python train.py"
     assert cli.help_text(doc=doc, command="python train.py").startswith(doc + "\n")

@@ -67,19 +67,28 @@ def _curve_table(tmp_path, extra_seed):
     """results.curve_section on two seed-0 curves (VAE, LPGA) and an --extra_results file whose
     seed `extra_seed` has a VAE curve only; in a subprocess, as results.py defines its own flags."""
     extra = tmp_path / f"seed{extra_seed}.json"
-    extra.write_text(json.dumps({
-        "seed": extra_seed, "dataset": "fashion_mnist", "train_steps": 3000, "epochs": 0,
-        "fid_every": 1000, "fid_samples": 5000,
-        "methods": {"vae": {"curve": {"steps": [1000, 2000], "fid": [120.0, 99.5]}}}}))
+    extra.write_text(
+        json.dumps(
+            {
+                "seed": extra_seed,
+                "dataset": "fashion_mnist",
+                "train_steps": 3000,
+                "epochs": 0,
+                "fid_every": 1000,
+                "fid_samples": 5000,
+                "methods": {"vae": {"curve": {"steps": [1000, 2000], "fid": [120.0, 99.5]}}},
+            }
+        )
+    )
     script = (
         "from absl import flags\n"
         "from pga_tf.tools import results\n"
         f"flags.FLAGS(['results', '--fid_every=1000', '--docs_dir={tmp_path}', '--extra_results={extra}'])\n"
         "curve = lambda fid: {'curve': {'steps': [1000, 2000], 'fid': fid}}\n"
         "print(results.curve_section({'vae': curve([123.1, 100.1]), 'lpga': curve([190.3, 86.5])},"
-        " 'fashion_mnist_cnn'))\n")
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+        " 'fashion_mnist_cnn'))\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_results_curve_table_gives_each_method_the_seeds_it_was_run_with(tmp_path):

@@ -190,8 +190,10 @@ def test_tfds_path_with_mocked_tfds():
     tfds = pytest.importorskip("tensorflow_datasets")
     from unittest import mock
 
-    with tfds.testing.mock_data(num_examples=3), \
-            mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True):
+    with (
+        tfds.testing.mock_data(num_examples=3),
+        mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True),
+    ):
         for name in ("mnist", "cifar10", "celeb_a"):
             got = to_numpy(data.load_images(name, "train"))
             assert got.shape == (3,) + data.image_shape(name) and got.dtype == np.float32
@@ -241,17 +243,20 @@ def _truncate(path):
     with open(path, "rb") as f:
         raw = f.read()
     with open(path, "wb") as f:
-        f.write(raw[:len(raw) // 2])
+        f.write(raw[: len(raw) // 2])
 
 
-@pytest.mark.parametrize("fault, needle", [
-    ("zero bytes", "the file is empty"),
-    ("rgb", "it is 28x28x3, fashion_mnist needs 28x28x1"),
-    ("wrong size", "it is 30x28x1"),
-    ("truncated png", "cannot decode"),
-    ("not an image", "cannot decode"),
-    ("truncated jpeg", "cannot decode"),
-])
+@pytest.mark.parametrize(
+    "fault, needle",
+    [
+        ("zero bytes", "the file is empty"),
+        ("rgb", "it is 28x28x3, fashion_mnist needs 28x28x1"),
+        ("wrong size", "it is 30x28x1"),
+        ("truncated png", "cannot decode"),
+        ("not an image", "cannot decode"),
+        ("truncated jpeg", "cannot decode"),
+    ],
+)
 def test_bad_file_further_into_a_folder_is_named_before_any_batch(tmp_path, fault, needle):
     """A bad image late in a folder: 200 good greyscale PNGs and one bad file late in the listing; the error
     names it when the dataset is built, not when training reaches it."""
@@ -273,8 +278,10 @@ def test_bad_file_further_into_a_folder_is_named_before_any_batch(tmp_path, faul
         bad = bad[:-4] + ".jpg"
         Image.fromarray(random_uint8((28, 28))).save(bad, quality=90)
         _truncate(bad)
-    for build in (lambda: data.load_images("fashion_mnist", "train", str(tmp_path)),
-                  lambda: data.make_train_dataset("fashion_mnist", 8, str(tmp_path), seed=0)):
+    for build in (
+        lambda: data.load_images("fashion_mnist", "train", str(tmp_path)),
+        lambda: data.make_train_dataset("fashion_mnist", 8, str(tmp_path), seed=0),
+    ):
         with pytest.raises(data.BadImages, match=f"{os.path.basename(bad)}: {needle}"):
             build()
 
@@ -285,8 +292,11 @@ def test_bad_files_are_counted_and_the_test_split_is_checked_too(tmp_path):
     for i in (3, 7, 9):
         open(test[i], "wb").close()
     data.load_images("fashion_mnist", "train", str(tmp_path))  # the train split is fine
-    with pytest.raises(data.BadImages, match=f"{os.path.basename(test[3])}: the file is empty "
-                                             r"\(and 2 more bad file\(s\): .*img_007.png, .*img_009.png\)"):
+    with pytest.raises(
+        data.BadImages,
+        match=f"{os.path.basename(test[3])}: the file is empty "
+        r"\(and 2 more bad file\(s\): .*img_007.png, .*img_009.png\)",
+    ):
         data.load_images("fashion_mnist", "test", str(tmp_path))
 
 
@@ -304,7 +314,7 @@ def test_celeb_a_preprocessing(tmp_path):
     assert got.shape == (64, 64, 3)
     # The reference's centre crop, done in numpy, then the same bicubic resize.
     top, left = (218 - 108) // 2, (178 - 108) // 2
-    crop = raw[top:top + 108, left:left + 108].astype(np.float32)
+    crop = raw[top : top + 108, left : left + 108].astype(np.float32)
     want = tf.image.resize(crop, [64, 64], method="bicubic").numpy()
     want = np.clip(want, 0, 255) / 127.5 - 1
     np.testing.assert_allclose(got, want, atol=1e-6)
@@ -372,7 +382,7 @@ def test_grid_tile_positions():
     u8 = np.clip(np.rint((imgs + 1) * 127.5), 0, 255).astype(np.uint8)
     for i in range(5):
         r, c = divmod(i, 2)
-        np.testing.assert_array_equal(g[r * 4:(r + 1) * 4, c * 3:(c + 1) * 3], u8[i])
+        np.testing.assert_array_equal(g[r * 4 : (r + 1) * 4, c * 3 : (c + 1) * 3], u8[i])
     assert not g[8:, 3:].any()  # the empty sixth cell is black
 
 

@@ -25,7 +25,8 @@ LAYOUTS = {
     "tree under another name": ({"MNIST/3.0.1/dataset_info.json": "{}"}, ["MNIST/"]),
     "broken metadata beside a bare version": (
         {"mnist/3.0.0": None, "mnist/3.0.1/dataset_info.json": "{}"},
-        ["3.0.0/ (no dataset_info.json)", "3.0.1/ (with dataset_info.json)"]),
+        ["3.0.0/ (no dataset_info.json)", "3.0.1/ (with dataset_info.json)"],
+    ),
 }
 
 

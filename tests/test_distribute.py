@@ -41,15 +41,16 @@ EQUIVALENCE = {
 def _cfg(method, **kw):
     from pga_tf import config
 
-    return config.for_method(method, **{"z_dim": Z_DIM, "batch_size": BATCH, "lr": 0.01,
-                                        "init_steps": 0, "model": "conv_mnist", **kw})
+    return config.for_method(
+        method, **{"z_dim": Z_DIM, "batch_size": BATCH, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
+    )
 
 
 def _images(n, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mirrored():
     """One strategy per process, as in train.py: strategies created side by side hand out
     colliding collective keys ("Shape mismatch in the collective instance")."""
@@ -67,9 +68,10 @@ def _weights(trainer):
 
 def _split(strategy, *arrays):
     """Per-replica values: replica i gets rows [i*n/2, (i+1)*n/2) of each array."""
+
     def value_fn(ctx):
         i, k = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
-        return tuple(a[i * len(a) // k:(i + 1) * len(a) // k] for a in arrays)
+        return tuple(a[i * len(a) // k : (i + 1) * len(a) // k] for a in arrays)
 
     return strategy.experimental_distribute_values_from_function(value_fn)
 
@@ -78,21 +80,24 @@ def check_equivalence():
     """Two steps with the same weights, batch and noise on one device and on two replicas."""
     import tensorflow as tf
 
-    from pga_tf.training import trainer as trainer_lib
     from pga_tf.methods import parts as step_lib
+    from pga_tf.training import trainer as trainer_lib
 
     out = {}
     strategy = _mirrored()
     rng = np.random.default_rng(0)
-    steps = [(_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32)
-                                       for _ in range(3)]) for s in range(2)]
+    steps = [
+        (_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32) for _ in range(3)])
+        for s in range(2)
+    ]
     for name, (method, use_bn, sync_bn, log_det) in EQUIVALENCE.items():
         cfg = _cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
         tf.keras.utils.set_random_seed(0)
         single = trainer_lib.Trainer(cfg, SHAPE)
         mirrored = trainer_lib.Trainer(cfg, SHAPE, strategy)
-        for src, dst in zip(single.encoder.weights + single.decoder.weights,
-                            mirrored.encoder.weights + mirrored.decoder.weights):
+        for src, dst in zip(
+            single.encoder.weights + single.decoder.weights, mirrored.encoder.weights + mirrored.decoder.weights
+        ):
             dst.assign(src)
         before = _weights(single)
         single_step = tf.function(single.replica_step)
@@ -110,29 +115,35 @@ def check_equivalence():
         w_single, w_mirrored = _weights(single), _weights(mirrored)
         out[name] = {
             # Per variable: max |difference|, max |single-device update|, and their sums of squares.
-            "variables": {p: [float(np.abs(w_mirrored[p] - w_single[p]).max()),
-                              float(np.abs(w_single[p] - before[p]).max()),
-                              float(np.square(w_mirrored[p] - w_single[p]).sum()),
-                              float(np.square(w_single[p] - before[p]).sum())] for p in w_single},
+            "variables": {
+                p: [
+                    float(np.abs(w_mirrored[p] - w_single[p]).max()),
+                    float(np.abs(w_single[p] - before[p]).max()),
+                    float(np.square(w_mirrored[p] - w_single[p]).sum()),
+                    float(np.square(w_single[p] - before[p]).sum()),
+                ]
+                for p in w_single
+            },
             "metrics": [{k: float(v) for k, v in single_metrics.items()}, mirrored_metrics],
             # A MirroredVariable's copies must stay identical.
-            "copies_equal": all(np.array_equal(*[c.numpy() for c in strategy.experimental_local_results(v.value)])
-                                for v in mirrored.encoder.weights + mirrored.decoder.weights),
+            "copies_equal": all(
+                np.array_equal(*[c.numpy() for c in strategy.experimental_local_results(v.value)])
+                for v in mirrored.encoder.weights + mirrored.decoder.weights
+            ),
         }
     return out
 
 
 def check_replica_noise():
     """The Trainer's generator gives each replica its own stream, reproducible from the seed."""
-    from pga_tf.training import trainer as trainer_lib
     from pga_tf.methods import parts as step_lib
+    from pga_tf.training import trainer as trainer_lib
 
     strategy = _mirrored()
 
     def draws(seed):
         trainer = trainer_lib.Trainer(_cfg("lpga", seed=seed), SHAPE, strategy)
-        per_replica = strategy.run(
-            lambda: step_lib.draw_noise(trainer.generator, trainer.local_batch, Z_DIM))
+        per_replica = strategy.run(lambda: step_lib.draw_noise(trainer.generator, trainer.local_batch, Z_DIM))
         state = [s.numpy().tolist() for s in strategy.experimental_local_results(trainer.generator.state)]
         return [[t.numpy() for t in strategy.experimental_local_results(field)] for field in per_replica], state
 
@@ -158,9 +169,11 @@ def check_checkpoint_across_strategies(tmp):
     data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(BATCH, drop_remainder=True)
 
     def state(trainer):
-        return {**_weights(trainer),
-                **{f"opt/{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)},
-                "generator": trainer.generator.state.numpy()}
+        return {
+            **_weights(trainer),
+            **{f"opt/{i}": v.numpy() for i, v in enumerate(trainer.optimizer.variables)},
+            "generator": trainer.generator.state.numpy(),
+        }
 
     def same(a, b):
         return sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
@@ -176,10 +189,11 @@ def check_checkpoint_across_strategies(tmp):
     back = trainer_lib.Trainer(cfg, SHAPE, _mirrored())
     back.checkpoint.restore(path).assert_existing_objects_matched()
     gen_copies = [g.numpy() for g in back.strategy.experimental_local_results(back.generator.state)]
-    return {"to_default": bool(to_default),
-            "back_to_mirrored": same(state(single), state(back)) and back.step == 3,
-            "generator_copies_restored": all(np.array_equal(g, single.generator.state.numpy())
-                                             for g in gen_copies)}
+    return {
+        "to_default": bool(to_default),
+        "back_to_mirrored": same(state(single), state(back)) and back.step == 3,
+        "generator_copies_restored": all(np.array_equal(g, single.generator.state.numpy()) for g in gen_copies),
+    }
 
 
 def check_mixed_precision_overflow_on_one_replica():
@@ -193,7 +207,7 @@ def check_mixed_precision_overflow_on_one_replica():
     before = _weights(trainer)
     scale = float(trainer.optimizer.dynamic_scale.numpy())
     images = _images(BATCH)
-    images[BATCH // 2:] *= 1e5  # replica 1's half overflows float16 (max 65504)
+    images[BATCH // 2 :] *= 1e5  # replica 1's half overflows float16 (max 65504)
 
     @tf.function
     def step(values):
@@ -201,10 +215,12 @@ def check_mixed_precision_overflow_on_one_replica():
 
     step(_split(strategy, images)[0])
     after = _weights(trainer)
-    return {"weights_finite": all(np.isfinite(w).all() for w in after.values()),
-            "weights_unchanged": all(np.array_equal(before[k], after[k]) for k in before),
-            "scale_halved": float(trainer.optimizer.dynamic_scale.numpy()) == scale / 2,
-            "step_counted": trainer.step == 1}
+    return {
+        "weights_finite": all(np.isfinite(w).all() for w in after.values()),
+        "weights_unchanged": all(np.array_equal(before[k], after[k]) for k in before),
+        "scale_halved": float(trainer.optimizer.dynamic_scale.numpy()) == scale / 2,
+        "step_counted": trainer.step == 1,
+    }
 
 
 def check_jit_refused():
@@ -222,10 +238,13 @@ def _run_checks(tmp):
     from pga_tf import cli
 
     cli.split_cpu(2)
-    checks = {"equivalence": check_equivalence, "replica_noise": check_replica_noise,
-              "checkpoint": lambda: check_checkpoint_across_strategies(tmp),
-              "overflow": check_mixed_precision_overflow_on_one_replica,
-              "jit_refused": check_jit_refused}
+    checks = {
+        "equivalence": check_equivalence,
+        "replica_noise": check_replica_noise,
+        "checkpoint": lambda: check_checkpoint_across_strategies(tmp),
+        "overflow": check_mixed_precision_overflow_on_one_replica,
+        "jit_refused": check_jit_refused,
+    }
     results = {}
     for name, fn in checks.items():
         try:
@@ -239,11 +258,12 @@ def _run_checks(tmp):
 @pytest.fixture(scope="module")
 def two_replica(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("two_replica"))
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), tmp], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), tmp], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+    )
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
-    return json.loads(lines[-1][len("RESULTS "):])
+    return json.loads(lines[-1][len("RESULTS ") :])
 
 
 def _result(two_replica, name):
@@ -281,8 +301,13 @@ def test_unsynced_batch_norm_is_not_the_single_device_step(two_replica):
 
 def test_replicas_draw_different_noise_reproducibly(two_replica):
     out = _result(two_replica, "replica_noise")
-    assert out == {"replicas_differ": True, "fields_differ": True, "same_seed_same_draws": True,
-                   "other_seed_other_draws": True, "state_in_sync": True}
+    assert out == {
+        "replicas_differ": True,
+        "fields_differ": True,
+        "same_seed_same_draws": True,
+        "other_seed_other_draws": True,
+        "state_in_sync": True,
+    }
 
 
 def test_checkpoint_restores_across_strategies(two_replica):
@@ -292,8 +317,7 @@ def test_checkpoint_restores_across_strategies(two_replica):
 
 def test_mixed_precision_overflow_on_one_replica_skips_the_step_everywhere(two_replica):
     out = _result(two_replica, "overflow")
-    assert out == {"weights_finite": True, "weights_unchanged": True, "scale_halved": True,
-                   "step_counted": True}
+    assert out == {"weights_finite": True, "weights_unchanged": True, "scale_halved": True, "step_counted": True}
 
 
 def test_jit_compile_on_logical_cpus_is_refused(two_replica):
@@ -316,10 +340,10 @@ class _Worker:
     """A train.py worker process whose output lines are collected by a thread as they come."""
 
     def __init__(self, args, index, cluster):
-        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster,
-                                                "task": {"type": "worker", "index": index}})}
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self.lines = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self._reader.start()
@@ -340,8 +364,9 @@ def _run_workers(args, n=2, on_started=None, timeout=240):
     try:
         if on_started is not None:
             while not all(any(l.startswith("step ") for l in w.lines) for w in workers):
-                assert time.monotonic() < deadline and all(w.proc.poll() is None for w in workers), \
-                    [w.output for w in workers]
+                assert time.monotonic() < deadline and all(w.proc.poll() is None for w in workers), [
+                    w.output for w in workers
+                ]
                 time.sleep(0.2)
             on_started(workers)
         for w in workers:
@@ -367,15 +392,27 @@ def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     from pga_tf.training import distribution
 
     run_dir = str(tmp_path / "run")
-    args = [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
-            "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={run_dir}", "--method=vpga",
-            "--use_bn", "--sync_bn", f"--z_dim={Z_DIM}", f"--batch_size={BATCH}", "--lr=0.01",
-            "--steps_per_loop=2", "--log_every=2", "--ckpt_every=1000", "--sample_every=1000"]
-    first = _run_workers(args + ["--train_steps=1000"],
-                         on_started=lambda ws: ws[1].proc.send_signal(signal.SIGTERM))
+    args = [
+        sys.executable,
+        os.path.join(ROOT, "train.py"),
+        "--strategy=multi_worker",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        f"--run_dir={run_dir}",
+        "--method=vpga",
+        "--use_bn",
+        "--sync_bn",
+        f"--z_dim={Z_DIM}",
+        f"--batch_size={BATCH}",
+        "--lr=0.01",
+        "--steps_per_loop=2",
+        "--log_every=2",
+        "--ckpt_every=1000",
+        "--sample_every=1000",
+    ]
+    first = _run_workers(args + ["--train_steps=1000"], on_started=lambda ws: ws[1].proc.send_signal(signal.SIGTERM))
     stops = [re.findall(r"stopped at step (\d+)", w.output) for w in first]
-    assert all(w.proc.returncode == 0 for w in first) and stops[0] and stops[0] == stops[1], \
-        [w.output for w in first]
+    assert all(w.proc.returncode == 0 for w in first) and stops[0] and stops[0] == stops[1], [w.output for w in first]
     step = int(stops[0][0])
     assert "another worker's signal: stopped" in first[0].output
     assert not os.path.exists(os.path.join(run_dir, ".worker-worker-1"))  # scratch removed
@@ -384,8 +421,10 @@ def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     for w in second:
         assert w.proc.returncode == 0, w.output
         assert "on 2 replica(s)" in w.output and f"at step {step}" in w.output  # resumed
-    digests = [re.findall(rf"finished at step {step + 2}; weights digest \(sha256, first 16 hex digits\) (\w+)", w.output)
-               for w in second]
+    digests = [
+        re.findall(rf"finished at step {step + 2}; weights digest \(sha256, first 16 hex digits\) (\w+)", w.output)
+        for w in second
+    ]
     assert digests[0] and digests[0] == digests[1], [w.output for w in second]
     module = export.from_run(run_dir)  # the chief's config.json and latest checkpoint
     assert distribution.weights_digest(module.encoder, module.decoder) == digests[0][0]
@@ -396,9 +435,17 @@ def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
 def _lone_worker(idx_dir, run_dir, index, n, worker_timeout):
     """train.py as worker `index` of an `n`-worker TF_CONFIG cluster whose other workers never start."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
-    args = [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
-            "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={run_dir}", f"--z_dim={Z_DIM}",
-            f"--batch_size={BATCH}", "--train_steps=2"]
+    args = [
+        sys.executable,
+        os.path.join(ROOT, "train.py"),
+        "--strategy=multi_worker",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        f"--run_dir={run_dir}",
+        f"--z_dim={Z_DIM}",
+        f"--batch_size={BATCH}",
+        "--train_steps=2",
+    ]
     if worker_timeout is not None:
         args.append(f"--worker_timeout={worker_timeout}")
     return _Worker(args, index, cluster), cluster["worker"]
@@ -424,8 +471,9 @@ def test_a_worker_waiting_for_its_peer_says_so_and_stops_on_a_signal(idx_dir, tm
             worker.proc.wait()
     worker._reader.join(timeout=10)
     assert worker.proc.returncode == 1, worker.output
-    assert worker.lines[-1].strip() == (f"error: {sig.name} while waiting for worker 0 "
-                                        f"({addresses[0]}); stopped, nothing written"), worker.output
+    assert worker.lines[-1].strip() == (
+        f"error: {sig.name} while waiting for worker 0 ({addresses[0]}); stopped, nothing written"
+    ), worker.output
     assert "Traceback" not in worker.output
     assert not run_dir.exists()
 
@@ -444,8 +492,7 @@ def test_a_worker_whose_peers_never_come_gives_up_after_worker_timeout(idx_dir, 
     missing = ", ".join(f"worker {i} ({a})" for i, a in enumerate(addresses) if i != index)
     assert worker.proc.returncode == 1, worker.output
     assert f"waiting for {missing} to start (--worker_timeout=2 s" in worker.output
-    assert worker.lines[-1].startswith(f"error: {missing} did not start within --worker_timeout=2 s"), \
-        worker.output
+    assert worker.lines[-1].startswith(f"error: {missing} did not start within --worker_timeout=2 s"), worker.output
     assert "Traceback" not in worker.output and not run_dir.exists()
 
 

@@ -22,8 +22,7 @@ def write_idx(path, arr):
 
 
 def run(args, timeout=300):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def ok(proc):
@@ -49,12 +48,22 @@ def labelled_data_and_classifier(tmp, n_train: int, n_test: int):
         # Class k: a bright horizontal band at rows 2k..2k+4 over noise, so the labels mean something.
         images = rng.integers(0, 80, (n, 28, 28))
         for i, k in enumerate(labels):
-            images[i, 2 * k:2 * k + 5] = 255
+            images[i, 2 * k : 2 * k + 5] = 255
         write_idx(data_dir / f"{stem}-images-idx3-ubyte.gz", images)
         write_idx(data_dir / f"{stem}-labels-idx1-ubyte.gz", labels)
     clf_dir = tmp / "classifiers"
-    proc = ok(run(["-m", "pga_tf.evaluation.classifier", f"--data_dir={data_dir}", f"--out={clf_dir}", "--epochs=1",
-                   "--batch_size=16"]))
+    proc = ok(
+        run(
+            [
+                "-m",
+                "pga_tf.evaluation.classifier",
+                f"--data_dir={data_dir}",
+                f"--out={clf_dir}",
+                "--epochs=1",
+                "--batch_size=16",
+            ]
+        )
+    )
     return data_dir, clf_dir, proc
 
 
@@ -69,14 +78,33 @@ def trained(tmp_path_factory):
 
     run_dir, cache = tmp / "run", tmp / "cache"
     clf = clf_dir / "fashion_mnist_cnn.keras"
-    proc = ok(run(["train.py", "--method=lpga", "--train_steps=5", "--z_dim=4", "--batch_size=8",
-                   "--init_steps=0", "--log_every=5", "--steps_per_loop=5", "--lr=0.01", "--noexport",
-                   f"--data_dir={data_dir}", f"--run_dir={run_dir}", "--fid_every=5", "--fid_samples=20",
-                   f"--classifier={clf}", f"--stats_cache={cache}"]))
+    proc = ok(
+        run(
+            [
+                "train.py",
+                "--method=lpga",
+                "--train_steps=5",
+                "--z_dim=4",
+                "--batch_size=8",
+                "--init_steps=0",
+                "--log_every=5",
+                "--steps_per_loop=5",
+                "--lr=0.01",
+                "--noexport",
+                f"--data_dir={data_dir}",
+                f"--run_dir={run_dir}",
+                "--fid_every=5",
+                "--fid_samples=20",
+                f"--classifier={clf}",
+                f"--stats_cache={cache}",
+            ]
+        )
+    )
     assert "step 5 | FID-fashion_mnist_cnn" in proc.stdout, proc.stdout
     # 20 samples, 128 feature dimensions: said before training starts.
-    assert ("warning: FID-fashion_mnist_cnn of 20 generated vs 20 real images: not more than the "
-            "128 feature dimensions") in proc.stdout.split("step 5 |")[0], proc.stdout
+    assert (
+        "warning: FID-fashion_mnist_cnn of 20 generated vs 20 real images: not more than the 128 feature dimensions"
+    ) in proc.stdout.split("step 5 |")[0], proc.stdout
     return str(data_dir), str(clf), str(run_dir), str(cache)
 
 
@@ -93,15 +121,32 @@ def test_training_writes_fid_to_tensorboard(trained):
 
 def test_training_fid_needs_a_classifier(trained, tmp_path):
     data_dir, _, _, _ = trained
-    proc = run(["train.py", "--train_steps=5", f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'r'}",
-                "--fid_every=5", f"--classifier={tmp_path / 'none.keras'}"])
+    proc = run(
+        [
+            "train.py",
+            "--train_steps=5",
+            f"--data_dir={data_dir}",
+            f"--run_dir={tmp_path / 'r'}",
+            "--fid_every=5",
+            f"--classifier={tmp_path / 'none.keras'}",
+        ]
+    )
     assert_one_line_error(proc, "no domain classifier")
 
 
 def test_evaluate_writes_a_well_formed_report(trained):
     _, clf, run_dir, cache = trained
-    args = ["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", "--num_samples=30",
-            "--nll_examples=6", "--fd_draws=2", "--batch_size=16", f"--stats_cache={cache}", "--draws=2"]
+    args = [
+        "evaluate.py",
+        f"--run_dir={run_dir}",
+        f"--classifier={clf}",
+        "--num_samples=30",
+        "--nll_examples=6",
+        "--fd_draws=2",
+        "--batch_size=16",
+        f"--stats_cache={cache}",
+        "--draws=2",
+    ]
     proc = ok(run(args))
     report_path = os.path.join(run_dir, "eval", "report.json")
     with open(report_path) as f:
@@ -110,8 +155,14 @@ def test_evaluate_writes_a_well_formed_report(trained):
     assert report["config"]["method"] == "lpga" and report["config"]["z_dim"] == 4
     assert report["features"]["name"] == "fashion_mnist_cnn" and report["features"]["kind"] == "classifier"
     metrics = report["metrics"]
-    assert set(metrics) == {"FID-fashion_mnist_cnn", "KID-fashion_mnist_cnn", "precision", "recall",
-                            "reconstruction_mse", "latent_nll_nats"}
+    assert set(metrics) == {
+        "FID-fashion_mnist_cnn",
+        "KID-fashion_mnist_cnn",
+        "precision",
+        "recall",
+        "reconstruction_mse",
+        "latent_nll_nats",
+    }
     for name in ("precision", "recall"):  # per draw, in [0, 1], their mean the metric
         values = report[name]["values"]
         assert report[name]["k"] == 3 and len(values) == 2 and all(0 <= v <= 1 for v in values)
@@ -134,8 +185,10 @@ def test_evaluate_writes_a_well_formed_report(trained):
         assert os.path.getsize(path) > 0 and path.endswith(".png")
     assert "FID-fashion_mnist_cnn" in proc.stdout and "report written to" in proc.stdout
     # 30 generated and 24 real images against 128 feature dimensions: flagged, in log and report.
-    warning = ("FID-fashion_mnist_cnn of 30 generated vs 24 real images: not more than the 128 "
-               "feature dimensions, so the covariances are singular")
+    warning = (
+        "FID-fashion_mnist_cnn of 30 generated vs 24 real images: not more than the 128 "
+        "feature dimensions, so the covariances are singular"
+    )
     assert report["fid"]["warning"].startswith(warning) and report["warnings"] == [report["fid"]["warning"]]
     assert f"warning: {warning}" in proc.stdout
 
@@ -152,13 +205,31 @@ def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
     _, clf, run_dir, cache = trained
     prior_report = os.path.join(run_dir, "eval", "report.json")
     before = open(prior_report).read() if os.path.exists(prior_report) else None
-    proc = ok(run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", "--num_samples=30",
-                   "--nll_examples=0", "--batch_size=16", f"--stats_cache={cache}", "--draws=2",
-                   "--sampler=gmm", "--gmm_components=3"]))
+    proc = ok(
+        run(
+            [
+                "evaluate.py",
+                f"--run_dir={run_dir}",
+                f"--classifier={clf}",
+                "--num_samples=30",
+                "--nll_examples=0",
+                "--batch_size=16",
+                f"--stats_cache={cache}",
+                "--draws=2",
+                "--sampler=gmm",
+                "--gmm_components=3",
+            ]
+        )
+    )
     assert "sampler gmm: 3 full-covariance components fitted on 64 training codes" in proc.stdout
     report = json.load(open(os.path.join(run_dir, "eval", "report-gmm.json")))
-    assert set(report["metrics"]) == {"FID-fashion_mnist_cnn-gmm", "KID-fashion_mnist_cnn-gmm",
-                                      "precision-gmm", "recall-gmm", "reconstruction_mse"}
+    assert set(report["metrics"]) == {
+        "FID-fashion_mnist_cnn-gmm",
+        "KID-fashion_mnist_cnn-gmm",
+        "precision-gmm",
+        "recall-gmm",
+        "reconstruction_mse",
+    }
     assert report["fid"]["name"] == "FID-fashion_mnist_cnn-gmm" and len(report["fid"]["values"]) == 2
     assert np.isfinite(report["metrics"]["FID-fashion_mnist_cnn-gmm"])
     sampler = report["sampler"]
@@ -183,8 +254,17 @@ def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
 def test_a_gmm_that_cannot_be_fitted_is_one_line_and_writes_nothing(trained, tmp_path):
     _, clf, run_dir, cache = trained
     out = tmp_path / "eval" / "r.json"
-    proc = run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}",
-                "--sampler=gmm", "--gmm_components=100", f"--out={out}"])
+    proc = run(
+        [
+            "evaluate.py",
+            f"--run_dir={run_dir}",
+            f"--classifier={clf}",
+            f"--stats_cache={cache}",
+            "--sampler=gmm",
+            "--gmm_components=100",
+            f"--out={out}",
+        ]
+    )
     assert_one_line_error(proc, "a 100-component GMM needs at least 100 training codes; got 64")
     assert not out.parent.exists()
     proc = run(["evaluate.py", f"--run_dir={run_dir}", "--sampler=gmm", "--gmm_components=0"])
@@ -194,8 +274,21 @@ def test_a_gmm_that_cannot_be_fitted_is_one_line_and_writes_nothing(trained, tmp
 def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
     data_dir, clf, _, cache = trained
     out = tmp_path / "baselines.json"
-    proc = ok(run(["evaluate.py", "--baselines", f"--data_dir={data_dir}", f"--classifier={clf}",
-                   "--num_samples=20", "--draws=3", "--batch_size=16", f"--stats_cache={cache}", f"--out={out}"]))
+    proc = ok(
+        run(
+            [
+                "evaluate.py",
+                "--baselines",
+                f"--data_dir={data_dir}",
+                f"--classifier={clf}",
+                "--num_samples=20",
+                "--draws=3",
+                "--batch_size=16",
+                f"--stats_cache={cache}",
+                f"--out={out}",
+            ]
+        )
+    )
     report = json.load(open(out))
     assert report["num_real"] == 20 and report["draws"] == 3
     floor, ceiling = report["floor"]["fid"], report["ceiling"]["fid"]
@@ -204,8 +297,18 @@ def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
     assert "floor" in proc.stdout and "ceiling" in proc.stdout
     assert report["warnings"] and report["warnings"][0].startswith("FID-fashion_mnist_cnn of 20 generated vs 20 real")
     # 3 disjoint draws of 30 need 90 train images; the tiny set has 64.
-    proc = run(["evaluate.py", "--baselines", f"--data_dir={data_dir}", f"--classifier={clf}",
-                "--num_samples=30", "--draws=3", f"--stats_cache={cache}", f"--out={tmp_path / 'b.json'}"])
+    proc = run(
+        [
+            "evaluate.py",
+            "--baselines",
+            f"--data_dir={data_dir}",
+            f"--classifier={clf}",
+            "--num_samples=30",
+            "--draws=3",
+            f"--stats_cache={cache}",
+            f"--out={tmp_path / 'b.json'}",
+        ]
+    )
     assert_one_line_error(proc, "train split has 64 images")
 
 
@@ -223,8 +326,10 @@ def test_user_errors_are_one_line(trained, tmp_path):
     blob[100] ^= 0xFF
     tampered.write_bytes(bytes(blob))
     (tmp_path / "fashion_mnist_cnn.json").write_text(open(clf[:-6] + ".json").read())
-    assert_one_line_error(run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={tampered}",
-                               f"--stats_cache={cache}"]), "checksum mismatch")
+    assert_one_line_error(
+        run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={tampered}", f"--stats_cache={cache}"]),
+        "checksum mismatch",
+    )
 
 
 def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_path):
@@ -233,9 +338,25 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
     data_dir, clf, run_dir, cache = trained
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     shutil.copytree(run_dir, runs / "lpga")  # trained to step 5 already: evaluated, not retrained
-    proc = ok(run(["-m", "pga_tf.tools.results", "--methods=ae,lpga", "--train_steps=5", "--num_samples=20",
-                   "--draws=2", f"--runs_dir={runs}", f"--docs_dir={docs}", f"--data_dir={data_dir}",
-                   f"--classifier={clf}", f"--stats_cache={cache}", "--samplers=prior,gmm"], timeout=900))
+    proc = ok(
+        run(
+            [
+                "-m",
+                "pga_tf.tools.results",
+                "--methods=ae,lpga",
+                "--train_steps=5",
+                "--num_samples=20",
+                "--draws=2",
+                f"--runs_dir={runs}",
+                f"--docs_dir={docs}",
+                f"--data_dir={data_dir}",
+                f"--classifier={clf}",
+                f"--stats_cache={cache}",
+                "--samplers=prior,gmm",
+            ],
+            timeout=900,
+        )
+    )
     assert "lpga: " in proc.stdout and "not training" in proc.stdout
     summary = json.load(open(docs / "results.json"))
     ae, lpga = summary["methods"]["ae"], summary["methods"]["lpga"]
@@ -244,12 +365,20 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
     assert "--flagfile=flags/ae_fashion_mnist.cfg" in ae["timing"]["train_command"]
     assert len(lpga["report"]["fid"]["values"]) == 2
     lines = [line for line in (docs / "table.md").read_text().splitlines() if line.startswith("|")]
-    assert [line.split("|")[1].strip() for line in lines[2:]] == \
-        ["AE", "LPGA", "real train images (floor)", "Gaussian noise (ceiling)"]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [
+        "AE",
+        "LPGA",
+        "real train images (floor)",
+        "Gaussian noise (ceiling)",
+    ]
     assert (docs / "table.md").read_text().count("**Warning:** FID-fashion_mnist_cnn of 20 generated") == 1
     assert "warning: FID-fashion_mnist_cnn of 20 generated" in proc.stdout
     assert [c.strip() for c in lines[0].split("|")[2:6]] == [
-        "FID-fashion_mnist_cnn", "FID-fashion_mnist_cnn-gmm", "KID-fashion_mnist_cnn", "KID-fashion_mnist_cnn-gmm"]
+        "FID-fashion_mnist_cnn",
+        "FID-fashion_mnist_cnn-gmm",
+        "KID-fashion_mnist_cnn",
+        "KID-fashion_mnist_cnn-gmm",
+    ]
     for column, sampler in ((2, "prior"), (3, "gmm")):
         fid_ae = ae["reports"][sampler]["fid"]
         assert lines[2].split("|")[column].strip() == f"{fid_ae['value']:.1f} ± {fid_ae['std']:.1f}"
@@ -262,8 +391,17 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
 
 
 def test_results_reports_a_failed_child_in_one_line(tmp_path):
-    proc = run(["-m", "pga_tf.tools.results", "--methods=ae", "--train_steps=2", f"--runs_dir={tmp_path / 'r'}",
-                f"--docs_dir={tmp_path / 'd'}", f"--data_dir={tmp_path / 'missing'}"])
+    proc = run(
+        [
+            "-m",
+            "pga_tf.tools.results",
+            "--methods=ae",
+            "--train_steps=2",
+            f"--runs_dir={tmp_path / 'r'}",
+            f"--docs_dir={tmp_path / 'd'}",
+            f"--data_dir={tmp_path / 'missing'}",
+        ]
+    )
     assert_one_line_error(proc, "train.py (ae) failed (exit 1)")
 
 
@@ -277,12 +415,23 @@ def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path)
         (tmp_path / "folder" / split).mkdir(parents=True)
         for i in range(60):
             Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(
-                tmp_path / "folder" / split / f"img_{i:04d}.png")
+                tmp_path / "folder" / split / f"img_{i:04d}.png"
+            )
     open(tmp_path / "folder" / "test" / "img_0050.png", "wb").close()
     out = tmp_path / "report" / "report.json"
-    proc = run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}",
-                f"--data_dir={tmp_path / 'folder'}", "--num_samples=20", "--draws=1", "--nll_examples=0",
-                f"--out={out}"])
+    proc = run(
+        [
+            "evaluate.py",
+            f"--run_dir={run_dir}",
+            f"--classifier={clf}",
+            f"--stats_cache={cache}",
+            f"--data_dir={tmp_path / 'folder'}",
+            "--num_samples=20",
+            "--draws=1",
+            "--nll_examples=0",
+            f"--out={out}",
+        ]
+    )
     assert_one_line_error(proc, os.path.join("test", "img_0050.png"))
     assert not out.parent.exists()
 
@@ -307,9 +456,22 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
     second invocation reuses both the training and the evaluation."""
     data_dir, clf, _, cache = trained
     runs, docs = tmp_path / "runs", tmp_path / "docs"
-    args = ["-m", "pga_tf.tools.results", "--methods=ae", "--epochs=5", "--fid_every=2", "--fid_samples=20",
-            "--num_samples=20", "--draws=1", "--samplers=own", f"--runs_dir={runs}", f"--docs_dir={docs}",
-            f"--data_dir={data_dir}", f"--classifier={clf}", f"--stats_cache={cache}"]
+    args = [
+        "-m",
+        "pga_tf.tools.results",
+        "--methods=ae",
+        "--epochs=5",
+        "--fid_every=2",
+        "--fid_samples=20",
+        "--num_samples=20",
+        "--draws=1",
+        "--samplers=own",
+        f"--runs_dir={runs}",
+        f"--docs_dir={docs}",
+        f"--data_dir={data_dir}",
+        f"--classifier={clf}",
+        f"--stats_cache={cache}",
+    ]
     ok(run(args, timeout=900))
     summary = json.load(open(docs / "results.json"))
     ae = summary["methods"]["ae"]
@@ -331,8 +493,18 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
     assert json.load(open(docs / "results.json"))["methods"]["ae"]["reports"] == ae["reports"]
 
     # An evaluate.py run by hand with other flags overwrites the report: it is not reused.
-    ok(run(["evaluate.py", f"--run_dir={runs / 'ae'}", f"--classifier={clf}", f"--stats_cache={cache}",
-            "--num_samples=21", "--draws=1"]))
+    ok(
+        run(
+            [
+                "evaluate.py",
+                f"--run_dir={runs / 'ae'}",
+                f"--classifier={clf}",
+                f"--stats_cache={cache}",
+                "--num_samples=21",
+                "--draws=1",
+            ]
+        )
+    )
     third = ok(run(args, timeout=900))
     assert "not evaluating" not in third.stdout and "ae: python evaluate.py" in third.stdout, third.stdout
     assert json.load(open(docs / "results.json"))["methods"]["ae"]["report"]["fid"]["num_generated"] == 20
@@ -345,10 +517,24 @@ def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
     error naming the kept steps, before anything is written."""
     data_dir, clf, _, cache = trained
     run_dir = tmp_path / "run"
-    ok(run(["train.py", "--method=ae", "--train_steps=4", "--z_dim=4", "--batch_size=8", "--ckpt_every=2",
-            "--log_every=2", "--lr=0.01", "--noexport", f"--data_dir={data_dir}", f"--run_dir={run_dir}"]))
-    common = [f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}", "--num_samples=20",
-              "--draws=1"]
+    ok(
+        run(
+            [
+                "train.py",
+                "--method=ae",
+                "--train_steps=4",
+                "--z_dim=4",
+                "--batch_size=8",
+                "--ckpt_every=2",
+                "--log_every=2",
+                "--lr=0.01",
+                "--noexport",
+                f"--data_dir={data_dir}",
+                f"--run_dir={run_dir}",
+            ]
+        )
+    )
+    common = [f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}", "--num_samples=20", "--draws=1"]
     ok(run(["evaluate.py", *common]))
     ok(run(["evaluate.py", *common, "--checkpoint_step=2"]))
     latest = json.load(open(run_dir / "eval" / "report.json"))
@@ -368,11 +554,38 @@ def test_validation_split_scores_against_the_held_out_images(trained, tmp_path):
     assert_one_line_error(proc, "--real_split=validation needs a run trained with --holdout=N")
 
     held = str(tmp_path / "held")
-    ok(run(["train.py", "--method=ae", "--train_steps=3", "--z_dim=4", "--batch_size=8", "--holdout=40",
-            "--log_every=3", "--steps_per_loop=3", "--noexport", f"--data_dir={data_dir}", f"--run_dir={held}"]))
+    ok(
+        run(
+            [
+                "train.py",
+                "--method=ae",
+                "--train_steps=3",
+                "--z_dim=4",
+                "--batch_size=8",
+                "--holdout=40",
+                "--log_every=3",
+                "--steps_per_loop=3",
+                "--noexport",
+                f"--data_dir={data_dir}",
+                f"--run_dir={held}",
+            ]
+        )
+    )
     assert json.load(open(os.path.join(held, "config.json")))["holdout"] == 40
-    ok(run(["evaluate.py", f"--run_dir={held}", "--real_split=validation", f"--classifier={clf}",
-            "--num_samples=30", "--draws=1", "--batch_size=16", f"--stats_cache={cache}"]))
+    ok(
+        run(
+            [
+                "evaluate.py",
+                f"--run_dir={held}",
+                "--real_split=validation",
+                f"--classifier={clf}",
+                "--num_samples=30",
+                "--draws=1",
+                "--batch_size=16",
+                f"--stats_cache={cache}",
+            ]
+        )
+    )
     report = json.load(open(os.path.join(held, "eval", "validation", "report.json")))
     # The last 40 of the 64 training images are the real side and the reconstructions' images.
     assert report["fid"]["real_split"] == "validation" and report["fid"]["num_real"] == 30

@@ -42,8 +42,7 @@ np.savez(sys.argv[3], **{k: np.stack(v) if isinstance(v, list) else v for k, v i
 
 
 def run(args, timeout=180):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def export_cli(*args):
@@ -67,8 +66,9 @@ def run_dir(tmp_path_factory):
 
     Returns (run dir, the in-memory serving module of its trainer)."""
     tf.keras.utils.set_random_seed(0)
-    cfg = config.for_method("vpga", z_dim=Z_DIM, batch_size=8, use_bn=True, lr=0.01,
-                            model="conv_mnist", dataset="mnist")
+    cfg = config.for_method(
+        "vpga", z_dim=Z_DIM, batch_size=8, use_bn=True, lr=0.01, model="conv_mnist", dataset="mnist"
+    )
     trainer = trainer_lib.Trainer(cfg, SHAPE)
     data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(8, drop_remainder=True)
     trainer.train_steps(iter(data), 3)
@@ -95,9 +95,11 @@ def test_fresh_process_reproduces_the_in_memory_model(run_dir, exported, tmp_pat
     proc = run(["-c", LOAD_AND_RUN, exported, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")])
     assert proc.returncode == 0, proc.stderr
     got = dict(np.load(tmp_path / "out.npz"))
-    want = {"decode/images": module.decode(z)["images"],
-            "reconstruct/images": module.reconstruct(images)["images"],
-            **{f"encode/{k}": v for k, v in module.encode(images).items()}}
+    want = {
+        "decode/images": module.decode(z)["images"],
+        "reconstruct/images": module.reconstruct(images)["images"],
+        **{f"encode/{k}": v for k, v in module.encode(images).items()},
+    }
     assert sorted(k for k in got if not k.startswith(("sample", "serving"))) == sorted(want)
     for k, v in want.items():
         np.testing.assert_allclose(got[k], v.numpy(), rtol=1e-5, atol=1e-5, err_msg=k)
@@ -113,8 +115,7 @@ def test_fresh_process_reproduces_the_in_memory_model(run_dir, exported, tmp_pat
         assert not np.allclose(first, got[f"{name}/8"][0])
     # The prior sampler draws what the export always drew: D(z), z = stateless_normal(seed [s, 0]).
     z_before = tf.random.stateless_normal([5, Z_DIM], seed=tf.constant([7, 0], tf.int64))
-    np.testing.assert_allclose(got["sample/7"][0], module.decode(z_before)["images"].numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["sample/7"][0], module.decode(z_before)["images"].numpy(), rtol=1e-5, atol=1e-5)
 
 
 GMM_ARGS = ["--sampler=gmm", "--gmm_components=3", "--gmm_seed=4"]
@@ -124,16 +125,14 @@ GMM_ARGS = ["--sampler=gmm", "--gmm_components=3", "--gmm_seed=4"]
 def exported_gmm(run_dir, idx_dir, tmp_path_factory):
     """The run exported with --sampler=gmm, fitted on the codes of idx_dir's 32 training images."""
     export_dir = str(tmp_path_factory.mktemp("export_gmm") / "sm")
-    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}",
-                          *GMM_ARGS))
+    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}", *GMM_ARGS))
     assert proc.returncode == 0, proc.stderr
     assert "sampler gmm: 3 full-covariance components fitted on 32 training codes" in proc.stdout
     assert f"written to {export_dir} (sample: the gmm sampler)" in proc.stdout
     return export_dir
 
 
-def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_dir, exported, exported_gmm,
-                                                                   tmp_path):
+def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_dir, exported, exported_gmm, tmp_path):
     np.savez(tmp_path / "in.npz", z=np.zeros((2, Z_DIM), np.float32), images=_images(2))
     # A fresh process in which scikit-learn cannot be imported: the fit lives in the variables.
     no_sklearn = "import sys\nsys.modules['sklearn'] = None\n" + LOAD_AND_RUN
@@ -147,33 +146,48 @@ def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_d
     # The same fit in this process (same codes, same seed) samples the same images.
     module = export.from_run(run_dir[0], "gmm", samplers.Options(gmm_components=3, gmm_seed=4), idx_dir)
     assert isinstance(module.sampler, samplers.GMMSampler)
-    np.testing.assert_allclose(first, module.sample(tf.constant(5), tf.constant(7, tf.int64))["images"].numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        first, module.sample(tf.constant(5), tf.constant(7, tf.int64))["images"].numpy(), rtol=1e-5, atol=1e-5
+    )
     loaded = tf.saved_model.load(exported_gmm)
     assert loaded.sampler_kind.numpy() == b"gmm"
     empty = loaded.signatures["sample"](num_samples=tf.constant(0), seed=tf.constant(7, tf.int64))
     assert empty["images"].shape == (0, *SHAPE)
     for name in ("logits", "loc", "scale_tril"):
-        np.testing.assert_allclose(getattr(loaded.sampler, name).numpy(),
-                                   getattr(module.sampler, name).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            getattr(loaded.sampler, name).numpy(), getattr(module.sampler, name).numpy(), rtol=1e-5, atol=1e-6
+        )
     # Not the prior's images.
     prior = tf.saved_model.load(exported)
     assert prior.sampler_kind.numpy() == b"prior"
-    assert not np.allclose(first, prior.signatures["sample"](num_samples=tf.constant(5),
-                                                             seed=tf.constant(7, tf.int64))["images"])
+    assert not np.allclose(
+        first, prior.signatures["sample"](num_samples=tf.constant(5), seed=tf.constant(7, tf.int64))["images"]
+    )
 
 
 def test_gmm_export_with_too_few_codes_is_refused_in_one_line(run_dir, idx_dir, tmp_path):
     export_dir = tmp_path / "sm"
-    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}",
-                          "--sampler=gmm", "--gmm_components=40"))
+    proc = run(
+        export_cli(
+            f"--run_dir={run_dir[0]}",
+            f"--export_dir={export_dir}",
+            f"--data_dir={idx_dir}",
+            "--sampler=gmm",
+            "--gmm_components=40",
+        )
+    )
     assert_one_line_error(proc, "a 40-component GMM needs at least 40 training codes; got 32")
     assert not export_dir.exists()
 
 
 def test_saved_model_cli_lists_the_signatures(exported):
-    proc = subprocess.run([os.path.join(BIN, "saved_model_cli"), "show", "--dir", exported, "--all"],
-                          env=ENV, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [os.path.join(BIN, "saved_model_cli"), "show", "--dir", exported, "--all"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("decode", "encode", "reconstruct", "sample", "serving_default"):
         assert f"signature_def['{name}']" in proc.stdout
@@ -184,13 +198,21 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "outputs['log_var']" in proc.stdout  # VPGA is variational
 
 
-@pytest.mark.parametrize("signature,arg,shape,message", [
-    ("decode", "z", [3, Z_DIM + 1], rf"tensor z \[3,5\] is not compatible with expected shape \[\?,{Z_DIM}\]"),
-    ("decode", "z", [Z_DIM], rf"tensor z \[4\] is not compatible with expected shape \[\?,{Z_DIM}\]"),
-    ("encode", "images", [2, 32, 32, 1], r"tensor images \[2,32,32,1\] is not compatible with expected shape \[\?,28,28,1\]"),
-    ("encode", "images", [2, 28, 28, 3], r"tensor images \[2,28,28,3\] is not compatible"),
-    ("reconstruct", "images", [28, 28, 1], r"tensor images \[28,28,1\] is not compatible"),
-])
+@pytest.mark.parametrize(
+    "signature,arg,shape,message",
+    [
+        ("decode", "z", [3, Z_DIM + 1], rf"tensor z \[3,5\] is not compatible with expected shape \[\?,{Z_DIM}\]"),
+        ("decode", "z", [Z_DIM], rf"tensor z \[4\] is not compatible with expected shape \[\?,{Z_DIM}\]"),
+        (
+            "encode",
+            "images",
+            [2, 32, 32, 1],
+            r"tensor images \[2,32,32,1\] is not compatible with expected shape \[\?,28,28,1\]",
+        ),
+        ("encode", "images", [2, 28, 28, 3], r"tensor images \[2,28,28,3\] is not compatible"),
+        ("reconstruct", "images", [28, 28, 1], r"tensor images \[28,28,1\] is not compatible"),
+    ],
+)
 def test_bad_input_to_a_loaded_signature_names_the_expected_shape(exported, signature, arg, shape, message):
     fn = tf.saved_model.load(exported).signatures[signature]
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -225,15 +247,25 @@ def test_every_signature_takes_an_empty_batch(exported, onednn):
     env = {k: v for k, v in ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if onednn == "off":
         env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    proc = subprocess.run([sys.executable, "-c", EMPTY_BATCH, exported, str(Z_DIM),
-                           ",".join(map(str, SHAPE))], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", EMPTY_BATCH, exported, str(Z_DIM), ",".join(map(str, SHAPE))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     lines = [l for l in proc.stdout.splitlines() if l.startswith("SHAPES ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     images, codes = [[0, *SHAPE], "float32"], [[0, Z_DIM], "float32"]
-    assert json.loads(lines[0][len("SHAPES "):]) == {
-        "decode/images": images, "encode/mu": codes, "encode/log_var": codes,
-        "reconstruct/images": images, "sample/images": images, "serving_default/images": images}
+    assert json.loads(lines[0][len("SHAPES ") :]) == {
+        "decode/images": images,
+        "encode/mu": codes,
+        "encode/log_var": codes,
+        "reconstruct/images": images,
+        "sample/images": images,
+        "serving_default/images": images,
+    }
 
 
 def test_non_variational_encode_returns_mu_only(tmp_path):
@@ -273,11 +305,14 @@ def bad_runs(run_dir, tmp_path_factory):
     return {"no_config": str(no_config), "no_checkpoint": str(no_ckpt), "tampered_z_dim": str(tampered)}
 
 
-@pytest.mark.parametrize("case,message", [
-    ("no_config", "has no config.json"),
-    ("no_checkpoint", "has no checkpoint yet"),
-    ("tampered_z_dim", r"does not match the run's config.json \(.*z_dim 7.*\): Received incompatible tensor"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("no_config", "has no config.json"),
+        ("no_checkpoint", "has no checkpoint yet"),
+        ("tampered_z_dim", r"does not match the run's config.json \(.*z_dim 7.*\): Received incompatible tensor"),
+    ],
+)
 def test_a_run_dir_that_cannot_be_exported_is_named(bad_runs, case, message):
     with pytest.raises(runs.RunError, match=message):
         export.from_run(bad_runs[case])
@@ -304,10 +339,17 @@ def cli_errors(run_dir, exported, bad_runs, tmp_path_factory):
         "unwritable": (run_dir[0], str(not_a_dir / "sm")),
     }
     before = _snapshot(exported)
-    procs = {name: subprocess.Popen(
-        [sys.executable, *export_cli(f"--run_dir={r}", f"--export_dir={e}")], cwd=ROOT, env=ENV,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, (r, e) in cases.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, *export_cli(f"--run_dir={r}", f"--export_dir={e}")],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, (r, e) in cases.items()
+    }
     results = {}
     for name, proc in procs.items():
         try:
@@ -315,17 +357,19 @@ def cli_errors(run_dir, exported, bad_runs, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        results[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
-                         cases[name][1])
+        results[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), cases[name][1])
     assert _snapshot(exported) == before  # refused, so untouched
     return results
 
 
-@pytest.mark.parametrize("case,needles", [
-    ("tampered_z_dim", ["does not match the run's config.json", "z_dim 7", "incompatible tensor"]),
-    ("exists", ["already exists; pass --overwrite"]),
-    ("unwritable", ["cannot write to", "a file is in the way"]),
-])
+@pytest.mark.parametrize(
+    "case,needles",
+    [
+        ("tampered_z_dim", ["does not match the run's config.json", "z_dim 7", "incompatible tensor"]),
+        ("exists", ["already exists; pass --overwrite"]),
+        ("unwritable", ["cannot write to", "a file is in the way"]),
+    ],
+)
 def test_user_error_ends_in_one_line(cli_errors, case, needles):
     proc, export_dir = cli_errors[case]
     assert_one_line_error(proc, *needles)
@@ -350,10 +394,25 @@ def test_overwrite_replaces_an_existing_export(run_dir, tmp_path):
 # --------------------------------------------------------------- mirrored run, example client
 def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     trained = str(tmp_path / "run")
-    train = run([os.path.join(ROOT, "train.py"), "--strategy=mirrored", "--cpu_devices=2",
-                 "--dataset=mnist", f"--data_dir={idx_dir}", f"--run_dir={trained}", "--method=lpga",
-                 "--use_bn", "--sync_bn", f"--z_dim={Z_DIM}", "--batch_size=8", "--lr=0.01",
-                 "--init_steps=0", "--train_steps=2", "--steps_per_loop=2"])
+    train = run(
+        [
+            os.path.join(ROOT, "train.py"),
+            "--strategy=mirrored",
+            "--cpu_devices=2",
+            "--dataset=mnist",
+            f"--data_dir={idx_dir}",
+            f"--run_dir={trained}",
+            "--method=lpga",
+            "--use_bn",
+            "--sync_bn",
+            f"--z_dim={Z_DIM}",
+            "--batch_size=8",
+            "--lr=0.01",
+            "--init_steps=0",
+            "--train_steps=2",
+            "--steps_per_loop=2",
+        ]
+    )
     assert train.returncode == 0, train.stderr
     assert "on 2 replica(s)" in train.stdout
     export_dir = str(tmp_path / "sm")
@@ -365,8 +424,7 @@ def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     assert list(sig["encode"](images=images)) == ["mu"]
     # train.py's own end-of-run export is the same model.
     at_end = tf.saved_model.load(os.path.join(trained, "saved_model")).signatures["sample"]
-    np.testing.assert_array_equal(
-        at_end(num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"], images)
+    np.testing.assert_array_equal(at_end(num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"], images)
 
 
 def test_example_client_writes_a_png(exported, tmp_path):

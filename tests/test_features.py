@@ -34,8 +34,9 @@ def saved_classifier(tmp_path_factory):
     """An untrained classifier saved the way `python -m pga_tf.evaluation.classifier` saves one."""
     tf.keras.utils.set_random_seed(0)
     out = tmp_path_factory.mktemp("clf")
-    path = classifier.save(classifier.build((28, 28, 1)), str(out), "tiny_cnn",
-                           {"dataset": "fashion_mnist", "test_accuracy": 0.1})
+    path = classifier.save(
+        classifier.build((28, 28, 1)), str(out), "tiny_cnn", {"dataset": "fashion_mnist", "test_accuracy": 0.1}
+    )
     return path
 
 
@@ -141,8 +142,9 @@ def test_fid_callback_writes_tensorboard_scalars_at_multiples(tmp_path):
     data_dir = idx_dataset(tmp_path / "data")
     ex = _counting_extractor()
     logs = []
-    cb = fid.FIDCallback(ex, "fashion_mnist", samplers.PriorSampler(3), every=50, num_samples=16, data_dir=data_dir,
-                         log=logs.append)
+    cb = fid.FIDCallback(
+        ex, "fashion_mnist", samplers.PriorSampler(3), every=50, num_samples=16, data_dir=data_dir, log=logs.append
+    )
     decoder = lambda z, training: tf.tanh(tf.reshape(tf.tile(z, [1, 262])[:, :784], [-1, 28, 28, 1]))  # noqa: E731
     trainer = SimpleNamespace(decoder=decoder)
     writer = tf.summary.create_file_writer(str(tmp_path / "tb"))

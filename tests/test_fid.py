@@ -27,8 +27,7 @@ def test_frechet_distance_equals_closed_form_for_known_gaussians():
     for d in (1, 3, 8):
         mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
         s1, s2 = _random_cov(rng, d), _random_cov(rng, d)
-        np.testing.assert_allclose(fid.frechet_distance(mu1, s1, mu2, s2), _closed_form(mu1, s1, mu2, s2),
-                                   rtol=1e-7)
+        np.testing.assert_allclose(fid.frechet_distance(mu1, s1, mu2, s2), _closed_form(mu1, s1, mu2, s2), rtol=1e-7)
     # Diagonal covariances: sum (sqrt(s1) - sqrt(s2))^2 + ||mu1 - mu2||^2, by hand.
     s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
     mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 0.0])
@@ -105,8 +104,9 @@ def fashion_features():
     x, y = classifier.load_split("fashion_mnist", "train")
     model = classifier.train(x[:6000], y[:6000], epochs=1, batch_size=64, seed=0)
     feats = keras.Model(model.inputs, model.get_layer(classifier.FEATURE_LAYER).output)
-    ex = features.Extractor("tiny", "classifier", "test", 128, lambda im: feats(im, training=False),
-                            image_shape=(28, 28, 1), batch_size=500)
+    ex = features.Extractor(
+        "tiny", "classifier", "test", 128, lambda im: feats(im, training=False), image_shape=(28, 28, 1), batch_size=500
+    )
     test = fid.load_real_images("fashion_mnist", 2000, "test")
     return ex, x[6000:8000], test, tf
 
@@ -123,16 +123,20 @@ def test_fid_real_vs_real_is_far_below_real_vs_noise(fashion_features):
 def test_fid_rises_monotonically_with_blur(fashion_features):
     ex, train, test, _ = fashion_features
     real = fid.stats_of(ex.of_array(test))
-    values = [fid.fid(real, fid.stats_of(ex.of_array(
-        scipy.ndimage.gaussian_filter(train, sigma=(0, s, s, 0)) if s else train)))
-        for s in (0.0, 0.5, 1.0, 1.5, 2.5)]
+    values = [
+        fid.fid(
+            real, fid.stats_of(ex.of_array(scipy.ndimage.gaussian_filter(train, sigma=(0, s, s, 0)) if s else train))
+        )
+        for s in (0.0, 0.5, 1.0, 1.5, 2.5)
+    ]
     assert all(a < b for a, b in zip(values, values[1:])), values
 
 
 def test_fid_below_the_feature_dimension_is_flagged():
     """The rule: a warning exactly when a side has no more images than feature dimensions."""
     assert fid.few_samples_warning(10, 10000, 128, "FID-x").startswith(
-        "FID-x of 10 generated vs 10000 real images: not more than the 128 feature dimensions")
+        "FID-x of 10 generated vs 10000 real images: not more than the 128 feature dimensions"
+    )
     assert fid.few_samples_warning(10000, 128, 128) is not None  # the real side counts too
     assert fid.few_samples_warning(129, 129, 128) is None
 

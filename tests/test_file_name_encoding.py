@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pga_tf import config as config_lib, data
+from pga_tf import config as config_lib
+from pga_tf import data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATIN1 = os.fsdecode(b"caf\xe9")  # "café" in Latin-1: not UTF-8, held as a surrogate escape
@@ -47,15 +48,17 @@ def test_check_path_encoding():
         config_lib.check_path_encoding("run_dir", "runs/" + LATIN1)
 
 
-@pytest.mark.parametrize("program, flag", [("train.py", "--run_dir"), ("export_savedmodel.py", "--export_dir"),
-                                           ("evaluate.py", "--run_dir")])
+@pytest.mark.parametrize(
+    "program, flag", [("train.py", "--run_dir"), ("export_savedmodel.py", "--export_dir"), ("evaluate.py", "--run_dir")]
+)
 def test_a_non_utf8_output_path_is_refused_before_anything_is_written(tmp_path, program, flag):
     target = os.path.join(str(tmp_path), LATIN1)
     args = [sys.executable, program, f"{flag}={target}"]
     if program == "export_savedmodel.py":
         args.append(f"--run_dir={tmp_path}")
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=120,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        args, cwd=ROOT, capture_output=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     err = proc.stderr.decode("utf-8", "backslashreplace")
     assert proc.returncode != 0 and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]

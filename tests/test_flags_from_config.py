@@ -79,25 +79,48 @@ def test_flags_left_unset_give_the_methods_own_config(method):
 
 # (flag, value, accepted): None is the flag left unset (the method's default).
 BOUNDARIES = [
-    ("batch_size", 0, False), ("batch_size", 1, True),
-    ("train_steps", -1, False), ("train_steps", 0, True),
-    ("epochs", 0, False), ("epochs", 1, True),
-    ("lr", 0, False), ("lr", 1e-3, True), ("lr", -0.5, False), ("lr", math.nan, False),
-    ("z_dim", None, True), ("z_dim", 0, False), ("z_dim", 1, True),
-    ("init_steps", -1, False), ("init_steps", 0, True),
-    ("nll", -1e-9, False), ("nll", 0.0, True), ("zn_rec", None, True),
-    ("holdout", -1, False), ("holdout", 0, True),
-    ("keep_checkpoints", 0, False), ("steps_per_loop", 1, True),
-    ("stage2_steps", -1, False), ("stage2_steps", 0, True),
-    ("stage2_ratio", 0.0, False), ("stage2_ratio", 0.5, True),
-    ("stage2_width", 0, False), ("stage2_width", 1, True),
-    ("optimizer", "adam", True), ("optimizer", "adamw", False),
-    ("rae_reg", "gp", True), ("rae_reg", "l1", False),
-    ("method", "lvpga", True), ("method", "gan", False),
-    ("dataset", "cifar10", True), ("dataset", "imagenet", False),
-    ("model", "resnet_32", True), ("model", "resnet_50", False),
-    ("precision", "mixed_bfloat16", True), ("precision", "float64", False),
-    ("strategy", "mirrored", True), ("strategy", "tpu", False),
+    ("batch_size", 0, False),
+    ("batch_size", 1, True),
+    ("train_steps", -1, False),
+    ("train_steps", 0, True),
+    ("epochs", 0, False),
+    ("epochs", 1, True),
+    ("lr", 0, False),
+    ("lr", 1e-3, True),
+    ("lr", -0.5, False),
+    ("lr", math.nan, False),
+    ("z_dim", None, True),
+    ("z_dim", 0, False),
+    ("z_dim", 1, True),
+    ("init_steps", -1, False),
+    ("init_steps", 0, True),
+    ("nll", -1e-9, False),
+    ("nll", 0.0, True),
+    ("zn_rec", None, True),
+    ("holdout", -1, False),
+    ("holdout", 0, True),
+    ("keep_checkpoints", 0, False),
+    ("steps_per_loop", 1, True),
+    ("stage2_steps", -1, False),
+    ("stage2_steps", 0, True),
+    ("stage2_ratio", 0.0, False),
+    ("stage2_ratio", 0.5, True),
+    ("stage2_width", 0, False),
+    ("stage2_width", 1, True),
+    ("optimizer", "adam", True),
+    ("optimizer", "adamw", False),
+    ("rae_reg", "gp", True),
+    ("rae_reg", "l1", False),
+    ("method", "lvpga", True),
+    ("method", "gan", False),
+    ("dataset", "cifar10", True),
+    ("dataset", "imagenet", False),
+    ("model", "resnet_32", True),
+    ("model", "resnet_50", False),
+    ("precision", "mixed_bfloat16", True),
+    ("precision", "float64", False),
+    ("strategy", "mirrored", True),
+    ("strategy", "tpu", False),
 ]
 
 
@@ -131,9 +154,10 @@ def test_a_string_flag_still_refuses_a_flag_like_value(train_flags):
 
 
 def test_config_imports_neither_tensorflow_nor_absl():
-    code = ("import sys, pga_tf.config; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'absl', 'keras'}))")
+    code = (
+        "import sys, pga_tf.config; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'absl', 'keras'}))"
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -5,9 +5,10 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config, methods
+from pga_tf.methods import parts as step_lib
+from pga_tf.methods import pga as pga_lib
 from pga_tf.nets import models
 from pga_tf.training import trainer as trainer_lib
-from pga_tf.methods import parts as step_lib, pga as pga_lib
 
 SHAPE = (28, 28, 1)
 N, Z = 8, 4
@@ -48,8 +49,7 @@ def _assert_close_gradient(a, b, name):
 
 def _plain_and_fused(method, coeffs, zero=frozenset(), seed=0):
     tf.keras.utils.set_random_seed(seed)
-    enc, dec = models.build_models("conv_mnist", Z, 1, use_bn=False,
-                                   variational=methods.get(method).variational)
+    enc, dec = models.build_models("conv_mnist", Z, 1, use_bn=False, variational=methods.get(method).variational)
     images, noise = _images(N, seed), _noise(N, Z, seed)
     enc_vars, dec_vars = enc.trainable_variables, dec.trainable_variables
 
@@ -57,8 +57,10 @@ def _plain_and_fused(method, coeffs, zero=frozenset(), seed=0):
         with tf.GradientTape(persistent=True) as tape:
             out = pga_lib.method_losses(method, enc, dec, images, noise, c)
             e, d = tf.reduce_mean(out.encoder), tf.reduce_mean(out.decoder)
-        return out, [g if g is None else g.numpy().astype(np.float64)
-                     for g in tape.gradient(e, enc_vars) + tape.gradient(d, dec_vars)]
+        return out, [
+            g if g is None else g.numpy().astype(np.float64)
+            for g in tape.gradient(e, enc_vars) + tape.gradient(d, dec_vars)
+        ]
 
     def plain_gradient_term_by_term():
         """The plain step's gradient, accumulated one latent term at a time (in float64).
@@ -88,8 +90,7 @@ def _plain_and_fused(method, coeffs, zero=frozenset(), seed=0):
             out = pga_lib.fused_method_losses(method, enc, dec, images, noise, coeffs, zero)
             s = tf.reduce_mean(out.surrogate)
             e, d = tf.reduce_mean(out.encoder), tf.reduce_mean(out.decoder)
-        return out, tape.gradient(s, enc_vars + dec_vars), \
-            tape.gradient(e, enc_vars) + tape.gradient(d, dec_vars)
+        return out, tape.gradient(s, enc_vars + dec_vars), tape.gradient(e, enc_vars) + tape.gradient(d, dec_vars)
 
     return plain_result, fused(), [v.path for v in enc_vars + dec_vars]
 
@@ -142,7 +143,7 @@ def test_frozen_model_passes_gradient_to_inputs_only():
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(z)
         live, frozen = dec(z, training=True), step_lib.frozen(dec)(z)
-        live_sum, frozen_sum = tf.reduce_sum(live ** 2), tf.reduce_sum(frozen ** 2)
+        live_sum, frozen_sum = tf.reduce_sum(live**2), tf.reduce_sum(frozen**2)
     np.testing.assert_array_equal(frozen.numpy(), live.numpy())
     assert all(g is None for g in tape.gradient(frozen_sum, dec.trainable_variables))
     _assert_close(tape.gradient(frozen_sum, z), tape.gradient(live_sum, z), "input gradient")
@@ -165,8 +166,7 @@ def test_trainer_steps_fused_on_and_off_give_the_same_weights(method):
     for k in metrics[0]:
         assert metrics[1][k] == pytest.approx(metrics[0][k], rel=1e-4, abs=1e-6), k
     initial = _trainer(method, False)  # same seed: the weights both started from
-    plain, fused, start = (t.encoder.trainable_variables + t.decoder.trainable_variables
-                           for t in trainers + [initial])
+    plain, fused, start = (t.encoder.trainable_variables + t.decoder.trainable_variables for t in trainers + [initial])
     for a, b, a0 in zip(plain, fused, start):
         update_plain, update_fused = a.numpy() - a0.numpy(), b.numpy() - a0.numpy()
         assert np.abs(update_plain).max() > 0 or "log_var" in a.path, a.path

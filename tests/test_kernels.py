@@ -52,13 +52,16 @@ def _layer_case(layer, x):
     return run
 
 
-@pytest.mark.parametrize("make, shape", [
-    (lambda: kernels.Dense(7), (5, 12)),
-    (lambda: kernels.Conv2D(16, 5, strides=2, padding="same"), (2, 28, 28, 1)),
-    (lambda: kernels.Conv2D(16, 5, strides=2, padding="same"), (2, 32, 32, 3)),
-    (lambda: kernels.Conv2DTranspose(1, 5, strides=2, padding="same"), (2, 14, 14, 16)),
-    (lambda: kernels.Conv2DTranspose(3, 5, strides=2, padding="same"), (2, 16, 16, 16)),
-])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: kernels.Dense(7), (5, 12)),
+        (lambda: kernels.Conv2D(16, 5, strides=2, padding="same"), (2, 28, 28, 1)),
+        (lambda: kernels.Conv2D(16, 5, strides=2, padding="same"), (2, 32, 32, 3)),
+        (lambda: kernels.Conv2DTranspose(1, 5, strides=2, padding="same"), (2, 14, 14, 16)),
+        (lambda: kernels.Conv2DTranspose(3, 5, strides=2, padding="same"), (2, 16, 16, 16)),
+    ],
+)
 def test_layers_match_stock_values_and_gradients(stock_and_fast, make, shape):
     layer = make()
     layer.build(shape)
@@ -78,8 +81,7 @@ def test_layers_keep_stock_names():
 # conv_64's input gradient at this seed sits near a ReLU kink: perturbing the stock decoder's
 # output by 1e-7 (relative) moves it by 0.55%, as the fast kernels' float rounding does. The
 # layer tests above pin the kernels themselves to float rounding.
-@pytest.mark.parametrize("arch, channels, rtol", [("conv_mnist", 1, 1e-4), ("conv_32", 3, 1e-4),
-                                                  ("conv_64", 3, 2e-2)])
+@pytest.mark.parametrize("arch, channels, rtol", [("conv_mnist", 1, 1e-4), ("conv_32", 3, 1e-4), ("conv_64", 3, 2e-2)])
 def test_models_match_stock_values_and_gradients(stock_and_fast, arch, channels, rtol):
     tf.keras.utils.set_random_seed(0)
     enc, dec = models.build_models(arch, 4, channels, use_bn=False, variational=True)
@@ -92,7 +94,7 @@ def test_models_match_stock_values_and_gradients(stock_and_fast, arch, channels,
             tape.watch(z)
             x = dec(z, training=True)
             mu, log_var = enc(x, training=True)
-            loss = tf.reduce_sum(tf.sin(mu)) + tf.reduce_sum(log_var) + tf.reduce_sum(x ** 3)
+            loss = tf.reduce_sum(tf.sin(mu)) + tf.reduce_sum(log_var) + tf.reduce_sum(x**3)
         return [x, mu] + tape.gradient(loss, [z] + enc.trainable_variables + dec.trainable_variables)
 
     stock, fast = stock_and_fast(lambda: [t.numpy() for t in tf.function(run.python_function)()])

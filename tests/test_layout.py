@@ -17,12 +17,29 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pga_tf"
 
 # Read before TensorFlow loads (flags, the registry, results' bookkeeping), so a user error is
 # reported in a second and `--help` needs no TensorFlow.
-TENSORFLOW_FREE = ("pga_tf.methods", "pga_tf.config", "pga_tf.cli", "pga_tf.run_lock", "pga_tf.console",
-                   "pga_tf.images", "pga_tf.training", "pga_tf.evaluation", "pga_tf.nets", "pga_tf.tools",
-                   "pga_tf.evaluation.precision_recall", "pga_tf.machine", "pga_tf.tools.comparison",
-                   "pga_tf.tools.comparison_report", "pga_tf.tools.curves", "pga_tf.tools.results",
-                   "pga_tf.commands", "pga_tf.commands.train", "pga_tf.commands.evaluate",
-                   "pga_tf.commands.export_savedmodel", "pga_tf.commands.tools")
+TENSORFLOW_FREE = (
+    "pga_tf.methods",
+    "pga_tf.config",
+    "pga_tf.cli",
+    "pga_tf.run_lock",
+    "pga_tf.console",
+    "pga_tf.images",
+    "pga_tf.training",
+    "pga_tf.evaluation",
+    "pga_tf.nets",
+    "pga_tf.tools",
+    "pga_tf.evaluation.precision_recall",
+    "pga_tf.machine",
+    "pga_tf.tools.comparison",
+    "pga_tf.tools.comparison_report",
+    "pga_tf.tools.curves",
+    "pga_tf.tools.results",
+    "pga_tf.commands",
+    "pga_tf.commands.train",
+    "pga_tf.commands.evaluate",
+    "pga_tf.commands.export_savedmodel",
+    "pga_tf.commands.tools",
+)
 
 # Who may import whom: a module of a layer imports only modules of its own layer or of layers
 # after it in this list ("x.*" is package x's modules, "x" the module or package x itself). The
@@ -34,8 +51,15 @@ LAYERS = (
     ("pga_tf.training.*", "pga_tf.evaluation.*", "pga_tf.export", "pga_tf.runs"),
     ("pga_tf.methods.*",),
     ("pga_tf.nets.*", "pga_tf.samplers", "pga_tf.data", "pga_tf.checkpoints", "pga_tf.images"),
-    ("pga_tf.config", "pga_tf.methods", "pga_tf.methods.cards", "pga_tf.methods.cards.*", "pga_tf.run_lock",
-     "pga_tf.console", "pga_tf.machine"),
+    (
+        "pga_tf.config",
+        "pga_tf.methods",
+        "pga_tf.methods.cards",
+        "pga_tf.methods.cards.*",
+        "pga_tf.run_lock",
+        "pga_tf.console",
+        "pga_tf.machine",
+    ),
 )
 ENTRY_MODULES = ("pga_tf.cli",)  # flags and the run() wrapper of every entry point
 
@@ -139,8 +163,11 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_layer_rule_sees_an_upward_import():
-    graph = {"pga_tf.nets.models": {"pga_tf.training.loop", "pga_tf.config"},
-             "pga_tf.methods.pga": {"pga_tf.nets.models"}, "pga_tf.config": {"pga_tf.methods"}}
+    graph = {
+        "pga_tf.nets.models": {"pga_tf.training.loop", "pga_tf.config"},
+        "pga_tf.methods.pga": {"pga_tf.nets.models"},
+        "pga_tf.config": {"pga_tf.methods"},
+    }
     assert upward(graph) == ["pga_tf.nets.models imports pga_tf.training.loop"]
 
 
@@ -150,13 +177,20 @@ def test_imports_point_one_way():
 
 def _method_name_literals(path: pathlib.Path) -> list[str]:
     names = set(methods.names())
-    return [f"{path.name}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.Constant) and node.value in names]
+    return [
+        f"{path.name}:{node.lineno} {node.value!r}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in names
+    ]
 
 
 def test_no_method_named_outside_the_method_package():
-    found = [hit for module, path in _modules().items() if not module.startswith("pga_tf.methods")
-             for hit in _method_name_literals(path)]
+    found = [
+        hit
+        for module, path in _modules().items()
+        if not module.startswith("pga_tf.methods")
+        for hit in _method_name_literals(path)
+    ]
     assert found == []
 
 
@@ -168,9 +202,11 @@ def test_method_name_finder_sees_a_comparison(tmp_path):
 
 @pytest.mark.parametrize("module", TENSORFLOW_FREE)
 def test_module_loads_without_tensorflow(module):
-    code = (f"import sys, {module}\n"
-            "from pga_tf import methods\n"
-            "methods.all_methods()\n"  # every card module too
-            "print('tensorflow' in sys.modules)")
+    code = (
+        f"import sys, {module}\n"
+        "from pga_tf import methods\n"
+        "methods.all_methods()\n"  # every card module too
+        "print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

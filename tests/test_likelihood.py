@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from pga_tf.evaluation import likelihood
-from pga_tf.nets import models
 from pga_tf.methods import objectives, pga
+from pga_tf.nets import models
 
 
 def _linear_models(a, b):
@@ -87,10 +87,10 @@ def test_finite_difference_column_is_the_training_estimator_and_sits_above_exact
 
 def test_prior_nll_is_the_training_term_times_z_dim():
     z = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
-    np.testing.assert_allclose(likelihood.prior_nll(z), objectives.prior_nll(tf.constant(z)).numpy() * 5,
-                               rtol=1e-6)
-    np.testing.assert_allclose(likelihood.prior_nll(z), 0.5 * (z.astype(np.float64) ** 2).sum(1)
-                               + 2.5 * np.log(2 * np.pi), rtol=1e-5)
+    np.testing.assert_allclose(likelihood.prior_nll(z), objectives.prior_nll(tf.constant(z)).numpy() * 5, rtol=1e-6)
+    np.testing.assert_allclose(
+        likelihood.prior_nll(z), 0.5 * (z.astype(np.float64) ** 2).sum(1) + 2.5 * np.log(2 * np.pi), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("method", ["lpga", "lvpga"])

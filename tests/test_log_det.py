@@ -8,8 +8,8 @@ is a second, independently computable number (numpy Monte Carlo with the exact J
 import numpy as np
 import tensorflow as tf
 
-from pga_tf.nets import models
 from pga_tf.methods import objectives
+from pga_tf.nets import models
 
 D = 6
 

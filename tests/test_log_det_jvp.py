@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config
-from pga_tf.nets import models
-from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import objectives
 from pga_tf.methods import parts as step_lib
+from pga_tf.nets import models
+from pga_tf.training import trainer as trainer_lib
 
 SHAPE = (28, 28, 1)
 
@@ -34,14 +34,16 @@ NETS = [(arch, bn) for arch in models.ARCHS for bn in (False, True)]
 
 @pytest.mark.parametrize("arch,use_bn", NETS)
 @pytest.mark.parametrize("training", [True, False])
-def test_tangent_rules_match_the_reverse_mode_jacobian_and_forward_accumulator(arch, use_bn, training,
-                                                                                 monkeypatch):
+def test_tangent_rules_match_the_reverse_mode_jacobian_and_forward_accumulator(arch, use_bn, training, monkeypatch):
     """h_jvp's J_h u against the reverse-mode Jacobian of h times u and ForwardAccumulator."""
     keras.utils.set_random_seed(0)
     z_dim, channels = 3, 3
     # The resnet's width is the reference's 512: a narrower one keeps the check quick.
-    monkeypatch.setitem(models.ARCHS, "resnet_32", models._Arch(
-        functools.partial(models._resnet_32, dim=32), models.IMAGE_SHAPES["resnet_32"]))
+    monkeypatch.setitem(
+        models.ARCHS,
+        "resnet_32",
+        models._Arch(functools.partial(models._resnet_32, dim=32), models.IMAGE_SHAPES["resnet_32"]),
+    )
     encoder, decoder = models.build_models(arch, z_dim, channels, use_bn=use_bn, variational=False)
     for v in encoder.non_trainable_variables + decoder.non_trainable_variables:  # moving stats
         low, high = (0.5, 1.5) if "variance" in v.path else (-0.1, 0.1)
@@ -94,11 +96,14 @@ def test_tangent_gradient_equals_forward_accumulators_gradient():
     @tf.function
     def grads():
         with tf.GradientTape(persistent=True) as tape:
-            rules = tf.reduce_mean(objectives.directional_log_det_loss(
-                step_lib.h_jvp(encoder, decoder, z, u)[2]))
+            rules = tf.reduce_mean(objectives.directional_log_det_loss(step_lib.h_jvp(encoder, decoder, z, u)[2]))
             generic = tf.reduce_mean(objectives.directional_log_det_loss(_accumulator_jvp(h, z, u)))
-        return (rules, generic, tape.gradient(rules, decoder.trainable_variables),
-                tape.gradient(generic, decoder.trainable_variables))
+        return (
+            rules,
+            generic,
+            tape.gradient(rules, decoder.trainable_variables),
+            tape.gradient(generic, decoder.trainable_variables),
+        )
 
     rules, generic, g_rules, g_generic = grads()
     assert float(rules) == pytest.approx(float(generic), rel=1e-4)
@@ -166,8 +171,12 @@ def _step_results(**kw):
         jac = jac_tape.batch_jacobian(h_mu, mu)
         u = objectives.lpga_unit_direction(noise.direction)
         exact = objectives.directional_log_det_loss(tf.einsum("nij,nj->ni", jac, u))
-        return ({k: tf.reduce_mean(v) for k, v in out.terms.items()}, tf.reduce_mean(exact),
-                tape.gradient(enc, enc_vars), tape.gradient(dec, dec_vars))
+        return (
+            {k: tf.reduce_mean(v) for k, v in out.terms.items()},
+            tf.reduce_mean(exact),
+            tape.gradient(enc, enc_vars),
+            tape.gradient(dec, dec_vars),
+        )
 
     return run()
 
@@ -179,8 +188,11 @@ def _close(a, b, rtol):
 
 @pytest.fixture(scope="module")
 def steps():
-    return {(log_det, fused): _step_results(log_det=log_det, fused=fused)
-            for log_det in ("finite_difference", "jvp") for fused in (False, True)}
+    return {
+        (log_det, fused): _step_results(log_det=log_det, fused=fused)
+        for log_det in ("finite_difference", "jvp")
+        for fused in (False, True)
+    }
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -244,13 +256,19 @@ def test_collapsed_h_keeps_a_finite_exact_log_det_where_the_finite_difference_ro
     np.testing.assert_allclose(out["jvp"], exact, atol=1e-3)
 
 
-@pytest.mark.parametrize("log_det,terms,expected", [
-    ("finite_difference", ["dec_loss", "nll_dec"], "rounded to 0; raise --init_steps (here 5) so "
-     "the autoencoder learns first, or use --log_det=jvp)"),
-    ("jvp", ["dec_loss", "nll_dec"], "J_h u reached 0; raise --init_steps (here 5)"),
-    ("finite_difference", ["dec_loss", "img_rec", "nll_dec"], None),  # NaN weights: no hint
-    ("finite_difference", ["zn_rec"], None),
-])
+@pytest.mark.parametrize(
+    "log_det,terms,expected",
+    [
+        (
+            "finite_difference",
+            ["dec_loss", "nll_dec"],
+            "rounded to 0; raise --init_steps (here 5) so the autoencoder learns first, or use --log_det=jvp)",
+        ),
+        ("jvp", ["dec_loss", "nll_dec"], "J_h u reached 0; raise --init_steps (here 5)"),
+        ("finite_difference", ["dec_loss", "img_rec", "nll_dec"], None),  # NaN weights: no hint
+        ("finite_difference", ["zn_rec"], None),
+    ],
+)
 def test_non_finite_log_det_names_its_cause_and_remedy(log_det, terms, expected):
     hint = trainer_lib.log_det_hint(_cfg(log_det=log_det, init_steps=5), terms)
     if expected is None:

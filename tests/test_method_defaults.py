@@ -77,8 +77,9 @@ def test_every_method_trains_from_its_defaults_alone(shapes_dir):
         # Only the run's length and size: optimiser, lr and coefficients are the method's.
         cfg = _from_flags([f"--method={method}", "--batch_size=8", "--stage2_width=64"])
         tf.keras.utils.set_random_seed(0)
-        trainer = trainer_lib.Trainer(cfg, (28, 28, 1), main_steps=30,
-                                    train_images=lambda: data.load_images("mnist", "train", idx_dir))
+        trainer = trainer_lib.Trainer(
+            cfg, (28, 28, 1), main_steps=30, train_images=lambda: data.load_images("mnist", "train", idx_dir)
+        )
         ds = data.make_train_dataset("mnist", cfg.batch_size, data_dir=idx_dir, seed=0)
         iterator = iter(trainer.strategy.experimental_distribute_dataset(ds))
         try:

@@ -6,10 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from pga_tf.nets.models import ARCHS, IMAGE_SHAPES, BatchNorm, Encoder, build_models, pool, unpool
 
@@ -55,8 +55,14 @@ def expected_counts(arch: str, z: int, ch: int, bn: bool, variational: bool) -> 
         enc = conv(5, ch, 64) + conv(5, 64, 128) + conv(5, 128, 256, nb) + conv(5, 256, 512, nb) + enc_bn
         head_in = 4 * 4 * 512
         dec_bn = BN(256) + BN(128)
-        dec = (fc(z, 4 * 4 * 512) + conv(5, 512, 256, nb) + conv(5, 256, 128, nb) + conv(5, 128, 64)
-               + conv(5, 64, ch) + dec_bn)
+        dec = (
+            fc(z, 4 * 4 * 512)
+            + conv(5, 512, 256, nb)
+            + conv(5, 256, 128, nb)
+            + conv(5, 128, 64)
+            + conv(5, 64, ch)
+            + dec_bn
+        )
     elif arch == "resnet_32":
         d = 512
 
@@ -344,8 +350,9 @@ SYNC_SCRIPT = textwrap.dedent(
 
 def test_synchronized_bn_mirrored_strategy():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", SYNC_SCRIPT, REPO], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SYNC_SCRIPT, REPO], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0 and "SYNC_OK" in proc.stdout, proc.stdout + proc.stderr[-5000:]
 
 

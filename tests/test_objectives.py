@@ -27,7 +27,7 @@ def test_squared_error_is_per_example_mean():
 
 def test_prior_nll_matches_gaussian_density():
     z = _f32(N, D)
-    want = -(-0.5 * (z ** 2).sum(1) - 0.5 * D * math.log(2 * math.pi)) / D
+    want = -(-0.5 * (z**2).sum(1) - 0.5 * D * math.log(2 * math.pi)) / D
     np.testing.assert_allclose(objectives.prior_nll(z).numpy(), want, rtol=1e-5)
 
 
@@ -52,7 +52,7 @@ def test_lvpga_direction_and_log_det():
     delta = objectives.lvpga_direction(tf.constant(noise), tf.constant(log_var)).numpy()
     np.testing.assert_allclose(delta, noise * (np.exp(0.5 * log_var) + 1e-2), rtol=1e-6)
     h_z, h_zd = _f32(N, D), _f32(N, D)
-    eps = np.sqrt((delta ** 2).sum(1, keepdims=True))
+    eps = np.sqrt((delta**2).sum(1, keepdims=True))
     want = D / 2 * np.log((((h_zd - h_z) / eps) ** 2).sum(1)) / D
     np.testing.assert_allclose(objectives.log_det_loss(h_z, h_zd, delta).numpy(), want, rtol=1e-5)
 
@@ -67,7 +67,7 @@ def test_log_det_norm_is_constant_for_the_gradient():
 
 def test_vae_reconstruction_rms_normalised():
     mu, h_mu, h_noisy = _f32(N, D), _f32(N, D), _f32(N, D)
-    norm = np.sqrt((mu ** 2).mean(0))
+    norm = np.sqrt((mu**2).mean(0))
     rms = objectives.latent_rms(mu).numpy()
     np.testing.assert_allclose(rms, norm, rtol=1e-6)
     want = ((h_mu / norm - h_noisy / norm) ** 2).mean(1)
@@ -77,7 +77,7 @@ def test_vae_reconstruction_rms_normalised():
 def test_vae_kl_matches_closed_form():
     mu, log_var = _f32(N, D), _f32(N, D)
     # KL(N(mu, s^2) || N(0, 1)) = 0.5 (s^2 + mu^2 - 1 - log s^2), averaged over dimensions.
-    want = (0.5 * (np.exp(log_var) + mu ** 2 - 1 - log_var)).mean(1)
+    want = (0.5 * (np.exp(log_var) + mu**2 - 1 - log_var)).mean(1)
     np.testing.assert_allclose(objectives.vae_kl(mu, log_var).numpy(), want, rtol=1e-5)
 
 

@@ -18,15 +18,20 @@ SHAPE = (28, 28, 1)
 REDUCED = ("mixed_float16", "mixed_bfloat16")
 COMPUTE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # (method, fused, use_bn, log_det): the fused step, the plain one without and with BN.
-VARIANTS = [("lpga", True, False, "jvp"), ("lpga", False, True, "finite_difference"),
-            ("lpga", False, True, "jvp"), ("lvpga", True, False, "finite_difference")]
+VARIANTS = [
+    ("lpga", True, False, "jvp"),
+    ("lpga", False, True, "finite_difference"),
+    ("lpga", False, True, "jvp"),
+    ("lvpga", True, False, "finite_difference"),
+]
 
 
 def _cfg(method, **kw):
     from pga_tf import config
 
-    return config.for_method(method, **{"z_dim": 4, "batch_size": 8, "lr": 0.01, "init_steps": 0,
-                                        "model": "conv_mnist", **kw})
+    return config.for_method(
+        method, **{"z_dim": 4, "batch_size": 8, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
+    )
 
 
 def _images(n, seed=0):
@@ -38,21 +43,21 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     import keras
     import tensorflow as tf
 
-    from pga_tf.training import trainer as trainer_lib
     from pga_tf.methods import parts as step_lib
+    from pga_tf.training import trainer as trainer_lib
 
     cfg = _cfg(method, precision=precision, fused=fused, use_bn=use_bn, log_det=log_det)
     trainer = trainer_lib.Trainer(cfg, SHAPE, strategy)
-    out = {"global_policy": keras.mixed_precision.global_policy().name,
-           "body_dtype": trainer.decoder.blocks[0].layer.compute_dtype,
-           "loss_scaled": isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer),
-           "fused": trainer.fused,
-           "variables_float32": all(v.dtype == "float32" for v in
-                                    trainer.encoder.weights + trainer.decoder.weights)}
+    out = {
+        "global_policy": keras.mixed_precision.global_policy().name,
+        "body_dtype": trainer.decoder.blocks[0].layer.compute_dtype,
+        "loss_scaled": isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer),
+        "fused": trainer.fused,
+        "variables_float32": all(v.dtype == "float32" for v in trainer.encoder.weights + trainer.decoder.weights),
+    }
     if strategy is None:
         rng = np.random.default_rng(1)
-        noise = step_lib.Noise(*(tf.constant(rng.standard_normal((8, 4)), tf.float32)
-                                 for _ in range(3)))
+        noise = step_lib.Noise(*(tf.constant(rng.standard_normal((8, 4)), tf.float32) for _ in range(3)))
         losses = trainer.losses(tf.constant(_images(8)), noise)
         tensors = {"encoder": losses.encoder, "decoder": losses.decoder, **losses.terms}
         out["loss_dtypes"] = sorted({t.dtype.name for t in tensors.values()})
@@ -60,14 +65,14 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     images = tf.constant(_images(8))
     strategy = strategy or tf.distribute.get_strategy()
     if strategy.num_replicas_in_sync > 1:
-        images = next(iter(strategy.experimental_distribute_dataset(
-            tf.data.Dataset.from_tensors(images).unbatch().batch(8))))
+        images = next(
+            iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(images).unbatch().batch(8)))
+        )
 
     @tf.function
     def one_step(x):
         per_replica = strategy.run(trainer.replica_step, args=(x,))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                for k, v in per_replica.items()}
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
     metrics = {k: float(v) for k, v in one_step(images).items()}
     out["steps"] = trainer.step
@@ -104,7 +109,8 @@ def test_every_step_variant_trains_under_each_policy(precision, method, fused, u
 
 # ------------------------------------------------------------------------ mirrored (subprocess)
 MIRRORED = [(p, "lpga", True, False, "jvp") for p in ("float32", *REDUCED)] + [
-    ("mixed_bfloat16", "vpga", False, True, "finite_difference")]
+    ("mixed_bfloat16", "vpga", False, True, "finite_difference")
+]
 
 
 def _mirrored_checks():
@@ -127,11 +133,12 @@ def _mirrored_checks():
 @pytest.fixture(scope="module")
 def mirrored():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
-    return json.loads(lines[-1][len("RESULTS "):])
+    return json.loads(lines[-1][len("RESULTS ") :])
 
 
 @pytest.mark.parametrize("case", MIRRORED, ids=lambda c: "/".join(map(str, c)))
@@ -146,8 +153,19 @@ def test_train_py_under_bfloat16_records_precision_and_exports_float32(idx_dir, 
     from tests.test_train_cli import TINY, assert_one_line_error, run
 
     run_dir = str(tmp_path / "run")
-    proc = run(["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--train_steps=2",
-                "--steps_per_loop=2", "--precision=mixed_bfloat16", "--export"])
+    proc = run(
+        [
+            "--data_dir",
+            idx_dir,
+            "--run_dir",
+            run_dir,
+            *TINY,
+            "--train_steps=2",
+            "--steps_per_loop=2",
+            "--precision=mixed_bfloat16",
+            "--export",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     saved = json.load(open(os.path.join(run_dir, "config.json")))
     assert (saved["precision"], saved["log_det"]) == ("mixed_bfloat16", "jvp")
@@ -158,8 +176,18 @@ def test_train_py_under_bfloat16_records_precision_and_exports_float32(idx_dir, 
     assert out["images"].dtype == tf.float32
     # A contradictory pair is refused before anything is written to the run dir.
     before = open(os.path.join(run_dir, "config.json")).read()
-    bad = run(["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--train_steps=4",
-               "--mixed_precision", "--precision=mixed_bfloat16"])
+    bad = run(
+        [
+            "--data_dir",
+            idx_dir,
+            "--run_dir",
+            run_dir,
+            *TINY,
+            "--train_steps=4",
+            "--mixed_precision",
+            "--precision=mixed_bfloat16",
+        ]
+    )
     assert_one_line_error(bad, "--mixed_precision means --precision=mixed_float16")
     assert open(os.path.join(run_dir, "config.json")).read() == before
 
@@ -177,8 +205,7 @@ def tiny_log_dets():
     keras.utils.set_random_seed(0)
     encoder, decoder = models.build_models("conv_mnist", 4, 1, use_bn=False, variational=False)
     weights = [v.numpy() for v in encoder.weights + decoder.weights]
-    result = log_det_precision.measure(config.for_method("lpga", z_dim=4), SHAPE, weights,
-                                       _images(32))
+    result = log_det_precision.measure(config.for_method("lpga", z_dim=4), SHAPE, weights, _images(32))
     return {(r["precision"], r["estimator"]): r for r in result["rows"]}
 
 

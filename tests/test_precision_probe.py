@@ -28,20 +28,24 @@ def _check(durations, environ=None, precision="mixed_bfloat16"):
     lines = []
     clock = _scripted_clock(durations)
     ratio = precision_probe.check(
-        precision, lines.append, cpu=CPU, environ=environ or {},
-        measure_ratio=lambda p: precision_probe.measure(p, workload=_noop, repeats=len(durations),
-                                                        clock=clock))
+        precision,
+        lines.append,
+        cpu=CPU,
+        environ=environ or {},
+        measure_ratio=lambda p: precision_probe.measure(p, workload=_noop, repeats=len(durations), clock=clock),
+    )
     return ratio, lines
 
 
 def test_slower_16_bit_prints_one_line_with_the_median_ratio():
     # float32: 10, 12, 11, 50, 9 ms -> median 11; bfloat16: 15, 14, 16, 13, 100 -> median 15.
-    ratio, lines = _check([(0.010, 0.015), (0.012, 0.014), (0.011, 0.016), (0.050, 0.013),
-                           (0.009, 0.100)])
+    ratio, lines = _check([(0.010, 0.015), (0.012, 0.014), (0.011, 0.016), (0.050, 0.013), (0.009, 0.100)])
     assert ratio == pytest.approx(11 / 15)
-    assert lines == [f"warning: mixed_bfloat16 ran 0.73x float32 speed on this CPU ({CPU}) in a "
-                     "start-up probe; --precision=float32 is faster here "
-                     "(PGA_TF_PRECISION_PROBE=0 skips the probe)"]
+    assert lines == [
+        f"warning: mixed_bfloat16 ran 0.73x float32 speed on this CPU ({CPU}) in a "
+        "start-up probe; --precision=float32 is faster here "
+        "(PGA_TF_PRECISION_PROBE=0 skips the probe)"
+    ]
 
 
 def test_equal_speed_is_not_faster():
@@ -63,8 +67,12 @@ def test_the_probe_is_skipped_by_the_environment(value):
         raise AssertionError("the probe ran")
 
     lines = []
-    assert precision_probe.check("mixed_bfloat16", lines.append, cpu=CPU, measure_ratio=never,
-                                 environ={"PGA_TF_PRECISION_PROBE": value}) is None
+    assert (
+        precision_probe.check(
+            "mixed_bfloat16", lines.append, cpu=CPU, measure_ratio=never, environ={"PGA_TF_PRECISION_PROBE": value}
+        )
+        is None
+    )
     assert lines == []
 
 

@@ -27,6 +27,7 @@ def test_a_point_on_a_ball_edge_counts_as_inside():
 
 def _brute_force(real, gen, k):
     """Loops over every pair, sorting each point's distances to its own set (itself excluded)."""
+
     def radii(x):
         return [sorted(np.linalg.norm(x[i] - x[j]) for j in range(len(x)) if j != i)[k - 1] for i in range(len(x))]
 

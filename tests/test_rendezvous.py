@@ -25,10 +25,8 @@ def _free_ports(n):
 
 def test_cluster_tasks_names_every_other_chief_and_worker():
     cluster = {"chief": ["a:1"], "worker": ["b:2", "c:3"], "evaluator": ["d:4"], "ps": ["e:5"]}
-    assert rendezvous.cluster_tasks(_tf_config(cluster, "worker", 1)) == (
-        "c:3", {"chief 0": "a:1", "worker 0": "b:2"})
-    for unreadable in (None, "", "{", json.dumps({"cluster": cluster}),
-                       _tf_config(cluster, "worker", 7)):
+    assert rendezvous.cluster_tasks(_tf_config(cluster, "worker", 1)) == ("c:3", {"chief 0": "a:1", "worker 0": "b:2"})
+    for unreadable in (None, "", "{", json.dumps({"cluster": cluster}), _tf_config(cluster, "worker", 7)):
         assert rendezvous.cluster_tasks(unreadable) == (None, {})
 
 
@@ -42,10 +40,8 @@ def test_workers_that_all_wait_find_each_other():
 
     def worker(i):
         try:
-            rendezvous.wait_for_peers(_tf_config(cluster, "worker", i), timeout=20, log=lambda _: None,
-                                      poll=0.1)
-            server = socket.create_server(("127.0.0.1", int(addresses[i].rsplit(":", 1)[1])),
-                                          reuse_port=False)
+            rendezvous.wait_for_peers(_tf_config(cluster, "worker", i), timeout=20, log=lambda _: None, poll=0.1)
+            server = socket.create_server(("127.0.0.1", int(addresses[i].rsplit(":", 1)[1])), reuse_port=False)
             servers.append(server)
         except rendezvous.ClusterError as e:
             errors.append(str(e))
@@ -66,8 +62,7 @@ def test_timeout_names_the_missing_workers():
     cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{p}" for p in ports[1:]]}
     logs = []
     with pytest.raises(rendezvous.ClusterError) as e:
-        rendezvous.wait_for_peers(_tf_config(cluster, "worker", 0), timeout=0.5, log=logs.append,
-                                  poll=0.1)
+        rendezvous.wait_for_peers(_tf_config(cluster, "worker", 0), timeout=0.5, log=logs.append, poll=0.1)
     missing = f"chief 0 (127.0.0.1:{ports[0]}), worker 1 (127.0.0.1:{ports[2]})"
     assert logs == [f"waiting for {missing} to start (--worker_timeout=0.5 s; Ctrl-C stops)"]
     assert str(e.value).startswith(f"{missing} did not start within --worker_timeout=0.5 s")

@@ -64,8 +64,7 @@ def test_resume_with_another_batch_size_starts_the_input_afresh(two_dirs, tmp_pa
 
 
 # -------------------------------------------------- refusals name the flag that changed
-@pytest.mark.parametrize("flag, value", [("--optimizer", "adam"), ("--mixed_precision", True),
-                                         ("--seed", 3)])
+@pytest.mark.parametrize("flag, value", [("--optimizer", "adam"), ("--mixed_precision", True), ("--seed", 3)])
 def test_resume_with_another_optimizer_precision_or_seed_names_the_flag(idx_dir, tmp_path, flag, value):
     run_dir = tmp_path / "run"
     base = ["--data_dir", idx_dir, "--run_dir", str(run_dir), *QUICK, "--train_steps=5"]
@@ -112,9 +111,14 @@ def test_run_dir_with_glob_characters_resumes_prunes_and_exports(idx_dir, tmp_pa
     assert sorted(os.listdir(decoy)) == ["ckpt-5.data-00000-of-00001", "ckpt-5.index"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = str(tmp_path / "export")
-    exported = subprocess.run([os.sys.executable, os.path.join(ROOT, "export_savedmodel.py"),
-                               f"--run_dir={run_dir}", f"--export_dir={out}"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=240)
+    exported = subprocess.run(
+        [os.sys.executable, os.path.join(ROOT, "export_savedmodel.py"), f"--run_dir={run_dir}", f"--export_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert exported.returncode == 0, exported.stderr
     from pga_tf import runs
 
@@ -177,8 +181,10 @@ def small_fs(tmp_path):
     """A 160 MB tmpfs (a checkpoint of the tiny conv_mnist run is about 100 MB): needs root."""
     mount = tmp_path / "small"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs (needs root)")
     try:
         yield str(mount)
@@ -192,8 +198,13 @@ def test_disk_full_while_saving_gives_one_line_and_leaves_no_partial_save(idx_di
     first = run(base + ["--train_steps=5"])
     assert first.returncode == 0, first.stderr
     full = run(base + ["--train_steps=10"])  # ckpt-10 does not fit beside ckpt-5
-    assert_one_line_error(full, "cannot save checkpoint", "ckpt-10", "(No space left on device)",
-                          "last good checkpoint: " + os.path.join(run_dir, "checkpoints", "ckpt-5"))
+    assert_one_line_error(
+        full,
+        "cannot save checkpoint",
+        "ckpt-10",
+        "(No space left on device)",
+        "last good checkpoint: " + os.path.join(run_dir, "checkpoints", "ckpt-5"),
+    )
     left = sorted(os.listdir(os.path.join(run_dir, "checkpoints")))
     assert left == ["checkpoint", "ckpt-5.data-00000-of-00001", "ckpt-5.index"], left
     again = run(base + ["--train_steps=5"])  # the last good checkpoint still restores
@@ -201,9 +212,10 @@ def test_disk_full_while_saving_gives_one_line_and_leaves_no_partial_save(idx_di
 
 
 # --------------------------------------------------- a bad file further into a folder
-@pytest.mark.parametrize("split, name, fault", [("train", "img_0050.png", "empty"),
-                                                ("train", "img_0100.png", "rgb"),
-                                                ("test", "img_0030.png", "empty")])
+@pytest.mark.parametrize(
+    "split, name, fault",
+    [("train", "img_0050.png", "empty"), ("train", "img_0100.png", "rgb"), ("test", "img_0030.png", "empty")],
+)
 def test_bad_image_further_into_a_folder_is_named_before_the_run_dir_is_touched(tmp_path, split, name, fault):
     from PIL import Image
 
@@ -212,14 +224,14 @@ def test_bad_image_further_into_a_folder_is_named_before_the_run_dir_is_touched(
         (tmp_path / "folder" / sub).mkdir(parents=True)
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(
-                tmp_path / "folder" / sub / f"img_{i:04d}.png")
+                tmp_path / "folder" / sub / f"img_{i:04d}.png"
+            )
     bad = tmp_path / "folder" / split / name
     if fault == "empty":
         open(bad, "wb").close()
     else:
         Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)).save(bad)
     run_dir = tmp_path / "run"
-    proc = run(["--data_dir", str(tmp_path / "folder"), "--run_dir", str(run_dir), *QUICK,
-                "--train_steps=40"])
+    proc = run(["--data_dir", str(tmp_path / "folder"), "--run_dir", str(run_dir), *QUICK, "--train_steps=40"])
     assert_one_line_error(proc, os.path.join(split, name))
     assert not run_dir.exists()

@@ -24,8 +24,9 @@ def _train(cfg, steps, stage2_steps=0):
     as train.py saves it: config.json and checkpoints/ckpt-<step>."""
     tf.keras.utils.set_random_seed(0)
     images = _images(32)
-    trainer = trainer_lib.Trainer(cfg, SHAPE, main_steps=steps,
-                           train_images=lambda: tf.data.Dataset.from_tensor_slices(images))
+    trainer = trainer_lib.Trainer(
+        cfg, SHAPE, main_steps=steps, train_images=lambda: tf.data.Dataset.from_tensor_slices(images)
+    )
     batches = iter(tf.data.Dataset.from_tensor_slices(images).repeat().batch(8, drop_remainder=True))
     trainer.train_steps(batches, steps)
     if stage2_steps:
@@ -41,8 +42,17 @@ def lpga(tmp_path_factory):
     """(trainer, run dir) of an LPGA run with batch norm (moving statistics to restore) and a
     bn_momentum other than the default."""
     run_dir = str(tmp_path_factory.mktemp("runs") / "lpga")
-    cfg = config.for_method("lpga", run_dir=run_dir, dataset="mnist", z_dim=4, batch_size=8, lr=0.01,
-                            init_steps=0, use_bn=True, bn_momentum=0.9)
+    cfg = config.for_method(
+        "lpga",
+        run_dir=run_dir,
+        dataset="mnist",
+        z_dim=4,
+        batch_size=8,
+        lr=0.01,
+        init_steps=0,
+        use_bn=True,
+        bn_momentum=0.9,
+    )
     return _train(cfg, 5), run_dir
 
 
@@ -50,8 +60,17 @@ def lpga(tmp_path_factory):
 def two_stage(tmp_path_factory):
     """(trainer, run dir) of a 2-Stage VAE run through both of its stages."""
     run_dir = str(tmp_path_factory.mktemp("runs") / "two_stage")
-    cfg = config.for_method("two_stage_vae", run_dir=run_dir, dataset="mnist", z_dim=4, batch_size=8,
-                            lr=1e-3, stage2_depth=2, stage2_width=16, stage2_lr=1e-3)
+    cfg = config.for_method(
+        "two_stage_vae",
+        run_dir=run_dir,
+        dataset="mnist",
+        z_dim=4,
+        batch_size=8,
+        lr=1e-3,
+        stage2_depth=2,
+        stage2_width=16,
+        stage2_lr=1e-3,
+    )
     return _train(cfg, 4, stage2_steps=3), run_dir
 
 
@@ -81,12 +100,14 @@ def test_a_restored_two_stage_run_samples_as_the_trainer_did(two_stage):
     np.testing.assert_array_equal(run.decoder.log_gamma.numpy(), trainer.decoder.log_gamma.numpy())
     lines = []
     sampler = run.sampler(log=lines.append)
-    assert sampler.kind == "two_stage" and lines[0].startswith(f"sampler two_stage: the stage-2 VAE of "
-                                                               f"checkpoint {run.checkpoint}")
+    assert sampler.kind == "two_stage" and lines[0].startswith(
+        f"sampler two_stage: the stage-2 VAE of checkpoint {run.checkpoint}"
+    )
     reference = trainer.parts["two_stage"].sampler()
     n, seed = tf.constant(5), tf.constant(3, tf.int64)
-    np.testing.assert_array_equal(run.decoder(sampler.sample(n, seed), training=False),
-                                  trainer.decoder(reference.sample(n, seed), training=False))
+    np.testing.assert_array_equal(
+        run.decoder(sampler.sample(n, seed), training=False), trainer.decoder(reference.sample(n, seed), training=False)
+    )
 
 
 def test_nets_are_float32_whatever_the_run_trained_in(lpga, tmp_path):
@@ -105,15 +126,18 @@ def test_nets_are_float32_whatever_the_run_trained_in(lpga, tmp_path):
 
 def test_the_latest_step_is_read_without_tensorflow(lpga, tmp_path):
     _, run_dir = lpga
-    code = ("import sys; from pga_tf import runs; "
-            f"print(runs.latest_step({run_dir!r}), runs.latest_step({str(tmp_path)!r}), "
-            "'tensorflow' in sys.modules)")
+    code = (
+        "import sys; from pga_tf import runs; "
+        f"print(runs.latest_step({run_dir!r}), runs.latest_step({str(tmp_path)!r}), "
+        "'tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["5", "None", "False"]
 
 
 def _faults(lpga_dir, two_stage_dir, tmp):
     """name -> (run dir, step, what the one line says)."""
+
     def copy(src, name, edit=None, config_text=None):
         dst = str(tmp / name)
         shutil.copytree(src, dst)
@@ -143,12 +167,16 @@ def _faults(lpga_dir, two_stage_dir, tmp):
         "no checkpoint": (str(no_ckpt), None, "{d} has no checkpoint yet (nothing in {d}/checkpoints)"),
         "step not kept": (lpga_dir, 3, "{d} keeps no checkpoint at step 3 (it keeps steps 5; train.py"),
         "damaged": (damaged, None, "every checkpoint in {d}/checkpoints is damaged"),
-        "other z_dim": (copy(lpga_dir, "z7", {"z_dim": 7}), None,
-                        "does not match the run's config.json (method lpga, model conv_mnist, z_dim 7, "
-                        "use_bn True): "),
-        "other stage-2 width": (copy(two_stage_dir, "w32", {"stage2_width": 32}), None,
-                                "(method two_stage_vae, model conv_mnist, z_dim 4, use_bn False, "
-                                "stage2_depth 2, stage2_width 32): "),
+        "other z_dim": (
+            copy(lpga_dir, "z7", {"z_dim": 7}),
+            None,
+            "does not match the run's config.json (method lpga, model conv_mnist, z_dim 7, use_bn True): ",
+        ),
+        "other stage-2 width": (
+            copy(two_stage_dir, "w32", {"stage2_width": 32}),
+            None,
+            "(method two_stage_vae, model conv_mnist, z_dim 4, use_bn False, stage2_depth 2, stage2_width 32): ",
+        ),
     }
 
 

@@ -28,8 +28,11 @@ def fitted():
 
 
 def _params(sampler):
-    return (tf.nn.softmax(sampler.logits).numpy().astype(np.float64), sampler.loc.numpy().astype(np.float64),
-            sampler.scale_tril.numpy().astype(np.float64))
+    return (
+        tf.nn.softmax(sampler.logits).numpy().astype(np.float64),
+        sampler.loc.numpy().astype(np.float64),
+        sampler.scale_tril.numpy().astype(np.float64),
+    )
 
 
 def test_fit_recovers_the_mixture(fitted):
@@ -59,7 +62,7 @@ def test_samples_have_the_fitted_mixtures_mean_and_covariance(fitted):
     # 5 standard errors: the mean's is sqrt(var / n); a covariance entry's is below
     # sqrt((S_ii S_jj + S_ij^2) / n) times the kurtosis excess of a 3-mode mixture (< 2).
     np.testing.assert_allclose(z.mean(0), mean, atol=5 * np.sqrt(np.diag(cov) / n).max())
-    se = 2 * np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / n)
+    se = 2 * np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
     assert np.all(np.abs(np.cov(z, rowvar=False) - cov) < 5 * se), (np.cov(z, rowvar=False), cov)
 
 
@@ -70,8 +73,7 @@ def test_the_sampled_density_is_scikit_learns_fit(fitted):
     # draws from must have its density (weights, means and the Cholesky factors' orientation).
     gmm = GaussianMixture(3, covariance_type="full", random_state=0).fit(mixture_codes())
     x = mixture_codes(500, seed=1).astype(np.float32)
-    np.testing.assert_allclose(fitted.distribution().log_prob(x).numpy(), gmm.score_samples(x),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fitted.distribution().log_prob(x).numpy(), gmm.score_samples(x), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["prior", "gmm"])
@@ -79,8 +81,7 @@ def test_sampling_is_stateless(kind, fitted):
     sampler = fitted if kind == "gmm" else samplers.PriorSampler(2)
     seed = tf.constant(2**40 + 5, tf.int64)  # above int32: still its own seed
     a = sampler.sample(tf.constant(7), seed).numpy()
-    traced = tf.function(sampler.sample, input_signature=[tf.TensorSpec([], tf.int32),
-                                                          tf.TensorSpec([], tf.int64)])
+    traced = tf.function(sampler.sample, input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)])
     np.testing.assert_array_equal(traced(tf.constant(7), seed).numpy(), a)
     np.testing.assert_array_equal(sampler.sample(tf.constant(7), seed).numpy(), a)
     assert a.shape == (7, 2) and a.dtype == np.float32
@@ -98,14 +99,12 @@ def test_gmm_needs_as_many_codes_as_components():
 def test_build_fits_the_gmm_on_the_encoders_mean_codes():
     encoder, _ = models.build_models("conv_mnist", 3, 1, use_bn=False, variational=True)
     images = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
-    source = samplers.run_source(3, encoder, True, lambda: tf.data.Dataset.from_tensor_slices(images),
-                                 batch_size=16)
+    source = samplers.run_source(3, encoder, True, lambda: tf.data.Dataset.from_tensor_slices(images), batch_size=16)
     mu = encoder(images, training=False)[0].numpy()
     np.testing.assert_allclose(source.codes(0), mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(source.codes(25), mu[:25], rtol=1e-5, atol=1e-6)
     logs = []
-    sampler = samplers.build("gmm", source, samplers.Options(gmm_components=2, gmm_codes=30, gmm_seed=1),
-                             logs.append)
+    sampler = samplers.build("gmm", source, samplers.Options(gmm_components=2, gmm_codes=30, gmm_seed=1), logs.append)
     reference = samplers.GMMSampler.fit(mu[:30], components=2, seed=1)
     for got, want in zip(_params(sampler), _params(reference)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config
-from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import parts as step_lib
+from pga_tf.training import trainer as trainer_lib
 
 SHAPE = (28, 28, 1)
 
@@ -20,8 +20,9 @@ def float32_policy():
 
 
 def _cfg(method, **kw):
-    return config.for_method(method, **{"z_dim": 4, "batch_size": 8, "lr": 0.01, "init_steps": 0,
-                                        "model": "conv_mnist", **kw})
+    return config.for_method(
+        method, **{"z_dim": 4, "batch_size": 8, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
+    )
 
 
 def _images(n, seed=0):

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config
+from pga_tf.methods import parts as step_lib
+from pga_tf.methods import pga as pga_lib
 from pga_tf.training import trainer as trainer_lib
-from pga_tf.methods import parts as step_lib, pga as pga_lib
 
 SHAPE = (28, 28, 1)
 
@@ -22,7 +23,7 @@ def _images(n, seed=0):
     yy, xx = np.mgrid[0:28, 0:28] / 27.0
     cy, cx = rng.uniform(0.2, 0.8, (2, n, 1, 1))
     r = rng.uniform(0.1, 0.25, (n, 1, 1))
-    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r ** 2))
+    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
     return (img[..., None] * 2 - 1).astype(np.float32)
 
 
@@ -41,8 +42,9 @@ def test_warm_up_coefficients(method):
 
 
 def _variables(trainer):
-    return [v.numpy().copy() for v in trainer.encoder.trainable_variables], \
-           [v.numpy().copy() for v in trainer.decoder.trainable_variables]
+    return [v.numpy().copy() for v in trainer.encoder.trainable_variables], [
+        v.numpy().copy() for v in trainer.decoder.trainable_variables
+    ]
 
 
 def _changed(before, after):
@@ -85,8 +87,10 @@ def test_update_is_sgd_on_each_networks_own_loss(method):
     with tf.GradientTape(persistent=True) as tape:
         out = trainer.losses(images, noise)
         enc_loss, dec_loss = tf.reduce_mean(out.encoder), tf.reduce_mean(out.decoder)
-    want = [v.numpy() - 0.05 * g.numpy() for v, g in
-            zip(enc_vars + dec_vars, tape.gradient(enc_loss, enc_vars) + tape.gradient(dec_loss, dec_vars))]
+    want = [
+        v.numpy() - 0.05 * g.numpy()
+        for v, g in zip(enc_vars + dec_vars, tape.gradient(enc_loss, enc_vars) + tape.gradient(dec_loss, dec_vars))
+    ]
     trainer.replica_step(images, noise)
     for w, v in zip(want, enc_vars + dec_vars):
         np.testing.assert_allclose(v.numpy(), w, rtol=1e-4, atol=1e-6)
@@ -111,6 +115,7 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
             split_encoder.calls += 1
             model = enc if split_encoder.calls == 1 else encoder_for_h
             return model(x, training=training, update_stats=update_stats)
+
         split_encoder.calls = 0
         return split_encoder
 
@@ -125,8 +130,7 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
         if g_copy is None:
             assert g_trick is None or np.allclose(g_trick.numpy(), 0, atol=1e-7), name
         else:
-            np.testing.assert_allclose(g_trick.numpy(), g_copy.numpy(), rtol=1e-3, atol=1e-6,
-                                       err_msg=name)
+            np.testing.assert_allclose(g_trick.numpy(), g_copy.numpy(), rtol=1e-3, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("method", ["lpga", "vpga", "lvpga", "vae", "ae"])

@@ -17,8 +17,7 @@ def _steps(tb_dir, tag):
 
 def test_resumed_run_makes_tensorboard_drop_the_orphaned_steps(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
-    base = ["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--log_every=2", "--steps_per_loop=2",
-            "--ckpt_every=4"]
+    base = ["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--log_every=2", "--steps_per_loop=2", "--ckpt_every=4"]
     assert run(base + ["--train_steps=8"]).returncode == 0
     # Killed after the step-4 checkpoint with steps 6 and 8 already logged: the step-8
     # checkpoint never made it to disk.

@@ -29,7 +29,9 @@ def test_fid_and_kid_functions_run_and_agree_with_numpy():
     np.testing.assert_allclose(fid, want, rtol=1e-8)
 
     kid, std = tfgan_metrics.kernel_classifier_distance_and_std_from_activations(
-        tf.constant(a), tf.constant(b), max_block_size=100)
+        tf.constant(a), tf.constant(b), max_block_size=100
+    )
     assert np.isfinite(float(kid)) and float(kid) > 0 and float(std) > 0
-    np.testing.assert_allclose(float(tfgan_metrics.trace_sqrt_product(tf.constant(s1), tf.constant(s2))),
-                               tr_sqrt, rtol=1e-8)
+    np.testing.assert_allclose(
+        float(tfgan_metrics.trace_sqrt_product(tf.constant(s1), tf.constant(s2))), tr_sqrt, rtol=1e-8
+    )

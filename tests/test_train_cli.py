@@ -14,8 +14,17 @@ import pytest
 import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--z_dim=4", "--batch_size=8", "--init_steps=0", "--log_every=5", "--sample_every=1000",
-        "--ckpt_every=1000", "--steps_per_loop=5", "--lr=0.01", "--noexport"]
+TINY = [
+    "--z_dim=4",
+    "--batch_size=8",
+    "--init_steps=0",
+    "--log_every=5",
+    "--sample_every=1000",
+    "--ckpt_every=1000",
+    "--steps_per_loop=5",
+    "--lr=0.01",
+    "--noexport",
+]
 
 
 def write_idx(path, images):
@@ -36,14 +45,27 @@ def idx_dir(tmp_path_factory):
 
 def run(args, timeout=240, **kw):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def start(args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def snapshot(directory):
@@ -59,8 +81,11 @@ def snapshot(directory):
 def weights(run_dir):
     """Every model/optimizer tensor of the latest checkpoint (not the save counter)."""
     reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints"))
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k.startswith(("encoder/", "decoder/", "optimizer/", "generator/"))}
+    return {
+        k: reader.get_tensor(k)
+        for k in reader.get_variable_to_shape_map()
+        if k.startswith(("encoder/", "decoder/", "optimizer/", "generator/"))
+    }
 
 
 def assert_one_line_error(proc, *needles):
@@ -80,14 +105,23 @@ def test_train_writes_outputs_and_resumes(idx_dir, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "step 10/10" in first.stdout
     files = os.listdir(os.path.join(run_dir, "samples"))
-    assert {"step_0000010_samples.png", "step_0000010_reconstructions.png",
-            "step_0000010_interpolations.png"} <= set(files)
+    assert {"step_0000010_samples.png", "step_0000010_reconstructions.png", "step_0000010_interpolations.png"} <= set(
+        files
+    )
     assert os.path.exists(os.path.join(run_dir, "saved_model", "saved_model.pb"))
     assert os.path.exists(os.path.join(run_dir, "config.json"))
     events = [os.path.join(run_dir, "tb", f) for f in os.listdir(os.path.join(run_dir, "tb"))]
     tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(e) for v in ev.summary.value}
-    assert {"loss/img_rec", "loss/zn_rec", "loss/nll_dec", "loss/enc_loss", "loss/dec_loss",
-            "train/learning_rate", "train/images_per_s", "samples"} <= tags, tags
+    assert {
+        "loss/img_rec",
+        "loss/zn_rec",
+        "loss/nll_dec",
+        "loss/enc_loss",
+        "loss/dec_loss",
+        "train/learning_rate",
+        "train/images_per_s",
+        "samples",
+    } <= tags, tags
 
     second = run(args + ["--train_steps=15"])
     assert second.returncode == 0, second.stderr
@@ -181,8 +215,10 @@ def _bad_input_cases(idx_dir, tmp):
         "zero z_dim": (["--data_dir", idx_dir, "--z_dim=0"], "--z_dim"),
         "negative steps": (["--data_dir", idx_dir, "--train_steps=-1"], "--train_steps"),
         "model/dataset mismatch": (["--data_dir", idx_dir, "--model=conv_32"], "conv_32"),
-        "batch not divisible": (["--data_dir", idx_dir, "--strategy=mirrored", "--cpu_devices=2",
-                                 "--batch_size=7"], "divisible"),
+        "batch not divisible": (
+            ["--data_dir", idx_dir, "--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"],
+            "divisible",
+        ),
         "unwritable run dir": (["--data_dir", idx_dir, "--run_dir", str(blocker / "run")], "a_file"),
     }
 

@@ -13,32 +13,57 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config, export, runs, samplers
-from pga_tf.training import trainer as trainer_lib
 from pga_tf.methods import baseline_objectives as baselines
 from pga_tf.methods import parts as step_lib
 from pga_tf.methods import two_stage_vae as two_stage
+from pga_tf.training import trainer as trainer_lib
 from tests.test_evaluate_cli import labelled_data_and_classifier
 from tests.test_step import _images
-from tests.test_train_cli import assert_one_line_error, run as train_cli, start as train_start
+from tests.test_train_cli import assert_one_line_error
+from tests.test_train_cli import run as train_cli
+from tests.test_train_cli import start as train_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (28, 28, 1)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 # A tiny two_stage_vae run: 10 stage-1 steps then --stage2_steps, small stage-2 nets.
-TINY = ["--method=two_stage_vae", "--z_dim=4", "--batch_size=8", "--log_every=5", "--sample_every=1000",
-        "--ckpt_every=5", "--steps_per_loop=5", "--optimizer=adam", "--lr=0.001", "--stage2_lr=0.001",
-        "--stage2_depth=2", "--stage2_width=16", "--train_steps=10", "--noexport"]
+TINY = [
+    "--method=two_stage_vae",
+    "--z_dim=4",
+    "--batch_size=8",
+    "--log_every=5",
+    "--sample_every=1000",
+    "--ckpt_every=5",
+    "--steps_per_loop=5",
+    "--optimizer=adam",
+    "--lr=0.001",
+    "--stage2_lr=0.001",
+    "--stage2_depth=2",
+    "--stage2_width=16",
+    "--train_steps=10",
+    "--noexport",
+]
 
 
 def _cfg(**kw):
-    kw = {"z_dim": 4, "batch_size": 8, "lr": 1e-3, "optimizer": "adam", "model": "conv_mnist",
-          "stage2_depth": 2, "stage2_width": 32, "stage2_lr": 1e-3, **kw}
+    kw = {
+        "z_dim": 4,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "model": "conv_mnist",
+        "stage2_depth": 2,
+        "stage2_width": 32,
+        "stage2_lr": 1e-3,
+        **kw,
+    }
     return config.for_method("two_stage_vae", **kw)
 
 
 def _trainer(cfg, images, stage1_steps):
-    return trainer_lib.Trainer(cfg, SHAPE, main_steps=stage1_steps,
-                             train_images=lambda: tf.data.Dataset.from_tensor_slices(images))
+    return trainer_lib.Trainer(
+        cfg, SHAPE, main_steps=stage1_steps, train_images=lambda: tf.data.Dataset.from_tensor_slices(images)
+    )
 
 
 def _batches(images, batch):
@@ -78,11 +103,11 @@ def test_stage1_loss_with_learned_gamma_against_numpy():
     trainer = _trainer(cfg, _images(16), 10)
     trainer.decoder.log_gamma.assign(-0.4)
     images = _images(6, seed=1)
-    noise = step_lib.Noise(*(tf.constant(np.random.default_rng(s).standard_normal((6, 4)), tf.float32)
-                             for s in range(3)))
+    noise = step_lib.Noise(
+        *(tf.constant(np.random.default_rng(s).standard_normal((6, 4)), tf.float32) for s in range(3))
+    )
     with tf.GradientTape() as tape:
-        out = two_stage.losses(cfg, trainer.encoder, trainer.decoder, images, noise,
-                                            tf.constant(0))
+        out = two_stage.losses(cfg, trainer.encoder, trainer.decoder, images, noise, tf.constant(0))
         mean = tf.reduce_mean(out.decoder)
     grad = tape.gradient(mean, trainer.decoder.log_gamma)
 
@@ -91,13 +116,13 @@ def test_stage1_loss_with_learned_gamma_against_numpy():
     x_hat = trainer.decoder(tf.constant(z, tf.float32), training=True).numpy().astype(np.float64)
     gamma = math.exp(-0.4)
     sq = np.square(images - x_hat).reshape(6, -1)
-    nll = np.sum(sq / (2 * gamma ** 2) - 0.4 + 0.5 * math.log(2 * math.pi), axis=1)
-    kl = 0.5 * np.sum(mu ** 2 + np.exp(log_var) - log_var - 1, axis=1)
+    nll = np.sum(sq / (2 * gamma**2) - 0.4 + 0.5 * math.log(2 * math.pi), axis=1)
+    kl = 0.5 * np.sum(mu**2 + np.exp(log_var) - log_var - 1, axis=1)
     np.testing.assert_allclose(out.terms["nll_x"], nll, rtol=1e-4)
     np.testing.assert_allclose(out.terms["kl"], kl, rtol=1e-4)
     np.testing.assert_allclose(out.decoder, nll + kl, rtol=1e-4)
     np.testing.assert_allclose(out.terms["img_rec"], sq.mean(1), rtol=1e-4)
-    np.testing.assert_allclose(float(grad), np.mean(np.sum(1 - sq / gamma ** 2, axis=1)), rtol=1e-3)
+    np.testing.assert_allclose(float(grad), np.mean(np.sum(1 - sq / gamma**2, axis=1)), rtol=1e-3)
     assert trainer.decoder.log_gamma in trainer.decoder.trainable_variables  # the optimizer trains it
 
 
@@ -129,8 +154,9 @@ def test_stage2_moves_the_codes_moments_towards_standard_normal():
     z = _skewed_codes(4096)
     log_var = np.full_like(z, math.log(1e-4))  # a sharp stage-1 posterior, as gamma_x -> 0 gives
     parts = two_stage.TwoStage(2, depth=2, width=64, lr=1e-3)
-    stage2 = two_stage.SecondStage(parts, 64, seed=0, strategy=tf.distribute.get_strategy(),
-                                   generator=tf.random.Generator.from_seed(0))
+    stage2 = two_stage.SecondStage(
+        parts, 64, seed=0, strategy=tf.distribute.get_strategy(), generator=tf.random.Generator.from_seed(0)
+    )
     stage2.set_codes(z, log_var)
     for _ in range(15):
         metrics, bad = stage2.train_steps(None, 100)
@@ -216,8 +242,14 @@ def test_stage2_steps_default_to_the_official_ratio():
 
 
 # The official demo.py argument names and ours (daib13/TwoStageVAE).
-OFFICIAL_NAMES = {"--batch-size": "batch_size", "--latent-dim": "z_dim", "--lr": "lr", "--lr2": "stage2_lr",
-                  "--second-depth": "stage2_depth", "--second-dim": "stage2_width"}
+OFFICIAL_NAMES = {
+    "--batch-size": "batch_size",
+    "--latent-dim": "z_dim",
+    "--lr": "lr",
+    "--lr2": "stage2_lr",
+    "--second-depth": "stage2_depth",
+    "--second-dim": "stage2_width",
+}
 
 
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "mnist", "cifar10", "celeba"])
@@ -246,8 +278,9 @@ def _tensors(run_dir, prefixes=("encoder/", "decoder/", "two_stage/", "optimizer
 
 def _steps(run_dir):
     t = _tensors(run_dir)
-    return int(t["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]), \
-        int(t["two_stage/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"])
+    return int(t["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]), int(
+        t["two_stage/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]
+    )
 
 
 def test_a_run_stopped_in_stage2_resumes_there_bitwise(idx_dir, tmp_path):
@@ -275,11 +308,18 @@ def test_a_run_stopped_in_stage2_resumes_there_bitwise(idx_dir, tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-
 def test_sigterm_in_stage2_stops_with_a_checkpoint_and_resumes(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
-    args = ["--data_dir", idx_dir, *TINY, "--run_dir", run_dir, "--stage2_steps=100000",
-            "--steps_per_loop=1", "--ckpt_every=100000"]
+    args = [
+        "--data_dir",
+        idx_dir,
+        *TINY,
+        "--run_dir",
+        run_dir,
+        "--stage2_steps=100000",
+        "--steps_per_loop=1",
+        "--ckpt_every=100000",
+    ]
     proc = train_start(args)
     lines = []
     for line in proc.stdout:
@@ -300,9 +340,11 @@ def test_sigterm_in_stage2_stops_with_a_checkpoint_and_resumes(idx_dir, tmp_path
 
 
 def test_bad_stage2_flags_are_one_line_errors(tmp_path):
-    for flag, needle in (("--stage2_lr=0", "--stage2_lr must be positive"),
-                         ("--stage2_steps=-1", "--stage2_steps must be >= 0"),
-                         ("--stage2_width=0", "--stage2_width must be positive")):
+    for flag, needle in (
+        ("--stage2_lr=0", "--stage2_lr must be positive"),
+        ("--stage2_steps=-1", "--stage2_steps must be >= 0"),
+        ("--stage2_width=0", "--stage2_width must be positive"),
+    ):
         proc = train_cli(["--method=two_stage_vae", flag, f"--run_dir={tmp_path / 'r'}"])
         assert_one_line_error(proc, needle)  # checked at parse time
         assert not os.path.exists(tmp_path / "r")
@@ -324,10 +366,23 @@ def test_train_evaluate_export_end_to_end(labelled):
     assert proc.returncode == 0, proc.stderr
     assert "(step 20) written to" in proc.stdout and "saved_model" in proc.stdout
 
-    proc = subprocess.run([sys.executable, "evaluate.py", f"--run_dir={run_dir}", f"--classifier={clf}",
-                           "--num_samples=20", "--draws=2", "--batch_size=16",
-                           f"--stats_cache={tmp / 'cache'}"], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            f"--run_dir={run_dir}",
+            f"--classifier={clf}",
+            "--num_samples=20",
+            "--draws=2",
+            "--batch_size=16",
+            f"--stats_cache={tmp / 'cache'}",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "FID-fashion_mnist_cnn-two_stage" in proc.stdout and "sampler two_stage: the stage-2 VAE" in proc.stdout
     report = json.load(open(os.path.join(run_dir, "eval", "report-two_stage.json")))
@@ -342,14 +397,12 @@ def test_train_evaluate_export_end_to_end(labelled):
     assert module.sampler.kind == "two_stage"
     loaded = tf.saved_model.load(os.path.join(run_dir, "saved_model"))
     served = loaded.signatures["sample"](num_samples=tf.constant(6), seed=tf.constant(3, tf.int64))["images"]
-    again = loaded.signatures["serving_default"](num_samples=tf.constant(6),
-                                                 seed=tf.constant(3, tf.int64))["images"]
+    again = loaded.signatures["serving_default"](num_samples=tf.constant(6), seed=tf.constant(3, tf.int64))["images"]
     want = module.decoder(sampler.sample(tf.constant(6), tf.constant(3, tf.int64)), training=False)
     assert served.shape == (6, *SHAPE)
     np.testing.assert_array_equal(served, again)
     np.testing.assert_allclose(served, want, atol=1e-5)
-    prior = module.decoder(samplers.PriorSampler(4).sample(tf.constant(6), tf.constant(3, tf.int64)),
-                           training=False)
+    prior = module.decoder(samplers.PriorSampler(4).sample(tf.constant(6), tf.constant(3, tf.int64)), training=False)
     assert not np.allclose(served, prior, atol=1e-3)  # it is not the prior's sample
     empty = loaded.signatures["sample"](num_samples=tf.constant(0), seed=tf.constant(3, tf.int64))["images"]
     assert empty.shape == (0, *SHAPE)

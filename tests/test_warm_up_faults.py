@@ -9,12 +9,10 @@ from tests.test_train_cli import TINY, run
 
 def test_a_run_inside_its_warm_up_is_warned_about_at_start_and_in_the_export(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
-    args = ["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--ckpt_every=5", "--train_steps=10",
-            "--init_steps=50"]
+    args = ["--data_dir", idx_dir, "--run_dir", run_dir, *TINY, "--ckpt_every=5", "--train_steps=10", "--init_steps=50"]
     proc = run(args)
     assert proc.returncode == 0, proc.stderr
-    terms = [t for t in ("zn_rec", "zh_rec", "nll", "vrec", "vkld")
-             if getattr(config_lib.for_method("lpga"), t)]
+    terms = [t for t in ("zn_rec", "zh_rec", "nll", "vrec", "vkld") if getattr(config_lib.for_method("lpga"), t)]
     warnings = [l for l in proc.stdout.splitlines() if l.startswith("warning:")]
     assert len(warnings) == 1, proc.stdout
     assert "--init_steps=50" in warnings[0] and "10 steps" in warnings[0] and "step 51" in warnings[0]
@@ -27,8 +25,10 @@ def test_a_run_inside_its_warm_up_is_warned_about_at_start_and_in_the_export(idx
     module = export.from_run(run_dir, log=lines.append)
     ckpt = os.path.join(run_dir, "checkpoints", "ckpt-10")
     assert module.step == 10
-    assert any(l.startswith("warning:") and f"checkpoint {ckpt}" in l and "step 51" in l
-               and "plain autoencoder" in l for l in lines), lines
+    assert any(
+        l.startswith("warning:") and f"checkpoint {ckpt}" in l and "step 51" in l and "plain autoencoder" in l
+        for l in lines
+    ), lines
     # Resumed past the warm-up: nothing to warn about, and the export of step 60 neither.
     past = run(args[:-2] + ["--train_steps=60", "--init_steps=50"])
     assert past.returncode == 0 and "warning:" not in past.stdout, past.stdout

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import config
-from pga_tf.methods import objectives, parts as step_lib, pga as pga_lib
+from pga_tf.methods import objectives
+from pga_tf.methods import parts as step_lib
+from pga_tf.methods import pga as pga_lib
 from pga_tf.nets import models
 from pga_tf.training import trainer as trainer_lib
 
@@ -27,14 +29,14 @@ def _noise(seed=0):
 
 
 def _cfg(method, **kw):
-    return config.for_method(method, **{"z_dim": Z, "batch_size": N, "model": "conv_mnist",
-                                        "init_steps": 10, "use_bn": False, **kw})
+    return config.for_method(
+        method, **{"z_dim": Z, "batch_size": N, "model": "conv_mnist", "init_steps": 10, "use_bn": False, **kw}
+    )
 
 
 def _nets(cfg, seed=0):
     tf.keras.utils.set_random_seed(seed)
-    return models.build_models(cfg.model, cfg.z_dim, SHAPE[-1], use_bn=cfg.use_bn,
-                               variational=cfg.variational)
+    return models.build_models(cfg.model, cfg.z_dim, SHAPE[-1], use_bn=cfg.use_bn, variational=cfg.variational)
 
 
 def _collapse(encoder):
@@ -63,8 +65,7 @@ def _losses_and_gradients(cfg, encoder, decoder, images, noise, fused, step=0):
     def run():
         with tf.GradientTape(persistent=True) as tape:
             if fused:
-                out = pga_lib.fused_losses(cfg, encoder, decoder, images, noise,
-                                           tf.constant(step), zero)
+                out = pga_lib.fused_losses(cfg, encoder, decoder, images, noise, tf.constant(step), zero)
             else:
                 out = pga_lib.losses(cfg, encoder, decoder, images, noise, tf.constant(step))
             e, d = tf.reduce_mean(out.encoder), tf.reduce_mean(out.decoder)
@@ -75,8 +76,7 @@ def _losses_and_gradients(cfg, encoder, decoder, images, noise, fused, step=0):
         return out, grads
 
     out, grads = run()
-    return out, [np.zeros(v.shape) if g is None else g.numpy() for v, g in
-                 zip(enc_vars + dec_vars, grads)]
+    return out, [np.zeros(v.shape) if g is None else g.numpy() for v, g in zip(enc_vars + dec_vars, grads)]
 
 
 def _autoencoder(method, encoder, decoder, images, noise):
@@ -89,8 +89,7 @@ def _autoencoder(method, encoder, decoder, images, noise):
         loss = tf.reduce_mean(rec)
     variables = _variables(encoder, decoder)
     grads = tape.gradient(loss, variables)
-    return rec.numpy(), [np.zeros(v.shape) if g is None else g.numpy()
-                         for v, g in zip(variables, grads)]
+    return rec.numpy(), [np.zeros(v.shape) if g is None else g.numpy() for v, g in zip(variables, grads)]
 
 
 def _assert_autoencoder(method, encoder, decoder, images, noise, out, grads):
@@ -100,8 +99,7 @@ def _assert_autoencoder(method, encoder, decoder, images, noise, out, grads):
     live = 0
     for v, g, w in zip(_variables(encoder, decoder), grads, want):
         assert np.all(np.isfinite(g)), v.path
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max(initial=1.0),
-                                   err_msg=v.path)
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max(initial=1.0), err_msg=v.path)
         live += bool(np.abs(w).max() > 0)
     assert live >= 4  # the decoder's and the mu head's gradients: not a match of zeros
     for name, value in out.terms.items():
@@ -110,8 +108,7 @@ def _assert_autoencoder(method, encoder, decoder, images, noise, out, grads):
 
 @pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused"])
 @pytest.mark.parametrize("method,log_det", COLLAPSING)
-def test_a_log_det_of_minus_infinity_during_warm_up_leaves_the_autoencoders_loss(method, log_det,
-                                                                                fused):
+def test_a_log_det_of_minus_infinity_during_warm_up_leaves_the_autoencoders_loss(method, log_det, fused):
     cfg = _cfg(method, log_det=log_det)
     encoder, decoder = _nets(cfg)
     _collapse(encoder)
@@ -141,8 +138,14 @@ def test_after_the_warm_up_the_same_term_is_in_the_loss_and_stops_the_run(method
 
 
 # Each latent term's function, and which of its arguments is a net's output.
-POISONED = {"prior_nll": 0, "vae_kl": 1, "vae_reconstruction": 0, "log_det_loss": 0,
-            "directional_log_det_loss": 0, "squared_error": 1}
+POISONED = {
+    "prior_nll": 0,
+    "vae_kl": 1,
+    "vae_reconstruction": 0,
+    "log_det_loss": 0,
+    "directional_log_det_loss": 0,
+    "squared_error": 1,
+}
 
 
 def _poisoned(fn, arg):
@@ -185,5 +188,7 @@ def test_a_collapsed_h_does_not_stop_a_run_during_warm_up(use_bn):
     data = tf.data.Dataset.from_tensors(_images()).repeat()
     metrics = trainer.train_steps(iter(data), 3)
     assert trainer.step == 3 and all(np.isfinite(v) for v in metrics.values()), metrics
-    assert all(np.all(np.isfinite(v.numpy())) for v in trainer.encoder.trainable_variables
-               + trainer.decoder.trainable_variables)
+    assert all(
+        np.all(np.isfinite(v.numpy()))
+        for v in trainer.encoder.trainable_variables + trainer.decoder.trainable_variables
+    )

@@ -34,7 +34,8 @@ def _evaluate(argv):
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.baselines:
         return baselines()
-    from pga_tf import config as config_lib, runs  # no TensorFlow yet: run-dir mistakes fail fast
+    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
+    from pga_tf import runs
 
     for flag in ("run_dir", "out"):
         try:  # reports and HParams logs are written beside these paths
@@ -46,21 +47,38 @@ def _evaluate(argv):
     except runs.RunError as e:
         cli.fail(str(e))
     if FLAGS.real_split == "validation" and cfg.validation_split is None:
-        cli.fail(f"--real_split=validation needs a run trained with --holdout=N; {FLAGS.run_dir} "
-                 "held nothing out (it trained on every training image)")
+        cli.fail(
+            f"--real_split=validation needs a run trained with --holdout=N; {FLAGS.run_dir} "
+            "held nothing out (it trained on every training image)"
+        )
     cli.quiet_tensorflow()
 
     from pga_tf.evaluation import evaluators, features, fid  # TensorFlow loads here
 
-    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
-                                        FLAGS.inception_weights, FLAGS.batch_size)
+    extractor = features.make_extractor(
+        FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights, FLAGS.batch_size
+    )
     options = evaluators.Options(
-        num_samples=FLAGS.num_samples, draws=FLAGS.draws, sampler=FLAGS.sampler,
-        sampler_options=cli.sampler_options(), nll_examples=FLAGS.nll_examples, fd_draws=FLAGS.fd_draws,
-        batch_size=FLAGS.batch_size, seed=FLAGS.seed, step=FLAGS.checkpoint_step or None,
-        real_split=FLAGS.real_split, data_dir=FLAGS.data_dir or None, out=FLAGS.out or None)
-    evaluators.evaluate_run(FLAGS.run_dir, extractor, options, cache=fid.StatsCache(FLAGS.stats_cache),
-                            log=lambda line: print(line, flush=True))
+        num_samples=FLAGS.num_samples,
+        draws=FLAGS.draws,
+        sampler=FLAGS.sampler,
+        sampler_options=cli.sampler_options(),
+        nll_examples=FLAGS.nll_examples,
+        fd_draws=FLAGS.fd_draws,
+        batch_size=FLAGS.batch_size,
+        seed=FLAGS.seed,
+        step=FLAGS.checkpoint_step or None,
+        real_split=FLAGS.real_split,
+        data_dir=FLAGS.data_dir or None,
+        out=FLAGS.out or None,
+    )
+    evaluators.evaluate_run(
+        FLAGS.run_dir,
+        extractor,
+        options,
+        cache=fid.StatsCache(FLAGS.stats_cache),
+        log=lambda line: print(line, flush=True),
+    )
 
 
 def baselines():
@@ -68,17 +86,24 @@ def baselines():
     cli.quiet_tensorflow()
     from pga_tf.evaluation import evaluators, features, fid
 
-    extractor = features.make_extractor(FLAGS.features, FLAGS.dataset, FLAGS.classifier,
-                                        FLAGS.inception_weights, FLAGS.batch_size)
-    evaluators.baselines(extractor, FLAGS.dataset, FLAGS.num_samples, FLAGS.draws, FLAGS.seed,
-                         FLAGS.data_dir or None, fid.StatsCache(FLAGS.stats_cache),
-                         FLAGS.out or f"baselines_{FLAGS.dataset}.json", lambda line: print(line, flush=True))
+    extractor = features.make_extractor(
+        FLAGS.features, FLAGS.dataset, FLAGS.classifier, FLAGS.inception_weights, FLAGS.batch_size
+    )
+    evaluators.baselines(
+        extractor,
+        FLAGS.dataset,
+        FLAGS.num_samples,
+        FLAGS.draws,
+        FLAGS.seed,
+        FLAGS.data_dir or None,
+        fid.StatsCache(FLAGS.stats_cache),
+        FLAGS.out or f"baselines_{FLAGS.dataset}.json",
+        lambda line: print(line, flush=True),
+    )
 
 
 def _user_errors():
     from pga_tf import data, runs, samplers
     from pga_tf.evaluation import evaluators, features
 
-    return (data.DataError, runs.RunError, evaluators.EvalError, features.FeatureError,
-            samplers.SamplerError, OSError)
-
+    return (data.DataError, runs.RunError, evaluators.EvalError, features.FeatureError, samplers.SamplerError, OSError)

@@ -42,12 +42,13 @@ def _export(argv):
     say = lambda line: print(line, flush=True)  # noqa: E731
     module = export.from_run(FLAGS.run_dir, FLAGS.sampler, cli.sampler_options(), FLAGS.data_dir, say)
     path = export.export(module, export_dir, overwrite=FLAGS.overwrite)
-    say(f"SavedModel of {module.checkpoint} (step {module.step}) written to {path} "
-        f"(sample: the {module.sampler.kind} sampler)")
+    say(
+        f"SavedModel of {module.checkpoint} (step {module.step}) written to {path} "
+        f"(sample: the {module.sampler.kind} sampler)"
+    )
 
 
 def _user_errors():
     from pga_tf import data, export, runs, samplers
 
     return (export.ExportError, runs.RunError, samplers.SamplerError, data.DataError)
-

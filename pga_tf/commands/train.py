@@ -41,21 +41,27 @@ def _train(argv):
         from pga_tf.training import rendezvous
 
         try:
-            rendezvous.wait_for_peers(os.environ.get("TF_CONFIG"), FLAGS.worker_timeout,
-                                      log=lambda line: print(line, flush=True))
+            rendezvous.wait_for_peers(
+                os.environ.get("TF_CONFIG"), FLAGS.worker_timeout, log=lambda line: print(line, flush=True)
+            )
         except rendezvous.ClusterError as e:
             cli.fail(str(e))
     cli.split_cpu(FLAGS.cpu_devices)
     cli.quiet_tensorflow()
 
-    from pga_tf.training import loop, trainer as trainer_lib
+    from pga_tf.training import loop
+    from pga_tf.training import trainer as trainer_lib
 
     # Before anything else touches TensorFlow: MultiWorkerMirroredStrategy can only configure
     # its collectives before TF initialises.
     strategy = trainer_lib.make_strategy(cfg.strategy)
-    loop.run(cfg, strategy, log=lambda line: print(line, flush=True),
-             callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
-             export=FLAGS.export)
+    loop.run(
+        cfg,
+        strategy,
+        log=lambda line: print(line, flush=True),
+        callbacks=lambda trainer: _fid_callbacks(cfg, cfg.data_dir or None, trainer.sampler),
+        export=FLAGS.export,
+    )
 
 
 def _fid_callbacks(cfg, data_dir, sampler) -> list:
@@ -65,11 +71,20 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
         return []
     from pga_tf.evaluation import features, fid
 
-    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier,
-                                        FLAGS.inception_weights)
-    return [fid.FIDCallback(extractor, cfg.dataset, sampler, FLAGS.fid_every, FLAGS.fid_samples,
-                            data_dir, fid.StatsCache(FLAGS.stats_cache), seed=cfg.seed,
-                            log=lambda line: print(line, flush=True))]
+    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+    return [
+        fid.FIDCallback(
+            extractor,
+            cfg.dataset,
+            sampler,
+            FLAGS.fid_every,
+            FLAGS.fid_samples,
+            data_dir,
+            fid.StatsCache(FLAGS.stats_cache),
+            seed=cfg.seed,
+            log=lambda line: print(line, flush=True),
+        )
+    ]
 
 
 def _user_errors():
@@ -78,6 +93,13 @@ def _user_errors():
     from pga_tf.training import trainer as trainer_lib
 
     # OSError: a full disk or an unwritable run dir is the user's to fix, not a crash.
-    return (data.DataError, trainer_lib.TrainingError, export.ExportError, runs.RunError, features.FeatureError,
-            run_lock.RunDirBusy, config.ConfigError, OSError)
-
+    return (
+        data.DataError,
+        trainer_lib.TrainingError,
+        export.ExportError,
+        runs.RunError,
+        features.FeatureError,
+        run_lock.RunDirBusy,
+        config.ConfigError,
+        OSError,
+    )

@@ -60,8 +60,10 @@ def _label_dir(dataset: str, data_dir: str | None) -> str:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(data.DATASETS)}")
     directory = data_dir or info.default_dir
     if not directory or not os.path.isdir(directory):
-        raise data.DataError(f"the classifier trains on MNIST-format IDX files with labels; pass "
-                             f"--data_dir with {_LABEL_STEMS['train']}[.gz] for {dataset}")
+        raise data.DataError(
+            f"the classifier trains on MNIST-format IDX files with labels; pass "
+            f"--data_dir with {_LABEL_STEMS['train']}[.gz] for {dataset}"
+        )
     return directory
 
 
@@ -71,8 +73,7 @@ def load_labels(dataset: str, split: str, data_dir: str | None = None) -> np.nda
     stem = os.path.join(directory, _LABEL_STEMS[split])
     path = next((p for p in (stem, stem + ".gz") if os.path.isfile(p)), None)
     if path is None:
-        raise data.DataError(f"{directory} has no {_LABEL_STEMS[split]}[.gz]: the classifier needs "
-                             f"the {split} labels")
+        raise data.DataError(f"{directory} has no {_LABEL_STEMS[split]}[.gz]: the classifier needs the {split} labels")
     labels = data.read_idx(path)
     if labels.ndim != 1:
         raise data.DataError(f"{path} is not a label file (shape {labels.shape})")
@@ -90,18 +91,26 @@ def load_split(dataset: str, split: str, data_dir: str | None = None) -> tuple[n
 
 
 # ------------------------------------------------------------------------------- training
-def train(train_images: np.ndarray, train_labels: np.ndarray, epochs: int = 5, batch_size: int = 128,
-          seed: int = 0, verbose: int = 0, num_classes: int | None = None) -> keras.Model:
+def train(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    epochs: int = 5,
+    batch_size: int = 128,
+    seed: int = 0,
+    verbose: int = 0,
+    num_classes: int | None = None,
+) -> keras.Model:
     """A classifier fitted with Adam on the given [-1, 1] images."""
     keras.utils.set_random_seed(seed)
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1
     model = build(train_images.shape[1:], num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(train_images, train_labels, batch_size=batch_size, epochs=epochs, shuffle=True,
-              verbose=verbose)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(train_images, train_labels, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
     return model
 
 
@@ -151,9 +160,16 @@ def save(model: keras.Model, out_dir: str, name: str, info: dict) -> str:
     return path
 
 
-def train_and_save(dataset: str, out_dir: str, data_dir: str | None = None, name: str | None = None,
-                   epochs: int = 8, batch_size: int = 128, seed: int = 0,
-                   log=print) -> tuple[str, dict]:
+def train_and_save(
+    dataset: str,
+    out_dir: str,
+    data_dir: str | None = None,
+    name: str | None = None,
+    epochs: int = 8,
+    batch_size: int = 128,
+    seed: int = 0,
+    log=print,
+) -> tuple[str, dict]:
     """Train on `dataset`'s train split, measure test accuracy, save; returns (path, metadata)."""
     name = name or default_name(dataset)
     t0 = time.time()
@@ -165,15 +181,26 @@ def train_and_save(dataset: str, out_dir: str, data_dir: str | None = None, name
     model = train(x_train, y_train, epochs, batch_size, seed, verbose=2, num_classes=num_classes)
     train_seconds = time.time() - t1
     acc = accuracy(model, x_test, y_test)
-    info = dict(dataset=dataset, data_dir=data_dir or "", train_examples=len(x_train),
-                test_examples=len(x_test), num_classes=num_classes, epochs=epochs,
-                batch_size=batch_size, seed=seed, test_accuracy=acc,
-                train_seconds=round(train_seconds, 1), total_seconds=round(time.time() - t0, 1))
+    info = dict(
+        dataset=dataset,
+        data_dir=data_dir or "",
+        train_examples=len(x_train),
+        test_examples=len(x_test),
+        num_classes=num_classes,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        test_accuracy=acc,
+        train_seconds=round(train_seconds, 1),
+        total_seconds=round(time.time() - t0, 1),
+    )
     path = save(model, out_dir, name, info)
     with open(metadata_path(path)) as f:
         meta = json.load(f)
-    log(f"test accuracy {acc:.4f}; trained in {train_seconds:.0f} s; wrote {path} and "
-        f"{os.path.basename(metadata_path(path))} (sha256 {meta['sha256'][:12]}...)")
+    log(
+        f"test accuracy {acc:.4f}; trained in {train_seconds:.0f} s; wrote {path} and "
+        f"{os.path.basename(metadata_path(path))} (sha256 {meta['sha256'][:12]}...)"
+    )
     return path, meta
 
 
@@ -186,8 +213,16 @@ def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     cli.quiet_tensorflow()
-    train_and_save(FLAGS.dataset, FLAGS.out, FLAGS.data_dir or None, FLAGS.name or None,
-                   FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, log=lambda s: print(s, flush=True))
+    train_and_save(
+        FLAGS.dataset,
+        FLAGS.out,
+        FLAGS.data_dir or None,
+        FLAGS.name or None,
+        FLAGS.epochs,
+        FLAGS.batch_size,
+        FLAGS.seed,
+        log=lambda s: print(s, flush=True),
+    )
 
 
 def run() -> None:
@@ -196,8 +231,7 @@ def run() -> None:
     from pga_tf import cli
 
     cli.define_classifier_flags()
-    cli.run(main, (data.DataError, ValueError, OSError), doc=__doc__,
-            command="python -m pga_tf.evaluation.classifier")
+    cli.run(main, (data.DataError, ValueError, OSError), doc=__doc__, command="python -m pga_tf.evaluation.classifier")
 
 
 if __name__ == "__main__":

@@ -15,16 +15,19 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import config as config_lib, data, methods, runs, samplers
-from pga_tf.evaluation import fid as fid_lib, hparams, likelihood, precision_recall
-from pga_tf.methods import objectives
+from pga_tf import config as config_lib
+from pga_tf import data, methods, runs, samplers
+from pga_tf.evaluation import fid as fid_lib
+from pga_tf.evaluation import hparams, likelihood, precision_recall
 from pga_tf.evaluation.features import Extractor
 from pga_tf.images import grid, interpolation_grid, save_png
+from pga_tf.methods import objectives
 
 # 2: FID/KID over several draws (value = mean, std over draws). 3: the latent sampler is named
 # ("sampler"; metric names and files carry -<sampler> for all but the prior). 4: improved
@@ -133,8 +136,9 @@ class Evaluator(Protocol):
     def __call__(self, target: Target, report: Mapping[str, Any]) -> Section: ...
 
 
-def reconstruction_error(run: runs.Run, images: tf.data.Dataset, batch_size: int = 250
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def reconstruction_error(
+    run: runs.Run, images: tf.data.Dataset, batch_size: int = 250
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-image MSE [n] of D(E(x)) (the mean code for variational encoders) over an unbatched
     dataset of n [-1, 1] images, and the first 32 (input, reconstruction) pairs [64, H, W, C].
 
@@ -147,8 +151,7 @@ def reconstruction_error(run: runs.Run, images: tf.data.Dataset, batch_size: int
             rec = run.decoder(run.encode_mean(x), training=False)
             errors.append(objectives.squared_error(x, rec).numpy())
             if sum(map(len, pairs)) < 64:
-                pairs.append(np.stack([x.numpy(), rec.numpy()], axis=1)[:32]
-                             .reshape((-1,) + tuple(x.shape[1:])))
+                pairs.append(np.stack([x.numpy(), rec.numpy()], axis=1)[:32].reshape((-1,) + tuple(x.shape[1:])))
             bar.update(int(x.shape[0]))
     if not errors:
         raise data.DataError("the test split is empty")
@@ -174,39 +177,57 @@ class SampleQuality:
 
     def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
         run, ex = target.run, self.extractor
-        real = fid_lib.real_stats(ex, run.cfg.dataset, self.num_samples, target.split, target.data_dir,
-                                  self.cache, self.log)
+        real = fid_lib.real_stats(
+            ex, run.cfg.dataset, self.num_samples, target.split, target.data_dir, self.cache, self.log
+        )
         warning = fid_lib.few_samples_warning(self.num_samples, real.n, ex.feature_dim, ex.fid_name)
         if warning:
             self.log(f"warning: {warning}")
         seeds = [self.seed + d for d in range(self.draws)]
         activations, samples = [], None
         for s in seeds:
-            act, kept = fid_lib.sample_features(run.decoder, ex, self.num_samples, self.sampler, s,
-                                                self.batch_size, keep=100 if samples is None else 0)
+            act, kept = fid_lib.sample_features(
+                run.decoder, ex, self.num_samples, self.sampler, s, self.batch_size, keep=100 if samples is None else 0
+            )
             activations.append(act)
             samples = kept if samples is None else samples
         dist = distances(real, activations, self.seed)
         grid_path = target.path(f"samples{target.suffix}.png")
         save_png(grid(samples), grid_path)
         fid_name, kid_name = ex.fid_name + target.suffix, ex.kid_name + target.suffix
-        line = (f"{fid_name} {_format(dist['fid'])}, {kid_name} {_format(dist['kid'])} (MMD^2, unscaled), "
-                f"precision {_format(dist['precision'])}, recall {_format(dist['recall'])}: "
-                f"{self.draws} draw(s) of {self.num_samples} samples vs {real.n} {target.real_split} images")
-        return Section({
-            "features": ex.describe(),
-            "sampler": self.sampler.describe(),
-            "metrics": {fid_name: dist["fid"]["value"], kid_name: dist["kid"]["value"],
-                        "precision" + target.suffix: dist["precision"]["value"],
-                        "recall" + target.suffix: dist["recall"]["value"]},
-            "fid": {"name": fid_name, **dist["fid"], "draws": self.draws, "num_generated": self.num_samples,
-                    "num_real": real.n, "real_split": target.real_split, "seeds": seeds, "warning": warning},
-            "kid": {"name": kid_name, **dist["kid"]},
-            "precision": {"k": precision_recall.DEFAULT_K, **dist["precision"]},
-            "recall": {"k": precision_recall.DEFAULT_K, **dist["recall"]},
-            "grids": {"samples": grid_path},
-            "warnings": [warning] if warning else [],
-        }, line)
+        line = (
+            f"{fid_name} {_format(dist['fid'])}, {kid_name} {_format(dist['kid'])} (MMD^2, unscaled), "
+            f"precision {_format(dist['precision'])}, recall {_format(dist['recall'])}: "
+            f"{self.draws} draw(s) of {self.num_samples} samples vs {real.n} {target.real_split} images"
+        )
+        return Section(
+            {
+                "features": ex.describe(),
+                "sampler": self.sampler.describe(),
+                "metrics": {
+                    fid_name: dist["fid"]["value"],
+                    kid_name: dist["kid"]["value"],
+                    "precision" + target.suffix: dist["precision"]["value"],
+                    "recall" + target.suffix: dist["recall"]["value"],
+                },
+                "fid": {
+                    "name": fid_name,
+                    **dist["fid"],
+                    "draws": self.draws,
+                    "num_generated": self.num_samples,
+                    "num_real": real.n,
+                    "real_split": target.real_split,
+                    "seeds": seeds,
+                    "warning": warning,
+                },
+                "kid": {"name": kid_name, **dist["kid"]},
+                "precision": {"k": precision_recall.DEFAULT_K, **dist["precision"]},
+                "recall": {"k": precision_recall.DEFAULT_K, **dist["recall"]},
+                "grids": {"samples": grid_path},
+                "warnings": [warning] if warning else [],
+            },
+            line,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,15 +241,22 @@ class Reconstructions:
     def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
         run = target.run
         errors, pairs = reconstruction_error(run, target.real_images(), self.batch_size)
-        rec = {**_summary(errors), "mse_0_1": float(np.mean(errors)) / 4.0,
-               "note": f"per-pixel MSE of D(E(x)) on the {target.real_split} split, pixels in [-1, 1] "
-                       "(mse_0_1: in [0, 1])"}
+        rec = {
+            **_summary(errors),
+            "mse_0_1": float(np.mean(errors)) / 4.0,
+            "note": f"per-pixel MSE of D(E(x)) on the {target.real_split} split, pixels in [-1, 1] "
+            "(mse_0_1: in [0, 1])",
+        }
         grid_path = target.path("reconstructions.png")
         save_png(grid(pairs, ncol=16), grid_path)
-        return Section({"reconstruction": rec, "metrics": {"reconstruction_mse": rec["mean"]},
-                        "grids": {"reconstructions": grid_path}},
-                       f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} "
-                       f"{target.real_split} images")
+        return Section(
+            {
+                "reconstruction": rec,
+                "metrics": {"reconstruction_mse": rec["mean"]},
+                "grids": {"reconstructions": grid_path},
+            },
+            f"reconstruction MSE {rec['mean']:.4g} +- {rec['stderr']:.2g} on {rec['n']} {target.real_split} images",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,16 +272,24 @@ class LatentLikelihood:
 
     def __call__(self, target: Target, report: Mapping[str, Any]) -> Section:
         run = target.run
-        nll = likelihood.evaluate(run.encoder, run.decoder, run.cfg.method,
-                                  target.first_real(self.examples), self.fd_draws, self.seed, self.batch_size)
-        np.savez(target.path("latent_nll.npz"),
-                 **{k: np.asarray(v) for k, v in nll.pop("per_example").items()})
+        nll = likelihood.evaluate(
+            run.encoder,
+            run.decoder,
+            run.cfg.method,
+            target.first_real(self.examples),
+            self.fd_draws,
+            self.seed,
+            self.batch_size,
+        )
+        np.savez(target.path("latent_nll.npz"), **{k: np.asarray(v) for k, v in nll.pop("per_example").items()})
         fd = nll["finite_difference"][f"{run.cfg.method}_direction"]
-        return Section({"latent_nll": nll, "metrics": {"latent_nll_nats": nll["nll_exact"]["mean"]}},
-                       f"latent NLL {nll['nll_exact']['mean']:.4g} nats (exact log-det "
-                       f"{nll['log_det_exact']['mean']:.4g}; training estimator "
-                       f"{fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) on "
-                       f"{nll['examples']} {target.real_split} images")
+        return Section(
+            {"latent_nll": nll, "metrics": {"latent_nll_nats": nll["nll_exact"]["mean"]}},
+            f"latent NLL {nll['nll_exact']['mean']:.4g} nats (exact log-det "
+            f"{nll['log_det_exact']['mean']:.4g}; training estimator "
+            f"{fd['log_det']['mean']:.4g}, {fd['minus_exact']['mean']:+.3g} vs exact) on "
+            f"{nll['examples']} {target.real_split} images",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,27 +325,40 @@ class HParamsSession:
 
         tb_dir = target.path(f"hparams{target.suffix}")
         run = target.run
-        hparams.write(tb_dir, hparams.of_config(run.cfg, self.sampler, self.features, run.step),
-                      {"FID": value("fid"), "KID": value("kid"), "precision": value("precision"),
-                       "recall": value("recall"), "reconstruction_mse": value("reconstruction", "mean"),
-                       "latent_nll_nats": (value("latent_nll", "nll_exact") or {}).get("mean")},
-                      run.step)
+        hparams.write(
+            tb_dir,
+            hparams.of_config(run.cfg, self.sampler, self.features, run.step),
+            {
+                "FID": value("fid"),
+                "KID": value("kid"),
+                "precision": value("precision"),
+                "recall": value("recall"),
+                "reconstruction_mse": value("reconstruction", "mean"),
+                "latent_nll_nats": (value("latent_nll", "nll_exact") or {}).get("mean"),
+            },
+            run.step,
+        )
         return Section({"hparams_logdir": tb_dir})
 
 
-def evaluators_for(run: runs.Run, options: Options, extractor: Extractor,
-                   sampler: samplers.LatentSampler, cache: fid_lib.StatsCache | None = None,
-                   log: Callable[[str], None] = print) -> list[Evaluator]:
+def evaluators_for(
+    run: runs.Run,
+    options: Options,
+    extractor: Extractor,
+    sampler: samplers.LatentSampler,
+    cache: fid_lib.StatsCache | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Evaluator]:
     """The evaluators `options` ask of `run`, in report order (the HParams session last: it
     records the others' metrics)."""
     chosen: list[Evaluator] = [
-        SampleQuality(extractor, sampler, options.num_samples, options.draws, options.seed,
-                      options.batch_size, cache, log),
+        SampleQuality(
+            extractor, sampler, options.num_samples, options.draws, options.seed, options.batch_size, cache, log
+        ),
         Reconstructions(options.batch_size),
     ]
     if methods.get(run.cfg.method).likelihood and options.nll_examples > 0:
-        chosen.append(LatentLikelihood(options.nll_examples, options.fd_draws, options.seed,
-                                       options.batch_size))
+        chosen.append(LatentLikelihood(options.nll_examples, options.fd_draws, options.seed, options.batch_size))
     chosen += [Interpolations(), HParamsSession(sampler.kind, extractor.name)]
     return chosen
 
@@ -317,11 +366,26 @@ def evaluators_for(run: runs.Run, options: Options, extractor: Extractor,
 def _skeleton(run: runs.Run) -> dict:
     """The report before any evaluator ran: every key of the format, in order; a section no
     evaluator fills stays None (e.g. latent_nll of a method without a latent likelihood)."""
-    return {"report_version": REPORT_VERSION, "run_dir": run.run_dir, "checkpoint": run.checkpoint,
-            "step": run.step, "config": {k: getattr(run.cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
-            "features": None, "sampler": None, "metrics": {}, "fid": None, "kid": None, "precision": None,
-            "recall": None, "reconstruction": None, "latent_nll": None, "grids": {}, "seconds": {},
-            "warnings": [], "hparams_logdir": None}
+    return {
+        "report_version": REPORT_VERSION,
+        "run_dir": run.run_dir,
+        "checkpoint": run.checkpoint,
+        "step": run.step,
+        "config": {k: getattr(run.cfg, k) for k in config_lib.ARCHITECTURE_KEYS},
+        "features": None,
+        "sampler": None,
+        "metrics": {},
+        "fid": None,
+        "kid": None,
+        "precision": None,
+        "recall": None,
+        "reconstruction": None,
+        "latent_nll": None,
+        "grids": {},
+        "seconds": {},
+        "warnings": [],
+        "hparams_logdir": None,
+    }
 
 
 def _merge(report: dict, section: Mapping[str, Any]) -> None:
@@ -343,13 +407,11 @@ def _timed(seconds: dict[str, float], name: str, fn: Callable, *args) -> Any:
         seconds[name] = time.time() - t
 
 
-def _restore(run_dir: str, options: Options, log: Callable[[str], None]
-             ) -> tuple[runs.Run, str, str | None]:
+def _restore(run_dir: str, options: Options, log: Callable[[str], None]) -> tuple[runs.Run, str, str | None]:
     """The run, the data split of `options.real_split` and the data dir, checked before anything
     is written: a bad real image is named here, not after the report dir is made."""
     if options.real_split not in config_lib.REAL_SPLITS:
-        raise ValueError(f"real_split must be one of {', '.join(config_lib.REAL_SPLITS)}, "
-                         f"got {options.real_split!r}")
+        raise ValueError(f"real_split must be one of {', '.join(config_lib.REAL_SPLITS)}, got {options.real_split!r}")
     run = runs.load(run_dir, options.step, log)
     split = "test" if options.real_split == "test" else run.cfg.validation_split
     if split is None:
@@ -359,8 +421,13 @@ def _restore(run_dir: str, options: Options, log: Callable[[str], None]
     return run, split, data_dir
 
 
-def evaluate_run(run_dir: str, extractor: Extractor, options: Options = Options(),
-                 cache: fid_lib.StatsCache | None = None, log: Callable[[str], None] = print) -> dict:
+def evaluate_run(
+    run_dir: str,
+    extractor: Extractor,
+    options: Options = Options(),
+    cache: fid_lib.StatsCache | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Evaluate the latest checkpoint of `run_dir` (or the one saved at `options.step`); write the
     JSON report and the files beside it.
 
@@ -386,12 +453,13 @@ def evaluate_run(run_dir: str, extractor: Extractor, options: Options = Options(
     kind = options.sampler or config_lib.default_sampler(cfg.method)
     suffix = config_lib.sampler_suffix(kind)
     out = options.out or config_lib.eval_report_path(run_dir, kind, options.step, options.real_split)
-    log(f"evaluating {run.checkpoint} (step {run.step}): {cfg.method} on {cfg.dataset}, features "
-        f"{extractor.name}, sampler {kind}")
+    log(
+        f"evaluating {run.checkpoint} (step {run.step}): {cfg.method} on {cfg.dataset}, features "
+        f"{extractor.name}, sampler {kind}"
+    )
     # Before anything is written: a sampler that cannot be fitted leaves the run dir as it was.
     latent = _timed(seconds, "sampler", run.sampler, kind, options.sampler_options, data_dir, log)
-    target = Target(run, options.real_split, split, data_dir, os.path.dirname(os.path.abspath(out)),
-                    suffix)
+    target = Target(run, options.real_split, split, data_dir, os.path.dirname(os.path.abspath(out)), suffix)
     os.makedirs(target.out_dir, exist_ok=True)
 
     report = _skeleton(run)
@@ -436,16 +504,30 @@ def distances(real: fid_lib.FeatureStats, draws_of_activations: list[np.ndarray]
         kid_errors.append(k_err)
         if radii is not None and len(act) > precision_recall.DEFAULT_K:
             prs.append(precision_recall.precision_recall(real.activations, act, real_radii=radii))
-    pr = {name: {"value": float(np.mean([p[name] for p in prs])), "std": _spread([p[name] for p in prs]),
-                 "values": [p[name] for p in prs]} for name in ("precision", "recall")} if prs else \
-        {name: {"value": None, "std": None, "values": []} for name in ("precision", "recall")}
-    return {"fid": {"value": float(np.mean(fids)), "std": _spread(fids), "values": fids},
-            "kid": {"unit": KID_UNIT, "value": _json_number(np.mean(kids)),
-                    "std": _json_number(_spread(kids)) if len(kids) > 1 else None,
-                    "values": [_json_number(k) for k in kids],
-                    "block_std": [_json_number(e) for e in kid_errors]},
-            # Kynkaanniemi et al. 2019, k = 3 on the same features (pga_tf/evaluation/precision_recall.py).
-            **pr}
+    pr = (
+        {
+            name: {
+                "value": float(np.mean([p[name] for p in prs])),
+                "std": _spread([p[name] for p in prs]),
+                "values": [p[name] for p in prs],
+            }
+            for name in ("precision", "recall")
+        }
+        if prs
+        else {name: {"value": None, "std": None, "values": []} for name in ("precision", "recall")}
+    )
+    return {
+        "fid": {"value": float(np.mean(fids)), "std": _spread(fids), "values": fids},
+        "kid": {
+            "unit": KID_UNIT,
+            "value": _json_number(np.mean(kids)),
+            "std": _json_number(_spread(kids)) if len(kids) > 1 else None,
+            "values": [_json_number(k) for k in kids],
+            "block_std": [_json_number(e) for e in kid_errors],
+        },
+        # Kynkaanniemi et al. 2019, k = 3 on the same features (pga_tf/evaluation/precision_recall.py).
+        **pr,
+    }
 
 
 def _format(entry: dict) -> str:
@@ -455,9 +537,17 @@ def _format(entry: dict) -> str:
     return f"{value:.4g}" + (f" +- {std:.2g}" if std is not None else "")
 
 
-def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draws: int = 3, seed: int = 0,
-              data_dir: str | None = None, cache: fid_lib.StatsCache | None = None,
-              out: str | None = None, log: Callable[[str], None] = print) -> dict:
+def baselines(
+    extractor: Extractor,
+    dataset: str,
+    num_samples: int = 10000,
+    draws: int = 3,
+    seed: int = 0,
+    data_dir: str | None = None,
+    cache: fid_lib.StatsCache | None = None,
+    out: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """FID/KID against the test split, computed as for a model, of two reference "generators".
 
     floor: real training images (draw d is train images [d n, (d + 1) n), disjoint draws), the
@@ -472,21 +562,39 @@ def baselines(extractor: Extractor, dataset: str, num_samples: int = 10000, draw
         log(f"warning: {warning}")
     train = fid_lib.load_real_images(dataset, n * draws, "train", data_dir)
     if len(train) < n * draws:
-        raise data.DataError(f"{dataset} train split has {len(train)} images; {draws} disjoint "
-                             f"draws of {n} need {n * draws}")
+        raise data.DataError(
+            f"{dataset} train split has {len(train)} images; {draws} disjoint draws of {n} need {n * draws}"
+        )
     shape = train.shape[1:]
-    floor = [extractor.of_array(train[d * n:(d + 1) * n], desc=f"train draw {d}") for d in range(draws)]
-    noise = [extractor.of_array(np.clip(np.random.default_rng(seed + d).standard_normal((n, *shape)), -1, 1)
-                                .astype(np.float32), desc=f"noise draw {d}") for d in range(draws)]
-    report = {"report_version": REPORT_VERSION, "dataset": dataset, "features": extractor.describe(),
-              "num_real": n, "num_generated": n, "draws": draws, "real_split": "test",
-              "floor": {"what": "real train images vs test", **distances(real, floor, seed)},
-              "ceiling": {"what": "Gaussian noise images, N(0, 1) clipped to [-1, 1], vs test",
-                          **distances(real, noise, seed)},
-              "seconds": round(time.time() - t0, 2), "warnings": [warning] if warning else []}
+    floor = [extractor.of_array(train[d * n : (d + 1) * n], desc=f"train draw {d}") for d in range(draws)]
+    noise = [
+        extractor.of_array(
+            np.clip(np.random.default_rng(seed + d).standard_normal((n, *shape)), -1, 1).astype(np.float32),
+            desc=f"noise draw {d}",
+        )
+        for d in range(draws)
+    ]
+    report = {
+        "report_version": REPORT_VERSION,
+        "dataset": dataset,
+        "features": extractor.describe(),
+        "num_real": n,
+        "num_generated": n,
+        "draws": draws,
+        "real_split": "test",
+        "floor": {"what": "real train images vs test", **distances(real, floor, seed)},
+        "ceiling": {
+            "what": "Gaussian noise images, N(0, 1) clipped to [-1, 1], vs test",
+            **distances(real, noise, seed),
+        },
+        "seconds": round(time.time() - t0, 2),
+        "warnings": [warning] if warning else [],
+    }
     for name in ("floor", "ceiling"):
-        log(f"{name} ({report[name]['what']}): {extractor.fid_name} {_format(report[name]['fid'])}, "
-            f"{extractor.kid_name} {_format(report[name]['kid'])} (MMD^2, unscaled)")
+        log(
+            f"{name} ({report[name]['what']}): {extractor.fid_name} {_format(report[name]['fid'])}, "
+            f"{extractor.kid_name} {_format(report[name]['kid'])} (MMD^2, unscaled)"
+        )
     if out:
         _write_json(report, out)
         log(f"baselines written to {out}")

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import keras
 import numpy as np
@@ -70,7 +70,7 @@ class Extractor:
         with tqdm(total=total, desc=desc, unit="img", disable=None, leave=False) as bar:
             for batch in batches:
                 for i in range(0, len(batch), self.batch_size):
-                    out.append(self(batch[i:i + self.batch_size]))
+                    out.append(self(batch[i : i + self.batch_size]))
                     bar.update(len(out[-1]))
         if not out:
             return np.zeros([0, self.feature_dim], np.float32)
@@ -80,8 +80,13 @@ class Extractor:
         return self.of_batches([images], len(images), desc)
 
     def describe(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "checksum": self.checksum,
-                "feature_dim": self.feature_dim, **self.info}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "checksum": self.checksum,
+            "feature_dim": self.feature_dim,
+            **self.info,
+        }
 
 
 def _sha256_file(path: str) -> str:
@@ -106,12 +111,16 @@ def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
     path = os.path.expanduser(path)
     meta_path = classifier_lib.metadata_path(path)
     if not os.path.isfile(path):
-        raise FeatureError(f"no domain classifier at {path}; train one with `python -m pga_tf.evaluation.classifier "
-                           f"--dataset=<dataset> --out={os.path.dirname(path) or '.'}` or pass "
-                           "--features=inception")
+        raise FeatureError(
+            f"no domain classifier at {path}; train one with `python -m pga_tf.evaluation.classifier "
+            f"--dataset=<dataset> --out={os.path.dirname(path) or '.'}` or pass "
+            "--features=inception"
+        )
     if not os.path.isfile(meta_path):
-        raise FeatureError(f"{path} has no {os.path.basename(meta_path)} beside it (checksum, accuracy); "
-                           "retrain it with `python -m pga_tf.evaluation.classifier`")
+        raise FeatureError(
+            f"{path} has no {os.path.basename(meta_path)} beside it (checksum, accuracy); "
+            "retrain it with `python -m pga_tf.evaluation.classifier`"
+        )
     try:
         with open(meta_path) as f:
             meta = json.load(f)
@@ -121,8 +130,10 @@ def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
         raise FeatureError(f"cannot read classifier metadata {meta_path}: {type(e).__name__}: {e}") from None
     got = _sha256_file(path)
     if got != want:
-        raise FeatureError(f"checksum mismatch for {path}: sha256 {got[:16]}... but {os.path.basename(meta_path)} "
-                           f"says {str(want)[:16]}...; the file was modified or corrupted, retrain it")
+        raise FeatureError(
+            f"checksum mismatch for {path}: sha256 {got[:16]}... but {os.path.basename(meta_path)} "
+            f"says {str(want)[:16]}...; the file was modified or corrupted, retrain it"
+        )
     try:
         model = keras.models.load_model(path, compile=False)
         features = keras.Model(model.inputs, model.get_layer(layer).output)
@@ -132,10 +143,16 @@ def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
     fn = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
     info = {k: meta[k] for k in ("dataset", "test_accuracy", "epochs") if k in meta}
     info["path"] = path
-    return Extractor(name=meta.get("name") or os.path.splitext(os.path.basename(path))[0],
-                     kind="classifier", checksum=got, feature_dim=int(features.output.shape[-1]),
-                     fn=fn, image_shape=tuple(int(d) for d in model.input_shape[1:]),
-                     batch_size=batch_size, info=info)
+    return Extractor(
+        name=meta.get("name") or os.path.splitext(os.path.basename(path))[0],
+        kind="classifier",
+        checksum=got,
+        feature_dim=int(features.output.shape[-1]),
+        fn=fn,
+        image_shape=tuple(int(d) for d in model.input_shape[1:]),
+        batch_size=batch_size,
+        info=info,
+    )
 
 
 def default_classifier_path(dataset: str, directory: str = "classifiers") -> str:
@@ -165,31 +182,51 @@ def inception_extractor(weights: str | None = "imagenet", batch_size: int = 50) 
         if not os.path.isfile(weights):
             raise FeatureError(f"Inception weights file {weights} does not exist")
     try:
-        model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=weights,
-                                               input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
+        model = keras.applications.InceptionV3(
+            include_top=False, pooling="avg", weights=weights, input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3)
+        )
     except Exception as e:  # a failed download (URLError, OSError...), a wrong .h5 (ValueError)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        hint = ("; offline? pass --inception_weights=/path/to/inception_v3_weights_tf_dim_ordering_tf_"
-                "kernels_notop.h5 or use --features=classifier") if weights == "imagenet" else ""
+        hint = (
+            (
+                "; offline? pass --inception_weights=/path/to/inception_v3_weights_tf_dim_ordering_tf_"
+                "kernels_notop.h5 or use --features=classifier"
+            )
+            if weights == "imagenet"
+            else ""
+        )
         raise FeatureError(f"cannot build InceptionV3 with weights={weights}: {first}{hint}") from None
     checksum = _sha256_file(weights) if weights not in (None, "imagenet") else _sha256_weights(model)
     name = INCEPTION_NAME if weights is not None else INCEPTION_NAME + "-random"
     fn = tf.function(lambda x: model(inception_preprocess(x), training=False), reduce_retracing=True)
-    return Extractor(name=name, kind="inception", checksum=checksum,
-                     feature_dim=int(model.output.shape[-1]), fn=fn, batch_size=batch_size,
-                     info={"weights": weights or "random"})
+    return Extractor(
+        name=name,
+        kind="inception",
+        checksum=checksum,
+        feature_dim=int(model.output.shape[-1]),
+        fn=fn,
+        batch_size=batch_size,
+        info={"weights": weights or "random"},
+    )
 
 
-def make_extractor(kind: str, dataset: str, classifier_path: str = "", inception_weights: str | None = "imagenet",
-                   batch_size: int = 250) -> Extractor:
+def make_extractor(
+    kind: str,
+    dataset: str,
+    classifier_path: str = "",
+    inception_weights: str | None = "imagenet",
+    batch_size: int = 250,
+) -> Extractor:
     """The extractor a --features/--classifier/--inception_weights combination asks for
     (inception_weights "random": untrained Inception, to check the plumbing offline)."""
     if kind == "classifier":
         ex = classifier_extractor(classifier_path or default_classifier_path(dataset), batch_size)
         trained_on = ex.info.get("dataset")
         if trained_on and trained_on != dataset:
-            raise FeatureError(f"classifier {ex.name} was trained on {trained_on}, not {dataset}; pass "
-                               f"--classifier for a {dataset} classifier")
+            raise FeatureError(
+                f"classifier {ex.name} was trained on {trained_on}, not {dataset}; pass "
+                f"--classifier for a {dataset} classifier"
+            )
         return ex
     if kind == "inception":
         weights = None if inception_weights in (None, "", "random") else inception_weights

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -81,16 +81,21 @@ def few_samples_warning(n_generated: int, n_real: int, feature_dim: int, fid_nam
     """
     if min(n_generated, n_real) > feature_dim:
         return None
-    return (f"{fid_name} of {n_generated} generated vs {n_real} real images: not more than the "
-            f"{feature_dim} feature dimensions, so the covariances are singular and the FID is "
-            f"inflated (even real vs real scores far above 0); compare FIDs only at the same N, "
-            f"above {feature_dim} (10000 by default)")
+    return (
+        f"{fid_name} of {n_generated} generated vs {n_real} real images: not more than the "
+        f"{feature_dim} feature dimensions, so the covariances are singular and the FID is "
+        f"inflated (even real vs real scores far above 0); compare FIDs only at the same N, "
+        f"above {feature_dim} (10000 by default)"
+    )
 
 
 def fid_from_activations(act1: np.ndarray, act2: np.ndarray) -> float:
     """TF-GAN's frechet_classifier_distance_from_activations (float64)."""
-    return float(tfgan_metrics.frechet_classifier_distance_from_activations(
-        tf.constant(act1, tf.float64), tf.constant(act2, tf.float64)))
+    return float(
+        tfgan_metrics.frechet_classifier_distance_from_activations(
+            tf.constant(act1, tf.float64), tf.constant(act2, tf.float64)
+        )
+    )
 
 
 def kid(act1: np.ndarray, act2: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -115,7 +120,8 @@ def kid(act1: np.ndarray, act2: np.ndarray, seed: int = 0) -> tuple[float, float
     tf_logger.setLevel(logging.ERROR)
     try:
         mean, std = tfgan_metrics.kernel_classifier_distance_and_std_from_activations(
-            tf.constant(act1), tf.constant(act2), max_block_size=block)
+            tf.constant(act1), tf.constant(act2), max_block_size=block
+        )
     finally:
         tf_logger.setLevel(level)
     return float(mean), float(std)
@@ -177,9 +183,15 @@ def load_real_images(dataset: str, n: int, split: str = "test", data_dir: str | 
     return images
 
 
-def real_stats(extractor: Extractor, dataset: str, n: int, split: str = "test",
-               data_dir: str | None = None, cache: StatsCache | None = None,
-               log: Callable[[str], None] = lambda s: None) -> FeatureStats:
+def real_stats(
+    extractor: Extractor,
+    dataset: str,
+    n: int,
+    split: str = "test",
+    data_dir: str | None = None,
+    cache: StatsCache | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> FeatureStats:
     """FeatureStats of the first n (at most all) `split` images, from the cache when possible."""
     images = load_real_images(dataset, n, split, data_dir)
     extractor.check_images(images.shape)
@@ -191,8 +203,18 @@ def real_stats(extractor: Extractor, dataset: str, n: int, split: str = "test",
         return stats
     t0 = time.time()
     stats = stats_of(extractor.of_array(images, desc=f"real {split} features"))
-    cache.save(key, stats, {"extractor": extractor.describe(), "dataset": dataset, "split": split,
-                            "n": len(images), "data_dir": data_dir or "", "seconds": time.time() - t0})
+    cache.save(
+        key,
+        stats,
+        {
+            "extractor": extractor.describe(),
+            "dataset": dataset,
+            "split": split,
+            "n": len(images),
+            "data_dir": data_dir or "",
+            "seconds": time.time() - t0,
+        },
+    )
     where = f"; cached to {cache.path(key)}" if cache.directory else ""
     log(f"real statistics of {len(images)} {dataset} {split} images: {time.time() - t0:.1f} s{where}")
     return stats
@@ -207,18 +229,25 @@ def latent_draws(n: int, sampler: LatentSampler, seed: int) -> np.ndarray:
 def generate(decoder: Callable, z: np.ndarray, batch_size: int = 250):
     """Yields batches of D(z) images (inference mode) as numpy arrays."""
     for i in range(0, len(z), batch_size):
-        yield decoder(tf.constant(z[i:i + batch_size]), training=False).numpy()
+        yield decoder(tf.constant(z[i : i + batch_size]), training=False).numpy()
 
 
-def sample_features(decoder: Callable, extractor: Extractor, n: int, sampler: LatentSampler, seed: int = 0,
-                    batch_size: int = 250, keep: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_features(
+    decoder: Callable,
+    extractor: Extractor,
+    n: int,
+    sampler: LatentSampler,
+    seed: int = 0,
+    batch_size: int = 250,
+    keep: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Features of n images D(z), z drawn from `sampler` with `seed`; also the first `keep` images."""
     kept = []
 
     def batches():
         for images in generate(decoder, latent_draws(n, sampler, seed), batch_size):
             if sum(map(len, kept)) < keep:
-                kept.append(images[:keep - sum(map(len, kept))])
+                kept.append(images[: keep - sum(map(len, kept))])
             yield images
 
     activations = extractor.of_batches(batches(), n, desc="sample features")
@@ -237,17 +266,26 @@ class FIDCallback:
     VAE's second stage) is taken as it is at that step.
     """
 
-    def __init__(self, extractor: Extractor, dataset: str, sampler: LatentSampler, every: int,
-                 num_samples: int, data_dir: str | None = None, cache: StatsCache | None = None,
-                 seed: int = 0, batch_size: int = 250, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        extractor: Extractor,
+        dataset: str,
+        sampler: LatentSampler,
+        every: int,
+        num_samples: int,
+        data_dir: str | None = None,
+        cache: StatsCache | None = None,
+        seed: int = 0,
+        batch_size: int = 250,
+        log: Callable[[str], None] = print,
+    ):
         if every <= 0:
             raise ValueError(f"every must be positive, got {every}")
         self.extractor, self.sampler, self.every, self.log = extractor, sampler, every, log
         self.tag = f"eval/{extractor.fid_name}{sampler_suffix(sampler.kind)}"
         self.real = real_stats(extractor, dataset, num_samples, "test", data_dir, cache, log)
         self.num_samples, self.seed = num_samples, seed + 1
-        self.warning = few_samples_warning(num_samples, self.real.n, extractor.feature_dim,
-                                           extractor.fid_name)
+        self.warning = few_samples_warning(num_samples, self.real.n, extractor.feature_dim, extractor.fid_name)
         if self.warning:
             log(f"warning: {self.warning}")
         self.batch_size = batch_size
@@ -264,12 +302,10 @@ class FIDCallback:
         self.next_due = (step // self.every + 1) * self.every
         t0 = time.time()
         z = latent_draws(self.num_samples, self.sampler, self.seed)
-        fake = self.extractor.of_batches(generate(trainer.decoder, z, self.batch_size), len(z),
-                                         desc="FID samples")
+        fake = self.extractor.of_batches(generate(trainer.decoder, z, self.batch_size), len(z), desc="FID samples")
         value = fid(self.real, stats_of(fake))
         self.history.append((step, value))
         with writer.as_default(step=step):
             tf.summary.scalar(self.tag, value)
         writer.flush()
-        self.log(f"step {step} | {self.tag[len('eval/'):]} {value:.4g} ({len(z)} samples, "
-                 f"{time.time() - t0:.1f} s)")
+        self.log(f"step {step} | {self.tag[len('eval/') :]} {value:.4g} ({len(z)} samples, {time.time() - t0:.1f} s)")

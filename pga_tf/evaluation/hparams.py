@@ -18,9 +18,23 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 # Config fields that decide how a run is executed or logged, not which model it trains.
-RUN_CONTROL = frozenset({"run_dir", "data_dir", "log_every", "sample_every", "ckpt_every",
-                         "keep_checkpoints", "steps_per_loop", "strategy", "sync_bn",
-                         "mixed_precision", "jit_compile", "fused", "deterministic"})
+RUN_CONTROL = frozenset(
+    {
+        "run_dir",
+        "data_dir",
+        "log_every",
+        "sample_every",
+        "ckpt_every",
+        "keep_checkpoints",
+        "steps_per_loop",
+        "strategy",
+        "sync_bn",
+        "mixed_precision",
+        "jit_compile",
+        "fused",
+        "deterministic",
+    }
+)
 # Metric tags of a session (scalars in its log dir), as the dashboard's metric columns name them.
 METRICS = ("FID", "KID", "precision", "recall", "reconstruction_mse", "latent_nll_nats")
 

@@ -15,7 +15,7 @@ moving statistics).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -70,7 +70,7 @@ def exact_log_det(latent_map: LatentMap, z: np.ndarray, chunk: int | None = None
     chunk = chunk or max(1, JACOBIAN_ROWS // d)
     out = []
     for i in range(0, len(z), chunk):
-        jac = latent_map._jacobian(tf.constant(z[i:i + chunk]))
+        jac = latent_map._jacobian(tf.constant(z[i : i + chunk]))
         _, logabsdet = tf.linalg.slogdet(tf.cast(jac, tf.float64))
         out.append(logabsdet.numpy())
     return np.concatenate(out) if out else np.zeros([0])
@@ -86,8 +86,13 @@ def directions(noise: np.ndarray, perturbation: Perturbation, log_var: np.ndarra
     return perturbation(tf.constant(noise, tf.float32), lv)
 
 
-def fd_log_det(latent_map: LatentMap, z: np.ndarray, noise: np.ndarray, perturbation: Perturbation,
-               log_var: np.ndarray | None = None) -> np.ndarray:
+def fd_log_det(
+    latent_map: LatentMap,
+    z: np.ndarray,
+    noise: np.ndarray,
+    perturbation: Perturbation,
+    log_var: np.ndarray | None = None,
+) -> np.ndarray:
     """The training loss's estimate (objectives.log_det_jacobian) of log|det J_h(z)|, in inference
     mode, for each of `draws` directions.
 
@@ -116,12 +121,19 @@ def prior_nll(z: np.ndarray) -> np.ndarray:
 
 def _mean_std(x: np.ndarray) -> dict:
     x = np.asarray(x, np.float64)
-    return {"mean": float(np.mean(x)), "std": float(np.std(x)),
-            "stderr": float(np.std(x) / np.sqrt(max(len(x), 1)))}
+    return {"mean": float(np.mean(x)), "std": float(np.std(x)), "stderr": float(np.std(x) / np.sqrt(max(len(x), 1)))}
 
 
-def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarray, draws: int = 16,
-             seed: int = 0, batch_size: int = 250, progress: bool = True) -> dict:
+def evaluate(
+    encoder: Callable,
+    decoder: Callable,
+    method: str,
+    images: np.ndarray,
+    draws: int = 16,
+    seed: int = 0,
+    batch_size: int = 250,
+    progress: bool = True,
+) -> dict:
     """Exact latent NLL of `images` and the finite-difference estimate beside it.
 
     Args:
@@ -144,10 +156,9 @@ def evaluate(encoder: Callable, decoder: Callable, method: str, images: np.ndarr
     kinds = list(record.likelihood)  # the training's own first
     perturbations = {k: methods.resolve(path) for k, path in record.likelihood.items()}
     cols: dict[str, list] = {"prior": [], "exact": [], **{k: [] for k in kinds}}
-    with tqdm(total=len(images), desc="latent NLL", unit="img", disable=None if progress else True,
-              leave=False) as bar:
+    with tqdm(total=len(images), desc="latent NLL", unit="img", disable=None if progress else True, leave=False) as bar:
         for i in range(0, len(images), batch_size):
-            mu, log_var = latent_map.encode(images[i:i + batch_size])
+            mu, log_var = latent_map.encode(images[i : i + batch_size])
             z = mu.numpy()
             lv = None if log_var is None else log_var.numpy()
             cols["prior"].append(prior_nll(z))

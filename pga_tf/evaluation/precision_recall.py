@@ -42,10 +42,10 @@ def knn_radii(features: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
         raise ValueError(f"k-NN radii need 1 <= k < N; got k={k}, N={len(x)}")
     radii = np.empty(len(x))
     for i in range(0, len(x), _BLOCK):
-        d = _squared_distances(x[i:i + _BLOCK], x)
+        d = _squared_distances(x[i : i + _BLOCK], x)
         # Column k of the sorted row: column 0 is the point itself (distance 0). A duplicate of
         # the point also has distance 0 and counts as a neighbour, as in the reference code.
-        radii[i:i + _BLOCK] = np.sqrt(np.partition(d, k, axis=1)[:, k])
+        radii[i : i + _BLOCK] = np.sqrt(np.partition(d, k, axis=1)[:, k])
     return radii
 
 
@@ -55,12 +55,13 @@ def coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> floa
     r2 = np.asarray(radii, np.float64)[None, :] ** 2
     inside = np.zeros(len(p), bool)
     for i in range(0, len(p), _BLOCK):
-        inside[i:i + _BLOCK] = (_squared_distances(p[i:i + _BLOCK], c) <= r2).any(1)
+        inside[i : i + _BLOCK] = (_squared_distances(p[i : i + _BLOCK], c) <= r2).any(1)
     return float(inside.mean())
 
 
-def precision_recall(real: np.ndarray, generated: np.ndarray, k: int = DEFAULT_K,
-                     real_radii: np.ndarray | None = None) -> dict:
+def precision_recall(
+    real: np.ndarray, generated: np.ndarray, k: int = DEFAULT_K, real_radii: np.ndarray | None = None
+) -> dict:
     """Improved precision and recall of `generated` [M, F] against `real` [N, F] features.
 
     Args:
@@ -77,5 +78,8 @@ def precision_recall(real: np.ndarray, generated: np.ndarray, k: int = DEFAULT_K
         raise ValueError(f"need [N, F] and [M, F] features, got {real.shape} and {generated.shape}")
     if real_radii is None:
         real_radii = knn_radii(real, k)
-    return {"precision": coverage(generated, real, real_radii),
-            "recall": coverage(real, generated, knn_radii(generated, k)), "k": k}
+    return {
+        "precision": coverage(generated, real, real_radii),
+        "recall": coverage(real, generated, knn_radii(generated, k)),
+        "k": k,
+    }

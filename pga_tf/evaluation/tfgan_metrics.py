@@ -87,9 +87,14 @@ classifier_metrics = _load()
 
 frechet_classifier_distance_from_activations = classifier_metrics.frechet_classifier_distance_from_activations
 kernel_classifier_distance_and_std_from_activations = (
-    classifier_metrics.kernel_classifier_distance_and_std_from_activations)
+    classifier_metrics.kernel_classifier_distance_and_std_from_activations
+)
 trace_sqrt_product = classifier_metrics.trace_sqrt_product
 
-__all__ = ["classifier_metrics", "frechet_classifier_distance_from_activations",
-           "kernel_classifier_distance_and_std_from_activations", "trace_sqrt_product",
-           "TFGANUnavailable"]
+__all__ = [
+    "classifier_metrics",
+    "frechet_classifier_distance_from_activations",
+    "kernel_classifier_distance_and_std_from_activations",
+    "trace_sqrt_product",
+    "TFGANUnavailable",
+]

@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 DEFAULT = "lpga"  # train.py's --method when none is given: the paper's first method
 GROUP = "pga_tf.methods"  # the entry-point group of methods installed by other packages

@@ -19,7 +19,7 @@ The step (step.py's `wae_losses`, `rae_losses`, `two_stage_vae_losses`; two_stag
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -39,8 +39,9 @@ def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.square(a[:, None, :] - b[None, :, :]), axis=-1)
 
 
-def imq_mmd(codes: tf.Tensor, prior: tf.Tensor, scales: Sequence[float] = IMQ_SCALES,
-            prior_variance: float = 1.0) -> tf.Tensor:
+def imq_mmd(
+    codes: tf.Tensor, prior: tf.Tensor, scales: Sequence[float] = IMQ_SCALES, prior_variance: float = 1.0
+) -> tf.Tensor:
     """Unbiased estimate of MMD^2 between the codes' and the prior's distributions, IMQ kernels.
 
     k_C(x, y) = C / (C + ||x - y||^2) with C = 2 * z_dim * prior_variance * s for each scale s,
@@ -106,8 +107,7 @@ def weight_decay(kernels: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.add_n([tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in kernels])
 
 
-def decoder_gradient_penalty(decode: Callable[[tf.Tensor], tf.Tensor],
-                             z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def decoder_gradient_penalty(decode: Callable[[tf.Tensor], tf.Tensor], z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """RAE-GP's decoder regulariser, and the decoded images (one decoder pass for both).
 
     The official code (loss_functions.py `grad_pen_loss`) penalises the gradient of the decoded
@@ -135,10 +135,9 @@ def decoder_gradient_penalty(decode: Callable[[tf.Tensor], tf.Tensor],
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
-
-
 def _sum_over_features(x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
 
 def gaussian_nll(x: tf.Tensor, x_hat: tf.Tensor, log_gamma: tf.Tensor) -> tf.Tensor:
     """-log N(x; x_hat, gamma^2 I), summed over the non-batch axes, per example.
@@ -181,8 +180,9 @@ def gaussian_kl(mu: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
     return 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(log_var) - log_var - 1.0, axis=1)
 
 
-def vae_loss(x: tf.Tensor, x_hat: tf.Tensor, log_gamma: tf.Tensor, mu: tf.Tensor,
-             log_var: tf.Tensor) -> tuple[tf.Tensor, dict]:
+def vae_loss(
+    x: tf.Tensor, x_hat: tf.Tensor, log_gamma: tf.Tensor, mu: tf.Tensor, log_var: tf.Tensor
+) -> tuple[tf.Tensor, dict]:
     """One stage of the 2-Stage VAE: the negative ELBO with a learned decoder scale gamma.
 
     Args:

@@ -15,14 +15,16 @@ inputs each network sees at inference, so the exported sampler is coherent.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from pga_tf.config import Config
-
-from pga_tf.config import COEFFICIENTS  # noqa: F401  (the step's coefficients by name)
+from pga_tf.config import (
+    COEFFICIENTS,  # noqa: F401  (the step's coefficients by name)
+    Config,
+)
 
 
 class Noise(NamedTuple):
@@ -119,6 +121,7 @@ def h_jvp(encoder, decoder, z: tf.Tensor, u: tf.Tensor, training: bool = True) -
     out, jvp = encoder.jvp(x, dx, training=training)
     return (out[0] if isinstance(out, tuple) else out), x, jvp
 
+
 def spread(statistic: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """A batch statistic as a per-example [N] loss: tf.nn.compute_average_loss of it (over this
     replica's N of the global batch, summed over replicas) gives the mean of the replicas'
@@ -141,8 +144,7 @@ def frozen(model: Callable) -> Callable:
         weights = [tf.stop_gradient(v) for v in model.trainable_variables]
         # stateless_call runs the model's body without the model's own name scope.
         with tf.name_scope(f"{model.name}_frozen"):
-            out, _ = model.stateless_call(weights, list(model.non_trainable_variables), x,
-                                          training=True)
+            out, _ = model.stateless_call(weights, list(model.non_trainable_variables), x, training=True)
         return out
 
     return call
@@ -184,13 +186,13 @@ def two_views(model: Callable, x: tf.Tensor, tangent: tf.Tensor | None = None) -
         def grad(dy_input_view, dy_weights_view, *d_outs, variables=None):
             # The input's VJP with the first view's gradient, the weights' with the others'.
             dx = tape.gradient(y, x, output_gradients=dy_input_view)
-            dw = tape.gradient([y, *outs], variables,
-                               output_gradients=[dy_weights_view, *d_outs])
+            dw = tape.gradient([y, *outs], variables, output_gradients=[dy_weights_view, *d_outs])
             return dx, dw
 
         return (y, tf.identity(y), *outs), grad
 
     return views(x)
+
 
 def halves(x: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:
     return x[:n], x[n:]

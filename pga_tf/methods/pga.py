@@ -10,8 +10,8 @@ methods' records name them (pga_tf/methods/cards/pga.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import tensorflow as tf
 
@@ -31,8 +31,15 @@ from pga_tf.methods.parts import (
 )
 
 
-def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.Tensor,
-                  noise: Noise, coeffs: dict, log_det: str = "finite_difference") -> Losses:
+def method_losses(
+    method: str,
+    encoder: Callable,
+    decoder: Callable,
+    images: tf.Tensor,
+    noise: Noise,
+    coeffs: dict,
+    log_det: str = "finite_difference",
+) -> Losses:
     """Per-example encoder/decoder losses of `method` on one batch.
 
     Args:
@@ -91,14 +98,15 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
     mu_const = tf.stop_gradient(mu)
     h_prior = h(noise.prior, update_stats=True)[0]
     if method == "lpga" and log_det == "jvp":
-        h_mu, x_mu, jvp = h_jvp(encoder, decoder, mu_const,
-                                objectives.lpga_unit_direction(noise.direction))
+        h_mu, x_mu, jvp = h_jvp(encoder, decoder, mu_const, objectives.lpga_unit_direction(noise.direction))
     else:
         h_mu, x_mu = h(mu_const)
     terms["img_rec"] = img_rec
-    enc = (img_rec
-           + share("zn_rec", "zn_rec", partial(objectives.squared_error, noise.prior), h_prior)
-           + share("zh_rec", "zh_rec", partial(objectives.squared_error, mu_const), h_mu))
+    enc = (
+        img_rec
+        + share("zn_rec", "zn_rec", partial(objectives.squared_error, noise.prior), h_prior)
+        + share("zh_rec", "zh_rec", partial(objectives.squared_error, mu_const), h_mu)
+    )
     dec = img_rec
 
     if method == "lpga":
@@ -107,8 +115,7 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
             dec += share("nll_dec", "nll", objectives.directional_log_det_loss, jvp)
         else:
             delta = objectives.lpga_direction(noise.direction)
-            dec += share("nll_dec", "nll", objectives.log_det_loss, h_mu, h(mu_const + delta)[0],
-                         delta)
+            dec += share("nll_dec", "nll", objectives.log_det_loss, h_mu, h(mu_const + delta)[0], delta)
         return Losses(enc, dec, terms)
 
     h_mu_frozen = frozen_encoder(h_mu, x_mu)
@@ -117,8 +124,7 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
         z_noisy = mu_const + tf.exp(0.5 * log_var) * noise.posterior
         h_noisy = frozen_encoder(*h(z_noisy))
         rms = global_latent_rms(mu)
-        vrec = share("vrec", "vrec", lambda a, b: objectives.vae_reconstruction(a, b, rms),
-                     h_mu_frozen, h_noisy)
+        vrec = share("vrec", "vrec", lambda a, b: objectives.vae_reconstruction(a, b, rms), h_mu_frozen, h_noisy)
     elif method == "lvpga":
         delta = objectives.lvpga_direction(noise.direction, log_var)
         h_delta = frozen_encoder(*h(mu_const + delta))
@@ -131,9 +137,16 @@ def method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.
     return Losses(enc, dec, terms)
 
 
-def fused_method_losses(method: str, encoder: Callable, decoder: Callable, images: tf.Tensor,
-                        noise: Noise, coeffs: dict, zero_coefficients=frozenset(),
-                        log_det: str = "finite_difference") -> Losses:
+def fused_method_losses(
+    method: str,
+    encoder: Callable,
+    decoder: Callable,
+    images: tf.Tensor,
+    noise: Noise,
+    coeffs: dict,
+    zero_coefficients=frozenset(),
+    log_det: str = "finite_difference",
+) -> Losses:
     """`method_losses` computed with fewer passes and one backward pass (batch norm off only).
 
     The losses, every term and the gradient of the encoder (decoder) loss w.r.t. the encoder's
@@ -228,8 +241,7 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
     # D(mu) once, as the encoder's view (gradient to mu) and the decoder's (to its weights).
     if z2 is None:
         # ... with J_D(mu) u beside it, on to J_h u through the frozen encoder.
-        x_mu_enc, x_mu, dx_mu = two_views(decoder, mu,
-                                          objectives.lpga_unit_direction(noise.direction))
+        x_mu_enc, x_mu, dx_mu = two_views(decoder, mu, objectives.lpga_unit_direction(noise.direction))
         h_mu, jvp = frozen_jvp(encoder)(x_mu, dx_mu)
     else:
         x_mu_enc, x_mu = two_views(decoder, mu)
@@ -244,9 +256,11 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
     else:
         h_mu_live = encode(tf.stop_gradient(x_mu))[0]
     terms["img_rec"] = img_rec
-    enc_only = (img_rec
-                + share("zn_rec", "zn_rec", partial(objectives.squared_error, noise.prior), h_prior)
-                + share("zh_rec", "zh_rec", partial(objectives.squared_error, mu_const), h_mu_live))
+    enc_only = (
+        img_rec
+        + share("zn_rec", "zn_rec", partial(objectives.squared_error, noise.prior), h_prior)
+        + share("zh_rec", "zh_rec", partial(objectives.squared_error, mu_const), h_mu_live)
+    )
     dec_only = img_rec_dec
     if method == "lpga":
         enc_only += share("nll_enc", "nll", objectives.prior_nll, mu)
@@ -259,30 +273,36 @@ def fused_method_losses(method: str, encoder: Callable, decoder: Callable, image
         vkld = share("vkld", "vkld", objectives.vae_kl, mu, log_var)
         if method == "vpga":
             rms = global_latent_rms(mu)
-            shared = share("vrec", "vrec", lambda a, b: objectives.vae_reconstruction(a, b, rms),
-                           h_mu, h_2)
+            shared = share("vrec", "vrec", lambda a, b: objectives.vae_reconstruction(a, b, rms), h_mu, h_2)
         else:
             shared = share("vrec", "vrec", objectives.log_det_loss, h_mu, h_2, delta)
             enc_only += share("nll_enc", "nll", objectives.prior_nll, mu)
         enc_only += vkld
     if shared is None:
         return Losses(enc_only, dec_only, terms, surrogate=enc_only + dec_only)
-    return Losses(enc_only + shared, dec_only + shared, terms,
-                  surrogate=enc_only + dec_only + shared)
+    return Losses(enc_only + shared, dec_only + shared, terms, surrogate=enc_only + dec_only + shared)
 
 
-def losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor, noise: Noise,
-           step: tf.Tensor) -> Losses:
+def losses(
+    cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor, noise: Noise, step: tf.Tensor
+) -> Losses:
     """`method_losses` of cfg.method at `step` (its warm-up coefficients)."""
-    return method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step),
-                         log_det=cfg.log_det)
+    return method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step), log_det=cfg.log_det)
 
 
-def fused_losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor, noise: Noise,
-                 step: tf.Tensor, zero_coefficients=frozenset()) -> Losses:
+def fused_losses(
+    cfg: Config,
+    encoder: Callable,
+    decoder: Callable,
+    images: tf.Tensor,
+    noise: Noise,
+    step: tf.Tensor,
+    zero_coefficients=frozenset(),
+) -> Losses:
     """`fused_method_losses` of cfg.method at `step` (see `losses`)."""
-    return fused_method_losses(cfg.method, encoder, decoder, images, noise, coefficients(cfg, step),
-                               zero_coefficients, log_det=cfg.log_det)
+    return fused_method_losses(
+        cfg.method, encoder, decoder, images, noise, coefficients(cfg, step), zero_coefficients, log_det=cfg.log_det
+    )
 
 
 def lpga_perturbation(noise: tf.Tensor, log_var: tf.Tensor | None = None) -> tf.Tensor:
@@ -295,4 +315,3 @@ def lvpga_perturbation(noise: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
     """LVPGA's finite-difference step for noise and log-variances [N, z_dim]
     (objectives.lvpga_direction)."""
     return objectives.lvpga_direction(noise, log_var)
-

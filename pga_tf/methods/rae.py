@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -11,8 +11,9 @@ from pga_tf.methods import baseline_objectives, objectives
 from pga_tf.methods.parts import Losses, Noise, spread
 
 
-def losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
-               noise: Noise, step: tf.Tensor) -> Losses:
+def losses(
+    cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor, noise: Noise, step: tf.Tensor
+) -> Losses:
     """RAE (Ghosh et al., ICLR 2020, eq. 11): ||x - D(E(x))||^2 + beta ||z||^2 / 2 + lambda L_REG.
 
     L_REG is `cfg.rae_reg`: "l2", the sum of squares of the decoder's kernels (RAE-L2), or "gp",
@@ -32,5 +33,4 @@ def losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
     rec = objectives.squared_error(images, x_rec)
     z_l2 = baseline_objectives.latent_l2(z)
     loss = rec + cfg.rae_beta * z_l2 + cfg.rae_lambda * reg
-    return Losses(loss, loss, {"img_rec": rec, "z_l2": z_l2, f"dec_{cfg.rae_reg}": reg},
-                  surrogate=loss)
+    return Losses(loss, loss, {"img_rec": rec, "z_l2": z_l2, f"dec_{cfg.rae_reg}": reg}, surrogate=loss)

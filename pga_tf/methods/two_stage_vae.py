@@ -31,7 +31,7 @@ recomputed on resume from the (by then frozen) stage-1 encoder.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -44,8 +44,9 @@ from pga_tf.methods.parts import Losses, Noise, n_step_loop
 
 
 # ------------------------------------------------------------------------------- stage 1
-def losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
-                         noise: Noise, step: tf.Tensor) -> Losses:
+def losses(
+    cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor, noise: Noise, step: tf.Tensor
+) -> Losses:
     """Stage 1 of the 2-Stage VAE (Dai & Wipf, ICLR 2019): a VAE whose decoder scale gamma_x is
     learned (daib13/TwoStageVAE network/two_stage_vae_model.py, `loss1`).
 
@@ -67,8 +68,12 @@ def losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
     z = mu + tf.exp(0.5 * log_var) * noise.posterior
     x_hat = decoder(z, training=True, update_stats=True)
     loss, parts = baseline_objectives.vae_loss(images, x_hat, decoder.log_gamma, mu, log_var)
-    terms = {"img_rec": objectives.squared_error(images, x_hat), "nll_x": parts["nll"],
-             "kl": parts["kl"], "gamma_x": parts["gamma"]}
+    terms = {
+        "img_rec": objectives.squared_error(images, x_hat),
+        "nll_x": parts["nll"],
+        "kl": parts["kl"],
+        "gamma_x": parts["gamma"],
+    }
     return Losses(loss, loss, terms)
 
 
@@ -81,8 +86,9 @@ class _MLP(keras.Model):
     linear heads (official `build_encoder2`/`build_decoder2`). With `learned_scale`, also a
     float32 scalar `log_gamma` (initially 0), as models.Decoder has."""
 
-    def __init__(self, in_dim: int, depth: int, width: int, heads: dict[str, int], name: str,
-                 learned_scale: bool = False):
+    def __init__(
+        self, in_dim: int, depth: int, width: int, heads: dict[str, int], name: str, learned_scale: bool = False
+    ):
         super().__init__(name=name)
         self.hidden = [keras.layers.Dense(width, activation="relu", name=f"fc{i}") for i in range(depth)]
         self.heads = {key: keras.layers.Dense(dim, name=key) for key, dim in heads.items()}
@@ -92,8 +98,7 @@ class _MLP(keras.Model):
             shape = (None, width)
         for head in self.heads.values():
             head.build((None, in_dim + width))
-        self.log_gamma = (self.add_weight(shape=(), initializer="zeros", name="log_gamma")
-                          if learned_scale else None)
+        self.log_gamma = self.add_weight(shape=(), initializer="zeros", name="log_gamma") if learned_scale else None
 
     def call(self, x, training: bool = False):
         t = x
@@ -153,8 +158,9 @@ def build_parts(cfg: Config) -> dict:
     return {"two_stage": build(cfg)}
 
 
-def posterior_codes(encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-                    images: tf.data.Dataset, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def posterior_codes(
+    encode: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]], images: tf.data.Dataset, batch_size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
     """(mu, log_var) [n, z_dim] of stage 1's encoder, in inference mode, over an unbatched
     dataset of images (the official `extract_posterior`)."""
     mus, log_vars = [], []
@@ -177,7 +183,7 @@ def epoch_indices(step: tf.Tensor, n: int, batch_size: int, seed: int) -> tf.Ten
     keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
     order = tf.argsort(keys)
     start = tf.cast(position, tf.int32) * batch_size
-    return order[start:start + batch_size]
+    return order[start : start + batch_size]
 
 
 class SecondStage:
@@ -190,10 +196,18 @@ class SecondStage:
 
     name = "stage 2"
 
-    def __init__(self, parts: TwoStage, global_batch: int, seed: int, strategy: tf.distribute.Strategy,
-                 generator: tf.random.Generator, steps: int = 0,
-                 codes: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
-                 run_step: Callable[[], int] = lambda: 0, lr: float | None = None):
+    def __init__(
+        self,
+        parts: TwoStage,
+        global_batch: int,
+        seed: int,
+        strategy: tf.distribute.Strategy,
+        generator: tf.random.Generator,
+        steps: int = 0,
+        codes: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+        run_step: Callable[[], int] = lambda: 0,
+        lr: float | None = None,
+    ):
         """`codes()` gives stage 1's posterior codes (mu, log_var) [n, z_dim] when the phase
         begins (or `set_codes` sets them); `run_step()` the run's step, for the log line; `lr`
         the stage-2 learning rate a resumed run takes (the flags given now)."""
@@ -216,8 +230,7 @@ class SecondStage:
         """The codes [n, z_dim] stage 2 trains on (ValueError if fewer than a batch)."""
         n = len(mu)
         if n < self.global_batch:
-            raise ValueError(f"stage 2 needs at least --batch_size={self.global_batch} training codes, "
-                             f"got {n}")
+            raise ValueError(f"stage 2 needs at least --batch_size={self.global_batch} training codes, got {n}")
         self.n = n
         # Not tracked by the checkpoint (plain attributes of a plain object): recomputed on resume.
         with self.strategy.scope():
@@ -230,15 +243,17 @@ class SecondStage:
             return
         t0 = time.time()
         self.set_codes(*self._codes())
-        log(f"stage 2 of 2 from step {self._run_step()}: {self.n} training images encoded into stage "
-            f"1's posterior codes ({time.time() - t0:.0f} s)")
+        log(
+            f"stage 2 of 2 from step {self._run_step()}: {self.n} training images encoded into stage "
+            f"1's posterior codes ({time.time() - t0:.0f} s)"
+        )
 
     def replica_step(self) -> dict:
         parts = self.parts
         ctx = tf.distribute.get_replica_context()
         idx = epoch_indices(parts.step, self.n, self.global_batch, self.seed)
         start = ctx.replica_id_in_sync_group * self.local_batch
-        idx = idx[start:start + self.local_batch]
+        idx = idx[start : start + self.local_batch]
         mu, log_var = tf.gather(self.mu, idx), tf.gather(self.log_var, idx)
         shape = [self.local_batch, parts.z_dim]
         z = mu + tf.exp(0.5 * log_var) * self.generator.normal(shape)
@@ -249,8 +264,9 @@ class SecondStage:
             mean_loss = tf.nn.compute_average_loss(loss, global_batch_size=self.global_batch)
         grads = tape.gradient(mean_loss, variables)
         parts.optimizer.apply_gradients(zip(grads, variables))
-        metrics = {f"stage2_{k}": tf.nn.compute_average_loss(v, global_batch_size=self.global_batch)
-                   for k, v in terms.items()}
+        metrics = {
+            f"stage2_{k}": tf.nn.compute_average_loss(v, global_batch_size=self.global_batch) for k, v in terms.items()
+        }
         metrics["stage2_loss"] = mean_loss
         return metrics
 
@@ -279,9 +295,19 @@ def later_phases(trainer, main_steps: int) -> list:
     def codes():
         return posterior_codes(lambda x: trainer.encoder(x, training=False), trainer.train_images())
 
-    return [SecondStage(trainer.parts["two_stage"], trainer.global_batch, cfg.seed, trainer.strategy,
-                        trainer.generator, stage2_steps(cfg, main_steps), codes,
-                        run_step=lambda: trainer.step, lr=cfg.stage2_lr)]
+    return [
+        SecondStage(
+            trainer.parts["two_stage"],
+            trainer.global_batch,
+            cfg.seed,
+            trainer.strategy,
+            trainer.generator,
+            stage2_steps(cfg, main_steps),
+            codes,
+            run_step=lambda: trainer.step,
+            lr=cfg.stage2_lr,
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------ the sampler
@@ -311,8 +337,11 @@ class TwoStageSampler(samplers.LatentSampler):
         return z_hat + tf.exp(self.decoder.log_gamma) * eps
 
     def describe(self) -> dict:
-        return {**super().describe(), "what": "u ~ N(0, I) through the 2-Stage VAE's second-stage decoder",
-                "gamma_z": float(tf.exp(self.decoder.log_gamma).numpy())}
+        return {
+            **super().describe(),
+            "what": "u ~ N(0, I) through the 2-Stage VAE's second-stage decoder",
+            "gamma_z": float(tf.exp(self.decoder.log_gamma).numpy()),
+        }
 
 
 class StagedSampler(samplers.LatentSampler):
@@ -327,26 +356,35 @@ class StagedSampler(samplers.LatentSampler):
         self.two_stage, self.stage2_step = two_stage_sampler, stage2_step
 
     def sample(self, num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return tf.cond(self.stage2_step > 0, lambda: self.two_stage.sample(num_samples, seed),
-                       lambda: self.prior.sample(num_samples, seed))
+        return tf.cond(
+            self.stage2_step > 0,
+            lambda: self.two_stage.sample(num_samples, seed),
+            lambda: self.prior.sample(num_samples, seed),
+        )
 
 
-def build_sampler(source: samplers.Source, options: samplers.Options, log: Callable[[str], None]
-                  ) -> samplers.LatentSampler:
+def build_sampler(
+    source: samplers.Source, options: samplers.Options, log: Callable[[str], None]
+) -> samplers.LatentSampler:
     """The "two_stage" sampler (Method.samplers) of the second stage in `source.nets`: while the
     run trains, the prior until stage 2 has stepped; after (a run restored by pga_tf.runs), the
     trained stage 2. SamplerError when the run has no second stage or it has not trained."""
     del options
     parts = source.nets.get("two_stage")
     if parts is None:
-        raise samplers.SamplerError("the two_stage sampler is the 2-Stage VAE's second stage: only a "
-                                    "--method=two_stage_vae run has one")
+        raise samplers.SamplerError(
+            "the two_stage sampler is the 2-Stage VAE's second stage: only a --method=two_stage_vae run has one"
+        )
     if source.training:
         return StagedSampler(parts.sampler(), parts.step)
     if int(parts.step.numpy()) == 0:
-        raise samplers.SamplerError(f"{source.origin} is from stage 1 of the 2-Stage VAE: its stage-2 "
-                                    "VAE, the sampler, has not trained yet (train the run to its end)")
+        raise samplers.SamplerError(
+            f"{source.origin} is from stage 1 of the 2-Stage VAE: its stage-2 "
+            "VAE, the sampler, has not trained yet (train the run to its end)"
+        )
     sampler = parts.sampler()
-    log(f"sampler two_stage: the stage-2 VAE of {source.origin} "
-        f"(gamma_z {float(tf.exp(sampler.decoder.log_gamma).numpy()):.4g})")
+    log(
+        f"sampler two_stage: the stage-2 VAE of {source.origin} "
+        f"(gamma_z {float(tf.exp(sampler.decoder.log_gamma).numpy()):.4g})"
+    )
     return sampler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -11,8 +11,9 @@ from pga_tf.methods import baseline_objectives, objectives
 from pga_tf.methods.parts import Losses, Noise, spread
 
 
-def losses(cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor,
-               noise: Noise, step: tf.Tensor) -> Losses:
+def losses(
+    cfg: Config, encoder: Callable, decoder: Callable, images: tf.Tensor, noise: Noise, step: tf.Tensor
+) -> Losses:
     """WAE-MMD (Tolstikhin et al., ICLR 2018, Algorithm 2): ||x - D(E(x))||^2 + lambda * MMD.
 
     Deterministic encoder; the MMD (baseline_objectives.imq_mmd) compares the batch's codes with as many

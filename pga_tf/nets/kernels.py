@@ -58,7 +58,7 @@ def matmul(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 
 
 # ----------------------------------------------------------- stride-2 transposed convolution
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _phase_plan(kernel: int) -> tuple[int, int, np.ndarray, np.ndarray]:
     """How a stride-2 'same' transposed convolution with a `kernel`-wide window splits by phase.
 
@@ -92,8 +92,7 @@ def _phase_kernel(w: tf.Tensor) -> tuple[tf.Tensor, int, int]:
     flat = tap[:, None, :, None] * k + tap[None, :, None, :]  # [u, v, a, b]
     mask = (valid[:, None, :, None] & valid[None, :, None, :]).astype(np.float32)
     taps = tf.gather(tf.reshape(w, [k * k, c_out, c_in]), flat.reshape(-1))  # [u*v*a*b, out, in]
-    taps = tf.reshape(taps, [width, width, 2, 2, c_out, c_in]) * tf.cast(
-        mask[..., None, None], w.dtype)
+    taps = tf.reshape(taps, [width, width, 2, 2, c_out, c_in]) * tf.cast(mask[..., None, None], w.dtype)
     # depth_to_space reads channel (a * 2 + b) * out + c as phase (a, b), channel c.
     return tf.reshape(tf.transpose(taps, [0, 1, 5, 2, 3, 4]), [width, width, c_in, 4 * c_out]), d_min, d_max
 
@@ -120,8 +119,9 @@ def conv2d_transpose_s2(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 
     def grad(dy):
         dx = tf.nn.conv2d(dy, w, 2, "SAME")
-        dw = tf.raw_ops.Conv2DBackpropFilter(input=dy, filter_sizes=tf.shape(w), out_backprop=x,
-                                             strides=[1, 2, 2, 1], padding="SAME")
+        dw = tf.raw_ops.Conv2DBackpropFilter(
+            input=dy, filter_sizes=tf.shape(w), out_backprop=x, strides=[1, 2, 2, 1], padding="SAME"
+        )
         return dx, dw
 
     return y, grad
@@ -133,8 +133,9 @@ def conv2d_s2(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 
     def grad(dy):
         dx = phase_conv2d_transpose(dy, w)
-        dw = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(w), out_backprop=dy,
-                                             strides=[1, 2, 2, 1], padding="SAME")
+        dw = tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=[1, 2, 2, 1], padding="SAME"
+        )
         return dx, dw
 
     return tf.nn.conv2d(x, w, 2, "SAME"), grad
@@ -143,11 +144,17 @@ def conv2d_s2(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 # ---------------------------------------------------------------------------- Keras layers
 def _phase_ok(layer, few_channels: int, in_hw, out_hw) -> bool:
     """A square-kernel stride-2 'same' NHWC conv between HxW and 2Hx2W, with few channels."""
-    return (_enabled and layer.strides == (2, 2) and layer.padding == "same"
-            and layer.data_format == "channels_last" and layer.dilation_rate == (1, 1)
-            and layer.kernel_size[0] == layer.kernel_size[1] >= 2
-            and few_channels <= MAX_PHASE_CHANNELS and None not in (*in_hw, *out_hw)
-            and tuple(out_hw) == (2 * in_hw[0], 2 * in_hw[1]))
+    return (
+        _enabled
+        and layer.strides == (2, 2)
+        and layer.padding == "same"
+        and layer.data_format == "channels_last"
+        and layer.dilation_rate == (1, 1)
+        and layer.kernel_size[0] == layer.kernel_size[1] >= 2
+        and few_channels <= MAX_PHASE_CHANNELS
+        and None not in (*in_hw, *out_hw)
+        and tuple(out_hw) == (2 * in_hw[0], 2 * in_hw[1])
+    )
 
 
 def _finish(layer, y, bias: bool = True):
@@ -206,8 +213,14 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         if not (self.output_padding is None and _phase_ok(self, self.filters, in_hw, out_hw)):
             if bias:
                 return super().call(inputs)
-            y = keras.ops.conv_transpose(inputs, self.kernel, strides=list(self.strides),
-                                         padding=self.padding, output_padding=self.output_padding,
-                                         dilation_rate=self.dilation_rate, data_format=self.data_format)
+            y = keras.ops.conv_transpose(
+                inputs,
+                self.kernel,
+                strides=list(self.strides),
+                padding=self.padding,
+                output_padding=self.output_padding,
+                dilation_rate=self.dilation_rate,
+                data_format=self.data_format,
+            )
             return _finish(self, y, bias=False)
         return _finish(self, conv2d_transpose_s2(inputs, tf.convert_to_tensor(self.kernel)), bias)

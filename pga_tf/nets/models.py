@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -104,12 +105,20 @@ class BatchNorm(keras.layers.Layer):
         # assign them in a replica context under tf.distribute (with sync BN all replicas
         # assign the same value anyway).
         self.moving_mean = self.add_weight(
-            shape=shape, name="moving_mean", initializer="zeros", trainable=False,
-            autocast=False, aggregation="mean",
+            shape=shape,
+            name="moving_mean",
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+            aggregation="mean",
         )
         self.moving_variance = self.add_weight(
-            shape=shape, name="moving_variance", initializer="ones", trainable=False,
-            autocast=False, aggregation="mean",
+            shape=shape,
+            name="moving_variance",
+            initializer="ones",
+            trainable=False,
+            autocast=False,
+            aggregation="mean",
         )
 
     def _sync_context(self):
@@ -202,8 +211,9 @@ class _Block(keras.layers.Layer):
 class _Fn(_Block):
     """A parameter-free op (activation, reshape) in a body."""
 
-    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], out_shape: tuple | None = None,
-                 linear: bool = False, **kw):
+    def __init__(
+        self, fn: Callable[[tf.Tensor], tf.Tensor], out_shape: tuple | None = None, linear: bool = False, **kw
+    ):
         super().__init__(**kw)
         self.fn = fn
         self.out_shape = out_shape  # per-example output shape if fn changes it (reshape)
@@ -224,11 +234,20 @@ class _Fn(_Block):
 class _Unit(_Block):
     """conv | deconv | fc, then optional BN, then optional activation (a slim layer)."""
 
-    def __init__(self, kind: str, width: int, kernel: int = 5, stride: int = 2,
-                 norm: BatchNorm | None = None, activation: Callable | None = None, **kw):
+    def __init__(
+        self,
+        kind: str,
+        width: int,
+        kernel: int = 5,
+        stride: int = 2,
+        norm: BatchNorm | None = None,
+        activation: Callable | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
-        common = dict(kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                      use_bias=norm is None)  # no bias before BN: beta plays that role
+        common = dict(
+            kernel_initializer="glorot_uniform", bias_initializer="zeros", use_bias=norm is None
+        )  # no bias before BN: beta plays that role
         if kind == "fc":
             self.layer = kernels.Dense(width, **common)
         else:
@@ -278,8 +297,15 @@ class _ResBlock(_Block):
     res = conv3(relu(bn(conv3(res)))); out = skip + res, average-pooled for scale='down'.
     """
 
-    def __init__(self, in_width: int | None, width: int, scale: str | None, new_bn: Callable[[], BatchNorm | None],
-                 first: bool = False, **kw):
+    def __init__(
+        self,
+        in_width: int | None,
+        width: int,
+        scale: str | None,
+        new_bn: Callable[[], BatchNorm | None],
+        first: bool = False,
+        **kw,
+    ):
         super().__init__(**kw)
         assert scale in ("up", "down", None)
         self.scale = scale
@@ -377,50 +403,50 @@ def _reshape(*shape: int) -> _Fn:
 def _conv_mnist(L: _Layers, part: str, channels: int, dim: int = 64) -> list[_Block]:
     if part == "encoder":
         return [
-            L.conv(dim, 5, 2, _lrelu),                  # 28 -> 14
-            L.conv(dim * 2, 5, 2, _lrelu, bn=True),     # 14 -> 7
+            L.conv(dim, 5, 2, _lrelu),  # 28 -> 14
+            L.conv(dim * 2, 5, 2, _lrelu, bn=True),  # 14 -> 7
             L.fc(1024, _lrelu, bn=True),
         ]
     return [
         L.fc(1024, _relu),
         L.fc(7 * 7 * dim * 2, _relu, bn=True),
         _reshape(7, 7, dim * 2),
-        L.dconv(dim, 5, 2, _relu),                      # 7 -> 14
-        L.dconv(channels, 5, 2),                        # 14 -> 28
+        L.dconv(dim, 5, 2, _relu),  # 7 -> 14
+        L.dconv(channels, 5, 2),  # 14 -> 28
     ]
 
 
 def _conv_32(L: _Layers, part: str, channels: int, dim: int = 64) -> list[_Block]:
     if part == "encoder":
         return [
-            L.conv(dim, 5, 2, _lrelu),                  # 32 -> 16
-            L.conv(dim * 2, 5, 2, _lrelu, bn=True),     # 16 -> 8
-            L.conv(dim * 4, 5, 2, _lrelu, bn=True),     # 8 -> 4
+            L.conv(dim, 5, 2, _lrelu),  # 32 -> 16
+            L.conv(dim * 2, 5, 2, _lrelu, bn=True),  # 16 -> 8
+            L.conv(dim * 4, 5, 2, _lrelu, bn=True),  # 8 -> 4
         ]
     return [
         L.fc(4 * 4 * dim * 4, _relu),
         _reshape(4, 4, dim * 4),
-        L.dconv(dim * 2, 5, 2, _relu, bn=True),         # 4 -> 8
-        L.dconv(dim, 5, 2, _relu),                      # 8 -> 16
-        L.dconv(channels, 5, 2),                        # 16 -> 32
+        L.dconv(dim * 2, 5, 2, _relu, bn=True),  # 4 -> 8
+        L.dconv(dim, 5, 2, _relu),  # 8 -> 16
+        L.dconv(channels, 5, 2),  # 16 -> 32
     ]
 
 
 def _resnet_32(L: _Layers, part: str, channels: int, dim: int = 512) -> list[_Block]:
     if part == "encoder":
         return [
-            L.res(None, dim, "down", first=True),       # 32 -> 16
-            L.res(dim, dim, "down"),                    # 16 -> 8
+            L.res(None, dim, "down", first=True),  # 32 -> 16
+            L.res(dim, dim, "down"),  # 16 -> 8
             L.res(dim, dim),
             L.res(dim, dim),
             _Fn(_relu),
         ]
     return [
-        L.fc(4 * 4 * dim * 4),                          # no activation here: the res block pre-activates
+        L.fc(4 * 4 * dim * 4),  # no activation here: the res block pre-activates
         _reshape(4, 4, dim * 4),
-        L.res(dim * 4, dim, "up"),                      # 4 -> 8
-        L.res(dim, dim, "up"),                          # 8 -> 16
-        L.res(dim, dim, "up"),                          # 16 -> 32
+        L.res(dim * 4, dim, "up"),  # 4 -> 8
+        L.res(dim, dim, "up"),  # 8 -> 16
+        L.res(dim, dim, "up"),  # 16 -> 32
         _Fn(_relu),
         L.conv(channels, 3, 1),
     ]
@@ -429,18 +455,18 @@ def _resnet_32(L: _Layers, part: str, channels: int, dim: int = 512) -> list[_Bl
 def _conv_64(L: _Layers, part: str, channels: int, dim: int = 64) -> list[_Block]:
     if part == "encoder":
         return [
-            L.conv(dim, 5, 2, _lrelu),                  # 64 -> 32
-            L.conv(dim * 2, 5, 2, _lrelu),              # 32 -> 16
-            L.conv(dim * 4, 5, 2, _lrelu, bn=True),     # 16 -> 8
-            L.conv(dim * 8, 5, 2, _lrelu, bn=True),     # 8 -> 4
+            L.conv(dim, 5, 2, _lrelu),  # 64 -> 32
+            L.conv(dim * 2, 5, 2, _lrelu),  # 32 -> 16
+            L.conv(dim * 4, 5, 2, _lrelu, bn=True),  # 16 -> 8
+            L.conv(dim * 8, 5, 2, _lrelu, bn=True),  # 8 -> 4
         ]
     return [
         L.fc(4 * 4 * dim * 8, _relu),
         _reshape(4, 4, dim * 8),
-        L.dconv(dim * 4, 5, 2, _relu, bn=True),         # 4 -> 8
-        L.dconv(dim * 2, 5, 2, _relu, bn=True),         # 8 -> 16
-        L.dconv(dim, 5, 2, _relu),                      # 16 -> 32
-        L.dconv(channels, 5, 2),                        # 32 -> 64
+        L.dconv(dim * 4, 5, 2, _relu, bn=True),  # 4 -> 8
+        L.dconv(dim * 2, 5, 2, _relu, bn=True),  # 8 -> 16
+        L.dconv(dim, 5, 2, _relu),  # 16 -> 32
+        L.dconv(channels, 5, 2),  # 32 -> 64
     ]
 
 
@@ -493,8 +519,17 @@ def _build_chain(blocks: list[_Block], shape: tuple) -> tuple:
 class Encoder(keras.Model):
     """Image -> mu (or (mu, log_var) if variational).  Heads are float32 under mixed precision."""
 
-    def __init__(self, arch: str, z_dim: int, use_bn: bool = False, variational: bool = False,
-                 bn_momentum: float = 0.99, sync_bn: bool = False, name: str = "encoder", **kw):
+    def __init__(
+        self,
+        arch: str,
+        z_dim: int,
+        use_bn: bool = False,
+        variational: bool = False,
+        bn_momentum: float = 0.99,
+        sync_bn: bool = False,
+        name: str = "encoder",
+        **kw,
+    ):
         super().__init__(name=name, **kw)
         self.arch = arch
         self.image_hw = _arch(arch).image_shape
@@ -507,9 +542,15 @@ class Encoder(keras.Model):
         _name_blocks(self)
         self.mu = keras.layers.Dense(z_dim, kernel_initializer="glorot_uniform", dtype="float32", name="mu")
         self.log_var = (
-            keras.layers.Dense(z_dim, kernel_initializer="glorot_uniform", dtype="float32", name="log_var",
-                               bias_initializer=keras.initializers.Constant(LOG_VAR_BIAS_INIT))
-            if variational else None
+            keras.layers.Dense(
+                z_dim,
+                kernel_initializer="glorot_uniform",
+                dtype="float32",
+                name="log_var",
+                bias_initializer=keras.initializers.Constant(LOG_VAR_BIAS_INIT),
+            )
+            if variational
+            else None
         )
 
     def _check_shape(self, shape) -> None:
@@ -568,9 +609,17 @@ class Decoder(keras.Model):
     2-Stage VAE learns (methods/two_stage_vae.py `losses`). The output does not depend on it.
     """
 
-    def __init__(self, arch: str, channels: int, use_bn: bool = False,
-                 bn_momentum: float = 0.99, sync_bn: bool = False, learned_scale: bool = False,
-                 name: str = "decoder", **kw):
+    def __init__(
+        self,
+        arch: str,
+        channels: int,
+        use_bn: bool = False,
+        bn_momentum: float = 0.99,
+        sync_bn: bool = False,
+        learned_scale: bool = False,
+        name: str = "decoder",
+        **kw,
+    ):
         super().__init__(name=name, **kw)
         self.arch = arch
         self.channels = channels
@@ -583,8 +632,7 @@ class Decoder(keras.Model):
     def build(self, z_shape) -> None:
         _build_chain(self.blocks, tuple(z_shape))
         if self.learned_scale and self.log_gamma is None:
-            self.log_gamma = self.add_weight(shape=(), initializer="zeros", dtype="float32",
-                                             name="log_gamma")
+            self.log_gamma = self.add_weight(shape=(), initializer="zeros", dtype="float32", name="log_gamma")
 
     def call(self, z, training: bool = False, update_stats: bool | None = None):
         return self.tanh(_run(self.blocks, z, training, update_stats))
@@ -602,9 +650,16 @@ class Decoder(keras.Model):
         return x, (1.0 - tf.square(x)) * tf.cast(dy, x.dtype)
 
 
-def build_models(arch: str, z_dim: int, channels: int, use_bn: bool, variational: bool,
-                 bn_momentum: float = 0.99, sync_bn: bool = False,
-                 learned_scale: bool = False) -> tuple[Encoder, Decoder]:
+def build_models(
+    arch: str,
+    z_dim: int,
+    channels: int,
+    use_bn: bool,
+    variational: bool,
+    bn_momentum: float = 0.99,
+    sync_bn: bool = False,
+    learned_scale: bool = False,
+) -> tuple[Encoder, Decoder]:
     """Construct an (Encoder, Decoder) pair and create all their variables.
 
     Call this inside ``strategy.scope()`` to get distributed variables. `learned_scale`: see
@@ -612,8 +667,7 @@ def build_models(arch: str, z_dim: int, channels: int, use_bn: bool, variational
     """
     h, w = _arch(arch).image_shape
     enc = Encoder(arch, z_dim, use_bn=use_bn, variational=variational, bn_momentum=bn_momentum, sync_bn=sync_bn)
-    dec = Decoder(arch, channels, use_bn=use_bn, bn_momentum=bn_momentum, sync_bn=sync_bn,
-                  learned_scale=learned_scale)
+    dec = Decoder(arch, channels, use_bn=use_bn, bn_momentum=bn_momentum, sync_bn=sync_bn, learned_scale=learned_scale)
     enc(tf.zeros([1, h, w, channels]))
     dec(tf.zeros([1, z_dim]))
     return enc, dec

@@ -59,7 +59,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 if __name__ == "__main__":
     from pga_tf import console
@@ -70,13 +70,29 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import cli, config as config_lib, data, methods as methods_lib  # noqa: E402
+from pga_tf import (  # noqa: E402
+    cli,
+    data,
+    machine,  # noqa: E402  (no TensorFlow: only the CPU's description)
+)
+from pga_tf import config as config_lib
+from pga_tf import methods as methods_lib
 from pga_tf.nets import kernels, models  # noqa: E402
-from pga_tf import machine  # noqa: E402  (no TensorFlow: only the CPU's description)
-from pga_tf.training import precision_probe, trainer as trainer_lib  # noqa: E402
+from pga_tf.training import precision_probe  # noqa: E402
+from pga_tf.training import trainer as trainer_lib
 
-MATMUL_CONV_OPS = frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum",
-                             "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"})
+MATMUL_CONV_OPS = frozenset(
+    {
+        "MatMul",
+        "BatchMatMul",
+        "BatchMatMulV2",
+        "BatchMatMulV3",
+        "Einsum",
+        "Conv2D",
+        "Conv2DBackpropInput",
+        "Conv2DBackpropFilter",
+    }
+)
 
 
 def load() -> float:
@@ -159,9 +175,10 @@ def reference_step_flops(cfg: config_lib.Config, image_shape: tuple[int, int, in
     kernels.set_enabled(False)
     try:
         # float32 and the reference's finite difference, whatever is measured: one yardstick.
-        plain = trainer_lib.Trainer(dataclasses.replace(cfg, fused=False, jit_compile=False,
-                                                      precision="float32",
-                                                      log_det="finite_difference"), image_shape)
+        plain = trainer_lib.Trainer(
+            dataclasses.replace(cfg, fused=False, jit_compile=False, precision="float32", log_det="finite_difference"),
+            image_shape,
+        )
         return step_flops(plain)
     finally:
         kernels.set_enabled(was)
@@ -183,7 +200,7 @@ def matmul_peak(n: int, blocks: int = 5, calls: int = 5, dtype: str = "float32")
         return acc
 
     chain(a, b).numpy()
-    rate, _ = _median_rate(lambda: chain(a, b).numpy(), calls * 2.0 * n ** 3 / 1e9, blocks)
+    rate, _ = _median_rate(lambda: chain(a, b).numpy(), calls * 2.0 * n**3 / 1e9, blocks)
     return rate
 
 
@@ -196,8 +213,7 @@ def _synthetic_dataset(batch_size: int, shape: tuple[int, int, int], seed: int) 
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
-                   seed: int) -> tuple[tf.data.Dataset, str]:
+def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int], seed: int) -> tuple[tf.data.Dataset, str]:
     if source in ("auto", "fashion_mnist") and shape == data.image_shape("fashion_mnist"):
         try:
             return data.make_train_dataset("fashion_mnist", batch_size, seed=seed), "fashion_mnist"
@@ -208,13 +224,26 @@ def input_pipeline(source: str, batch_size: int, shape: tuple[int, int, int],
 
 
 # --------------------------------------------------------------------------------- one method
-def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callable[[str], None],
-                 strategy: tf.distribute.Strategy, precision: str = "float32",
-                 log_det: str | None = None) -> dict:
+def bench_method(
+    method: str,
+    args: argparse.Namespace,
+    peak: float,
+    log: Callable[[str], None],
+    strategy: tf.distribute.Strategy,
+    precision: str = "float32",
+    log_det: str | None = None,
+) -> dict:
     """One method's figures; `peak` is the matmul GFLOP/s in `precision`'s compute dtype."""
-    overrides = dict(model=args.model, batch_size=args.batch_size, jit_compile=args.jit_compile,
-                     steps_per_loop=args.steps, seed=args.seed, strategy=args.strategy,
-                     precision=precision, log_det=config_lib.resolve_log_det(method, precision, log_det))
+    overrides = dict(
+        model=args.model,
+        batch_size=args.batch_size,
+        jit_compile=args.jit_compile,
+        steps_per_loop=args.steps,
+        seed=args.seed,
+        strategy=args.strategy,
+        precision=precision,
+        log_det=config_lib.resolve_log_det(method, precision, log_det),
+    )
     overrides["fused"] = args.fused == "on"
     if args.z_dim:
         overrides["z_dim"] = args.z_dim
@@ -222,13 +251,21 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     hw = models.IMAGE_SHAPES[args.model]
     shape = (*hw, args.channels)
     trainer = trainer_lib.Trainer(cfg, shape, strategy)
-    out: dict = {"method": method, "model": args.model, "batch_size": args.batch_size,
-                 "z_dim": cfg.z_dim, "jit_compile": cfg.jit_compile,
-                 "fused": cfg.fused, "uses_fused_step": trainer.fused,
-                 "fast_kernels": kernels.enabled(), "strategy": cfg.strategy,
-                 "replicas": strategy.num_replicas_in_sync,
-                 "mixed_precision": cfg.mixed_precision, "precision": cfg.precision,
-                 "log_det": cfg.log_det}
+    out: dict = {
+        "method": method,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "z_dim": cfg.z_dim,
+        "jit_compile": cfg.jit_compile,
+        "fused": cfg.fused,
+        "uses_fused_step": trainer.fused,
+        "fast_kernels": kernels.enabled(),
+        "strategy": cfg.strategy,
+        "replicas": strategy.num_replicas_in_sync,
+        "mixed_precision": cfg.mixed_precision,
+        "precision": cfg.precision,
+        "log_det": cfg.log_det,
+    }
 
     def steps(it, n: int) -> None:
         # A speed figure does not need finite weights: a non-finite loss is recorded, not fatal.
@@ -246,8 +283,7 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     pipe, source = input_pipeline(args.data, args.batch_size, shape, args.seed)
     batch = next(iter(pipe))
     out["load_before"] = load()
-    out["train_images_per_s_fixed_batch"], fixed_blocks = train_rate(
-        tf.data.Dataset.from_tensors(batch).repeat())
+    out["train_images_per_s_fixed_batch"], fixed_blocks = train_rate(tf.data.Dataset.from_tensors(batch).repeat())
     out["train_images_per_s"], pipe_blocks = train_rate(pipe)
     out["data"] = source
     # 1: the compiled loop was traced once for both iterators and every n (no retracing).
@@ -269,13 +305,15 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     out["sample_images_per_s"], _ = _median_rate(sample_block, calls * args.sample_batch, args.blocks)
     out["load_after"] = load()
     # Sampling's distance from the matmul peak: how much faster it could possibly run here.
-    out["sample_gflop_per_image"] = (graph_flops(sample.get_concrete_function(z))["total"] / 1e9
-                                     / args.sample_batch)
+    out["sample_gflop_per_image"] = graph_flops(sample.get_concrete_function(z))["total"] / 1e9 / args.sample_batch
     out["sample_fraction_of_peak"] = out["sample_gflop_per_image"] * out["sample_images_per_s"] / peak
 
     # The step's graph is counted on one device: the replicas together do the same work.
-    flops = step_flops(trainer if strategy.num_replicas_in_sync == 1 else
-                       trainer_lib.Trainer(dataclasses.replace(cfg, strategy="default"), shape))
+    flops = step_flops(
+        trainer
+        if strategy.num_replicas_in_sync == 1
+        else trainer_lib.Trainer(dataclasses.replace(cfg, strategy="default"), shape)
+    )
     reference = reference_step_flops(cfg, shape)
     steps_per_s = out["train_images_per_s_fixed_batch"] / args.batch_size
     out["flop_count"] = "graph"
@@ -287,7 +325,8 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
     out["matmul_peak_gflop_per_s"] = peak
     out["fraction_of_peak"] = out["achieved_gflop_per_s"] / peak
     out["effective_fraction_of_peak"] = out["effective_gflop_per_s"] / peak
-    log(f"{method:6s} [{cfg.strategy} x{strategy.num_replicas_in_sync}"
+    log(
+        f"{method:6s} [{cfg.strategy} x{strategy.num_replicas_in_sync}"
         f"{', xla' if cfg.jit_compile else ''}, {cfg.precision}"
         f"{', log_det ' + cfg.log_det if methods_lib.get(method).forward_mode_log_det else ''}, "
         f"fused {trainer.fused}, fast kernels {kernels.enabled()}] "
@@ -298,8 +337,8 @@ def bench_method(method: str, args: argparse.Namespace, peak: float, log: Callab
         f"{100 * out['fraction_of_peak']:.0f}% of matmul peak (as the plain step's "
         f"{out['reference_step_gflop']:.3f} GFLOP: {100 * out['effective_fraction_of_peak']:.0f}%)  "
         f"[load {out['load_before']}->{out['load_after']}]"
-        + (f"  (non-finite loss from step {out['non_finite_at_step']})"
-           if "non_finite_at_step" in out else ""))
+        + (f"  (non-finite loss from step {out['non_finite_at_step']})" if "non_finite_at_step" in out else "")
+    )
     return out
 
 
@@ -312,36 +351,61 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = _Parser(prog=cli.program("python -m pga_tf.tools.bench"), description=__doc__.split("\n")[0])
-    p.add_argument("--methods", default="lpga,vpga,lvpga,vae",
-                   help="comma-separated methods (%s)" % ",".join(methods_lib.names()))
+    p.add_argument(
+        "--methods", default="lpga,vpga,lvpga,vae", help=f"comma-separated methods ({','.join(methods_lib.names())})"
+    )
     p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))
-    p.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for "
-                   "conv_mnist, else 3)")
+    p.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for conv_mnist, else 3)")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--z_dim", type=int, default=0, help="latent size (default: the method's)")
     p.add_argument("--steps", type=int, default=20, help="training steps per timed block")
     p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is reported)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, autotune)")
-    p.add_argument("--jit_compile", action=argparse.BooleanOptionalAction, default=False,
-                   help="XLA-compile the step and the sampler")
-    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                   help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)")
-    p.add_argument("--cpu_devices", type=int, default=0,
-                   help="split the CPU into this many logical devices (as train.py does)")
-    p.add_argument("--precision", default=None,
-                   help="Keras dtype policy of the nets (default float32), as train.py; a "
-                   "comma-separated list measures each, interleaved per method (same load)")
-    p.add_argument("--mixed_precision", action="store_true",
-                   help="alias of --precision=mixed_float16, as train.py")
-    p.add_argument("--log_det", default=None,
-                   help="LPGA's log-det estimator (default: as train.py, by precision); a "
-                   "comma-separated list measures each")
-    p.add_argument("--fused", choices=("on", "off"), default="on" if config_lib.Config().fused else "off",
-                   help="the fused training step (methods/pga.py fused_method_losses; plain with BN on)")
-    p.add_argument("--fast_kernels", choices=("on", "off"), default="on",
-                   help="pga_tf.nets.kernels' formulations of the slow ops (off: stock Keras layers)")
-    p.add_argument("--data", choices=("auto", "fashion_mnist", "synthetic"), default="auto",
-                   help="input pipeline source for the with-pipeline figure")
+    p.add_argument(
+        "--jit_compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="XLA-compile the step and the sampler",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("default", "mirrored"),
+        default="default",
+        help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)",
+    )
+    p.add_argument(
+        "--cpu_devices", type=int, default=0, help="split the CPU into this many logical devices (as train.py does)"
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="Keras dtype policy of the nets (default float32), as train.py; a "
+        "comma-separated list measures each, interleaved per method (same load)",
+    )
+    p.add_argument("--mixed_precision", action="store_true", help="alias of --precision=mixed_float16, as train.py")
+    p.add_argument(
+        "--log_det",
+        default=None,
+        help="LPGA's log-det estimator (default: as train.py, by precision); a comma-separated list measures each",
+    )
+    p.add_argument(
+        "--fused",
+        choices=("on", "off"),
+        default="on" if config_lib.Config().fused else "off",
+        help="the fused training step (methods/pga.py fused_method_losses; plain with BN on)",
+    )
+    p.add_argument(
+        "--fast_kernels",
+        choices=("on", "off"),
+        default="on",
+        help="pga_tf.nets.kernels' formulations of the slow ops (off: stock Keras layers)",
+    )
+    p.add_argument(
+        "--data",
+        choices=("auto", "fashion_mnist", "synthetic"),
+        default="auto",
+        help="input pipeline source for the with-pipeline figure",
+    )
     p.add_argument("--sample_batch", type=int, default=256)
     p.add_argument("--sample_calls", type=int, default=10, help="decoder calls per timed block")
     p.add_argument("--matmul_n", type=int, default=2048, help="matrix size of the peak measurement")
@@ -366,16 +430,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [v for v in precisions if v not in (None, *config_lib.PRECISIONS)]
     bad += [v for v in log_dets if v not in (None, *config_lib.LOG_DETS)]
     if bad:
-        p.error(f"unknown --precision/--log_det value(s) {bad}; choose from "
-                f"{', '.join(config_lib.PRECISIONS)} / {', '.join(config_lib.LOG_DETS)}")
+        p.error(
+            f"unknown --precision/--log_det value(s) {bad}; choose from "
+            f"{', '.join(config_lib.PRECISIONS)} / {', '.join(config_lib.LOG_DETS)}"
+        )
     try:
         args.precisions = [cli.resolve_precision(v, args.mixed_precision) for v in precisions]
     except ValueError as e:
         p.error(str(e))
     able = [m for m in methods_lib.names() if methods_lib.get(m).forward_mode_log_det]
     if "jvp" in log_dets and not set(able) & set(methods):
-        p.error(f"--log_det=jvp is for --method={' or '.join(able)} only (the other methods are "
-                "measured with their finite difference)")
+        p.error(
+            f"--log_det=jvp is for --method={' or '.join(able)} only (the other methods are "
+            "measured with their finite difference)"
+        )
     args.log_dets = log_dets
     args.methods = methods
     return args
@@ -392,21 +460,24 @@ def speed_vs_float32(results: dict) -> list[str]:
     for figures in results.values():
         if figures["precision"] == "float32":
             continue
-        same = [f for f in results.values() if f["method"] == figures["method"]
-                and f["precision"] == "float32"]
-        ref = ([f for f in same if f["log_det"] == figures["log_det"]]
-               or [f for f in same if f["log_det"] == "finite_difference"])
+        same = [f for f in results.values() if f["method"] == figures["method"] and f["precision"] == "float32"]
+        ref = [f for f in same if f["log_det"] == figures["log_det"]] or [
+            f for f in same if f["log_det"] == "finite_difference"
+        ]
         if not ref:
             continue
         figures["x_float32"] = figures["train_images_per_s"] / ref[0]["train_images_per_s"]
-        figures["x_float32_fixed_batch"] = (figures["train_images_per_s_fixed_batch"]
-                                            / ref[0]["train_images_per_s_fixed_batch"])
+        figures["x_float32_fixed_batch"] = (
+            figures["train_images_per_s_fixed_batch"] / ref[0]["train_images_per_s_fixed_batch"]
+        )
         figures["x_float32_against"] = f"float32/{ref[0]['log_det']}"
         probe = figures.get("precision_probe_ratio")
-        lines.append(f"{figures['method']} {figures['precision']} ({figures['log_det']}): "
-                     f"{figures['x_float32']:.2f}x float32 ({figures['x_float32_against']}) "
-                     f"with the pipeline, {figures['x_float32_fixed_batch']:.2f}x with a fixed batch"
-                     + (f"; start-up probe {probe:.2f}x" if probe is not None else ""))
+        lines.append(
+            f"{figures['method']} {figures['precision']} ({figures['log_det']}): "
+            f"{figures['x_float32']:.2f}x float32 ({figures['x_float32_against']}) "
+            f"with the pipeline, {figures['x_float32_fixed_batch']:.2f}x with a fixed batch"
+            + (f"; start-up probe {probe:.2f}x" if probe is not None else "")
+        )
     return lines
 
 
@@ -424,8 +495,10 @@ def main(argv: list[str] | None = None) -> dict:
     device = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name
     cpu, cpu_flags = machine.cpu_model(), machine.precision_flags()
     peak32 = matmul_peak(args.matmul_n)
-    log(f"device {device}, {cpu}, {os.cpu_count()} cores, {' '.join(cpu_flags)}; "
-        f"float32 matmul {args.matmul_n}^2: {peak32:.0f} GFLOP/s [load {load()}]")
+    log(
+        f"device {device}, {cpu}, {os.cpu_count()} cores, {' '.join(cpu_flags)}; "
+        f"float32 matmul {args.matmul_n}^2: {peak32:.0f} GFLOP/s [load {load()}]"
+    )
     peaks = {"float32": peak32}
     probes = {}
     for precision in args.precisions:
@@ -435,8 +508,7 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"{dtype} matmul {args.matmul_n}^2: {peaks[dtype]:.0f} GFLOP/s [load {load()}]")
             # train.py's start-up probe, so its ratio can be held against the measured steps'.
             probes[precision] = precision_probe.measure(precision)
-            log(f"{precision} start-up probe (train.py's): {probes[precision]:.2f}x float32 "
-                f"[load {load()}]")
+            log(f"{precision} start-up probe (train.py's): {probes[precision]:.2f}x float32 [load {load()}]")
     # One strategy for all methods: a second MirroredStrategy over the same devices in one process
     # reuses the first one's collective keys, and its first all-reduce fails on a shape mismatch.
     strategy = trainer_lib.make_strategy(args.strategy)
@@ -451,12 +523,16 @@ def main(argv: list[str] | None = None) -> dict:
                 figures["matmul_dtype"] = dtype
                 results[_label(method, precision, figures["log_det"], several)] = figures
     peaks_after = {dtype: matmul_peak(args.matmul_n, dtype=dtype) for dtype in peaks}
-    log("matmul again: " + ", ".join(f"{d} {v:.0f} GFLOP/s" for d, v in peaks_after.items())
-        + f" [load {load()}]")
-    run = {"device": device, "tensorflow": tf.__version__,
-           "matmul_peak_float32_gflop_per_s": peak32,
-           "cpu": cpu, "cpu_flags": cpu_flags, "cpu_count": os.cpu_count(),
-           "argv": sys.argv[1:] if argv is None else argv}
+    log("matmul again: " + ", ".join(f"{d} {v:.0f} GFLOP/s" for d, v in peaks_after.items()) + f" [load {load()}]")
+    run = {
+        "device": device,
+        "tensorflow": tf.__version__,
+        "matmul_peak_float32_gflop_per_s": peak32,
+        "cpu": cpu,
+        "cpu_flags": cpu_flags,
+        "cpu_count": os.cpu_count(),
+        "argv": sys.argv[1:] if argv is None else argv,
+    }
     for figures in results.values():
         figures.update(run)
         figures["matmul_peak_after_gflop_per_s"] = peaks_after[figures["matmul_dtype"]]

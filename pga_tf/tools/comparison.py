@@ -38,10 +38,11 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Callable
 
-from pga_tf import config as config_lib, methods
+from pga_tf import config as config_lib
+from pga_tf import methods
 
 # The standard 1-3 series of learning rates; the grid extends along it by one point.
 LR_SERIES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -163,9 +164,17 @@ def train_command(protocol: Protocol, unit: Unit, run_dir: str, data_dir: str = 
     """train.py's arguments for `unit`: the method's flagfile, then Adam at the unit's rate and
     the unit's budget (flags after the flagfile override it)."""
     steps = {"select": protocol.select_steps, "seed": protocol.steps, "short": protocol.short_steps}[unit.kind]
-    args = ["train.py", f"--flagfile=flags/{unit.method}_{protocol.dataset}.cfg", "--optimizer=adam",
-            f"--lr={unit.lr:g}", f"--train_steps={steps}", f"--sample_every={steps}", "--noexport",
-            f"--run_dir={run_dir}", f"--seed={unit.seed}"]
+    args = [
+        "train.py",
+        f"--flagfile=flags/{unit.method}_{protocol.dataset}.cfg",
+        "--optimizer=adam",
+        f"--lr={unit.lr:g}",
+        f"--train_steps={steps}",
+        f"--sample_every={steps}",
+        "--noexport",
+        f"--run_dir={run_dir}",
+        f"--seed={unit.seed}",
+    ]
     if methods.get(unit.method).defaults.get("init_steps", 0) > 0:
         args.append(f"--init_steps={protocol.init_steps}")
     if unit.kind == "select":
@@ -173,8 +182,12 @@ def train_command(protocol: Protocol, unit: Unit, run_dir: str, data_dir: str = 
     if unit.kind == "seed":
         # A checkpoint at every curve point, all kept (room for a second stage twice as long).
         keep = 4 * steps // protocol.fid_every + 2
-        args += [f"--fid_every={protocol.fid_every}", f"--fid_samples={protocol.fid_samples}",
-                 f"--ckpt_every={protocol.fid_every}", f"--keep_checkpoints={keep}"]
+        args += [
+            f"--fid_every={protocol.fid_every}",
+            f"--fid_samples={protocol.fid_samples}",
+            f"--ckpt_every={protocol.fid_every}",
+            f"--keep_checkpoints={keep}",
+        ]
     return args + ([f"--data_dir={data_dir}"] if data_dir else [])
 
 
@@ -193,8 +206,10 @@ def check_finished(run_dir: str, train: list[str]) -> None:
     total = main + (config_lib.later_steps(cfg, main) if cfg is not None else 0)
     reached = runs.latest_step(run_dir)
     if reached is None or reached < total:
-        raise Interrupted(f"training in {run_dir} stopped at step {reached or 0} of {total} (a signal); "
-                          "the unit is not recorded: run the same command again to resume it")
+        raise Interrupted(
+            f"training in {run_dir} stopped at step {reached or 0} of {total} (a signal); "
+            "the unit is not recorded: run the same command again to resume it"
+        )
 
 
 def evaluations(protocol: Protocol, unit: Unit) -> list[tuple[str, str, int | None]]:
@@ -211,10 +226,16 @@ def evaluations(protocol: Protocol, unit: Unit) -> list[tuple[str, str, int | No
     return rows
 
 
-def evaluate_command(protocol: Protocol, unit: Unit, run_dir: str, sampler: str, step: int | None,
-                     feature_args: list[str]) -> list[str]:
-    args = ["evaluate.py", f"--run_dir={run_dir}", f"--sampler={sampler}", f"--num_samples={protocol.num_samples}",
-            "--nll_examples=0"]
+def evaluate_command(
+    protocol: Protocol, unit: Unit, run_dir: str, sampler: str, step: int | None, feature_args: list[str]
+) -> list[str]:
+    args = [
+        "evaluate.py",
+        f"--run_dir={run_dir}",
+        f"--sampler={sampler}",
+        f"--num_samples={protocol.num_samples}",
+        "--nll_examples=0",
+    ]
     if unit.kind == "select":  # one draw is enough to rank; the held-out images are the real side
         args += ["--draws=1", "--real_split=validation"]
     else:
@@ -226,11 +247,17 @@ def evaluate_command(protocol: Protocol, unit: Unit, run_dir: str, sampler: str,
 
 def summary_of(report: dict) -> dict:
     """The figures a table row needs from one evaluate.py report."""
-    return {"fid": report["fid"]["value"], "fid_std_draws": report["fid"]["std"],
-            "kid": report["kid"]["value"], "precision": report["precision"]["value"],
-            "recall": report["recall"]["value"], "step": report["step"],
-            "sampler": report["sampler"]["kind"], "real_split": report["fid"]["real_split"],
-            "features": report["features"].get("checksum")}
+    return {
+        "fid": report["fid"]["value"],
+        "fid_std_draws": report["fid"]["std"],
+        "kid": report["kid"]["value"],
+        "precision": report["precision"]["value"],
+        "recall": report["recall"]["value"],
+        "step": report["step"],
+        "sampler": report["sampler"]["kind"],
+        "real_split": report["fid"]["real_split"],
+        "features": report["features"].get("checksum"),
+    }
 
 
 # ------------------------------------------------------------------------------ the state
@@ -252,7 +279,9 @@ def load_state(path: str, protocol: Protocol) -> dict:
     if theirs != mine:
         differ = ", ".join(f"{k} {theirs.get(k)!r} there, {v!r} here" for k, v in mine.items() if theirs.get(k) != v)
         raise ValueError(f"{path} holds another protocol's results ({differ}); use another --docs_dir")
-    state["protocol"] = protocol.to_json() | {"methods": table_order(set(state["protocol"]["methods"]) | set(protocol.methods))}
+    state["protocol"] = protocol.to_json() | {
+        "methods": table_order(set(state["protocol"]["methods"]) | set(protocol.methods))
+    }
     for key in ("selection", "runs", "short_runs"):
         state.setdefault(key, {})
     return state
@@ -275,9 +304,18 @@ def record(state: dict, unit: Unit, result: dict) -> None:
 
 
 # ------------------------------------------------------------------------------ running
-def run(protocol: Protocol, runs_dir: str, docs_dir: str, execute: Callable[[list[str], str, str, int], float],
-        jobs: int = 1, feature_args: tuple[str, ...] = (), data_dir: str = "",
-        log: Callable[[str], None] = print, max_units: int = 0, cores: tuple[int, ...] = ()) -> dict:
+def run(
+    protocol: Protocol,
+    runs_dir: str,
+    docs_dir: str,
+    execute: Callable[[list[str], str, str, int], float],
+    jobs: int = 1,
+    feature_args: tuple[str, ...] = (),
+    data_dir: str = "",
+    log: Callable[[str], None] = print,
+    max_units: int = 0,
+    cores: tuple[int, ...] = (),
+) -> dict:
     """Runs every pending unit (`jobs` at a time, each on its own CPU core of `cores`, by default
     0 .. jobs - 1), recording each into <docs_dir>/results.json as it finishes; returns the state.
 
@@ -304,8 +342,9 @@ def run(protocol: Protocol, runs_dir: str, docs_dir: str, execute: Callable[[lis
                 todo = [u for u in pending(protocol, state) if u.key + u.kind not in running]
             while todo and len(running) < jobs and (not max_units or done_units + len(running) < max_units):
                 unit = todo.pop(0)
-                running[unit.key + unit.kind] = pool.submit(_run_unit, protocol, unit, runs_dir, execute,
-                                                            free, list(feature_args), data_dir, log)
+                running[unit.key + unit.kind] = pool.submit(
+                    _run_unit, protocol, unit, runs_dir, execute, free, list(feature_args), data_dir, log
+                )
             if not running:
                 break
             finished, _ = wait(list(running.values()), return_when=FIRST_COMPLETED)
@@ -321,12 +360,23 @@ def run(protocol: Protocol, runs_dir: str, docs_dir: str, execute: Callable[[lis
     return state
 
 
-def _run_unit(protocol: Protocol, unit: Unit, runs_dir: str, execute, cores: queue.Queue,
-              feature_args: list[str], data_dir: str, log) -> tuple[Unit, dict]:
+def _run_unit(
+    protocol: Protocol,
+    unit: Unit,
+    runs_dir: str,
+    execute,
+    cores: queue.Queue,
+    feature_args: list[str],
+    data_dir: str,
+    log,
+) -> tuple[Unit, dict]:
     core = cores.get()
     try:
-        name = {"select": f"select/{unit.method}_lr{unit.lr:g}", "seed": f"seed{unit.seed}/{unit.method}",
-                "short": f"short_seed{unit.seed}/{unit.method}"}[unit.kind]
+        name = {
+            "select": f"select/{unit.method}_lr{unit.lr:g}",
+            "seed": f"seed{unit.seed}/{unit.method}",
+            "short": f"short_seed{unit.seed}/{unit.method}",
+        }[unit.kind]
         run_dir = os.path.abspath(os.path.join(runs_dir, name))
         os.makedirs(os.path.dirname(run_dir), exist_ok=True)
         train = train_command(protocol, unit, run_dir, data_dir)
@@ -340,8 +390,13 @@ def _run_unit(protocol: Protocol, unit: Unit, runs_dir: str, execute, cores: que
             if DIVERGED not in str(e):
                 raise
             log(f"{unit.kind} {unit.key}: diverged ({e})")
-            return unit, {**result, "train_seconds": time.time() - t0, "diverged": str(e), "fid": None,
-                          "evaluations": {}}
+            return unit, {
+                **result,
+                "train_seconds": time.time() - t0,
+                "diverged": str(e),
+                "fid": None,
+                "evaluations": {},
+            }
         check_finished(run_dir, train)
         evals = {}
         for row, sampler, step in evaluations(protocol, unit):
@@ -384,4 +439,3 @@ def copy_grids(runs_dir: str, docs_dir: str, methods: tuple[str, ...]) -> list[s
             shutil.copyfile(src, os.path.join(docs_dir, f"{m}_samples.png"))
             copied.append(m)
     return copied
-

@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from pga_tf import config as config_lib, methods
+from pga_tf import config as config_lib
+from pga_tf import methods
 from pga_tf.methods import label
 from pga_tf.tools import comparison
 
@@ -44,7 +45,7 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict:
     se = math.sqrt(va + vb)
     if se == 0:
         return {"diff": diff, "low": diff, "high": diff, "df": float("inf"), "level": level}
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return {"diff": diff, "low": diff - half, "high": diff + half, "df": float(df), "level": level}
 
@@ -77,23 +78,39 @@ def selection_table(state: dict) -> str:
     for m in comparison.table_order(state["protocol"]["methods"]):
         sel = state["selection"].get(m, {})
         chosen = comparison.chosen_lr(sel, tuple(state["protocol"]["lr_grid"]))
-        cells = [("–" if f"{lr:g}" not in sel else "diverged" if sel[f"{lr:g}"]["fid"] is None
-                  else f"{sel[f'{lr:g}']['fid']:.1f}") for lr in grid]
-        rows.append(f"| {label(m)} | " + " | ".join(cells) + f" | {chosen:g} |" if chosen else
-                    f"| {label(m)} | " + " | ".join(cells) + " | (pending) |")
+        cells = [
+            (
+                "–"
+                if f"{lr:g}" not in sel
+                else "diverged"
+                if sel[f"{lr:g}"]["fid"] is None
+                else f"{sel[f'{lr:g}']['fid']:.1f}"
+            )
+            for lr in grid
+        ]
+        rows.append(
+            f"| {label(m)} | " + " | ".join(cells) + f" | {chosen:g} |"
+            if chosen
+            else f"| {label(m)} | " + " | ".join(cells) + " | (pending) |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def budget_table(state: dict, row: str) -> str:
-    head = ("| method | lr | seeds | FID (own) | KID (own) | precision (own) | recall (own) | "
-            "FID (GMM) | KID (GMM) | precision (GMM) | recall (GMM) | train time |")
+    head = (
+        "| method | lr | seeds | FID (own) | KID (own) | precision (own) | recall (own) | "
+        "FID (GMM) | KID (GMM) | precision (GMM) | recall (GMM) | train time |"
+    )
     rows = [head, "|---|" + "---|" * 11]
     for m in comparison.table_order(state["protocol"]["methods"]):
         cells = []
         for sampler in ("own", "gmm"):
-            cells += [_pm(per_seed(state, m, row, sampler, "fid"), 1), _pm(per_seed(state, m, row, sampler, "kid"), 3),
-                      _pm(per_seed(state, m, row, sampler, "precision"), 2),
-                      _pm(per_seed(state, m, row, sampler, "recall"), 2)]
+            cells += [
+                _pm(per_seed(state, m, row, sampler, "fid"), 1),
+                _pm(per_seed(state, m, row, sampler, "kid"), 3),
+                _pm(per_seed(state, m, row, sampler, "precision"), 2),
+                _pm(per_seed(state, m, row, sampler, "recall"), 2),
+            ]
         runs = [r for k, r in state["runs"].items() if k.startswith(f"{m}/seed=")]
         n = len(per_seed(state, m, row, "own"))
         lr = f"{runs[0]['lr']:g}" if runs else "–"
@@ -105,8 +122,13 @@ def budget_table(state: dict, row: str) -> str:
 
 def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[dict]]:
     """The best PGA (lowest mean FID) and its Welch interval against every other method."""
-    means = {m: np.mean(v) for m in comparison.table_order(state["protocol"]["methods"]) if methods.get(m).perceptual
-             for v in [per_seed(state, m, row, sampler)] if v}
+    means = {
+        m: np.mean(v)
+        for m in comparison.table_order(state["protocol"]["methods"])
+        if methods.get(m).perceptual
+        for v in [per_seed(state, m, row, sampler)]
+        if v
+    }
     if not means:
         return None, []
     best = min(means, key=means.get)
@@ -130,70 +152,103 @@ def _verdict(d: dict) -> str:
 
 
 def difference_table(state: dict) -> str:
-    rows = ["| budget | sampler | best PGA | against | FID difference | 95% interval (Welch) | reading |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| budget | sampler | best PGA | against | FID difference | 95% interval (Welch) | reading |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row, name in ROWS:
         for sampler in ("own", "gmm"):
             best, diffs = differences(state, row, sampler)
             for d in diffs:
                 interval = f"[{d['low']:+.1f}, {d['high']:+.1f}]" if d["low"] is not None else "–"
-                rows.append(f"| {name} | {SAMPLER_NAMES[sampler]} | {label(best)} | {label(d['against'])} | "
-                            f"{d['diff']:+.1f} | {interval} | {_verdict(d)} |")
+                rows.append(
+                    f"| {name} | {SAMPLER_NAMES[sampler]} | {label(best)} | {label(d['against'])} | "
+                    f"{d['diff']:+.1f} | {interval} | {_verdict(d)} |"
+                )
     return "\n".join(rows) + "\n"
 
 
 def curves_plot(state: dict, docs_dir: str) -> str | None:
     from pga_tf.tools import curves
 
-    runs = {label(m): [r["curve"] for k, r in state["runs"].items() if k.startswith(f"{m}/seed=") and r.get("curve")]
-            for m in comparison.table_order(state["protocol"]["methods"])}
+    runs = {
+        label(m): [r["curve"] for k, r in state["runs"].items() if k.startswith(f"{m}/seed=") and r.get("curve")]
+        for m in comparison.table_order(state["protocol"]["methods"])
+    }
     runs = {k: v for k, v in runs.items() if v}
     if not runs:
         return None
     path = os.path.join(docs_dir, "fid_curves.png")
     p = state["protocol"]
-    marks = {f"{label(m)}: phase 2 starts": p["steps"] for m in comparison.table_order(p["methods"]) if methods.get(m).later_phases}
-    curves.plot(runs, path, title=f"FID of {p['fid_samples']} samples every {p['fid_every']} steps, "
-                f"{p['dataset']}, Adam at each method's chosen lr; mean and band (min-max) over seeds",
-                marks=marks)
+    marks = {
+        f"{label(m)}: phase 2 starts": p["steps"]
+        for m in comparison.table_order(p["methods"])
+        if methods.get(m).later_phases
+    }
+    curves.plot(
+        runs,
+        path,
+        title=f"FID of {p['fid_samples']} samples every {p['fid_every']} steps, "
+        f"{p['dataset']}, Adam at each method's chosen lr; mean and band (min-max) over seeds",
+        marks=marks,
+    )
     return path
 
 
 def section(state: dict, docs_dir: str) -> str:
     p = state["protocol"]
     long_name = f"{p['steps']} steps"
-    text = [START, "## Fair comparison: one optimiser, a learning rate chosen on a validation split, "
-            f"{len(p['seeds'])} seeds", "",
-            "Generated by `python -m pga_tf.tools.results --protocol=fair` (pga_tf/tools/comparison.py) from "
-            "[docs/fair/results.json](fair/results.json); do not edit by hand.", "",
-            "- **Optimiser:** Adam (Keras defaults) for all methods, overriding each flagfile's; the "
-            "2-Stage VAE's second stage keeps its own Adam at its flagfile's rate.",
-            f"- **Learning rate:** per method, the best of {', '.join(f'{x:g}' for x in p['lr_grid'])} (grown by "
-            f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
-            f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
-            f"draw of {p['num_samples']}). The test split is not used for the choice.",
-            f"- **Final runs:** seeds {', '.join(map(str, p['seeds']))} on the full training split at the chosen "
-            f"rate. Long budget: {long_name}; short budget: {p['short_steps']} steps, read from each "
-            "long run's checkpoint at that step (the rate is constant, so it is that run), except the "
-            "2-Stage VAE, whose short rows are runs of their own (its second stage trains on that first stage).",
-            f"- **Scores:** FID/KID of {p['draws']} draws of {p['num_samples']} samples against the test split "
-            "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
-            "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
-            "features.", ""]
+    text = [
+        START,
+        f"## Fair comparison: one optimiser, a learning rate chosen on a validation split, {len(p['seeds'])} seeds",
+        "",
+        "Generated by `python -m pga_tf.tools.results --protocol=fair` (pga_tf/tools/comparison.py) from "
+        "[docs/fair/results.json](fair/results.json); do not edit by hand.",
+        "",
+        "- **Optimiser:** Adam (Keras defaults) for all methods, overriding each flagfile's; the "
+        "2-Stage VAE's second stage keeps its own Adam at its flagfile's rate.",
+        f"- **Learning rate:** per method, the best of {', '.join(f'{x:g}' for x in p['lr_grid'])} (grown by "
+        f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
+        f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
+        f"draw of {p['num_samples']}). The test split is not used for the choice.",
+        f"- **Final runs:** seeds {', '.join(map(str, p['seeds']))} on the full training split at the chosen "
+        f"rate. Long budget: {long_name}; short budget: {p['short_steps']} steps, read from each "
+        "long run's checkpoint at that step (the rate is constant, so it is that run), except the "
+        "2-Stage VAE, whose short rows are runs of their own (its second stage trains on that first stage).",
+        f"- **Scores:** FID/KID of {p['draws']} draws of {p['num_samples']} samples against the test split "
+        "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
+        "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
+        "features.",
+        "",
+    ]
     n_final = len(p["methods"]) * len(p["seeds"])
-    n_short = len(p["seeds"]) * sum(config_lib.default_sampler(m) != "prior" for m in comparison.table_order(p["methods"]))
+    n_short = len(p["seeds"]) * sum(
+        config_lib.default_sampler(m) != "prior" for m in comparison.table_order(p["methods"])
+    )
     done = len(state["runs"]) + len(state["short_runs"])
-    text += [f"**Progress:** {sum(map(len, state['selection'].values()))} selection runs done; "
-             f"{done} of {n_final + n_short} final runs done. Rows fill in as `--protocol=fair` "
-             "finishes them (a dash: not run yet).", ""]
+    text += [
+        f"**Progress:** {sum(map(len, state['selection'].values()))} selection runs done; "
+        f"{done} of {n_final + n_short} final runs done. Rows fill in as `--protocol=fair` "
+        "finishes them (a dash: not run yet).",
+        "",
+    ]
     text += ["### Learning-rate selection (validation FID, own sampler)", "", selection_table(state)]
     text += [f"### Long budget ({long_name})", "", budget_table(state, "long")]
     text += [f"### Short budget ({p['short_steps']} steps)", "", budget_table(state, "short")]
-    text += ["### Best PGA against each other method (FID, lower is better)", "",
-             "Difference = best PGA minus the other method; Welch's t interval over seeds.", "",
-             difference_table(state)]
+    text += [
+        "### Best PGA against each other method (FID, lower is better)",
+        "",
+        "Difference = best PGA minus the other method; Welch's t interval over seeds.",
+        "",
+        difference_table(state),
+    ]
     if curves_plot(state, docs_dir):
-        text += ["### FID during training", "", f"![FID curves, band over seeds]({os.path.basename(docs_dir)}/fid_curves.png)", ""]
+        text += [
+            "### FID during training",
+            "",
+            f"![FID curves, band over seeds]({os.path.basename(docs_dir)}/fid_curves.png)",
+            "",
+        ]
     # One entry per kind of CPU (a machine's record also names its kernel build).
     machines = "; ".join(dict.fromkeys(f"{m['cpu']} ({m['cpu_count']} cores)" for m in state.get("machines", [])))
     text += [f"Machines that ran units: {machines or 'none yet'}.", "", END]
@@ -213,7 +268,7 @@ def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str) -> s
         with open(results_md) as f:
             doc = f.read()
         if START in doc and END in doc:
-            doc = doc[:doc.index(START)] + text.rstrip("\n") + doc[doc.index(END) + len(END):]
+            doc = doc[: doc.index(START)] + text.rstrip("\n") + doc[doc.index(END) + len(END) :]
         else:
             doc = doc.rstrip("\n") + "\n\n" + text
         with open(results_md + ".tmp", "w") as f:

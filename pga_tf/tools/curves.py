@@ -33,8 +33,9 @@ def read(tb_dir: str) -> dict | None:
 
     # size_guidance 0: keep every value (the default samples 10 per tag). tf.summary.scalar in
     # TF2 writes tensor summaries, hence Tensors, not Scalars.
-    acc = event_accumulator.EventAccumulator(tb_dir, size_guidance={event_accumulator.TENSORS: 0},
-                                             purge_orphaned_data=False)
+    acc = event_accumulator.EventAccumulator(
+        tb_dir, size_guidance={event_accumulator.TENSORS: 0}, purge_orphaned_data=False
+    )
     acc.Reload()
     tags = sorted(t for t in acc.Tags().get("tensors", []) if t.startswith(FID_TAG_PREFIX))
     if not tags:
@@ -48,8 +49,13 @@ def read(tb_dir: str) -> dict | None:
     return {"tag": tags[0], "steps": steps, "fid": [by_step[s] for s in steps]}
 
 
-def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps: int = 0,
-         marks: dict[str, float] | None = None) -> str:
+def plot(
+    curves: dict[str, list[dict]],
+    path: str,
+    title: str = "",
+    epoch_steps: int = 0,
+    marks: dict[str, float] | None = None,
+) -> str:
     """Draws FID against training steps, one line per method, and writes a PNG.
 
     Args:
@@ -80,11 +86,17 @@ def plot(curves: dict[str, list[dict]], path: str, title: str = "", epoch_steps:
     for label, runs in drawn.items():
         common = sorted(set.intersection(*(set(c["steps"]) for c in runs)))
         values = np.array([[dict(zip(c["steps"], c["fid"]))[s] for s in common] for c in runs])
-        line, = ax.plot(common, values.mean(axis=0), marker="o", markersize=3,
-                        label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
+        (line,) = ax.plot(
+            common,
+            values.mean(axis=0),
+            marker="o",
+            markersize=3,
+            label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""),
+        )
         if len(runs) > 1:
-            ax.fill_between(common, values.min(axis=0), values.max(axis=0), color=line.get_color(),
-                            alpha=0.2, linewidth=0)
+            ax.fill_between(
+                common, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2, linewidth=0
+            )
     for label, step in (marks or {}).items():
         ax.axvline(step, color="0.4", linestyle=":", linewidth=1, label=label)
     ax.set_xlabel("training step")

@@ -28,7 +28,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,11 +36,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pga_tf import config as config_lib, data  # noqa: E402
-from pga_tf.evaluation import likelihood  # noqa: E402
-from pga_tf.nets import models  # noqa: E402
-from pga_tf.methods import objectives, parts as step  # noqa: E402
+from pga_tf import config as config_lib  # noqa: E402
+from pga_tf import data
 from pga_tf.config import PRECISIONS  # noqa: E402
+from pga_tf.evaluation import likelihood  # noqa: E402
+from pga_tf.methods import objectives  # noqa: E402
+from pga_tf.methods import parts as step
+from pga_tf.nets import models  # noqa: E402
 
 ESTIMATORS = config_lib.LOG_DETS
 
@@ -50,8 +52,9 @@ def nets_under(policy: str, cfg: config_lib.Config, image_shape: tuple, weights:
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        encoder, decoder = models.build_models(cfg.model, cfg.z_dim, image_shape[-1],
-                                               use_bn=cfg.use_bn, variational=cfg.variational)
+        encoder, decoder = models.build_models(
+            cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn, variational=cfg.variational
+        )
     finally:
         keras.mixed_precision.set_global_policy(previous)
     for v, w in zip(encoder.weights + decoder.weights, weights):
@@ -59,10 +62,12 @@ def nets_under(policy: str, cfg: config_lib.Config, image_shape: tuple, weights:
     return encoder, decoder
 
 
-def directional_log_dets(encoder: Callable, decoder: Callable, mu: tf.Tensor, u: tf.Tensor,
-                         estimator: str, variational: bool = False) -> np.ndarray:
+def directional_log_dets(
+    encoder: Callable, decoder: Callable, mu: tf.Tensor, u: tf.Tensor, estimator: str, variational: bool = False
+) -> np.ndarray:
     """(d/2) log ||J_h(mu) u||^2 per row, by the training step's finite difference or by forward
     mode ([N, d] mu and unit u -> [N] float64)."""
+
     def h(z):
         out = encoder(decoder(z, training=False), training=False)
         return out[0] if variational else out
@@ -74,8 +79,9 @@ def directional_log_dets(encoder: Callable, decoder: Callable, mu: tf.Tensor, u:
     return objectives.log_det_jacobian(h(mu), h(mu + delta), delta).numpy().astype(np.float64)
 
 
-def measure(cfg: config_lib.Config, image_shape: tuple, weights: list, images: np.ndarray,
-            seed: int = 0, precisions=PRECISIONS) -> dict:
+def measure(
+    cfg: config_lib.Config, image_shape: tuple, weights: list, images: np.ndarray, seed: int = 0, precisions=PRECISIONS
+) -> dict:
     """Per precision and estimator: error vs float32 and mean error vs the exact log-det (nats).
 
     Args:
@@ -95,28 +101,29 @@ def measure(cfg: config_lib.Config, image_shape: tuple, weights: list, images: n
     u = objectives.lpga_unit_direction(noise)
     estimates = {}
     for precision in precisions:
-        nets = (enc32, dec32) if precision == "float32" else nets_under(precision, cfg, image_shape,
-                                                                        weights)
+        nets = (enc32, dec32) if precision == "float32" else nets_under(precision, cfg, image_shape, weights)
         for estimator in ESTIMATORS:
-            estimates[precision, estimator] = directional_log_dets(*nets, mu, u, estimator,
-                                                                   cfg.variational)
+            estimates[precision, estimator] = directional_log_dets(*nets, mu, u, estimator, cfg.variational)
     rows = []
     exact_directional = estimates.get(("float32", "jvp"), np.full_like(exact, np.nan))
     for (precision, estimator), value in estimates.items():
         reference = estimates["float32", estimator] if "float32" in precisions else value
-        rows.append({"precision": precision, "estimator": estimator,
-                     "error_vs_float32": float(np.mean(np.abs(value - reference))),
-                     "error_vs_float32_jvp": float(np.mean(np.abs(value - exact_directional))),
-                     "mean_error_vs_exact": float(np.mean(value - exact)),
-                     "mean_abs_error_vs_exact": float(np.mean(np.abs(value - exact))),
-                     "non_finite": int(np.sum(~np.isfinite(value)))})
-    return {"examples": int(len(exact)), "z_dim": int(mu.shape[1]),
-            "exact_mean": float(np.mean(exact)), "rows": rows}
+        rows.append(
+            {
+                "precision": precision,
+                "estimator": estimator,
+                "error_vs_float32": float(np.mean(np.abs(value - reference))),
+                "error_vs_float32_jvp": float(np.mean(np.abs(value - exact_directional))),
+                "mean_error_vs_exact": float(np.mean(value - exact)),
+                "mean_abs_error_vs_exact": float(np.mean(np.abs(value - exact))),
+                "non_finite": int(np.sum(~np.isfinite(value))),
+            }
+        )
+    return {"examples": int(len(exact)), "z_dim": int(mu.shape[1]), "exact_mean": float(np.mean(exact)), "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m pga_tf.tools.log_det_precision",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m pga_tf.tools.log_det_precision", description=__doc__.split("\n")[0])
     p.add_argument("--run_dir", required=True, help="an LPGA run (config.json, checkpoints/)")
     p.add_argument("--examples", type=int, default=256, help="test images whose codes are used")
     p.add_argument("--seed", type=int, default=0, help="seed of the directions u")
@@ -133,15 +140,20 @@ def main(argv: list[str] | None = None) -> dict:
     images = data.fixed_batch(cfg.dataset, args.examples, "test", cfg.data_dir or None)
     result = measure(cfg, run.image_shape, weights, images, args.seed)
     result.update(run_dir=args.run_dir, checkpoint=run.checkpoint)
-    print(f"{result['examples']} test codes, z_dim {result['z_dim']}, exact log|det J_h| mean "
-          f"{result['exact_mean']:.3f} nats")
-    print(f"{'precision':16s} {'estimator':18s} {'|err| vs float32':>17s} "
-          f"{'|err| vs f32 jvp':>17s} {'mean err vs exact':>18s}")
+    print(
+        f"{result['examples']} test codes, z_dim {result['z_dim']}, exact log|det J_h| mean "
+        f"{result['exact_mean']:.3f} nats"
+    )
+    print(
+        f"{'precision':16s} {'estimator':18s} {'|err| vs float32':>17s} "
+        f"{'|err| vs f32 jvp':>17s} {'mean err vs exact':>18s}"
+    )
     for r in result["rows"]:
-        print(f"{r['precision']:16s} {r['estimator']:18s} {r['error_vs_float32']:17.4f} "
-              f"{r['error_vs_float32_jvp']:17.4f} "
-              f"{r['mean_error_vs_exact']:18.4f}" + (f"  ({r['non_finite']} non-finite)"
-                                                      if r["non_finite"] else ""))
+        print(
+            f"{r['precision']:16s} {r['estimator']:18s} {r['error_vs_float32']:17.4f} "
+            f"{r['error_vs_float32_jvp']:17.4f} "
+            f"{r['mean_error_vs_exact']:18.4f}" + (f"  ({r['non_finite']} non-finite)" if r["non_finite"] else "")
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

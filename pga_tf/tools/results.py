@@ -33,9 +33,11 @@ if __name__ == "__main__":
 
 from absl import flags  # noqa: E402
 
-from pga_tf import cli, config as config_lib, methods as methods_lib, runs  # noqa: E402
-from pga_tf.tools import curves  # noqa: E402
+from pga_tf import cli, runs  # noqa: E402
+from pga_tf import config as config_lib
+from pga_tf import methods as methods_lib
 from pga_tf.config import SAMPLERS, default_sampler, eval_report_path, sampler_suffix  # noqa: E402
+from pga_tf.tools import curves  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 METHODS = methods_lib.names()  # table order
@@ -44,19 +46,34 @@ METHODS = methods_lib.names()  # table order
 DEFAULT_METHODS = tuple(m.name for m in methods_lib.all_methods() if m.family == "pga")
 label = methods_lib.label  # a method's name in tables and plots
 
-flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods, in table order (any of "
-                  f"{','.join(METHODS)}).")
+flags.DEFINE_list("methods", list(DEFAULT_METHODS), f"Methods, in table order (any of {','.join(METHODS)}).")
 flags.DEFINE_enum("dataset", "fashion_mnist", cli.DATASETS, "Dataset (flags/<method>_<dataset>.cfg).")
-flags.DEFINE_integer("train_steps", 3000, "Training steps, the same for every method (the 2-Stage "
-                     "VAE's first stage; its second stage trains after, as its flagfile says).")
-flags.DEFINE_integer("epochs", 0, "Train for this many epochs instead of --train_steps: steps = epochs x "
-                     "(training images // the flagfile's batch size), as train.py --epochs counts them.")
-flags.DEFINE_integer("fid_every", 0, "FID every N training steps (train.py --fid_every, prior or the "
-                     "method's own sampler); each run's curve goes in results.json and fid_curves.png, "
-                     "and a checkpoint is kept at every point (evaluate.py --checkpoint_step). 0: none.")
+flags.DEFINE_integer(
+    "train_steps",
+    3000,
+    "Training steps, the same for every method (the 2-Stage "
+    "VAE's first stage; its second stage trains after, as its flagfile says).",
+)
+flags.DEFINE_integer(
+    "epochs",
+    0,
+    "Train for this many epochs instead of --train_steps: steps = epochs x "
+    "(training images // the flagfile's batch size), as train.py --epochs counts them.",
+)
+flags.DEFINE_integer(
+    "fid_every",
+    0,
+    "FID every N training steps (train.py --fid_every, prior or the "
+    "method's own sampler); each run's curve goes in results.json and fid_curves.png, "
+    "and a checkpoint is kept at every point (evaluate.py --checkpoint_step). 0: none.",
+)
 flags.DEFINE_integer("fid_samples", 5000, "Generated (and real test) images per FID of the curves.")
-flags.DEFINE_list("extra_results", [], "results.json files of the same command with other --seed: their "
-                  "curves join the plot (a band from the lowest to the highest FID per step).")
+flags.DEFINE_list(
+    "extra_results",
+    [],
+    "results.json files of the same command with other --seed: their "
+    "curves join the plot (a band from the lowest to the highest FID per step).",
+)
 flags.DEFINE_integer("init_steps", 1000, "Warm-up steps for the methods that have one (LPGA, LVPGA).")
 flags.DEFINE_string("runs_dir", os.path.join("runs", "results"), "Run dirs: <runs_dir>/<method>.")
 flags.DEFINE_string("docs_dir", os.path.join("docs", "results"), "Where the table, JSON and PNGs go.")
@@ -69,45 +86,74 @@ flags.DEFINE_integer("seed", 0, "Training seed (train.py --seed), to see how muc
 # "own": each method's own generative model (config.default_sampler): the prior, but the 2-Stage
 # VAE's second stage, so one column compares every method as its paper samples it.
 TABLE_SAMPLERS = ("own",) + SAMPLERS
-flags.DEFINE_list("samplers", ["prior"], "Latent samplers each run is evaluated with "
-                  f"({', '.join(TABLE_SAMPLERS)}; own: the method's own, the prior but for the 2-Stage VAE); "
-                  "the table has FID and KID columns for each.")
-flags.register_validator("methods", lambda v: bool(v) and set(v) <= set(METHODS),
-                         message=f"--methods must be a subset of {','.join(METHODS)}")
+flags.DEFINE_list(
+    "samplers",
+    ["prior"],
+    "Latent samplers each run is evaluated with "
+    f"({', '.join(TABLE_SAMPLERS)}; own: the method's own, the prior but for the 2-Stage VAE); "
+    "the table has FID and KID columns for each.",
+)
+flags.register_validator(
+    "methods",
+    lambda v: bool(v) and set(v) <= set(METHODS),
+    message=f"--methods must be a subset of {','.join(METHODS)}",
+)
 for _name in ("train_steps", "num_samples", "draws"):
     flags.register_validator(_name, lambda v: v > 0, message=f"--{_name} must be positive")
 for _name in ("epochs", "fid_every"):
     flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
 flags.register_validator("fid_samples", lambda v: v >= 2, message="--fid_samples must be >= 2")
 flags.register_validator("init_steps", lambda v: v >= 0, message="--init_steps must be >= 0")
-flags.register_validator("samplers", lambda v: bool(v) and set(v) <= set(TABLE_SAMPLERS) and len(set(v)) == len(v),
-                         message=f"--samplers must be distinct names from {','.join(TABLE_SAMPLERS)}")
+flags.register_validator(
+    "samplers",
+    lambda v: bool(v) and set(v) <= set(TABLE_SAMPLERS) and len(set(v)) == len(v),
+    message=f"--samplers must be distinct names from {','.join(TABLE_SAMPLERS)}",
+)
 # The fair comparison (pga_tf/tools/comparison.py): one optimiser, a learning rate chosen on held-out
 # training images, several seeds. Its flags below; --methods, --dataset, --num_samples, --draws,
 # --fid_every (default 1000 there), --fid_samples, --init_steps and the feature flags apply too.
-flags.DEFINE_enum("protocol", "reference", ("reference", "fair"), "reference: each method's own "
-                  "flagfile settings (docs/results*/); fair: Adam for every method at a learning rate "
-                  "chosen on a validation split, --seeds seeds, intervals (docs/fair/).")
-flags.DEFINE_list("lr_grid", ["3e-4", "1e-3"], "--protocol=fair: Adam learning rates tried per method "
-                  "(the grid grows by one point when an end wins).")
+flags.DEFINE_enum(
+    "protocol",
+    "reference",
+    ("reference", "fair"),
+    "reference: each method's own "
+    "flagfile settings (docs/results*/); fair: Adam for every method at a learning rate "
+    "chosen on a validation split, --seeds seeds, intervals (docs/fair/).",
+)
+flags.DEFINE_list(
+    "lr_grid",
+    ["3e-4", "1e-3"],
+    "--protocol=fair: Adam learning rates tried per method (the grid grows by one point when an end wins).",
+)
 flags.DEFINE_integer("holdout", 10000, "--protocol=fair: training images held out for the selection.")
 flags.DEFINE_integer("select_steps", 3000, "--protocol=fair: training steps of each selection run.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "--protocol=fair: seeds of the final runs.")
-flags.DEFINE_integer("short_steps", 3000, "--protocol=fair: the shorter budget's steps (its rows come "
-                     "from each final run's checkpoint at that step).")
-flags.DEFINE_integer("jobs", 1, "--protocol=fair: units run at once, job i pinned to CPU core i "
-                     "(taskset) at low priority (nice 19).")
+flags.DEFINE_integer(
+    "short_steps",
+    3000,
+    "--protocol=fair: the shorter budget's steps (its rows come from each final run's checkpoint at that step).",
+)
+flags.DEFINE_integer(
+    "jobs", 1, "--protocol=fair: units run at once, job i pinned to CPU core i (taskset) at low priority (nice 19)."
+)
 flags.DEFINE_list("cores", [], "--protocol=fair: the CPU cores the --jobs run on (default 0 .. jobs-1).")
 flags.DEFINE_integer("max_units", 0, "--protocol=fair: stop after this many units (0: all).")
-flags.DEFINE_string("results_md", os.path.join("docs", "RESULTS.md"), "--protocol=fair: the document "
-                    "whose fair-comparison section (between its markers) is rewritten; '' for none.")
+flags.DEFINE_string(
+    "results_md",
+    os.path.join("docs", "RESULTS.md"),
+    "--protocol=fair: the document whose fair-comparison section (between its markers) is rewritten; '' for none.",
+)
 flags.DEFINE_boolean("report_only", False, "--protocol=fair: write the section from results.json, run nothing.")
 flags.register_validator("jobs", lambda v: v >= 1, message="--jobs must be >= 1")
 flags.register_validator("cores", lambda v: all(c.isdigit() for c in v), message="--cores must be core numbers")
-flags.register_validator("lr_grid", lambda v: bool(v) and all(_positive_float(x) for x in v),
-                         message="--lr_grid must be positive numbers")
-flags.register_validator("seeds", lambda v: bool(v) and all(x.lstrip("-").isdigit() for x in v) and len(set(v)) == len(v),
-                         message="--seeds must be distinct integers")
+flags.register_validator(
+    "lr_grid", lambda v: bool(v) and all(_positive_float(x) for x in v), message="--lr_grid must be positive numbers"
+)
+flags.register_validator(
+    "seeds",
+    lambda v: bool(v) and all(x.lstrip("-").isdigit() for x in v) and len(set(v)) == len(v),
+    message="--seeds must be distinct integers",
+)
 cli.forbid_flag_like_values()
 FLAGS = flags.FLAGS
 
@@ -141,8 +187,11 @@ def _run(args: list[str], log_path: str, what: str, core: int | None = None) -> 
     `core`, pinned to that CPU core (taskset) at the lowest priority (nice 19), so that two
     jobs share a 2-core machine without moving between cores."""
     t0 = time.time()
-    prefix = ["nice", "-n", "19"] + (["taskset", "-c", str(core)] if shutil.which("taskset") else []) \
-        if core is not None else []
+    prefix = (
+        ["nice", "-n", "19"] + (["taskset", "-c", str(core)] if shutil.which("taskset") else [])
+        if core is not None
+        else []
+    )
     with open(log_path, "w") as log:
         proc = subprocess.run([*prefix, sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
@@ -154,9 +203,11 @@ def _run(args: list[str], log_path: str, what: str, core: int | None = None) -> 
 
 
 def _feature_args() -> list[str]:
-    return ([f"--classifier={FLAGS.classifier}"] if FLAGS.classifier else []) + \
-           ([f"--stats_cache={FLAGS.stats_cache}"] if FLAGS.stats_cache else []) + \
-           ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
+    return (
+        ([f"--classifier={FLAGS.classifier}"] if FLAGS.classifier else [])
+        + ([f"--stats_cache={FLAGS.stats_cache}"] if FLAGS.stats_cache else [])
+        + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
+    )
 
 
 def stage1_steps(method: str) -> int:
@@ -181,12 +232,18 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
     steps = stage1_steps(method)
     saved = config_lib.load(run_dir)
     if saved is not None and saved.seed != FLAGS.seed:
-        raise ResultsError(f"{run_dir} holds a run with --seed={saved.seed}, not {FLAGS.seed}; "
-                           "give each seed its own --runs_dir")
-    train = ["train.py", f"--flagfile=flags/{method}_{FLAGS.dataset}.cfg",
-             f"--train_steps={steps}", f"--sample_every={steps}", "--noexport",
-             f"--run_dir={run_dir}", f"--seed={FLAGS.seed}"] + \
-        ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
+        raise ResultsError(
+            f"{run_dir} holds a run with --seed={saved.seed}, not {FLAGS.seed}; give each seed its own --runs_dir"
+        )
+    train = [
+        "train.py",
+        f"--flagfile=flags/{method}_{FLAGS.dataset}.cfg",
+        f"--train_steps={steps}",
+        f"--sample_every={steps}",
+        "--noexport",
+        f"--run_dir={run_dir}",
+        f"--seed={FLAGS.seed}",
+    ] + ([f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else [])
     if methods_lib.get(method).defaults.get("init_steps", 0) > 0:
         train.append(f"--init_steps={FLAGS.init_steps}")
     if FLAGS.fid_every:
@@ -194,15 +251,21 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
         # afterwards in full (evaluate.py --checkpoint_step, e.g. both samplers at 3000 steps).
         # (4 x: room for the 2-Stage VAE's second stage, twice the first by its flagfiles.)
         keep = 4 * steps // FLAGS.fid_every + 2
-        train += [f"--fid_every={FLAGS.fid_every}", f"--fid_samples={FLAGS.fid_samples}",
-                  f"--ckpt_every={FLAGS.fid_every}", f"--keep_checkpoints={keep}"] + \
-            [a for a in _feature_args() if not a.startswith("--data_dir=")]
+        train += [
+            f"--fid_every={FLAGS.fid_every}",
+            f"--fid_samples={FLAGS.fid_samples}",
+            f"--ckpt_every={FLAGS.fid_every}",
+            f"--keep_checkpoints={keep}",
+        ] + [a for a in _feature_args() if not a.startswith("--data_dir=")]
     if checkpoint_step(run_dir) >= final_step(run_dir, steps):
         print_fn(f"{method}: {run_dir} is trained to step {checkpoint_step(run_dir)}; not training")
     else:
         print_fn(f"{method}: python {' '.join(train)}")
-        timing = {"train_seconds": _run(train, run_dir + ".train.log", f"train.py ({method})"),
-                  "train_command": "python " + " ".join(train), "load_after_train": os.getloadavg()[0]}
+        timing = {
+            "train_seconds": _run(train, run_dir + ".train.log", f"train.py ({method})"),
+            "train_command": "python " + " ".join(train),
+            "load_after_train": os.getloadavg()[0],
+        }
         with open(timing_path, "w") as f:
             json.dump(timing, f, indent=2)
     reports, evals = {}, timing.get("eval", {})
@@ -211,8 +274,13 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
     for column in FLAGS.samplers:
         sampler = default_sampler(method) if column == "own" else column
         suffix = sampler_suffix(sampler)
-        evaluate = ["evaluate.py", f"--run_dir={run_dir}", f"--sampler={sampler}",
-                    f"--num_samples={FLAGS.num_samples}", f"--draws={FLAGS.draws}"] + _feature_args()
+        evaluate = [
+            "evaluate.py",
+            f"--run_dir={run_dir}",
+            f"--sampler={sampler}",
+            f"--num_samples={FLAGS.num_samples}",
+            f"--draws={FLAGS.draws}",
+        ] + _feature_args()
         command = "python " + " ".join(evaluate)
         report_path = eval_report_path(run_dir, sampler)
         # (Keyed by the sampler, so "own" and the sampler it stands for share one evaluation;
@@ -230,16 +298,18 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
         with open(report_path) as f:
             reports[column] = json.load(f)
         # Named by the sampler, not the column: the 2-Stage VAE's own grid is samples-two_stage.
-        shutil.copyfile(reports[column]["grids"]["samples"],
-                        os.path.join(FLAGS.docs_dir, f"{method}_samples{suffix}.png"))
+        shutil.copyfile(
+            reports[column]["grids"]["samples"], os.path.join(FLAGS.docs_dir, f"{method}_samples{suffix}.png")
+        )
     first = default_sampler(method) if FLAGS.samplers[0] == "own" else FLAGS.samplers[0]
-    shutil.copyfile(reports[FLAGS.samplers[0]]["grids"]["interpolations"],
-                    os.path.join(FLAGS.docs_dir, f"{method}_interpolations.png"))
+    shutil.copyfile(
+        reports[FLAGS.samplers[0]]["grids"]["interpolations"],
+        os.path.join(FLAGS.docs_dir, f"{method}_interpolations.png"),
+    )
     timing["eval_seconds"] = sum(e["seconds"] for e in timing["eval"].values())
     timing["eval_command"] = timing["eval"][first]["command"]
     # "report" is the first sampler's (the prior's by default), as before samplers were named.
-    result = {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing,
-              "train_steps": steps}
+    result = {"report": reports[FLAGS.samplers[0]], "reports": reports, "timing": timing, "train_steps": steps}
     if FLAGS.fid_every:
         result["curve"] = curves.read(os.path.join(run_dir, "tb"))
     return result
@@ -256,8 +326,12 @@ def _reusable(done: dict, command: str, report_path: str, step: int, sampler: st
     with open(report_path) as f:
         report = json.load(f)
     fid = report.get("fid", {})
-    return (report.get("step") == step and report.get("sampler", {}).get("kind") == sampler
-            and fid.get("num_generated") == FLAGS.num_samples and fid.get("draws") == FLAGS.draws)
+    return (
+        report.get("step") == step
+        and report.get("sampler", {}).get("kind") == sampler
+        and fid.get("num_generated") == FLAGS.num_samples
+        and fid.get("draws") == FLAGS.draws
+    )
 
 
 def check_features(results: dict, baselines: dict) -> None:
@@ -268,9 +342,11 @@ def check_features(results: dict, baselines: dict) -> None:
         for column, report in r["reports"].items():
             got = report["features"].get("checksum")
             if got != want:
-                raise ResultsError(f"{method}'s {column} report ({report['features'].get('path', '?')}, "
-                                   f"checksum {str(got)[:12]}) used other features than the baselines "
-                                   f"({str(want)[:12]}); remove {report['run_dir']}/eval and run again")
+                raise ResultsError(
+                    f"{method}'s {column} report ({report['features'].get('path', '?')}, "
+                    f"checksum {str(got)[:12]}) used other features than the baselines "
+                    f"({str(want)[:12]}); remove {report['run_dir']}/eval and run again"
+                )
 
 
 def _suffix(column: str) -> str:
@@ -293,8 +369,10 @@ def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> s
     head_of = lambda s: " (own sampler)" if s == "own" else _suffix(s)  # noqa: E731
     fids = " | ".join(f"FID-{fid_name}{head_of(s)}" for s in samplers)
     kids = " | ".join(f"KID-{fid_name}{head_of(s)}" for s in samplers)
-    head = (f"| method | {fids} | {kids} | rec. MSE | latent NLL (nats) | "
-            "exact log\\|det J_h\\| | training estimate (minus exact) | train time | eval time |")
+    head = (
+        f"| method | {fids} | {kids} | rec. MSE | latent NLL (nats) | "
+        "exact log\\|det J_h\\| | training estimate (minus exact) | train time | eval time |"
+    )
     rows = [head, "|" + "---|" * (7 + 2 * len(samplers))]
     for method, r in results.items():
         rep, t = r["report"], r["timing"]
@@ -304,13 +382,17 @@ def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> s
         nll = rep["latent_nll"]
         if nll:
             fd = nll["finite_difference"][f"{method}_direction"]
-            like = (f"{nll['nll_exact']['mean']:.1f} | {nll['log_det_exact']['mean']:.2f} | "
-                    f"{fd['log_det']['mean']:.2f} ({fd['minus_exact']['mean']:+.2f})")
+            like = (
+                f"{nll['nll_exact']['mean']:.1f} | {nll['log_det_exact']['mean']:.2f} | "
+                f"{fd['log_det']['mean']:.2f} ({fd['minus_exact']['mean']:+.2f})"
+            )
         else:
             like = "– | – | –"
         train_time = f"{t['train_seconds'] / 60:.1f} min" if "train_seconds" in t else "–"
-        rows.append(f"| {label(method)} | {fid_cells} | {kid_cells} | "
-                    f"{rep['reconstruction']['mean']:.4f} | {like} | {train_time} | {t['eval_seconds']:.0f} s |")
+        rows.append(
+            f"| {label(method)} | {fid_cells} | {kid_cells} | "
+            f"{rep['reconstruction']['mean']:.4f} | {like} | {train_time} | {t['eval_seconds']:.0f} s |"
+        )
     for name, row_name in (("floor", "real train images (floor)"), ("ceiling", "Gaussian noise (ceiling)")):
         b = baselines[name]
         # The floor and ceiling do not sample codes: the same value under every sampler column.
@@ -326,8 +408,13 @@ def _extra_curves(methods: list[str]) -> list[tuple[int, dict]]:
     for path in FLAGS.extra_results:
         with open(path) as f:
             other = json.load(f)
-        mine = {"dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps, "epochs": FLAGS.epochs,
-                "fid_every": FLAGS.fid_every, "fid_samples": FLAGS.fid_samples}
+        mine = {
+            "dataset": FLAGS.dataset,
+            "train_steps": FLAGS.train_steps,
+            "epochs": FLAGS.epochs,
+            "fid_every": FLAGS.fid_every,
+            "fid_samples": FLAGS.fid_samples,
+        }
         differ = [f"--{k} {other.get(k)!r} there, {v!r} here" for k, v in mine.items() if other.get(k) != v]
         if differ:
             raise ResultsError(f"--extra_results {path} is not this command with another seed ({'; '.join(differ)})")
@@ -350,10 +437,15 @@ def curve_section(results: dict, fid_name: str) -> str:
     steps_per_epoch = stage1_steps(next(iter(runs))) // FLAGS.epochs if FLAGS.epochs else 0
     marks = {f"{label(m)}: phase 2 starts": stage1_steps(m) for m in runs if methods_lib.get(m).later_phases}
     seed_list = ", ".join(str(seed) for seed, _ in seeds)
-    curves.plot(labels, os.path.join(FLAGS.docs_dir, "fid_curves.png"), epoch_steps=steps_per_epoch, marks=marks,
-                title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps, "
-                      f"{FLAGS.dataset}, seed(s) {seed_list}; z ~ N(0,I) (the 2-Stage VAE's too until "
-                      "its second stage trains, after the first's steps)")
+    curves.plot(
+        labels,
+        os.path.join(FLAGS.docs_dir, "fid_curves.png"),
+        epoch_steps=steps_per_epoch,
+        marks=marks,
+        title=f"FID-{fid_name} of {FLAGS.fid_samples} samples every {FLAGS.fid_every} steps, "
+        f"{FLAGS.dataset}, seed(s) {seed_list}; z ~ N(0,I) (the 2-Stage VAE's too until "
+        "its second stage trains, after the first's steps)",
+    )
     steps = sorted({s for cs in runs.values() for c in cs for s in c["steps"]})
     rows = ["| method | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
     for m in runs:
@@ -361,11 +453,19 @@ def curve_section(results: dict, fid_name: str) -> str:
         by_seed = [dict(zip(c[m]["steps"], c[m]["fid"])) for _, c in seeds if m in c]
         cells = [" / ".join(f"{b[s]:.1f}" if s in b else "–" for b in by_seed) for s in steps]
         rows.append(f"| {label(m)} | " + " | ".join(cells) + " |")
-    several = [f"{label(m)} seeds {' / '.join(str(s) for s, c in seeds if m in c)}"
-               for m in runs if sum(m in c for _, c in seeds) > 1]
+    several = [
+        f"{label(m)} seeds {' / '.join(str(s) for s, c in seeds if m in c)}"
+        for m in runs
+        if sum(m in c for _, c in seeds) > 1
+    ]
     which = f"seed {FLAGS.seed}" + (f"; {', '.join(several)}" if several else "")
-    return ("\n![FID against training steps](fid_curves.png)\n\nFID-" + fid_name +
-            f" of {FLAGS.fid_samples} samples at each step ({which}):\n\n" + "\n".join(rows) + "\n")
+    return (
+        "\n![FID against training steps](fid_curves.png)\n\nFID-"
+        + fid_name
+        + f" of {FLAGS.fid_samples} samples at each step ({which}):\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def fair(say) -> None:
@@ -377,21 +477,41 @@ def fair(say) -> None:
     docs_dir = os.path.join("docs", "fair") if FLAGS.docs_dir == defaults["docs_dir"] else FLAGS.docs_dir
     methods = tuple(FLAGS.methods) if FLAGS["methods"].present else METHODS
     protocol = comparison.Protocol(
-        methods=methods, dataset=FLAGS.dataset, lr_grid=tuple(float(x) for x in FLAGS.lr_grid),
-        holdout=FLAGS.holdout, select_steps=FLAGS.select_steps, steps=stage1_steps(methods[0]) if FLAGS.epochs
-        else (FLAGS.train_steps if FLAGS["train_steps"].present else 9370), short_steps=FLAGS.short_steps,
-        seeds=tuple(int(x) for x in FLAGS.seeds), init_steps=FLAGS.init_steps,
-        fid_every=FLAGS.fid_every or 1000, fid_samples=FLAGS.fid_samples, num_samples=FLAGS.num_samples,
-        draws=FLAGS.draws)
+        methods=methods,
+        dataset=FLAGS.dataset,
+        lr_grid=tuple(float(x) for x in FLAGS.lr_grid),
+        holdout=FLAGS.holdout,
+        select_steps=FLAGS.select_steps,
+        steps=stage1_steps(methods[0])
+        if FLAGS.epochs
+        else (FLAGS.train_steps if FLAGS["train_steps"].present else 9370),
+        short_steps=FLAGS.short_steps,
+        seeds=tuple(int(x) for x in FLAGS.seeds),
+        init_steps=FLAGS.init_steps,
+        fid_every=FLAGS.fid_every or 1000,
+        fid_samples=FLAGS.fid_samples,
+        num_samples=FLAGS.num_samples,
+        draws=FLAGS.draws,
+    )
     if not FLAGS.report_only:
         try:
-            comparison.run(protocol, runs_dir, docs_dir, _run, jobs=FLAGS.jobs, feature_args=tuple(_feature_args()),
-                           data_dir=FLAGS.data_dir, log=say, max_units=FLAGS.max_units,
-                           cores=tuple(int(c) for c in FLAGS.cores))
+            comparison.run(
+                protocol,
+                runs_dir,
+                docs_dir,
+                _run,
+                jobs=FLAGS.jobs,
+                feature_args=tuple(_feature_args()),
+                data_dir=FLAGS.data_dir,
+                log=say,
+                max_units=FLAGS.max_units,
+                cores=tuple(int(c) for c in FLAGS.cores),
+            )
         except ValueError as e:  # results.json of another protocol
             raise ResultsError(str(e)) from None
-    path = comparison_report.write(os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir,
-                                   FLAGS.results_md)
+    path = comparison_report.write(
+        os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir, FLAGS.results_md
+    )
     say(f"fair comparison: {path}")
 
 
@@ -406,8 +526,14 @@ def main(argv):
     t0 = time.time()
     results = {m: train_and_evaluate(m, say) for m in FLAGS.methods}
     base_out = os.path.abspath(os.path.join(FLAGS.runs_dir, f"baselines_{FLAGS.dataset}.json"))
-    base = ["evaluate.py", "--baselines", f"--dataset={FLAGS.dataset}", f"--num_samples={FLAGS.num_samples}",
-            f"--draws={FLAGS.draws}", f"--out={base_out}"] + _feature_args()
+    base = [
+        "evaluate.py",
+        "--baselines",
+        f"--dataset={FLAGS.dataset}",
+        f"--num_samples={FLAGS.num_samples}",
+        f"--draws={FLAGS.draws}",
+        f"--out={base_out}",
+    ] + _feature_args()
     say(f"baselines: python {' '.join(base)}")
     base_seconds = _run(base, base_out[:-5] + ".log", "evaluate.py --baselines")
     with open(base_out) as f:
@@ -424,26 +550,40 @@ def main(argv):
         text += curve_section(results, baselines["features"]["name"])
     with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
         f.write(text)
-    summary = {"argv": sys.argv, "dataset": FLAGS.dataset, "train_steps": FLAGS.train_steps,
-               "epochs": FLAGS.epochs, "fid_every": FLAGS.fid_every, "fid_samples": FLAGS.fid_samples,
-               "seed": FLAGS.seed, "samplers": FLAGS.samplers,
-               "methods": results, "baselines": {**baselines, "seconds_wall": base_seconds},
-               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-               "total_seconds": time.time() - t0}
+    summary = {
+        "argv": sys.argv,
+        "dataset": FLAGS.dataset,
+        "train_steps": FLAGS.train_steps,
+        "epochs": FLAGS.epochs,
+        "fid_every": FLAGS.fid_every,
+        "fid_samples": FLAGS.fid_samples,
+        "seed": FLAGS.seed,
+        "samplers": FLAGS.samplers,
+        "methods": results,
+        "baselines": {**baselines, "seconds_wall": base_seconds},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "total_seconds": time.time() - t0,
+    }
     with open(os.path.join(FLAGS.docs_dir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2, allow_nan=False)
         f.write("\n")
     say(text)
-    say(f"written to {FLAGS.docs_dir}/ (table.md, results.json, <method>_samples[-<sampler>].png, "
-        f"<method>_interpolations.png) in {time.time() - t0:.0f} s")
+    say(
+        f"written to {FLAGS.docs_dir}/ (table.md, results.json, <method>_samples[-<sampler>].png, "
+        f"<method>_interpolations.png) in {time.time() - t0:.0f} s"
+    )
 
 
 def run() -> None:
     """`pga-results` and `python -m pga_tf.tools.results` (its flags are defined on import)."""
     from pga_tf.tools import comparison
 
-    cli.run(main, (ResultsError, comparison.Interrupted, config_lib.ConfigError, OSError), doc=__doc__,
-            command="python -m pga_tf.tools.results")
+    cli.run(
+        main,
+        (ResultsError, comparison.Interrupted, config_lib.ConfigError, OSError),
+        doc=__doc__,
+        command="python -m pga_tf.tools.results",
+    )
 
 
 if __name__ == "__main__":

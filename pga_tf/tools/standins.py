@@ -28,9 +28,24 @@ import numpy as np
 
 # One colour per Fashion-MNIST class (T-shirt, trouser, pullover, dress, coat, sandal, shirt,
 # sneaker, bag, ankle boot), far apart in RGB.
-CLASS_COLOURS = np.array([
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)], np.float32) / 255.0
+CLASS_COLOURS = (
+    np.array(
+        [
+            (230, 25, 75),
+            (60, 180, 75),
+            (255, 225, 25),
+            (0, 130, 200),
+            (245, 130, 48),
+            (145, 30, 180),
+            (70, 240, 240),
+            (240, 50, 230),
+            (210, 245, 60),
+            (250, 190, 212),
+        ],
+        np.float32,
+    )
+    / 255.0
+)
 SHAPES = {"cifar10": (32, 32, 3), "celeb_a": (218, 178, 3)}
 CELEBA_CROP = 108  # the centre crop pga_tf.data takes of an aligned 218x178 CelebA image
 DEFAULT_COUNTS = {"cifar10": (60000, 10000), "celeb_a": (10000, 2000)}  # (train, test) images
@@ -52,14 +67,14 @@ def render_celeb_a(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     28 -> 112 then the centre 108) into the centre 108x108, over a dim vertical gradient that
     the crop partly removes (the garment's brightness is its opacity)."""
     h, w, _ = SHAPES["celeb_a"]
-    enlarge = lambda a: a.repeat(4, axis=1).repeat(4, axis=2)[:, 2:2 + CELEBA_CROP, 2:2 + CELEBA_CROP]  # noqa: E731
+    enlarge = lambda a: a.repeat(4, axis=1).repeat(4, axis=2)[:, 2 : 2 + CELEBA_CROP, 2 : 2 + CELEBA_CROP]  # noqa: E731
     garment = enlarge(tint(grey, labels)).astype(np.float32)
     alpha = enlarge(np.asarray(grey, np.float32) / 255.0)[..., None]  # the garment covers the background
     canvas = np.empty((len(grey), h, w, 3), np.float32)
     canvas[:] = np.linspace(10, 60, h, dtype=np.float32)[None, :, None, None]
     top, left = (h - CELEBA_CROP) // 2, (w - CELEBA_CROP) // 2
-    crop = canvas[:, top:top + CELEBA_CROP, left:left + CELEBA_CROP]
-    canvas[:, top:top + CELEBA_CROP, left:left + CELEBA_CROP] = crop * (1 - alpha) + garment
+    crop = canvas[:, top : top + CELEBA_CROP, left : left + CELEBA_CROP]
+    canvas[:, top : top + CELEBA_CROP, left : left + CELEBA_CROP] = crop * (1 - alpha) + garment
     return np.rint(canvas).astype(np.uint8)
 
 
@@ -77,8 +92,7 @@ def write_idx(path: str, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | None = None,
-          log=print) -> dict:
+def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | None = None, log=print) -> dict:
     """Render the stand-in for `dataset` from the Fashion-MNIST IDX files in `source_dir` and
     write train/t10k images and labels into `out`; returns {split: image count}.
 
@@ -97,15 +111,17 @@ def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | Non
         labels = data.read_idx(_source(source_dir, f"{stem}-labels-idx1-ubyte"))
         if n > len(images):
             raise ValueError(f"{n} {split} images asked for; the source has {len(images)}")
-        chunks = [RENDER[dataset](images[i:i + 5000], labels[i:i + 5000]) for i in range(0, n, 5000)]
+        chunks = [RENDER[dataset](images[i : i + 5000], labels[i : i + 5000]) for i in range(0, n, 5000)]
         rendered = np.concatenate(chunks)[:n]
         write_idx(os.path.join(out, f"{stem}-images-idx3-ubyte.gz"), rendered)
         write_idx(os.path.join(out, f"{stem}-labels-idx1-ubyte.gz"), labels[:n].astype(np.uint8))
         written[split] = n
         log(f"{split}: {n} images of {rendered.shape[1:]} -> {out}")
     with open(os.path.join(out, "README.txt"), "w") as f:
-        f.write(f"Stand-in {dataset} rendered by `python -m pga_tf.tools.standins` from Fashion-MNIST "
-                f"({source_dir}): tinted garments, not the real {dataset} data.\n")
+        f.write(
+            f"Stand-in {dataset} rendered by `python -m pga_tf.tools.standins` from Fashion-MNIST "
+            f"({source_dir}): tinted garments, not the real {dataset} data.\n"
+        )
     return written
 
 
@@ -135,7 +151,8 @@ def run() -> None:
     """`pga-standins` and `python -m pga_tf.tools.standins`: define the flags, then write."""
     from absl import flags
 
-    from pga_tf import cli, data as _data
+    from pga_tf import cli
+    from pga_tf import data as _data
 
     flags.DEFINE_enum("dataset", "cifar10", tuple(RENDER), "Which stand-in to write.")
     flags.DEFINE_string("out", None, "Output directory (IDX files for --data_dir).")

@@ -15,16 +15,18 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import checkpoints, config as config_lib
-from pga_tf.nets import models
-from pga_tf.training import distribution, trainer as trainer_lib
+from pga_tf import checkpoints
+from pga_tf import config as config_lib
 from pga_tf.config import Config
+from pga_tf.nets import models
+from pga_tf.training import distribution
+from pga_tf.training import trainer as trainer_lib
 
 
 class _InputSignature(tf.train.experimental.PythonState):
@@ -57,33 +59,50 @@ def _restore(trainer: trainer_lib.Trainer, latest: str, iterator, signature: dic
     try:
         keys = checkpoints.variable_names(latest)
     except (tf.errors.OpError, ValueError) as e:
-        raise trainer_lib.TrainingError(f"checkpoint {latest} is unreadable ({type(e).__name__}); "
-                            "use another --run_dir") from None
-    objects = dict(encoder=trainer.encoder, decoder=trainer.decoder, optimizer=trainer.optimizer,
-                   generator=trainer.generator, **trainer.parts)
+        raise trainer_lib.TrainingError(
+            f"checkpoint {latest} is unreadable ({type(e).__name__}); use another --run_dir"
+        ) from None
+    objects = dict(
+        encoder=trainer.encoder,
+        decoder=trainer.decoder,
+        optimizer=trainer.optimizer,
+        generator=trainer.generator,
+        **trainer.parts,
+    )
     if iterator is not None:
         if _ITERATOR_KEY not in keys:
-            log(f"{name} holds no input position (saved under another strategy): the input "
-                "pipeline starts afresh")
+            log(f"{name} holds no input position (saved under another strategy): the input pipeline starts afresh")
         else:
-            saved = (json.loads(checkpoints.read_tensor(latest, _InputSignature.KEY))
-                     if _InputSignature.KEY in keys else signature)  # older checkpoints: trust them
-            changed = [f"{_describe(k)} {saved.get(k)!r} -> {signature.get(k)!r}"
-                       for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
+            saved = (
+                json.loads(checkpoints.read_tensor(latest, _InputSignature.KEY))
+                if _InputSignature.KEY in keys
+                else signature
+            )  # older checkpoints: trust them
+            changed = [
+                f"{_describe(k)} {saved.get(k)!r} -> {signature.get(k)!r}"
+                for k in sorted(set(saved) | set(signature))
+                if saved.get(k) != signature.get(k)
+            ]
             if changed:
-                log(f"input changed since {name} ({'; '.join(changed)}): the input pipeline starts "
-                    "afresh; weights, optimizer and step resume")
+                log(
+                    f"input changed since {name} ({'; '.join(changed)}): the input pipeline starts "
+                    "afresh; weights, optimizer and step resume"
+                )
             else:
                 objects["iterator"] = iterator
     elif _ITERATOR_KEY in keys:
-        log(f"the input position in {name} is not restored under "
-            f"{trainer.strategy.num_replicas_in_sync} replicas: the input pipeline starts afresh")
+        log(
+            f"the input position in {name} is not restored under "
+            f"{trainer.strategy.num_replicas_in_sync} replicas: the input pipeline starts afresh"
+        )
     try:
         tf.train.Checkpoint(**objects).restore(
-            checkpoints.readable(latest)).expect_partial().assert_existing_objects_matched()
+            checkpoints.readable(latest)
+        ).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise trainer_lib.TrainingError(f"checkpoint {latest} does not fit this model "
-                            f"({type(e).__name__}); use another --run_dir") from None
+        raise trainer_lib.TrainingError(
+            f"checkpoint {latest} does not fit this model ({type(e).__name__}); use another --run_dir"
+        ) from None
 
 
 def _describe(key: str) -> str:
@@ -119,10 +138,17 @@ class _StopRequest:
 Callback = Callable[[int, "trainer_lib.Trainer", tf.summary.SummaryWriter], None]
 
 
-def fit(trainer: trainer_lib.Trainer, dataset: tf.data.Dataset, total_steps: int | None, run_dir: str,
-        fixed_images: np.ndarray, log: Callable[[str], None] = print,
-        callbacks: Sequence[Callback] = (), on_start: Callable[[], None] | None = None,
-        input_signature: dict | None = None) -> dict:
+def fit(
+    trainer: trainer_lib.Trainer,
+    dataset: tf.data.Dataset,
+    total_steps: int | None,
+    run_dir: str,
+    fixed_images: np.ndarray,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
+    on_start: Callable[[], None] | None = None,
+    input_signature: dict | None = None,
+) -> dict:
     """Train every phase until `total_steps` (None: the run's, Trainer.total_steps), resuming from
     the latest checkpoint in `run_dir`.
 
@@ -146,8 +172,7 @@ def fit(trainer: trainer_lib.Trainer, dataset: tf.data.Dataset, total_steps: int
     # Multi-worker: every worker saves (saving is collective), the chief into run_dir, the others
     # into scratch dirs; all of them resume from the chief's checkpoints.
     out_dir = distribution.write_dir(trainer.strategy, run_dir)
-    manager, resumed = _resume(trainer, run_dir, out_dir, iterator if single else None,
-                               input_signature or {}, log)
+    manager, resumed = _resume(trainer, run_dir, out_dir, iterator if single else None, input_signature or {}, log)
     if on_start is not None:
         on_start()
     warning = config_lib.warm_up_unfinished(cfg, total_steps)
@@ -163,8 +188,11 @@ def fit(trainer: trainer_lib.Trainer, dataset: tf.data.Dataset, total_steps: int
     with _StopRequest() as stop:
         while step < total_steps:
             phase, phase_end = _begin_block(trainer, step, total_steps, log)
-            n = min(cfg.steps_per_loop, phase_end - step,
-                    _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every))
+            n = min(
+                cfg.steps_per_loop,
+                phase_end - step,
+                _next_boundary(step, cfg.log_every, cfg.sample_every, cfg.ckpt_every),
+            )
             t0 = time.perf_counter()
             out = _train_block(trainer, phase, iterator, n, manager)
             seconds = time.perf_counter() - t0  # images/s counts the steps' time only
@@ -195,8 +223,9 @@ def fit(trainer: trainer_lib.Trainer, dataset: tf.data.Dataset, total_steps: int
 def _input_iterator(trainer: trainer_lib.Trainer, dataset: tf.data.Dataset, input_signature: dict | None):
     """The distributed input iterator, and whether it is checkpointed (then it is in
     trainer.checkpoint, beside its signature)."""
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(
-        distribution.for_workers(trainer.strategy, dataset)))
+    iterator = iter(
+        trainer.strategy.experimental_distribute_dataset(distribution.for_workers(trainer.strategy, dataset))
+    )
     # Only a single-device tf.data iterator is checkpointable; a multi-replica run starts its
     # input afresh from wherever it resumes.
     single = trainer.strategy.num_replicas_in_sync == 1 and isinstance(iterator, tf.data.Iterator)
@@ -206,8 +235,9 @@ def _input_iterator(trainer: trainer_lib.Trainer, dataset: tf.data.Dataset, inpu
     return iterator, single
 
 
-def _resume(trainer: trainer_lib.Trainer, run_dir: str, out_dir: str, iterator, signature: dict,
-            log: Callable[[str], None]) -> tuple[checkpoints.Manager, bool]:
+def _resume(
+    trainer: trainer_lib.Trainer, run_dir: str, out_dir: str, iterator, signature: dict, log: Callable[[str], None]
+) -> tuple[checkpoints.Manager, bool]:
     """Restore the newest whole checkpoint of run_dir (if any) into the trainer; the checkpoint
     manager writing into out_dir, and whether the run resumed."""
     try:
@@ -218,16 +248,19 @@ def _resume(trainer: trainer_lib.Trainer, run_dir: str, out_dir: str, iterator, 
             latest = checkpoints.newest(os.path.join(run_dir, "checkpoints"), log)
     except checkpoints.CheckpointError as e:
         raise trainer_lib.TrainingError(str(e)) from None
-    manager = checkpoints.Manager(trainer.checkpoint, os.path.join(out_dir, "checkpoints"),
-                                  max_to_keep=trainer.cfg.keep_checkpoints)
+    manager = checkpoints.Manager(
+        trainer.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=trainer.cfg.keep_checkpoints
+    )
     if latest:
         _restore(trainer, latest, iterator, signature, log)
         log(f"resumed from {latest} at step {trainer.step}")
         for phase in trainer.phases:
             phase.resumed()
     if not distribution.same_on_all_workers(trainer.strategy, trainer.step):
-        raise trainer_lib.TrainingError(f"workers resumed at different steps (this one at {trainer.step}); "
-                            "--run_dir must be on a filesystem every worker sees")
+        raise trainer_lib.TrainingError(
+            f"workers resumed at different steps (this one at {trainer.step}); "
+            "--run_dir must be on a filesystem every worker sees"
+        )
     trainer.check_phases()
     return manager, bool(latest)
 
@@ -251,8 +284,10 @@ def _train_block(trainer: trainer_lib.Trainer, phase, iterator, n: int, manager:
     # The weights are already poisoned: leave the last checkpoint as it is.
     bad = sorted(k for k, v in out.items() if not math.isfinite(v))
     e = trainer_lib.NonFiniteLoss(bad, trainer.step - n + first_bad + 1)
-    raise trainer_lib.TrainingError(f"{e}; stopped without saving (last good checkpoint: "
-                        f"{manager.latest_checkpoint or 'none'}){trainer_lib.log_det_hint(trainer.cfg, e.terms)}")
+    raise trainer_lib.TrainingError(
+        f"{e}; stopped without saving (last good checkpoint: "
+        f"{manager.latest_checkpoint or 'none'}){trainer_lib.log_det_hint(trainer.cfg, e.terms)}"
+    )
 
 
 class _Progress:
@@ -285,6 +320,8 @@ class _Progress:
         terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(self.last.items()))
         self.log(f"step {step}/{self.total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
         self.sums, self.steps, self.seconds = {}, 0, 0.0
+
+
 def _draw_grids(trainer: trainer_lib.Trainer, fixed_images: np.ndarray, writer, samples_dir: str, step: int) -> None:
     """The sample, reconstruction and interpolation grids, into TensorBoard and PNG files."""
     from pga_tf.images import save_png  # PIL, only needed when writing grids
@@ -308,13 +345,17 @@ def _save(manager: checkpoints.Manager, step: int) -> None:
 def _log_stop(signum: int | None, run_dir: str, step: int, log: Callable[[str], None]) -> None:
     name = signal.Signals(signum).name if signum else "another worker's signal"
     saved = os.path.join(run_dir, "checkpoints", f"ckpt-{step}")  # the chief's
-    log(f"{name}: stopped at step {step}, checkpoint saved to {saved}; "
-        "run the same command again to resume")
+    log(f"{name}: stopped at step {step}, checkpoint saved to {saved}; run the same command again to resume")
 
 
-def run(cfg: Config, strategy: tf.distribute.Strategy | None = None, *,
-        log: Callable[[str], None] = print, callbacks: Callable[[trainer_lib.Trainer], Sequence[Callback]] = lambda t: (),
-        export: bool = False) -> dict:
+def run(
+    cfg: Config,
+    strategy: tf.distribute.Strategy | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    callbacks: Callable[[trainer_lib.Trainer], Sequence[Callback]] = lambda t: (),
+    export: bool = False,
+) -> dict:
     """Train the run `cfg` describes, from its data to its last checkpoint (and SavedModel):
     what train.py does once its flags are a Config, callable from a notebook too.
 
@@ -325,7 +366,8 @@ def run(cfg: Config, strategy: tf.distribute.Strategy | None = None, *,
     Raises trainer_lib.TrainingError, data.DataError, run_lock.RunDirBusy, config.ConfigError, OSError (each
     one line: train.py prints them as `error:`).
     """
-    from pga_tf import config as config_lib, data, run_lock
+    from pga_tf import config as config_lib
+    from pga_tf import data, run_lock
     from pga_tf.training import precision_probe
 
     strategy = strategy or trainer_lib.make_strategy(cfg.strategy)
@@ -343,54 +385,79 @@ def run(cfg: Config, strategy: tf.distribute.Strategy | None = None, *,
     image_shape = data.image_shape(cfg.dataset)
     expected = models.IMAGE_SHAPES[cfg.model]
     if tuple(image_shape[:2]) != tuple(expected):
-        raise trainer_lib.TrainingError(f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
-                            f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}")
+        raise trainer_lib.TrainingError(
+            f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
+            f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}"
+        )
     saved = config_lib.load(cfg.run_dir)
     if saved is not None and config_lib.conflicts(saved, cfg):
-        raise trainer_lib.TrainingError(f"{cfg.run_dir} holds a different run "
-                            f"({'; '.join(config_lib.conflicts(saved, cfg))}); use another --run_dir")
+        raise trainer_lib.TrainingError(
+            f"{cfg.run_dir} holds a different run "
+            f"({'; '.join(config_lib.conflicts(saved, cfg))}); use another --run_dir"
+        )
 
     data_dir = cfg.data_dir or None
-    dataset = data.make_train_dataset(cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed,
-                                      split=cfg.train_split)
+    dataset = data.make_train_dataset(
+        cfg.dataset, cfg.batch_size, data_dir=data_dir, seed=cfg.seed, split=cfg.train_split
+    )
     examples = data.num_examples(cfg.dataset, cfg.train_split, data_dir)
     log(f"data: {data.describe(cfg.dataset, cfg.train_split, data_dir)}")
     main_steps = main_steps_of(cfg, examples)
-    trainer = trainer_lib.Trainer(cfg, image_shape, strategy, main_steps=main_steps,
-                      train_images=lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir))
+    trainer = trainer_lib.Trainer(
+        cfg,
+        image_shape,
+        strategy,
+        main_steps=main_steps,
+        train_images=lambda: data.load_images(cfg.dataset, cfg.train_split, data_dir),
+    )
     fixed = preview_images(cfg)
-    phases = (" (" + ", ".join(f"{p.name}: {p.steps}" for p in trainer.phases) + ")"
-              if len(trainer.phases) > 1 else "")
-    log(f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
+    phases = " (" + ", ".join(f"{p.name}: {p.steps}" for p in trainer.phases) + ")" if len(trainer.phases) > 1 else ""
+    log(
+        f"training {cfg.method} on {cfg.dataset} ({cfg.model}, z_dim {cfg.z_dim}) for "
         f"{trainer.total_steps} steps{phases} on {strategy.num_replicas_in_sync} replica(s); run dir "
-        f"{cfg.run_dir}")
+        f"{cfg.run_dir}"
+    )
     # What the checkpointed input position depends on; a resume with another one starts the
     # input afresh (fit says so) instead of silently reading the old data.
-    signature = dict(dataset=cfg.dataset, data_dir=os.path.realpath(data_dir) if data_dir else "",
-                     batch_size=cfg.batch_size, examples=examples)
+    signature = dict(
+        dataset=cfg.dataset,
+        data_dir=os.path.realpath(data_dir) if data_dir else "",
+        batch_size=cfg.batch_size,
+        examples=examples,
+    )
     # Held until the run (export included) ends; the kernel drops it if the process dies.
     lock = run_lock.RunDirLock(cfg.run_dir).acquire() if chief else None
     try:
-        last = fit(trainer, dataset, None, cfg.run_dir, fixed, log=log,
-                   on_start=(lambda: config_lib.save(cfg, cfg.run_dir)) if chief else None,
-                   callbacks=list(callbacks(trainer)) if chief else [], input_signature=signature)
-        result = {"trainer": trainer, "metrics": last, "stopped": bool(last.get("stopped_by_signal")),
-                  "export": None}
+        last = fit(
+            trainer,
+            dataset,
+            None,
+            cfg.run_dir,
+            fixed,
+            log=log,
+            on_start=(lambda: config_lib.save(cfg, cfg.run_dir)) if chief else None,
+            callbacks=list(callbacks(trainer)) if chief else [],
+            input_signature=signature,
+        )
+        result = {"trainer": trainer, "metrics": last, "stopped": bool(last.get("stopped_by_signal")), "export": None}
         if result["stopped"]:
             return result
         # Equal digests on every worker (and run to run with --deterministic) mean equal weights.
-        log(f"finished at step {trainer.step}; weights digest (sha256, first 16 hex digits) "
-            f"{distribution.weights_digest(*trainer.models)}")
+        log(
+            f"finished at step {trainer.step}; weights digest (sha256, first 16 hex digits) "
+            f"{distribution.weights_digest(*trainer.models)}"
+        )
         if export and chief:
             from pga_tf import export as export_lib
 
             # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a 16-bit
             # --precision run's compute pays off for training; serving stays exact and portable).
             module = export_lib.from_run(cfg.run_dir)
-            result["export"] = export_lib.export(module, os.path.join(cfg.run_dir, "saved_model"),
-                                                 overwrite=True)
-            log(f"SavedModel of {module.checkpoint} (step {module.step}) written to {result['export']} "
-                f"(sample: the {module.sampler.kind} sampler)")
+            result["export"] = export_lib.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)
+            log(
+                f"SavedModel of {module.checkpoint} (step {module.step}) written to {result['export']} "
+                f"(sample: the {module.sampler.kind} sampler)"
+            )
         return result
     finally:
         if lock is not None:
@@ -426,8 +493,9 @@ def _mark_start(writer: tf.summary.SummaryWriter, step: int, resumed: bool) -> N
     A resume writes two, so that a run dir whose first session wrote none is purged as well (a
     second purge at the same step drops nothing more).
     """
-    event = tf.compat.v1.Event(wall_time=time.time(), step=step + 1,
-                               session_log=tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START))
+    event = tf.compat.v1.Event(
+        wall_time=time.time(), step=step + 1, session_log=tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START)
+    )
     # tf.summary has no call for an Event that is not a Summary; ImportEvent is the writer's op
     # for exactly that.
     for _ in range(2 if resumed else 1):
@@ -439,9 +507,11 @@ def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
     """Say that the jump in enc_loss and the dark-blob grids before it are expected."""
     terms = [name for name in config_lib.COEFFICIENTS if getattr(cfg, name)]
     if cfg.init_steps > 0 and terms:
-        log(f"warm-up over: from step {cfg.init_steps + 1} on (--init_steps={cfg.init_steps}) "
+        log(
+            f"warm-up over: from step {cfg.init_steps + 1} on (--init_steps={cfg.init_steps}) "
             f"{', '.join(terms)} join the losses, so enc_loss jumps; the sample grids of the "
-            "warm-up (dark blobs: only the autoencoder was trained) are expected")
+            "warm-up (dark blobs: only the autoencoder was trained) are expected"
+        )
 
 
 def _hms(seconds: float) -> str:

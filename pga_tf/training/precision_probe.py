@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 SKIP_ENV = "PGA_TF_PRECISION_PROBE"
 REPEATS = 5
@@ -35,7 +35,7 @@ def enabled(environ=os.environ) -> bool:
 def compute_dtype(precision: str) -> str | None:
     """The 16-bit compute dtype of a Keras policy name, or None for a float32 policy."""
     if precision.startswith("mixed_"):
-        return precision[len("mixed_"):]
+        return precision[len("mixed_") :]
     return None
 
 
@@ -70,12 +70,18 @@ def message(precision: str, ratio: float, cpu: str) -> str | None:
     """The line to print for a measured ratio: a warning when 16-bit is not faster, else None."""
     if ratio > FASTER:
         return None
-    return (f"warning: {precision} ran {ratio:.2f}x float32 speed on this CPU ({cpu}) in a start-up "
-            f"probe; --precision=float32 is faster here ({SKIP_ENV}=0 skips the probe)")
+    return (
+        f"warning: {precision} ran {ratio:.2f}x float32 speed on this CPU ({cpu}) in a start-up "
+        f"probe; --precision=float32 is faster here ({SKIP_ENV}=0 skips the probe)"
+    )
 
 
-def measure(precision: str, workload: Callable[[str], Callable[[], None]] = _workload,
-            repeats: int = REPEATS, clock: Callable[[], float] = time.perf_counter) -> float:
+def measure(
+    precision: str,
+    workload: Callable[[str], Callable[[], None]] = _workload,
+    repeats: int = REPEATS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """The policy's speed as a multiple of float32's on `workload`, interleaved: float32, 16-bit,
     float32, ... so a change in the machine's load shows in both; the median of `repeats` each."""
     dtype = compute_dtype(precision)
@@ -93,8 +99,13 @@ def measure(precision: str, workload: Callable[[str], Callable[[], None]] = _wor
     return speed_ratio(statistics.median(times["float32"]), statistics.median(times[dtype]))
 
 
-def check(precision: str, log: Callable[[str], None], cpu: str | None = None,
-          measure_ratio: Callable[[str], float] = measure, environ=os.environ) -> float | None:
+def check(
+    precision: str,
+    log: Callable[[str], None],
+    cpu: str | None = None,
+    measure_ratio: Callable[[str], float] = measure,
+    environ=os.environ,
+) -> float | None:
     """Under a 16-bit `precision`, probe and `log` the warning when 16-bit is not faster.
 
     Returns the measured ratio, or None when nothing ran (float32, or the probe skipped).

@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 COORDINATED_JOBS = ("chief", "worker")  # the tasks MultiWorkerMirroredStrategy waits for
 
@@ -34,8 +34,9 @@ def cluster_tasks(tf_config: str | None) -> tuple[str | None, dict[str, str]]:
         spec = json.loads(tf_config or "")
         cluster, task = spec["cluster"], spec["task"]
         own_name = f"{task['type']} {int(task['index'])}"
-        tasks = {f"{job} {i}": str(address) for job in COORDINATED_JOBS
-                 for i, address in enumerate(cluster.get(job, []))}
+        tasks = {
+            f"{job} {i}": str(address) for job in COORDINATED_JOBS for i, address in enumerate(cluster.get(job, []))
+        }
     except (ValueError, TypeError, KeyError, AttributeError):
         return None, {}
     own = tasks.pop(own_name, None)
@@ -100,8 +101,9 @@ def _names(missing: dict[str, str]) -> str:
     return ", ".join(f"{name} ({address})" for name, address in missing.items())
 
 
-def wait_for_peers(tf_config: str | None, timeout: float, log: Callable[[str], None] = print,
-                   poll: float = 0.5) -> None:
+def wait_for_peers(
+    tf_config: str | None, timeout: float, log: Callable[[str], None] = print, poll: float = 0.5
+) -> None:
     """Return once every other chief/worker task of `tf_config` accepts TCP connections.
 
     Logs which tasks it waits for (again whenever that set shrinks). Raises ClusterError after
@@ -126,11 +128,14 @@ def wait_for_peers(tf_config: str | None, timeout: float, log: Callable[[str], N
                 shown = missing
             waited = time.monotonic() - start
             if timeout > 0 and waited >= timeout:
-                raise ClusterError(f"{_names(missing)} did not start within --worker_timeout="
-                                   f"{timeout:g} s; start the same command with the same "
-                                   "TF_CONFIG cluster on every worker")
+                raise ClusterError(
+                    f"{_names(missing)} did not start within --worker_timeout="
+                    f"{timeout:g} s; start the same command with the same "
+                    "TF_CONFIG cluster on every worker"
+                )
             # Short polls: a signal is seen within one (its handler only records it).
             time.sleep(poll if timeout <= 0 else min(poll, max(timeout - waited, 0.01)))
             if received:
-                raise ClusterError(f"{signal.Signals(received[0]).name} while waiting for "
-                                   f"{_names(missing)}; stopped, nothing written")
+                raise ClusterError(
+                    f"{signal.Signals(received[0]).name} while waiting for {_names(missing)}; stopped, nothing written"
+                )

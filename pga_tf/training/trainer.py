@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import config as config_lib, methods, samplers
-from pga_tf.nets import models
+from pga_tf import config as config_lib
+from pga_tf import methods, samplers
 from pga_tf.config import Config, default_sampler
-from pga_tf.methods import parts as step_lib
 from pga_tf.images import grid, interpolation_grid
+from pga_tf.methods import parts as step_lib
+from pga_tf.nets import models
 
 
 class TrainingError(Exception):
@@ -56,8 +57,7 @@ def log_det_hint(cfg: Config, terms: list[str]) -> str:
     if term is None or term not in terms or "img_rec" in terms:  # weights already NaN: another cause
         return ""
     finite_difference = not method.forward_mode_log_det or cfg.log_det == "finite_difference"
-    cause = ("its finite difference h(mu + delta) - h(mu) rounded to 0" if finite_difference
-             else "J_h u reached 0")
+    cause = "its finite difference h(mu + delta) - h(mu) rounded to 0" if finite_difference else "J_h u reached 0"
     remedy = f"raise --init_steps (here {cfg.init_steps}) so the autoencoder learns first"
     if method.forward_mode_log_det and finite_difference:
         remedy += ", or use --log_det=jvp"
@@ -73,8 +73,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         try:
             return tf.distribute.MultiWorkerMirroredStrategy()  # the cluster comes from TF_CONFIG
         except ValueError as e:  # bad JSON, a task missing from the cluster, ...
-            raise TrainingError(f"--strategy multi_worker: bad TF_CONFIG "
-                                f"({str(e).splitlines()[0]})") from None
+            raise TrainingError(f"--strategy multi_worker: bad TF_CONFIG ({str(e).splitlines()[0]})") from None
     raise ValueError(f"unknown strategy {name!r}")
 
 
@@ -142,9 +141,14 @@ def _dtype_policy(name: str | None):
 class Trainer:
     """Models, optimizer, random state, the method's extra parts and the compiled step of one run."""
 
-    def __init__(self, cfg: Config, image_shape: tuple[int, int, int],
-                 strategy: tf.distribute.Strategy | None = None, main_steps: int | None = None,
-                 train_images: Callable[[], tf.data.Dataset] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        image_shape: tuple[int, int, int],
+        strategy: tf.distribute.Strategy | None = None,
+        main_steps: int | None = None,
+        train_images: Callable[[], tf.data.Dataset] | None = None,
+    ):
         """`main_steps` (the image nets' steps) and `train_images` (unbatched training images) are
         needed by a method with later phases (Method.later_phases), which train after them."""
         self.cfg = cfg
@@ -154,38 +158,51 @@ class Trainer:
         self.global_batch = cfg.batch_size
         replicas = self.strategy.num_replicas_in_sync
         if cfg.batch_size % replicas:
-            raise TrainingError(f"--batch_size {cfg.batch_size} is not divisible by the "
-                             f"{replicas} replicas")
+            raise TrainingError(f"--batch_size {cfg.batch_size} is not divisible by the {replicas} replicas")
         self.local_batch = cfg.batch_size // replicas
         devices = self.strategy.extended.worker_devices if replicas > 1 else ()
         if cfg.jit_compile and devices and all("CPU" in d.upper() for d in devices):
             # XLA has no collectives on CPU ("Collectives are not yet implemented for CPU devices
             # when compiling with XLA"), and it runs every logical CPU device's cluster on CPU:0,
             # which then cannot reach the other replicas' variables.
-            raise TrainingError(f"--jit_compile cannot run a step of {replicas} replicas on CPUs "
-                                "(XLA has no CPU collectives); drop --jit_compile or run on one "
-                                "device")
+            raise TrainingError(
+                f"--jit_compile cannot run a step of {replicas} replicas on CPUs "
+                "(XLA has no CPU collectives); drop --jit_compile or run on one "
+                "device"
+            )
         with self.strategy.scope():
             with _dtype_policy(None if cfg.precision == "float32" else cfg.precision):
                 self.encoder, self.decoder = models.build_models(
-                    cfg.model, cfg.z_dim, image_shape[-1], use_bn=cfg.use_bn,
-                    variational=cfg.variational, bn_momentum=cfg.bn_momentum, sync_bn=cfg.sync_bn,
-                    learned_scale=self.method.decoder_scale)
+                    cfg.model,
+                    cfg.z_dim,
+                    image_shape[-1],
+                    use_bn=cfg.use_bn,
+                    variational=cfg.variational,
+                    bn_momentum=cfg.bn_momentum,
+                    sync_bn=cfg.sync_bn,
+                    learned_scale=self.method.decoder_scale,
+                )
             self.optimizer = make_optimizer(cfg)
             # The method's extra checkpointed modules (the 2-Stage VAE's second stage).
             self.parts = self.method.build_parts(cfg)
             # Build the slots now: a first distributed step that creates them fails.
             self.optimizer.build(self.encoder.trainable_variables + self.decoder.trainable_variables)
             self.generator = tf.random.Generator.from_seed(cfg.seed)
-            self.checkpoint = tf.train.Checkpoint(encoder=self.encoder, decoder=self.decoder,
-                                                  optimizer=self.optimizer, generator=self.generator,
-                                                  **self.parts)
+            self.checkpoint = tf.train.Checkpoint(
+                encoder=self.encoder,
+                decoder=self.decoder,
+                optimizer=self.optimizer,
+                generator=self.generator,
+                **self.parts,
+            )
         self.train_images = train_images
         self.phases: list = [ImagePhase(self, main_steps)]
         if self.method.later_phases:
             if main_steps is None or train_images is None:
-                raise ValueError(f"a {cfg.method} Trainer needs main_steps and train_images (its "
-                                 "later phases train after the image nets' steps)")
+                raise ValueError(
+                    f"a {cfg.method} Trainer needs main_steps and train_images (its "
+                    "later phases train after the image nets' steps)"
+                )
             self.phases += list(self.method.resolve("later_phases")(self, main_steps))
         # What the sample grids and training-time FID draw z from: the method's own sampler.
         self.sampler = samplers.build(default_sampler(cfg.method), self.sampler_source())
@@ -194,8 +211,7 @@ class Trainer:
         self.fused = cfg.fused and not cfg.use_bn and self.method.fused_losses is not None
         self._loss_fn = self.method.resolve("fused_losses" if self.fused else "losses")
         # Coefficients that are 0 at every step: the fused step skips their gradient paths.
-        self._zero_coefficients = frozenset(
-            name for name in config_lib.COEFFICIENTS if getattr(cfg, name) == 0)
+        self._zero_coefficients = frozenset(name for name in config_lib.COEFFICIENTS if getattr(cfg, name) == 0)
 
     @property
     def step(self) -> int:
@@ -227,17 +243,20 @@ class Trainer:
         """TrainingError if a later phase has begun but an earlier one took other steps than this
         run asks of it (a resume with another --train_steps/--epochs)."""
         for i, phase in enumerate(self.phases[:-1]):
-            if any(p.done() > 0 for p in self.phases[i + 1:]) and phase.done() != phase.steps:
+            if any(p.done() > 0 for p in self.phases[i + 1 :]) and phase.done() != phase.steps:
                 nxt = self.phases[i + 1].name
-                raise TrainingError(f"this run's {phase.name} ended at step {phase.done()} and {nxt} "
-                                    f"has begun; it cannot train {phase.steps} {phase.name} steps "
-                                    "(keep --train_steps/--epochs as they were)")
+                raise TrainingError(
+                    f"this run's {phase.name} ended at step {phase.done()} and {nxt} "
+                    f"has begun; it cannot train {phase.steps} {phase.name} steps "
+                    "(keep --train_steps/--epochs as they were)"
+                )
 
     # ----------------------------------------------------------------------------- the step
     def losses(self, images: tf.Tensor, noise: step_lib.Noise) -> step_lib.Losses:
         if self.fused:
-            return self._loss_fn(self.cfg, self.encoder, self.decoder, images, noise,
-                                 self.optimizer.iterations, self._zero_coefficients)
+            return self._loss_fn(
+                self.cfg, self.encoder, self.decoder, images, noise, self.optimizer.iterations, self._zero_coefficients
+            )
         return self._loss_fn(self.cfg, self.encoder, self.decoder, images, noise, self.optimizer.iterations)
 
     def replica_step(self, images: tf.Tensor, noise: step_lib.Noise | None = None) -> dict:
@@ -279,8 +298,7 @@ class Trainer:
 
         def distributed_step(iterator):
             per_replica = self.strategy.run(replica_step, args=(next(iterator),))
-            return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                    for k, v in per_replica.items()}
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
         return step_lib.n_step_loop(distributed_step)
 

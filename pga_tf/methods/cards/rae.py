@@ -9,9 +9,26 @@ with the PGA nets' SGD, as its flagfiles say. Its samples come from the ex-post 
 from pga_tf.methods import Method
 
 METHODS = (
-    Method(name="rae", label="RAE", paper="Ghosh, Sajjadi, Vergari, Black, Schoelkopf, From "
-           "Variational to Deterministic Autoencoders, ICLR 2020, eq. 11",
-           losses="pga_tf.methods.rae:losses", family="rae", order=40,
-           defaults=dict(z_dim=16, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                         rae_beta=5e-5, rae_lambda=4e-7, optimizer="sgd", lr=0.1)),
+    Method(
+        name="rae",
+        label="RAE",
+        paper="Ghosh, Sajjadi, Vergari, Black, Schoelkopf, From "
+        "Variational to Deterministic Autoencoders, ICLR 2020, eq. 11",
+        losses="pga_tf.methods.rae:losses",
+        family="rae",
+        order=40,
+        defaults=dict(
+            z_dim=16,
+            init_steps=0,
+            zn_rec=0.0,
+            zh_rec=0.0,
+            nll=0.0,
+            vrec=0.0,
+            vkld=0.0,
+            rae_beta=5e-5,
+            rae_lambda=4e-7,
+            optimizer="sgd",
+            lr=0.1,
+        ),
+    ),
 )

@@ -21,12 +21,23 @@ def stage2_steps(cfg, stage1_steps: int) -> int:
 _MODULE = "pga_tf.methods.two_stage_vae"
 
 METHODS = (
-    Method(name="two_stage_vae", label="2-Stage VAE", paper="Dai & Wipf, Diagnosing and Enhancing "
-           "VAE Models, ICLR 2019 (daib13/TwoStageVAE)", losses=f"{_MODULE}:losses",
-           family="two_stage_vae", variational=True, decoder_scale=True, sampler="two_stage",
-           samplers={"two_stage": f"{_MODULE}:build_sampler"}, parts=f"{_MODULE}:build_parts",
-           later_phases=f"{_MODULE}:later_phases", later_steps=stage2_steps,
-           resume_keys=("stage2_depth", "stage2_width"), order=50,
-           defaults=dict(z_dim=64, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                         optimizer="adam", lr=1e-4)),
+    Method(
+        name="two_stage_vae",
+        label="2-Stage VAE",
+        paper="Dai & Wipf, Diagnosing and Enhancing VAE Models, ICLR 2019 (daib13/TwoStageVAE)",
+        losses=f"{_MODULE}:losses",
+        family="two_stage_vae",
+        variational=True,
+        decoder_scale=True,
+        sampler="two_stage",
+        samplers={"two_stage": f"{_MODULE}:build_sampler"},
+        parts=f"{_MODULE}:build_parts",
+        later_phases=f"{_MODULE}:later_phases",
+        later_steps=stage2_steps,
+        resume_keys=("stage2_depth", "stage2_width"),
+        order=50,
+        defaults=dict(
+            z_dim=64, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0, optimizer="adam", lr=1e-4
+        ),
+    ),
 )

@@ -8,9 +8,25 @@ our per-pixel-mean MSE on [-1, 1] images): z_dim 8, lambda 10 on 0.05 * sum-of-s
 from pga_tf.methods import Method
 
 METHODS = (
-    Method(name="wae", label="WAE", paper="Tolstikhin, Bousquet, Gelly, Schoelkopf, Wasserstein "
-           "Auto-Encoders, ICLR 2018, Algorithm 2 (WAE-MMD, IMQ kernel)",
-           losses="pga_tf.methods.wae:losses", family="wae", order=30,
-           defaults=dict(z_dim=8, init_steps=0, zn_rec=0.0, zh_rec=0.0, nll=0.0, vrec=0.0, vkld=0.0,
-                         wae_lambda=1.0204, optimizer="adam", lr=1e-3)),
+    Method(
+        name="wae",
+        label="WAE",
+        paper="Tolstikhin, Bousquet, Gelly, Schoelkopf, Wasserstein "
+        "Auto-Encoders, ICLR 2018, Algorithm 2 (WAE-MMD, IMQ kernel)",
+        losses="pga_tf.methods.wae:losses",
+        family="wae",
+        order=30,
+        defaults=dict(
+            z_dim=8,
+            init_steps=0,
+            zn_rec=0.0,
+            zh_rec=0.0,
+            nll=0.0,
+            vrec=0.0,
+            vkld=0.0,
+            wae_lambda=1.0204,
+            optimizer="adam",
+            lr=1e-3,
+        ),
+    ),
 )
