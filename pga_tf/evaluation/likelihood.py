@@ -5,10 +5,10 @@ density h pushes N(0, I) to (by change of variables, using h(z) ~ z near the dat
 
     NLL(z) = -log N(z; 0, I) + log|det J_h(z)|
 
-The training loss gets log|det J_h| from one random direction u per example, (d/2) log ||J u||^2
-(objectives.log_det_jacobian), which equals log|det J| only when J is a scaled orthogonal matrix
-and is biased upward otherwise. Here the Jacobian is computed exactly (tf.GradientTape
-batch_jacobian, then slogdet in float64), so a report shows both and how far apart they are.
+The training loss estimates log|det J_h| from one random direction per example
+(objectives.log_det_jacobian; docs/methods.md, "The log-det estimator"). Here the Jacobian is
+computed exactly (tf.GradientTape batch_jacobian, then slogdet in float64), so a report shows
+both and how far apart they are.
 For LVPGA the code is the posterior mean mu. Everything runs in inference mode (BN with its
 moving statistics).
 """

@@ -83,9 +83,8 @@ def lvpga_direction(noise: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
 def log_det_jacobian(h_z: tf.Tensor, h_z_delta: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
     """Finite-difference estimate of log|det J_h(z)| along the direction of `delta`.
 
-    With u = delta / ||delta||, J u ~ (h(z + delta) - h(z)) / ||delta|| and the estimate is
-    (z_dim / 2) * log ||J u||^2: exact when J is a scaled orthogonal matrix, and the paper's
-    approximation otherwise. ||delta|| is held constant for the gradient, as in the reference.
+    J u ~ (h(z + delta) - h(z)) / ||delta||, u = delta / ||delta||, with ||delta|| held constant
+    for the gradient as in the reference; see docs/methods.md, "The log-det estimator".
 
     Args:
       h_z: [N, z_dim] h(z).
@@ -118,18 +117,16 @@ def log_det_loss(h_z: tf.Tensor, h_z_delta: tf.Tensor, delta: tf.Tensor) -> tf.T
 
 
 def directional_log_det_loss(jvp: tf.Tensor) -> tf.Tensor:
-    """LPGA's decoder NLL term from an exact J_h(z) u (--log_det=jvp): log|det J_h| / z_dim.
-
-    The finite difference (log_det_loss) estimates the same quantity; this has the same
-    expectation over u without the step's truncation and cancellation error.
-    """
+    """LPGA's decoder NLL term from an exact J_h(z) u (--log_det=jvp): log|det J_h| / z_dim,
+    as log_det_loss estimates it by a finite difference (docs/methods.md, "The log-det estimator")."""
     return directional_log_det(jvp) / jvp.shape[-1]
 
 
 def latent_rms(mu: tf.Tensor) -> tf.Tensor:
     """Per-dimension RMS of the codes over the batch, held constant (VPGA's `z_mu_norm`).
 
-    Under tf.distribute the step computes this over the global batch instead (see step.py),
+    Under tf.distribute the step computes this over the global batch instead
+    (parts.global_latent_rms),
     so that a mirrored step equals the single-device one.
     """
     mu = tf.cast(mu, tf.float32)

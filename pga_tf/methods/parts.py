@@ -105,11 +105,9 @@ def global_latent_rms(mu: tf.Tensor) -> tf.Tensor:
 def h_jvp(encoder, decoder, z: tf.Tensor, u: tf.Tensor, training: bool = True) -> tuple:
     """h(z) = E(D(z)) and J_h(z) u, the latter exactly, in forward mode (--log_det=jvp).
 
-    The nets' tangent rules (models.Encoder.jvp / Decoder.jvp) carry u beside z through every
-    layer, so the tangent costs about one more forward pass of h: the cost of the finite
-    difference's second pass h(z + delta). Run inside a GradientTape, the tape records the
-    tangent's computation too, so J_h(z) u has a gradient with respect to the weights (reverse
-    over forward), as (h(z + eps u) - h(z)) / eps does. Moving BN statistics are not updated.
+    By the nets' tangent rules (models.Encoder.jvp / Decoder.jvp); inside a GradientTape, J_h u
+    has a gradient with respect to the weights (docs/methods.md, "The log-det estimator").
+    Moving BN statistics are not updated.
 
     Args:
       encoder, decoder: models.Encoder / models.Decoder (anything with their `jvp`).

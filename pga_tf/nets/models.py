@@ -18,10 +18,9 @@ building for you.
 
 Every block, and ``Encoder``/``Decoder``, also has ``jvp(x, dx, training)``: the same pass in
 forward mode, (y, J(x) dx), exact, by hand-written tangent rules (the layer's linear map without
-its bias, the activations' masks, batch norm's tangent through its batch statistics). LPGA's
-``--log_det=jvp`` uses it (step.h_jvp); it costs about one more forward pass, where TensorFlow's
-generic ``ForwardAccumulator`` costs more and differentiates batch norm wrongly in reverse over
-forward (tests/test_log_det_jvp.py).
+its bias, the activations' masks, batch norm's tangent through its batch statistics), for LPGA's
+``--log_det=jvp`` (parts.h_jvp). Why not ``ForwardAccumulator``:
+docs/methods.md, "The log-det estimator"; tests/test_log_det_jvp.py compares the two.
 """
 
 from __future__ import annotations

@@ -2,11 +2,9 @@
 
     python -m pga_tf.tools.log_det_precision --run_dir=runs/lpga_fashion_mnist_conv_mnist --json=out.json
 
-LPGA's decoder loss takes log|det J_h(mu)| from one direction u per example, (d/2) log ||J u||^2
-(objectives.directional_log_det), with J u either the reference's finite difference
-(h(mu + eps u) - h(mu)) / eps, eps = 1e-2 sqrt(d), or forward-mode autodiff (`--log_det=jvp`).
-Under mixed_bfloat16 (8 significant bits) or mixed_float16 (11) the two passes of the finite
-difference each carry a rounding error far larger than their difference can afford. This
+LPGA's decoder loss estimates log|det J_h(mu)| from one direction u per example, by a finite
+difference or forward mode (docs/methods.md, "The log-det estimator"); under a 16-bit policy the
+finite difference's two passes each round far more than their difference can afford. This
 loads one checkpoint into nets built under each policy (same float32 weights), and for test
 images' codes mu reports per policy and estimator:
 

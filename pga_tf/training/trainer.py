@@ -46,11 +46,8 @@ class NonFiniteLoss(TrainingError):
 def log_det_hint(cfg: Config, terms: list[str]) -> str:
     """What a non-finite log-det term (Method.log_det_term) means and what to change, or "".
 
-    The log-det term is log ||J_h u||: it goes to -inf when h = E(D(z)) collapses, which the
-    decoder's loss rewards once the latent terms are on. With a short warm-up that happens
-    before the autoencoder reconstructs (LPGA, --init_steps=5, lr 0.1: step ~160 on
-    Fashion-MNIST), and the finite difference h(mu + delta) - h(mu) then rounds to exactly 0
-    long before forward mode's J_h u would underflow.
+    The log-det term goes to -inf when h = E(D(z)) collapses after too short a warm-up
+    (docs/methods.md, "Warm-up" and "The log-det estimator").
     """
     method = methods.get(cfg.method)
     term = method.log_det_term
