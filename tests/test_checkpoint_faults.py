@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import checkpoints
-from tests.test_train_cli import ROOT, TINY, run, snapshot
+from tests.helpers import ROOT, TINY, run, snapshot
 
 STATE = checkpoints.STATE_FILE
 

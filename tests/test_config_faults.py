@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pga_tf import config as config_lib
-from tests.test_train_cli import ROOT, TINY, assert_one_line_error, snapshot
+from tests.helpers import ROOT, TINY, assert_one_line_error, snapshot
 
 
 def _write(run_dir, text):

@@ -12,11 +12,8 @@ import textwrap
 import pytest
 
 from pga_tf import console
-from tests.test_train_cli import TINY
+from tests.helpers import ROOT, TINY, USER_ENV
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# As a user runs it: no TF_CPP_MIN_LOG_LEVEL of ours (conftest sets one for in-process tests).
-USER_ENV = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", console.SHOW_ENV)}
 # Any native TensorFlow log line, or abseil's notice before it initialises.
 TF_LINE = re.compile(r"^([IWEF]\d{4} \S+\s+\d+ [\w.-]+:\d+\]|WARNING: All log messages before absl)")
 

@@ -9,12 +9,10 @@ import sys
 import pytest
 
 from pga_tf import cli
-from tests.test_console import USER_ENV
-from tests.test_train_cli import TINY
+from tests.helpers import ROOT, TINY, USER_ENV
 
 tomllib = pytest.importorskip("tomllib")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)  # where `pip install -e .` put the scripts of this venv
 
 # Each script and the `python ...` form it stands for.

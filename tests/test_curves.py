@@ -1,7 +1,6 @@
 """pga_tf.tools.curves: the FID series taken back out of TensorBoard files, and its plot."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,8 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pga_tf.tools import curves
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def _write(logdir, points, tag="eval/FID-fashion_mnist_cnn"):

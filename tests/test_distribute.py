@@ -20,9 +20,8 @@ import traceback
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-SHAPE = (28, 28, 1)
+from tests.helpers import ENV, ROOT, SHAPE, tiny_cfg, uniform_images
+
 Z_DIM = 4
 BATCH = 8  # global; 4 per replica
 
@@ -38,18 +37,6 @@ EQUIVALENCE = {
 
 
 # ------------------------------------------------------------- checks (run in the subprocess)
-def _cfg(method, **kw):
-    from pga_tf import config
-
-    return config.for_method(
-        method, **{"z_dim": Z_DIM, "batch_size": BATCH, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
-    )
-
-
-def _images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)).astype(np.float32)
-
-
 @functools.cache
 def _mirrored():
     """One strategy per process, as in train.py: strategies created side by side hand out
@@ -87,11 +74,11 @@ def check_equivalence():
     strategy = _mirrored()
     rng = np.random.default_rng(0)
     steps = [
-        (_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32) for _ in range(3)])
+        (uniform_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32) for _ in range(3)])
         for s in range(2)
     ]
     for name, (method, use_bn, sync_bn, log_det) in EQUIVALENCE.items():
-        cfg = _cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
+        cfg = tiny_cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
         tf.keras.utils.set_random_seed(0)
         single = trainer_lib.Trainer(cfg, SHAPE)
         mirrored = trainer_lib.Trainer(cfg, SHAPE, strategy)
@@ -142,7 +129,7 @@ def check_replica_noise():
     strategy = _mirrored()
 
     def draws(seed):
-        trainer = trainer_lib.Trainer(_cfg("lpga", seed=seed), SHAPE, strategy)
+        trainer = trainer_lib.Trainer(tiny_cfg("lpga", seed=seed), SHAPE, strategy)
         per_replica = strategy.run(lambda: step_lib.draw_noise(trainer.generator, trainer.local_batch, Z_DIM))
         state = [s.numpy().tolist() for s in strategy.experimental_local_results(trainer.generator.state)]
         return [[t.numpy() for t in strategy.experimental_local_results(field)] for field in per_replica], state
@@ -165,8 +152,8 @@ def check_checkpoint_across_strategies(tmp):
 
     from pga_tf.training import trainer as trainer_lib
 
-    cfg = _cfg("lpga", use_bn=True, sync_bn=True)
-    data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(BATCH, drop_remainder=True)
+    cfg = tiny_cfg("lpga", use_bn=True, sync_bn=True)
+    data = tf.data.Dataset.from_tensor_slices(uniform_images(32)).repeat().batch(BATCH, drop_remainder=True)
 
     def state(trainer):
         return {
@@ -203,10 +190,10 @@ def check_mixed_precision_overflow_on_one_replica():
     from pga_tf.training import trainer as trainer_lib
 
     strategy = _mirrored()
-    trainer = trainer_lib.Trainer(_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
+    trainer = trainer_lib.Trainer(tiny_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
     before = _weights(trainer)
     scale = float(trainer.optimizer.dynamic_scale.numpy())
-    images = _images(BATCH)
+    images = uniform_images(BATCH)
     images[BATCH // 2 :] *= 1e5  # replica 1's half overflows float16 (max 65504)
 
     @tf.function
@@ -227,14 +214,13 @@ def check_jit_refused():
     from pga_tf.training import trainer as trainer_lib
 
     try:
-        trainer_lib.Trainer(_cfg("lpga", jit_compile=True), SHAPE, _mirrored())
+        trainer_lib.Trainer(tiny_cfg("lpga", jit_compile=True), SHAPE, _mirrored())
     except trainer_lib.TrainingError as e:
         return str(e)
     return None
 
 
 def _run_checks(tmp):
-    sys.path.insert(0, ROOT)
     from pga_tf import cli
 
     cli.split_cpu(2)
@@ -259,7 +245,12 @@ def _run_checks(tmp):
 def two_replica(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("two_replica"))
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), tmp], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tests.test_distribute", tmp],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr

@@ -1,7 +1,6 @@
 """Feature extractors (domain classifier file + checksum, Inception plumbing with random weights)
 and the on-disk cache of real-data statistics."""
 
-import gzip
 import json
 import os
 
@@ -11,12 +10,7 @@ import tensorflow as tf
 
 from pga_tf import samplers
 from pga_tf.evaluation import classifier, features, fid
-
-
-def _write_idx(path, arr):
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
+from tests.helpers import write_idx
 
 
 def idx_dataset(directory, n_train=40, n_test=30, seed=0):
@@ -24,8 +18,8 @@ def idx_dataset(directory, n_train=40, n_test=30, seed=0):
     rng = np.random.default_rng(seed)
     os.makedirs(directory, exist_ok=True)
     for stem, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx(os.path.join(directory, f"{stem}-images-idx3-ubyte.gz"), rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(os.path.join(directory, f"{stem}-labels-idx1-ubyte.gz"), rng.integers(0, 10, (n,)))
+        write_idx(os.path.join(directory, f"{stem}-images-idx3-ubyte.gz"), rng.integers(0, 256, (n, 28, 28)))
+        write_idx(os.path.join(directory, f"{stem}-labels-idx1-ubyte.gz"), rng.integers(0, 10, (n,)))
     return str(directory)
 
 

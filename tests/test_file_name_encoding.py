@@ -11,8 +11,8 @@ from PIL import Image
 
 from pga_tf import config as config_lib
 from pga_tf import data
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATIN1 = os.fsdecode(b"caf\xe9")  # "café" in Latin-1: not UTF-8, held as a surrogate escape
 
 

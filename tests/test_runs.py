@@ -13,17 +13,14 @@ import tensorflow as tf
 
 from pga_tf import checkpoints, config, runs
 from pga_tf.training import trainer as trainer_lib
-from tests.test_step import _images
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPE = (28, 28, 1)
+from tests.helpers import ROOT, SHAPE, blob_images
 
 
 def _train(cfg, steps, stage2_steps=0):
     """A Trainer of `cfg` after `steps` image steps (then `stage2_steps` of a later phase), saved
     as train.py saves it: config.json and checkpoints/ckpt-<step>."""
     tf.keras.utils.set_random_seed(0)
-    images = _images(32)
+    images = blob_images(32)
     trainer = trainer_lib.Trainer(
         cfg, SHAPE, main_steps=steps, train_images=lambda: tf.data.Dataset.from_tensor_slices(images)
     )
@@ -85,7 +82,7 @@ def test_a_restored_run_decodes_and_encodes_as_the_trainer_did(lpga):
     assert run.cfg == trainer.cfg and run.parts == {} and run.image_shape == SHAPE
     z = _codes(6, 4)
     np.testing.assert_array_equal(run.decoder(z, training=False), trainer.decoder(z, training=False))
-    images = _images(6, seed=2)
+    images = blob_images(6, seed=2)
     np.testing.assert_array_equal(run.encode_mean(images), trainer.encode_mean(images))
     # Not the initial weights: the checkpoint was read.
     fresh, _, _ = runs.build(run.cfg)

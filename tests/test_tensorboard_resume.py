@@ -3,7 +3,7 @@ run's events make TensorBoard's own loader drop the steps logged after the check
 
 import os
 
-from tests.test_train_cli import TINY, run
+from tests.helpers import TINY, run
 
 
 def _steps(tb_dir, tag):

@@ -11,9 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.test_evaluate_cli import labelled_data_and_classifier
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, labelled_data_and_classifier
 
 # The toy method: an autoencoder whose codes are pulled towards 0 by a weighted mean of z^2 (a
 # term no built-in method logs, so the progress line shows that its loss function ran).
