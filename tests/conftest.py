@@ -17,10 +17,6 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: real-data test, skipped unless --runslow")
-
-
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return

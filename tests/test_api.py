@@ -55,6 +55,7 @@ def twin_runs(idx_dir, tmp_path_factory):
     return cli_dir, api_dir, cli.stdout, api.stdout
 
 
+@pytest.mark.e2e
 def test_python_training_equals_the_cli_run(twin_runs):
     cli_dir, api_dir, cli_out, api_out = twin_runs
     assert "restored step 4 vae 3" in api_out
@@ -66,6 +67,7 @@ def test_python_training_equals_the_cli_run(twin_runs):
     np.testing.assert_array_equal(a.decode(z), b.decode(z))
 
 
+@pytest.mark.e2e
 def test_sample_is_the_prior_through_the_decoder(twin_runs):
     import tensorflow as tf
 

@@ -234,6 +234,7 @@ def check_two_replicas():
     return out
 
 
+@pytest.mark.e2e
 def test_batch_statistics_on_two_replicas():
     """The MMD is each replica's estimate on its half, averaged; the weight decay counts once."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,6 +10,9 @@ import tensorflow as tf
 
 from tests.helpers import assert_one_line_error, labelled_data_and_classifier, ok, run
 
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def data_and_classifier(tmp_path_factory):

@@ -186,6 +186,7 @@ def test_graph_flops_counts_einsum():
     assert flops["total"] == 2 * 8 * 16 * 4
 
 
+@pytest.mark.e2e
 def test_mirrored_and_mixed_precision_runs(tmp_path):
     # Logical devices must be configured before TensorFlow starts: a fresh process.
     out = tmp_path / "out.json"

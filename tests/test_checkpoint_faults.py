@@ -168,6 +168,7 @@ def _export(run_dir, out):
     )
 
 
+@pytest.mark.e2e
 def test_train_and_export_use_the_checkpoints_on_disk(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     base = ["--data_dir", idx_dir, *TINY, "--ckpt_every=5"]

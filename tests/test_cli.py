@@ -143,6 +143,7 @@ SWALLOWING = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", SWALLOWING)
 def test_a_path_flag_never_swallows_the_next_flag(case, tmp_path):
     import subprocess

@@ -93,6 +93,7 @@ def test_filter_passes_a_line_without_newline():
     assert filtered(b"") == b""
 
 
+@pytest.mark.e2e
 def test_nothing_is_lost_when_the_program_dies_or_exits(tmp_path):
     # SIGKILL right after writing (no atexit runs), then a normal exit whose stderr goes to a
     # file that is read the moment the program has ended.
@@ -120,6 +121,7 @@ def test_nothing_is_lost_when_the_program_dies_or_exits(tmp_path):
 
 
 # ------------------------------------------------------------------------ the entry points
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_a_bad_flag_is_one_error_line(name):
     proc = run(ENTRY_POINTS[name] + ["--no_such_flag=1"])
@@ -128,6 +130,7 @@ def test_a_bad_flag_is_one_error_line(name):
     assert proc.stderr.startswith("error: ") and "no_such_flag" in proc.stderr, proc.stderr
 
 
+@pytest.mark.e2e
 def test_a_bad_flag_value_is_one_error_line():
     proc = run(["train.py", "--lr=-1"])
     assert proc.returncode == 1 and proc.stderr.splitlines() == [
@@ -135,6 +138,7 @@ def test_a_bad_flag_value_is_one_error_line():
     ]
 
 
+@pytest.mark.e2e
 def test_a_missing_data_dir_is_one_line_after_tensorflow_started(tmp_path):
     args = ["train.py", f"--data_dir={tmp_path / 'nowhere'}", f"--run_dir={tmp_path / 'run'}"]
     proc = run(args)
@@ -148,6 +152,7 @@ def test_a_missing_data_dir_is_one_line_after_tensorflow_started(tmp_path):
     assert any(TF_LINE.match(line) for line in shown.stderr.splitlines()), shown.stderr
 
 
+@pytest.mark.e2e
 def test_a_normal_run_prints_only_our_lines(idx_dir, tmp_path):
     run_dir = tmp_path / "run"
     proc = run(
@@ -171,6 +176,7 @@ def test_a_normal_run_prints_only_our_lines(idx_dir, tmp_path):
     assert len(warm) == 1 and "from step 6 on (--init_steps=5)" in warm[0], proc.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["train.py", "evaluate.py", "export_savedmodel.py"])
 def test_help_lists_our_flags_and_exits_0(name):
     proc = run(ENTRY_POINTS[name] + ["--help"])

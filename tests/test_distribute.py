@@ -270,6 +270,7 @@ def _update_error(out):
     return l2, max(diff / (update + 1e-9) for diff, update, _, _ in v)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", [c for c in EQUIVALENCE if c != "vpga_unsynced_bn"])
 def test_mirrored_step_equals_single_device_step(two_replica, case):
     out = _result(two_replica, "equivalence")[case]
@@ -284,12 +285,14 @@ def test_mirrored_step_equals_single_device_step(two_replica, case):
     assert out["copies_equal"]
 
 
+@pytest.mark.e2e
 def test_unsynced_batch_norm_is_not_the_single_device_step(two_replica):
     """The comparison above can fail: without sync BN each replica normalises its own half."""
     l2, worst = _update_error(_result(two_replica, "equivalence")["vpga_unsynced_bn"])
     assert l2 > 2e-2 and worst > 0.5, (l2, worst)
 
 
+@pytest.mark.e2e
 def test_replicas_draw_different_noise_reproducibly(two_replica):
     out = _result(two_replica, "replica_noise")
     assert out == {
@@ -301,16 +304,19 @@ def test_replicas_draw_different_noise_reproducibly(two_replica):
     }
 
 
+@pytest.mark.e2e
 def test_checkpoint_restores_across_strategies(two_replica):
     out = _result(two_replica, "checkpoint")
     assert out == {"to_default": True, "back_to_mirrored": True, "generator_copies_restored": True}
 
 
+@pytest.mark.e2e
 def test_mixed_precision_overflow_on_one_replica_skips_the_step_everywhere(two_replica):
     out = _result(two_replica, "overflow")
     assert out == {"weights_finite": True, "weights_unchanged": True, "scale_halved": True, "step_counted": True}
 
 
+@pytest.mark.e2e
 def test_jit_compile_on_logical_cpus_is_refused(two_replica):
     message = _result(two_replica, "jit_refused")
     assert message and "--jit_compile cannot run a step of 2 replicas on CPUs" in message

@@ -15,6 +15,9 @@ from tests.helpers import (
     run_python,
 )
 
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

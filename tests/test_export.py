@@ -76,6 +76,7 @@ def exported(run_dir, tmp_path_factory):
     return export_dir
 
 
+@pytest.mark.e2e
 def test_fresh_process_reproduces_the_in_memory_model(run_dir, exported, tmp_path):
     _, module = run_dir
     z = np.random.default_rng(1).standard_normal((6, Z_DIM)).astype(np.float32)
@@ -123,6 +124,7 @@ def exported_gmm(run_dir, idx_dir, tmp_path_factory):
     return export_dir
 
 
+@pytest.mark.e2e
 def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_dir, exported, exported_gmm, tmp_path):
     np.savez(tmp_path / "in.npz", z=np.zeros((2, Z_DIM), np.float32), images=uniform_images(2))
     # A fresh process in which scikit-learn cannot be imported: the fit lives in the variables.
@@ -156,6 +158,7 @@ def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_d
     )
 
 
+@pytest.mark.e2e
 def test_gmm_export_with_too_few_codes_is_refused_in_one_line(run_dir, idx_dir, tmp_path):
     export_dir = tmp_path / "sm"
     proc = run_python(
@@ -171,6 +174,7 @@ def test_gmm_export_with_too_few_codes_is_refused_in_one_line(run_dir, idx_dir, 
     assert not export_dir.exists()
 
 
+@pytest.mark.e2e
 def test_saved_model_cli_lists_the_signatures(exported):
     proc = subprocess.run(
         [os.path.join(BIN, "saved_model_cli"), "show", "--dir", exported, "--all"],
@@ -189,6 +193,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "outputs['log_var']" in proc.stdout  # VPGA is variational
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "signature,arg,shape,message",
     [
@@ -210,6 +215,7 @@ def test_bad_input_to_a_loaded_signature_names_the_expected_shape(exported, sign
         fn(**{arg: tf.zeros(shape)})
 
 
+@pytest.mark.e2e
 def test_negative_sample_count_is_refused(exported):
     fn = tf.saved_model.load(exported).signatures["sample"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="sample: num_samples must be >= 0"):
@@ -232,6 +238,7 @@ print("SHAPES " + json.dumps({f"{name}/{k}": [list(v.shape), v.dtype.name]
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("onednn", ["default", "off"])
 def test_every_signature_takes_an_empty_batch(exported, onednn):
     """N = 0 gives empty outputs of the documented shapes (oneDNN's kernels reject it inside)."""
@@ -356,6 +363,7 @@ def cli_errors(run_dir, exported, bad_runs, tmp_path_factory):
     return results
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case,needles",
     [
@@ -386,6 +394,7 @@ def test_overwrite_replaces_an_existing_export(run_dir, tmp_path):
 
 
 # --------------------------------------------------------------- mirrored run, example client
+@pytest.mark.e2e
 def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     trained = str(tmp_path / "run")
     train = run_python(
@@ -421,6 +430,7 @@ def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     np.testing.assert_array_equal(at_end(num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"], images)
 
 
+@pytest.mark.e2e
 def test_example_client_writes_a_png(exported, tmp_path):
     from PIL import Image
 

@@ -48,6 +48,7 @@ def test_check_path_encoding():
         config_lib.check_path_encoding("run_dir", "runs/" + LATIN1)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "program, flag", [("train.py", "--run_dir"), ("export_savedmodel.py", "--export_dir"), ("evaluate.py", "--run_dir")]
 )

@@ -221,12 +221,14 @@ def _import_without_tensorflow(module: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("module", TENSORFLOW_FREE)
 def test_module_loads_without_tensorflow(module):
     proc = _import_without_tensorflow(module)
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.e2e
 def test_tensorflow_block_stops_a_module_that_needs_tensorflow():
     proc = _import_without_tensorflow("pga_tf.data")
     assert proc.returncode != 0 and "tensorflow is blocked" in proc.stderr, proc.stderr

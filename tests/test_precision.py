@@ -128,6 +128,7 @@ def mirrored():
     return json.loads(lines[-1][len("RESULTS ") :])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", MIRRORED, ids=lambda c: "/".join(map(str, c)))
 def test_mirrored_step_trains_under_each_policy(mirrored, case):
     result = mirrored["/".join(map(str, case))]
@@ -136,6 +137,7 @@ def test_mirrored_step_trains_under_each_policy(mirrored, case):
 
 
 # ------------------------------------------------------------------------ train.py end to end
+@pytest.mark.e2e
 def test_train_py_under_bfloat16_records_precision_and_exports_float32(idx_dir, tmp_path):
     from tests.helpers import TINY
 

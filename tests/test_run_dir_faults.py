@@ -14,6 +14,9 @@ import pytest
 
 from tests.helpers import ROOT, TINY, assert_one_line_error, run, snapshot, start, write_idx
 
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
+
 QUICK = TINY + ["--ckpt_every=5"]
 
 

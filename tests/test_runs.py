@@ -121,6 +121,7 @@ def test_nets_are_float32_whatever_the_run_trained_in(lpga, tmp_path):
     assert run.decoder(_codes(2, 4), training=False).dtype == tf.float32
 
 
+@pytest.mark.e2e
 def test_the_latest_step_is_read_without_tensorflow(lpga, tmp_path):
     _, run_dir = lpga
     code = (

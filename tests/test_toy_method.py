@@ -68,6 +68,7 @@ def _run(env, *args, timeout=300):
     return proc
 
 
+@pytest.mark.e2e
 def test_without_the_distribution_the_method_is_unknown(toy):
     env, data_dir, _, tmp = toy
     env = {**env, "PYTHONPATH": ""}
@@ -83,6 +84,7 @@ def test_without_the_distribution_the_method_is_unknown(toy):
     assert not (tmp / "never").exists()
 
 
+@pytest.mark.e2e
 def test_a_registered_method_trains_evaluates_and_exports(toy):
     env, data_dir, clf, tmp = toy
     run_dir, export_dir = tmp / "run", tmp / "export"

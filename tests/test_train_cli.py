@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from tests.helpers import TINY, assert_one_line_error, run, snapshot, start, write_idx
 
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):

@@ -276,6 +276,7 @@ def _steps(run_dir):
     )
 
 
+@pytest.mark.e2e
 def test_a_run_stopped_in_stage2_resumes_there_bitwise(idx_dir, tmp_path):
     """A step budget ends a run inside stage 2; raising --stage2_steps resumes it in stage 2 at
     the right step, and it ends bitwise where an uninterrupted run does (--deterministic)."""
@@ -301,6 +302,7 @@ def test_a_run_stopped_in_stage2_resumes_there_bitwise(idx_dir, tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.e2e
 def test_sigterm_in_stage2_stops_with_a_checkpoint_and_resumes(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     args = [
@@ -332,6 +334,7 @@ def test_sigterm_in_stage2_stops_with_a_checkpoint_and_resumes(idx_dir, tmp_path
     assert _steps(run_dir) == (10, stopped - 10 + 5)
 
 
+@pytest.mark.e2e
 def test_bad_stage2_flags_are_one_line_errors(tmp_path):
     for flag, needle in (
         ("--stage2_lr=0", "--stage2_lr must be positive"),
@@ -352,6 +355,7 @@ def labelled(tmp_path_factory):
     return str(data_dir), str(clf_dir / "fashion_mnist_cnn.keras"), tmp
 
 
+@pytest.mark.e2e
 def test_train_evaluate_export_end_to_end(labelled):
     data_dir, clf, tmp = labelled
     run_dir = str(tmp / "run")
