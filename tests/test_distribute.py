@@ -377,6 +377,7 @@ def _run_workers(args, n=2, on_started=None, timeout=240):
     return workers
 
 
+@pytest.mark.e2e
 def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     """train.py as two MultiWorkerMirroredStrategy workers on localhost, sharing one run dir.
 
@@ -448,6 +449,7 @@ def _lone_worker(idx_dir, run_dir, index, n, worker_timeout):
     return _Worker(args, index, cluster), cluster["worker"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_worker_waiting_for_its_peer_says_so_and_stops_on_a_signal(idx_dir, tmp_path, sig):
     """Worker 1 alone: it names the worker it waits for, and Ctrl-C or SIGTERM ends the wait at
@@ -475,6 +477,7 @@ def test_a_worker_waiting_for_its_peer_says_so_and_stops_on_a_signal(idx_dir, tm
     assert not run_dir.exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("index, n", [(1, 2), (0, 3)], ids=["worker1_of_2", "chief_of_3"])
 def test_a_worker_whose_peers_never_come_gives_up_after_worker_timeout(idx_dir, tmp_path, index, n):
     run_dir = tmp_path / "run"

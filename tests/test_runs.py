@@ -3,6 +3,7 @@ cause with a run dir as one RunError line."""
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def test_nets_are_float32_whatever_the_run_trained_in(lpga, tmp_path):
     _, run_dir = lpga
     copy = str(tmp_path / "bf16")
     shutil.copytree(run_dir, copy)
-    saved = json.load(open(os.path.join(copy, "config.json")))
+    saved = json.loads(pathlib.Path(copy, "config.json").read_text())
     with open(os.path.join(copy, "config.json"), "w") as f:
         json.dump({**saved, "precision": "mixed_bfloat16", "run_dir": copy}, f)
     run = runs.load(copy)
@@ -142,7 +143,7 @@ def _faults(lpga_dir, two_stage_dir, tmp):
         path = os.path.join(dst, "config.json")
         if edit:
             with open(path, "w") as f:
-                json.dump({**json.load(open(os.path.join(src, "config.json"))), **edit}, f)
+                json.dump({**json.loads(pathlib.Path(src, "config.json").read_text()), **edit}, f)
         if config_text is not None:
             with open(path, "w") as f:
                 f.write(config_text)
