@@ -179,6 +179,7 @@ def test_step_adds_the_terms_with_their_coefficients(method, extra):
     np.testing.assert_allclose(out.surrogate.numpy(), want, rtol=1e-5)
 
 
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize(
     "method,extra", [("wae", {}), ("rae", {}), ("rae", {"rae_reg": "gp"})], ids=["wae", "rae_l2", "rae_gp"]
 )

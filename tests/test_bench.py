@@ -95,6 +95,7 @@ def test_tiny_run_writes_json(tmp_path):
     assert results["lpga"]["sample_gflop_per_image"] == pytest.approx(0.0329, rel=0.05)
 
 
+@pytest.mark.slow_inproc
 def test_precisions_and_log_dets_are_measured_interleaved_against_their_own_matmul_peak(tmp_path):
     out = tmp_path / "out.json"
     bench.main(

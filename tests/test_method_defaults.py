@@ -63,6 +63,7 @@ def shapes_dir(tmp_path_factory):
     return str(d)
 
 
+@pytest.mark.slow_inproc
 def test_every_method_trains_from_its_defaults_alone(shapes_dir):
     import tensorflow as tf
 

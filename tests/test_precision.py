@@ -88,6 +88,7 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("method,fused,use_bn,log_det", VARIANTS)
 def test_every_step_variant_trains_under_each_policy(precision, method, fused, use_bn, log_det):

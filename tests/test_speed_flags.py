@@ -25,6 +25,7 @@ def _dataset():
 
 
 # BN off takes the fused step (step.fused_method_losses), BN on the plain one.
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize("method,use_bn", [("lpga", False), ("vpga", True)])
 def test_mixed_precision_runs_float16_nets_with_float32_losses(method, use_bn):
     trainer = trainer_lib.Trainer(tiny_cfg(method, precision="mixed_float16", use_bn=use_bn), SHAPE)

@@ -119,6 +119,7 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
             np.testing.assert_allclose(g_trick.numpy(), g_copy.numpy(), rtol=1e-3, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize("method", ["lpga", "vpga", "lvpga", "vae", "ae"])
 def test_training_lowers_reconstruction_loss(method):
     # Not every seed trains here: with Adam at this lr the codes grow to ~100 during warm-up, and

@@ -1,4 +1,4 @@
-"""The fast tier (`pytest -m "not e2e"`) stays fast only while every test that starts one of our
+"""The fast tier (`pytest -m "not e2e and not slow_inproc"`) stays fast only while every test that starts one of our
 programs is marked e2e; conftest enforces it. Here: that the enforcement bites."""
 
 import subprocess

@@ -121,6 +121,7 @@ def test_stage1_loss_with_learned_gamma_against_numpy():
     assert trainer.decoder.log_gamma in trainer.decoder.trainable_variables  # the optimizer trains it
 
 
+@pytest.mark.slow_inproc
 def test_200_steps_lower_the_reconstruction_loss_and_learn_gamma():
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg()
