@@ -1,7 +1,6 @@
 """The Python API (pga_tf.train, pga_tf.load, Run.sample) runs the CLI's code paths: a run trained
 from Python equals, weight for weight, the same run trained by train.py (both deterministic)."""
 
-import os
 import re
 import subprocess
 import sys
@@ -10,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+from tests.helpers import ENV, ROOT
+
 SETTINGS = dict(
     train_steps=4, batch_size=8, z_dim=3, log_every=2, steps_per_loop=2, sample_every=4, deterministic=True, seed=3
 )
@@ -56,6 +55,7 @@ def twin_runs(idx_dir, tmp_path_factory):
     return cli_dir, api_dir, cli.stdout, api.stdout
 
 
+@pytest.mark.e2e
 def test_python_training_equals_the_cli_run(twin_runs):
     cli_dir, api_dir, cli_out, api_out = twin_runs
     assert "restored step 4 vae 3" in api_out
@@ -67,6 +67,7 @@ def test_python_training_equals_the_cli_run(twin_runs):
     np.testing.assert_array_equal(a.decode(z), b.decode(z))
 
 
+@pytest.mark.e2e
 def test_sample_is_the_prior_through_the_decoder(twin_runs):
     import tensorflow as tf
 

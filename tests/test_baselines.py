@@ -179,6 +179,7 @@ def test_step_adds_the_terms_with_their_coefficients(method, extra):
     np.testing.assert_allclose(out.surrogate.numpy(), want, rtol=1e-5)
 
 
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize(
     "method,extra", [("wae", {}), ("rae", {}), ("rae", {"rae_reg": "gp"})], ids=["wae", "rae_l2", "rae_gp"]
 )
@@ -234,6 +235,7 @@ def check_two_replicas():
     return out
 
 
+@pytest.mark.e2e
 def test_batch_statistics_on_two_replicas():
     """The MMD is each replica's estimate on its half, averaged; the weight decay counts once."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

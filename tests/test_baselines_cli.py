@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_evaluate_cli import labelled_data_and_classifier, ok, run
-from tests.test_train_cli import assert_one_line_error
+from tests.helpers import assert_one_line_error, labelled_data_and_classifier, ok, run
+
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

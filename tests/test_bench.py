@@ -95,6 +95,7 @@ def test_tiny_run_writes_json(tmp_path):
     assert results["lpga"]["sample_gflop_per_image"] == pytest.approx(0.0329, rel=0.05)
 
 
+@pytest.mark.slow_inproc
 def test_precisions_and_log_dets_are_measured_interleaved_against_their_own_matmul_peak(tmp_path):
     out = tmp_path / "out.json"
     bench.main(
@@ -186,6 +187,7 @@ def test_graph_flops_counts_einsum():
     assert flops["total"] == 2 * 8 * 16 * 4
 
 
+@pytest.mark.e2e
 def test_mirrored_and_mixed_precision_runs(tmp_path):
     # Logical devices must be configured before TensorFlow starts: a fresh process.
     out = tmp_path / "out.json"

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pga_tf import checkpoints
-from tests.test_train_cli import ROOT, TINY, run, snapshot
+from tests.helpers import ROOT, TINY, run, snapshot
 
 STATE = checkpoints.STATE_FILE
 
@@ -168,6 +168,7 @@ def _export(run_dir, out):
     )
 
 
+@pytest.mark.e2e
 def test_train_and_export_use_the_checkpoints_on_disk(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     base = ["--data_dir", idx_dir, *TINY, "--ckpt_every=5"]

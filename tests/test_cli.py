@@ -8,8 +8,8 @@ import pytest
 from absl import flags
 
 from pga_tf import cli, config
+from tests.helpers import ROOT, parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg")))
 
 if "method" not in flags.FLAGS:
@@ -36,15 +36,6 @@ REFERENCE_DATASETS = {
     "celeba": "celeb_a",
     "fashion_mnist": "fashion_mnist",
 }  # the last: ours, on the MNIST setting
-
-
-def parse(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.py", *argv])
-    try:
-        return cli.config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
 
 
 def reference_config(comment: str) -> config.Config | None:
@@ -152,6 +143,7 @@ SWALLOWING = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", SWALLOWING)
 def test_a_path_flag_never_swallows_the_next_flag(case, tmp_path):
     import subprocess

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pga_tf import config as config_lib
-from tests.test_train_cli import ROOT, TINY, assert_one_line_error, snapshot
+from tests.helpers import ROOT, TINY, assert_one_line_error, snapshot
 
 
 def _write(run_dir, text):
@@ -79,6 +79,7 @@ def test_a_good_config_json_and_an_older_one_load(tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_every_entry_point_gives_the_same_line_and_writes_nothing(tmp_path, idx_dir):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     run_dir = str(tmp_path / "run")

@@ -12,11 +12,8 @@ import textwrap
 import pytest
 
 from pga_tf import console
-from tests.test_train_cli import TINY
+from tests.helpers import ROOT, TINY, USER_ENV
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# As a user runs it: no TF_CPP_MIN_LOG_LEVEL of ours (conftest sets one for in-process tests).
-USER_ENV = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", console.SHOW_ENV)}
 # Any native TensorFlow log line, or abseil's notice before it initialises.
 TF_LINE = re.compile(r"^([IWEF]\d{4} \S+\s+\d+ [\w.-]+:\d+\]|WARNING: All log messages before absl)")
 
@@ -96,6 +93,7 @@ def test_filter_passes_a_line_without_newline():
     assert filtered(b"") == b""
 
 
+@pytest.mark.e2e
 def test_nothing_is_lost_when_the_program_dies_or_exits(tmp_path):
     # SIGKILL right after writing (no atexit runs), then a normal exit whose stderr goes to a
     # file that is read the moment the program has ended.
@@ -123,6 +121,7 @@ def test_nothing_is_lost_when_the_program_dies_or_exits(tmp_path):
 
 
 # ------------------------------------------------------------------------ the entry points
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_a_bad_flag_is_one_error_line(name):
     proc = run(ENTRY_POINTS[name] + ["--no_such_flag=1"])
@@ -131,6 +130,7 @@ def test_a_bad_flag_is_one_error_line(name):
     assert proc.stderr.startswith("error: ") and "no_such_flag" in proc.stderr, proc.stderr
 
 
+@pytest.mark.e2e
 def test_a_bad_flag_value_is_one_error_line():
     proc = run(["train.py", "--lr=-1"])
     assert proc.returncode == 1 and proc.stderr.splitlines() == [
@@ -138,6 +138,7 @@ def test_a_bad_flag_value_is_one_error_line():
     ]
 
 
+@pytest.mark.e2e
 def test_a_missing_data_dir_is_one_line_after_tensorflow_started(tmp_path):
     args = ["train.py", f"--data_dir={tmp_path / 'nowhere'}", f"--run_dir={tmp_path / 'run'}"]
     proc = run(args)
@@ -151,6 +152,7 @@ def test_a_missing_data_dir_is_one_line_after_tensorflow_started(tmp_path):
     assert any(TF_LINE.match(line) for line in shown.stderr.splitlines()), shown.stderr
 
 
+@pytest.mark.e2e
 def test_a_normal_run_prints_only_our_lines(idx_dir, tmp_path):
     run_dir = tmp_path / "run"
     proc = run(
@@ -174,6 +176,7 @@ def test_a_normal_run_prints_only_our_lines(idx_dir, tmp_path):
     assert len(warm) == 1 and "from step 6 on (--init_steps=5)" in warm[0], proc.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["train.py", "evaluate.py", "export_savedmodel.py"])
 def test_help_lists_our_flags_and_exits_0(name):
     proc = run(ENTRY_POINTS[name] + ["--help"])

@@ -9,12 +9,10 @@ import sys
 import pytest
 
 from pga_tf import cli
-from tests.test_console import USER_ENV
-from tests.test_train_cli import TINY
+from tests.helpers import ROOT, TINY, USER_ENV
 
 tomllib = pytest.importorskip("tomllib")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)  # where `pip install -e .` put the scripts of this venv
 
 # Each script and the `python ...` form it stands for.
@@ -58,6 +56,7 @@ def test_pyproject_declares_exactly_these_scripts():
     assert all(name.startswith(cli.SCRIPT_PREFIX) for name in declared)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_script_help_lists_the_same_flags_as_the_python_form(name, tmp_path):
     assert os.access(os.path.join(BIN, name), os.X_OK), f"{name} not in {BIN}: pip install -e .[dev]"
@@ -73,6 +72,7 @@ def test_script_help_lists_the_same_flags_as_the_python_form(name, tmp_path):
     assert command in theirs.stdout and name not in theirs.stdout, theirs.stdout
 
 
+@pytest.mark.e2e
 def test_a_bad_flag_is_one_error_line_as_with_python_train_py(tmp_path):
     flagfile = tmp_path / "bad.cfg"
     flagfile.write_text("--lr=-1\n")
@@ -85,6 +85,7 @@ def test_a_bad_flag_is_one_error_line_as_with_python_train_py(tmp_path):
         assert ours.stdout == "" and os.listdir(tmp_path) == ["bad.cfg"]
 
 
+@pytest.mark.e2e
 def test_pga_train_trains_from_a_flagfile_in_any_directory(tmp_path, idx_dir):
     flagfile = tmp_path / "tiny.cfg"
     flagfile.write_text("\n".join(["--method=ae", f"--data_dir={idx_dir}", *TINY]) + "\n")
@@ -94,6 +95,7 @@ def test_pga_train_trains_from_a_flagfile_in_any_directory(tmp_path, idx_dir):
     assert os.path.exists(tmp_path / "run" / "config.json")
 
 
+@pytest.mark.e2e
 def test_importing_the_commands_defines_no_flag_and_loads_no_tensorflow():
     code = (
         "import sys\n"

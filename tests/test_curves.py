@@ -1,7 +1,6 @@
 """pga_tf.tools.curves: the FID series taken back out of TensorBoard files, and its plot."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,8 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pga_tf.tools import curves
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def _write(logdir, points, tag="eval/FID-fashion_mnist_cnn"):
@@ -91,6 +89,7 @@ def _curve_table(tmp_path, extra_seed):
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.e2e
 def test_results_curve_table_gives_each_method_the_seeds_it_was_run_with(tmp_path):
     """--extra_results: VAE (two seeds) shows both values a step, LPGA (one seed) its own alone."""
     proc = _curve_table(tmp_path, 1)
@@ -102,6 +101,7 @@ def test_results_curve_table_gives_each_method_the_seeds_it_was_run_with(tmp_pat
     assert (tmp_path / "fid_curves.png").stat().st_size > 0
 
 
+@pytest.mark.e2e
 def test_results_refuses_an_extra_results_file_of_the_same_seed(tmp_path):
     proc = _curve_table(tmp_path, 0)
     assert proc.returncode != 0

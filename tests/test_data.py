@@ -9,24 +9,10 @@ import tensorflow as tf
 from PIL import Image
 
 from pga_tf import data, images
+from tests.helpers import idx_bytes, write_idx
 
 
 # ----------------------------------------------------------------------------------- helpers
-def idx_bytes(arr: np.ndarray) -> bytes:
-    """Encodes an array as IDX independently of the parser: magic 0,0,type,ndim; big-endian dims."""
-    type_byte = {np.uint8: 0x08, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D}[arr.dtype.type]
-    header = bytes([0, 0, type_byte, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path, arr: np.ndarray, gz: bool = False) -> str:
-    path = str(path)
-    payload = idx_bytes(arr)
-    with (gzip.open if gz else open)(path, "wb") as f:
-        f.write(payload)
-    return path
-
-
 def random_uint8(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 

@@ -20,9 +20,8 @@ import traceback
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-SHAPE = (28, 28, 1)
+from tests.helpers import ENV, ROOT, SHAPE, tiny_cfg, uniform_images
+
 Z_DIM = 4
 BATCH = 8  # global; 4 per replica
 
@@ -38,18 +37,6 @@ EQUIVALENCE = {
 
 
 # ------------------------------------------------------------- checks (run in the subprocess)
-def _cfg(method, **kw):
-    from pga_tf import config
-
-    return config.for_method(
-        method, **{"z_dim": Z_DIM, "batch_size": BATCH, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
-    )
-
-
-def _images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)).astype(np.float32)
-
-
 @functools.cache
 def _mirrored():
     """One strategy per process, as in train.py: strategies created side by side hand out
@@ -87,11 +74,11 @@ def check_equivalence():
     strategy = _mirrored()
     rng = np.random.default_rng(0)
     steps = [
-        (_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32) for _ in range(3)])
+        (uniform_images(BATCH, seed=s), [rng.standard_normal((BATCH, Z_DIM)).astype(np.float32) for _ in range(3)])
         for s in range(2)
     ]
     for name, (method, use_bn, sync_bn, log_det) in EQUIVALENCE.items():
-        cfg = _cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
+        cfg = tiny_cfg(method, use_bn=use_bn, sync_bn=sync_bn, log_det=log_det)
         tf.keras.utils.set_random_seed(0)
         single = trainer_lib.Trainer(cfg, SHAPE)
         mirrored = trainer_lib.Trainer(cfg, SHAPE, strategy)
@@ -142,7 +129,7 @@ def check_replica_noise():
     strategy = _mirrored()
 
     def draws(seed):
-        trainer = trainer_lib.Trainer(_cfg("lpga", seed=seed), SHAPE, strategy)
+        trainer = trainer_lib.Trainer(tiny_cfg("lpga", seed=seed), SHAPE, strategy)
         per_replica = strategy.run(lambda: step_lib.draw_noise(trainer.generator, trainer.local_batch, Z_DIM))
         state = [s.numpy().tolist() for s in strategy.experimental_local_results(trainer.generator.state)]
         return [[t.numpy() for t in strategy.experimental_local_results(field)] for field in per_replica], state
@@ -165,8 +152,8 @@ def check_checkpoint_across_strategies(tmp):
 
     from pga_tf.training import trainer as trainer_lib
 
-    cfg = _cfg("lpga", use_bn=True, sync_bn=True)
-    data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(BATCH, drop_remainder=True)
+    cfg = tiny_cfg("lpga", use_bn=True, sync_bn=True)
+    data = tf.data.Dataset.from_tensor_slices(uniform_images(32)).repeat().batch(BATCH, drop_remainder=True)
 
     def state(trainer):
         return {
@@ -203,10 +190,10 @@ def check_mixed_precision_overflow_on_one_replica():
     from pga_tf.training import trainer as trainer_lib
 
     strategy = _mirrored()
-    trainer = trainer_lib.Trainer(_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
+    trainer = trainer_lib.Trainer(tiny_cfg("lpga", precision="mixed_float16"), SHAPE, strategy)
     before = _weights(trainer)
     scale = float(trainer.optimizer.dynamic_scale.numpy())
-    images = _images(BATCH)
+    images = uniform_images(BATCH)
     images[BATCH // 2 :] *= 1e5  # replica 1's half overflows float16 (max 65504)
 
     @tf.function
@@ -227,14 +214,13 @@ def check_jit_refused():
     from pga_tf.training import trainer as trainer_lib
 
     try:
-        trainer_lib.Trainer(_cfg("lpga", jit_compile=True), SHAPE, _mirrored())
+        trainer_lib.Trainer(tiny_cfg("lpga", jit_compile=True), SHAPE, _mirrored())
     except trainer_lib.TrainingError as e:
         return str(e)
     return None
 
 
 def _run_checks(tmp):
-    sys.path.insert(0, ROOT)
     from pga_tf import cli
 
     cli.split_cpu(2)
@@ -259,7 +245,12 @@ def _run_checks(tmp):
 def two_replica(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("two_replica"))
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), tmp], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tests.test_distribute", tmp],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
@@ -279,6 +270,7 @@ def _update_error(out):
     return l2, max(diff / (update + 1e-9) for diff, update, _, _ in v)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", [c for c in EQUIVALENCE if c != "vpga_unsynced_bn"])
 def test_mirrored_step_equals_single_device_step(two_replica, case):
     out = _result(two_replica, "equivalence")[case]
@@ -293,12 +285,14 @@ def test_mirrored_step_equals_single_device_step(two_replica, case):
     assert out["copies_equal"]
 
 
+@pytest.mark.e2e
 def test_unsynced_batch_norm_is_not_the_single_device_step(two_replica):
     """The comparison above can fail: without sync BN each replica normalises its own half."""
     l2, worst = _update_error(_result(two_replica, "equivalence")["vpga_unsynced_bn"])
     assert l2 > 2e-2 and worst > 0.5, (l2, worst)
 
 
+@pytest.mark.e2e
 def test_replicas_draw_different_noise_reproducibly(two_replica):
     out = _result(two_replica, "replica_noise")
     assert out == {
@@ -310,16 +304,19 @@ def test_replicas_draw_different_noise_reproducibly(two_replica):
     }
 
 
+@pytest.mark.e2e
 def test_checkpoint_restores_across_strategies(two_replica):
     out = _result(two_replica, "checkpoint")
     assert out == {"to_default": True, "back_to_mirrored": True, "generator_copies_restored": True}
 
 
+@pytest.mark.e2e
 def test_mixed_precision_overflow_on_one_replica_skips_the_step_everywhere(two_replica):
     out = _result(two_replica, "overflow")
     assert out == {"weights_finite": True, "weights_unchanged": True, "scale_halved": True, "step_counted": True}
 
 
+@pytest.mark.e2e
 def test_jit_compile_on_logical_cpus_is_refused(two_replica):
     message = _result(two_replica, "jit_refused")
     assert message and "--jit_compile cannot run a step of 2 replicas on CPUs" in message
@@ -380,6 +377,7 @@ def _run_workers(args, n=2, on_started=None, timeout=240):
     return workers
 
 
+@pytest.mark.e2e
 def test_two_workers_stop_together_resume_and_end_identical(idx_dir, tmp_path):
     """train.py as two MultiWorkerMirroredStrategy workers on localhost, sharing one run dir.
 
@@ -451,6 +449,7 @@ def _lone_worker(idx_dir, run_dir, index, n, worker_timeout):
     return _Worker(args, index, cluster), cluster["worker"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_worker_waiting_for_its_peer_says_so_and_stops_on_a_signal(idx_dir, tmp_path, sig):
     """Worker 1 alone: it names the worker it waits for, and Ctrl-C or SIGTERM ends the wait at
@@ -478,6 +477,7 @@ def test_a_worker_waiting_for_its_peer_says_so_and_stops_on_a_signal(idx_dir, tm
     assert not run_dir.exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("index, n", [(1, 2), (0, 3)], ids=["worker1_of_2", "chief_of_3"])
 def test_a_worker_whose_peers_never_come_gives_up_after_worker_timeout(idx_dir, tmp_path, index, n):
     run_dir = tmp_path / "run"

@@ -1,70 +1,22 @@
 """evaluate.py and `python -m pga_tf.evaluation.classifier` end to end, in subprocesses, on a tiny synthetic
 IDX dataset: a 5-step LPGA run, a 1-epoch classifier, then the report."""
 
-import gzip
 import json
 import os
-import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+from tests.helpers import (
+    assert_error_last_line,
+    labelled_data_and_classifier,
+    ok,
+    read_session,
+    run_python,
+)
 
-
-def write_idx(path, arr):
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
-
-
-def run(args, timeout=300):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-def ok(proc):
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def assert_one_line_error(proc, needle):
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and needle in last, proc.stderr
-
-
-def labelled_data_and_classifier(tmp, n_train: int, n_test: int):
-    """Labelled IDX files in tmp/data and a 1-epoch domain classifier trained on them in
-    tmp/classifiers; returns (data dir, classifier dir, the classifier run's process)."""
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    rng = np.random.default_rng(0)
-    for stem, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n)
-        # Class k: a bright horizontal band at rows 2k..2k+4 over noise, so the labels mean something.
-        images = rng.integers(0, 80, (n, 28, 28))
-        for i, k in enumerate(labels):
-            images[i, 2 * k : 2 * k + 5] = 255
-        write_idx(data_dir / f"{stem}-images-idx3-ubyte.gz", images)
-        write_idx(data_dir / f"{stem}-labels-idx1-ubyte.gz", labels)
-    clf_dir = tmp / "classifiers"
-    proc = ok(
-        run(
-            [
-                "-m",
-                "pga_tf.evaluation.classifier",
-                f"--data_dir={data_dir}",
-                f"--out={clf_dir}",
-                "--epochs=1",
-                "--batch_size=16",
-            ]
-        )
-    )
-    return data_dir, clf_dir, proc
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +31,7 @@ def trained(tmp_path_factory):
     run_dir, cache = tmp / "run", tmp / "cache"
     clf = clf_dir / "fashion_mnist_cnn.keras"
     proc = ok(
-        run(
+        run_python(
             [
                 "train.py",
                 "--method=lpga",
@@ -121,7 +73,7 @@ def test_training_writes_fid_to_tensorboard(trained):
 
 def test_training_fid_needs_a_classifier(trained, tmp_path):
     data_dir, _, _, _ = trained
-    proc = run(
+    proc = run_python(
         [
             "train.py",
             "--train_steps=5",
@@ -131,7 +83,7 @@ def test_training_fid_needs_a_classifier(trained, tmp_path):
             f"--classifier={tmp_path / 'none.keras'}",
         ]
     )
-    assert_one_line_error(proc, "no domain classifier")
+    assert_error_last_line(proc, "no domain classifier")
 
 
 def test_evaluate_writes_a_well_formed_report(trained):
@@ -147,7 +99,7 @@ def test_evaluate_writes_a_well_formed_report(trained):
         f"--stats_cache={cache}",
         "--draws=2",
     ]
-    proc = ok(run(args))
+    proc = ok(run_python(args))
     report_path = os.path.join(run_dir, "eval", "report.json")
     with open(report_path) as f:
         report = json.load(f)  # strict JSON: no NaN
@@ -194,7 +146,7 @@ def test_evaluate_writes_a_well_formed_report(trained):
 
     # Second run: the real statistics come from the cache; --out puts the report elsewhere.
     out = os.path.join(os.path.dirname(cache), "other", "r.json")
-    proc = ok(run(args + [f"--out={out}", "--nll_examples=0"]))
+    proc = ok(run_python(args + [f"--out={out}", "--nll_examples=0"]))
     assert "cached" in proc.stdout
     again = json.load(open(out))
     assert again["latent_nll"] is None and "latent_nll_nats" not in again["metrics"]
@@ -206,7 +158,7 @@ def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
     prior_report = os.path.join(run_dir, "eval", "report.json")
     before = open(prior_report).read() if os.path.exists(prior_report) else None
     proc = ok(
-        run(
+        run_python(
             [
                 "evaluate.py",
                 f"--run_dir={run_dir}",
@@ -239,8 +191,6 @@ def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
     assert os.path.getsize(report["grids"]["samples"]) > 0
     assert "FID-fashion_mnist_cnn-gmm" in proc.stdout
     # The TensorBoard HParams session of this (run, sampler), beside the prior's.
-    from tests.test_hparams import read_session
-
     session, scalars = read_session(report["hparams_logdir"])
     assert report["hparams_logdir"] == os.path.join(run_dir, "eval", "hparams-gmm")
     assert session.hparams["sampler"].string_value == "gmm" and session.hparams["method"].string_value == "lpga"
@@ -254,7 +204,7 @@ def test_evaluate_with_the_gmm_sampler_names_it_everywhere(trained):
 def test_a_gmm_that_cannot_be_fitted_is_one_line_and_writes_nothing(trained, tmp_path):
     _, clf, run_dir, cache = trained
     out = tmp_path / "eval" / "r.json"
-    proc = run(
+    proc = run_python(
         [
             "evaluate.py",
             f"--run_dir={run_dir}",
@@ -265,9 +215,9 @@ def test_a_gmm_that_cannot_be_fitted_is_one_line_and_writes_nothing(trained, tmp
             f"--out={out}",
         ]
     )
-    assert_one_line_error(proc, "a 100-component GMM needs at least 100 training codes; got 64")
+    assert_error_last_line(proc, "a 100-component GMM needs at least 100 training codes; got 64")
     assert not out.parent.exists()
-    proc = run(["evaluate.py", f"--run_dir={run_dir}", "--sampler=gmm", "--gmm_components=0"])
+    proc = run_python(["evaluate.py", f"--run_dir={run_dir}", "--sampler=gmm", "--gmm_components=0"])
     assert proc.returncode != 0 and "--gmm_components must be positive" in proc.stderr
 
 
@@ -275,7 +225,7 @@ def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
     data_dir, clf, _, cache = trained
     out = tmp_path / "baselines.json"
     proc = ok(
-        run(
+        run_python(
             [
                 "evaluate.py",
                 "--baselines",
@@ -297,7 +247,7 @@ def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
     assert "floor" in proc.stdout and "ceiling" in proc.stdout
     assert report["warnings"] and report["warnings"][0].startswith("FID-fashion_mnist_cnn of 20 generated vs 20 real")
     # 3 disjoint draws of 30 need 90 train images; the tiny set has 64.
-    proc = run(
+    proc = run_python(
         [
             "evaluate.py",
             "--baselines",
@@ -309,25 +259,25 @@ def test_baselines_floor_is_far_below_the_noise_ceiling(trained, tmp_path):
             f"--out={tmp_path / 'b.json'}",
         ]
     )
-    assert_one_line_error(proc, "train split has 64 images")
+    assert_error_last_line(proc, "train split has 64 images")
 
 
 def test_run_dir_or_baselines():
     for args in ([], ["--run_dir=x", "--baselines"]):
-        proc = run(["evaluate.py", *args])
+        proc = run_python(["evaluate.py", *args])
         assert proc.returncode != 0 and "give either --run_dir" in proc.stderr, proc.stderr
 
 
 def test_user_errors_are_one_line(trained, tmp_path):
     data_dir, clf, run_dir, cache = trained
-    assert_one_line_error(run(["evaluate.py", f"--run_dir={tmp_path / 'nope'}"]), "does not exist")
+    assert_error_last_line(run_python(["evaluate.py", f"--run_dir={tmp_path / 'nope'}"]), "does not exist")
     tampered = tmp_path / "fashion_mnist_cnn.keras"
     blob = bytearray(open(clf, "rb").read())
     blob[100] ^= 0xFF
     tampered.write_bytes(bytes(blob))
     (tmp_path / "fashion_mnist_cnn.json").write_text(open(clf[:-6] + ".json").read())
-    assert_one_line_error(
-        run(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={tampered}", f"--stats_cache={cache}"]),
+    assert_error_last_line(
+        run_python(["evaluate.py", f"--run_dir={run_dir}", f"--classifier={tampered}", f"--stats_cache={cache}"]),
         "checksum mismatch",
     )
 
@@ -339,7 +289,7 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     shutil.copytree(run_dir, runs / "lpga")  # trained to step 5 already: evaluated, not retrained
     proc = ok(
-        run(
+        run_python(
             [
                 "-m",
                 "pga_tf.tools.results",
@@ -391,7 +341,7 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
 
 
 def test_results_reports_a_failed_child_in_one_line(tmp_path):
-    proc = run(
+    proc = run_python(
         [
             "-m",
             "pga_tf.tools.results",
@@ -402,7 +352,7 @@ def test_results_reports_a_failed_child_in_one_line(tmp_path):
             f"--data_dir={tmp_path / 'missing'}",
         ]
     )
-    assert_one_line_error(proc, "train.py (ae) failed (exit 1)")
+    assert_error_last_line(proc, "train.py (ae) failed (exit 1)")
 
 
 def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path):
@@ -419,7 +369,7 @@ def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path)
             )
     open(tmp_path / "folder" / "test" / "img_0050.png", "wb").close()
     out = tmp_path / "report" / "report.json"
-    proc = run(
+    proc = run_python(
         [
             "evaluate.py",
             f"--run_dir={run_dir}",
@@ -432,7 +382,7 @@ def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path)
             f"--out={out}",
         ]
     )
-    assert_one_line_error(proc, os.path.join("test", "img_0050.png"))
+    assert_error_last_line(proc, os.path.join("test", "img_0050.png"))
     assert not out.parent.exists()
 
 
@@ -472,7 +422,7 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
         f"--classifier={clf}",
         f"--stats_cache={cache}",
     ]
-    ok(run(args, timeout=900))
+    ok(run_python(args, timeout=900))
     summary = json.load(open(docs / "results.json"))
     ae = summary["methods"]["ae"]
     assert "--train_steps=5 " in ae["timing"]["train_command"] + " "
@@ -488,13 +438,13 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
     header = [line for line in text.splitlines() if line.startswith("| method |")][0]
     assert "FID-fashion_mnist_cnn (own sampler)" in header
 
-    again = ok(run(args, timeout=900))
+    again = ok(run_python(args, timeout=900))
     assert "not training" in again.stdout and "not evaluating" in again.stdout, again.stdout
     assert json.load(open(docs / "results.json"))["methods"]["ae"]["reports"] == ae["reports"]
 
     # An evaluate.py run by hand with other flags overwrites the report: it is not reused.
     ok(
-        run(
+        run_python(
             [
                 "evaluate.py",
                 f"--run_dir={runs / 'ae'}",
@@ -505,11 +455,11 @@ def test_results_epochs_and_fid_curves(trained, tmp_path):
             ]
         )
     )
-    third = ok(run(args, timeout=900))
+    third = ok(run_python(args, timeout=900))
     assert "not evaluating" not in third.stdout and "ae: python evaluate.py" in third.stdout, third.stdout
     assert json.load(open(docs / "results.json"))["methods"]["ae"]["report"]["fid"]["num_generated"] == 20
     # Another seed in the same runs dir is refused, not silently given the seed-0 run.
-    assert_one_line_error(run([*args, "--seed=1"]), "holds a run with --seed=0, not 1")
+    assert_error_last_line(run_python([*args, "--seed=1"]), "holds a run with --seed=0, not 1")
 
 
 def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
@@ -518,7 +468,7 @@ def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
     data_dir, clf, _, cache = trained
     run_dir = tmp_path / "run"
     ok(
-        run(
+        run_python(
             [
                 "train.py",
                 "--method=ae",
@@ -535,27 +485,27 @@ def test_evaluate_an_earlier_kept_checkpoint(trained, tmp_path):
         )
     )
     common = [f"--run_dir={run_dir}", f"--classifier={clf}", f"--stats_cache={cache}", "--num_samples=20", "--draws=1"]
-    ok(run(["evaluate.py", *common]))
-    ok(run(["evaluate.py", *common, "--checkpoint_step=2"]))
+    ok(run_python(["evaluate.py", *common]))
+    ok(run_python(["evaluate.py", *common, "--checkpoint_step=2"]))
     latest = json.load(open(run_dir / "eval" / "report.json"))
     early = json.load(open(run_dir / "eval" / "step-2" / "report.json"))
     assert (latest["step"], early["step"]) == (4, 2) and early["checkpoint"].endswith("ckpt-2")
     # Other weights, other reconstructions: the step-2 report did not read ckpt-4.
     assert early["reconstruction"]["mean"] != latest["reconstruction"]["mean"]
-    proc = run(["evaluate.py", *common, "--checkpoint_step=3"])
-    assert_one_line_error(proc, "keeps no checkpoint at step 3 (it keeps steps 2, 4;")
+    proc = run_python(["evaluate.py", *common, "--checkpoint_step=3"])
+    assert_error_last_line(proc, "keeps no checkpoint at step 3 (it keeps steps 2, 4;")
     assert not (run_dir / "eval" / "step-3").exists()
 
 
 def test_validation_split_scores_against_the_held_out_images(trained, tmp_path):
     data_dir, clf, run_dir, cache = trained
     # A run that held nothing out has no validation split: refused before TensorFlow loads.
-    proc = run(["evaluate.py", f"--run_dir={run_dir}", "--real_split=validation", f"--classifier={clf}"])
-    assert_one_line_error(proc, "--real_split=validation needs a run trained with --holdout=N")
+    proc = run_python(["evaluate.py", f"--run_dir={run_dir}", "--real_split=validation", f"--classifier={clf}"])
+    assert_error_last_line(proc, "--real_split=validation needs a run trained with --holdout=N")
 
     held = str(tmp_path / "held")
     ok(
-        run(
+        run_python(
             [
                 "train.py",
                 "--method=ae",
@@ -573,7 +523,7 @@ def test_validation_split_scores_against_the_held_out_images(trained, tmp_path):
     )
     assert json.load(open(os.path.join(held, "config.json")))["holdout"] == 40
     ok(
-        run(
+        run_python(
             [
                 "evaluate.py",
                 f"--run_dir={held}",

@@ -13,13 +13,10 @@ import tensorflow as tf
 
 from pga_tf import checkpoints, config, export, runs, samplers
 from pga_tf.training import trainer as trainer_lib
-from tests.test_train_cli import assert_one_line_error
+from tests.helpers import ENV, ROOT, SHAPE, assert_one_line_error, run_python, uniform_images
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-SHAPE = (28, 28, 1)
 Z_DIM = 4
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 # Runs in a fresh process: every signature of the SavedModel at argv[1] on the inputs in
 # argv[2] (npz), outputs to argv[3] (npz).
@@ -41,16 +38,8 @@ np.savez(sys.argv[3], **{k: np.stack(v) if isinstance(v, list) else v for k, v i
 """
 
 
-def run(args, timeout=180):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
 def export_cli(*args):
     return [os.path.join(ROOT, "export_savedmodel.py"), *args]
-
-
-def _images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)).astype(np.float32)
 
 
 def _save_run(trainer, cfg, run_dir):
@@ -70,7 +59,7 @@ def run_dir(tmp_path_factory):
         "vpga", z_dim=Z_DIM, batch_size=8, use_bn=True, lr=0.01, model="conv_mnist", dataset="mnist"
     )
     trainer = trainer_lib.Trainer(cfg, SHAPE)
-    data = tf.data.Dataset.from_tensor_slices(_images(32)).repeat().batch(8, drop_remainder=True)
+    data = tf.data.Dataset.from_tensor_slices(uniform_images(32)).repeat().batch(8, drop_remainder=True)
     trainer.train_steps(iter(data), 3)
     path = str(tmp_path_factory.mktemp("run") / "run")
     _save_run(trainer, cfg, path)
@@ -80,19 +69,20 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
     export_dir = str(tmp_path_factory.mktemp("export") / "sm")
-    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}"))
+    proc = run_python(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}"))
     assert proc.returncode == 0, proc.stderr
     ckpt = tf.train.latest_checkpoint(os.path.join(run_dir[0], "checkpoints"))
     assert f"SavedModel of {ckpt} (step 3) written to {export_dir}" in proc.stdout
     return export_dir
 
 
+@pytest.mark.e2e
 def test_fresh_process_reproduces_the_in_memory_model(run_dir, exported, tmp_path):
     _, module = run_dir
     z = np.random.default_rng(1).standard_normal((6, Z_DIM)).astype(np.float32)
-    images = _images(6, seed=2)
+    images = uniform_images(6, seed=2)
     np.savez(tmp_path / "in.npz", z=z, images=images)
-    proc = run(["-c", LOAD_AND_RUN, exported, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")])
+    proc = run_python(["-c", LOAD_AND_RUN, exported, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")])
     assert proc.returncode == 0, proc.stderr
     got = dict(np.load(tmp_path / "out.npz"))
     want = {
@@ -125,18 +115,21 @@ GMM_ARGS = ["--sampler=gmm", "--gmm_components=3", "--gmm_seed=4"]
 def exported_gmm(run_dir, idx_dir, tmp_path_factory):
     """The run exported with --sampler=gmm, fitted on the codes of idx_dir's 32 training images."""
     export_dir = str(tmp_path_factory.mktemp("export_gmm") / "sm")
-    proc = run(export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}", *GMM_ARGS))
+    proc = run_python(
+        export_cli(f"--run_dir={run_dir[0]}", f"--export_dir={export_dir}", f"--data_dir={idx_dir}", *GMM_ARGS)
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sampler gmm: 3 full-covariance components fitted on 32 training codes" in proc.stdout
     assert f"written to {export_dir} (sample: the gmm sampler)" in proc.stdout
     return export_dir
 
 
+@pytest.mark.e2e
 def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_dir, exported, exported_gmm, tmp_path):
-    np.savez(tmp_path / "in.npz", z=np.zeros((2, Z_DIM), np.float32), images=_images(2))
+    np.savez(tmp_path / "in.npz", z=np.zeros((2, Z_DIM), np.float32), images=uniform_images(2))
     # A fresh process in which scikit-learn cannot be imported: the fit lives in the variables.
     no_sklearn = "import sys\nsys.modules['sklearn'] = None\n" + LOAD_AND_RUN
-    proc = run(["-c", no_sklearn, exported_gmm, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")])
+    proc = run_python(["-c", no_sklearn, exported_gmm, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")])
     assert proc.returncode == 0, proc.stderr
     got = dict(np.load(tmp_path / "out.npz"))
     first, again = got["sample/7"]
@@ -165,9 +158,10 @@ def test_gmm_export_serves_the_in_memory_gmm_without_scikit_learn(run_dir, idx_d
     )
 
 
+@pytest.mark.e2e
 def test_gmm_export_with_too_few_codes_is_refused_in_one_line(run_dir, idx_dir, tmp_path):
     export_dir = tmp_path / "sm"
-    proc = run(
+    proc = run_python(
         export_cli(
             f"--run_dir={run_dir[0]}",
             f"--export_dir={export_dir}",
@@ -180,6 +174,7 @@ def test_gmm_export_with_too_few_codes_is_refused_in_one_line(run_dir, idx_dir, 
     assert not export_dir.exists()
 
 
+@pytest.mark.e2e
 def test_saved_model_cli_lists_the_signatures(exported):
     proc = subprocess.run(
         [os.path.join(BIN, "saved_model_cli"), "show", "--dir", exported, "--all"],
@@ -198,6 +193,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "outputs['log_var']" in proc.stdout  # VPGA is variational
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "signature,arg,shape,message",
     [
@@ -219,6 +215,7 @@ def test_bad_input_to_a_loaded_signature_names_the_expected_shape(exported, sign
         fn(**{arg: tf.zeros(shape)})
 
 
+@pytest.mark.e2e
 def test_negative_sample_count_is_refused(exported):
     fn = tf.saved_model.load(exported).signatures["sample"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="sample: num_samples must be >= 0"):
@@ -241,6 +238,7 @@ print("SHAPES " + json.dumps({f"{name}/{k}": [list(v.shape), v.dtype.name]
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("onednn", ["default", "off"])
 def test_every_signature_takes_an_empty_batch(exported, onednn):
     """N = 0 gives empty outputs of the documented shapes (oneDNN's kernels reject it inside)."""
@@ -273,7 +271,7 @@ def test_non_variational_encode_returns_mu_only(tmp_path):
     trainer = trainer_lib.Trainer(cfg, SHAPE)
     module = export.PGAServing(trainer.encoder, trainer.decoder, Z_DIM, SHAPE, variational=False)
     loaded = tf.saved_model.load(export.export(module, str(tmp_path / "sm")))
-    out = loaded.signatures["encode"](images=tf.constant(_images(2)))
+    out = loaded.signatures["encode"](images=tf.constant(uniform_images(2)))
     assert list(out) == ["mu"] and out["mu"].shape == (2, Z_DIM)
     empty = loaded.signatures["encode"](images=tf.zeros([0, *SHAPE]))
     assert list(empty) == ["mu"] and empty["mu"].shape == (0, Z_DIM)
@@ -310,7 +308,10 @@ def bad_runs(run_dir, tmp_path_factory):
     [
         ("no_config", "has no config.json"),
         ("no_checkpoint", "has no checkpoint yet"),
-        ("tampered_z_dim", r"does not match the run's config.json \(.*z_dim 7.*\): Received incompatible tensor"),
+        (
+            "tampered_z_dim",
+            r"does not match the run's config.json \(.*z_dim 7.*\): Received incompatible tensor",
+        ),
     ],
 )
 def test_a_run_dir_that_cannot_be_exported_is_named(bad_runs, case, message):
@@ -362,6 +363,7 @@ def cli_errors(run_dir, exported, bad_runs, tmp_path_factory):
     return results
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case,needles",
     [
@@ -392,9 +394,10 @@ def test_overwrite_replaces_an_existing_export(run_dir, tmp_path):
 
 
 # --------------------------------------------------------------- mirrored run, example client
+@pytest.mark.e2e
 def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     trained = str(tmp_path / "run")
-    train = run(
+    train = run_python(
         [
             os.path.join(ROOT, "train.py"),
             "--strategy=mirrored",
@@ -416,7 +419,7 @@ def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     assert train.returncode == 0, train.stderr
     assert "on 2 replica(s)" in train.stdout
     export_dir = str(tmp_path / "sm")
-    proc = run(export_cli(f"--run_dir={trained}", f"--export_dir={export_dir}"))
+    proc = run_python(export_cli(f"--run_dir={trained}", f"--export_dir={export_dir}"))
     assert proc.returncode == 0, proc.stderr
     sig = tf.saved_model.load(export_dir).signatures
     images = sig["sample"](num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"]
@@ -427,11 +430,12 @@ def test_export_of_a_run_trained_under_mirrored(idx_dir, tmp_path):
     np.testing.assert_array_equal(at_end(num_samples=tf.constant(3), seed=tf.constant(0, tf.int64))["images"], images)
 
 
+@pytest.mark.e2e
 def test_example_client_writes_a_png(exported, tmp_path):
     from PIL import Image
 
     out = str(tmp_path / "samples.png")
-    proc = run([os.path.join(ROOT, "examples", "sample_client.py"), exported, out])
+    proc = run_python([os.path.join(ROOT, "examples", "sample_client.py"), exported, out])
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as img:
         assert img.size == (4 * 28, 4 * 28) and img.mode == "L"

@@ -1,9 +1,9 @@
 """Feature extractors (domain classifier file + checksum, Inception plumbing with random weights)
 and the on-disk cache of real-data statistics."""
 
-import gzip
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,12 +11,7 @@ import tensorflow as tf
 
 from pga_tf import samplers
 from pga_tf.evaluation import classifier, features, fid
-
-
-def _write_idx(path, arr):
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
+from tests.helpers import write_idx
 
 
 def idx_dataset(directory, n_train=40, n_test=30, seed=0):
@@ -24,8 +19,8 @@ def idx_dataset(directory, n_train=40, n_test=30, seed=0):
     rng = np.random.default_rng(seed)
     os.makedirs(directory, exist_ok=True)
     for stem, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx(os.path.join(directory, f"{stem}-images-idx3-ubyte.gz"), rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(os.path.join(directory, f"{stem}-labels-idx1-ubyte.gz"), rng.integers(0, 10, (n,)))
+        write_idx(os.path.join(directory, f"{stem}-images-idx3-ubyte.gz"), rng.integers(0, 256, (n, 28, 28)))
+        write_idx(os.path.join(directory, f"{stem}-labels-idx1-ubyte.gz"), rng.integers(0, 10, (n,)))
     return str(directory)
 
 
@@ -41,7 +36,7 @@ def saved_classifier(tmp_path_factory):
 
 
 def test_classifier_file_loads_with_its_checksum(saved_classifier):
-    meta = json.load(open(classifier.metadata_path(saved_classifier)))
+    meta = json.loads(pathlib.Path(classifier.metadata_path(saved_classifier)).read_text())
     assert meta["sha256"] == classifier.sha256(saved_classifier)
     ex = features.classifier_extractor(saved_classifier)
     assert (ex.name, ex.kind, ex.fid_name, ex.kid_name) == ("tiny_cnn", "classifier", "FID-tiny_cnn", "KID-tiny_cnn")
@@ -61,19 +56,19 @@ def test_classifier_file_loads_with_its_checksum(saved_classifier):
 
 def test_tampered_or_incomplete_classifier_is_a_feature_error(saved_classifier, tmp_path):
     tampered = str(tmp_path / "tiny_cnn.keras")
-    blob = bytearray(open(saved_classifier, "rb").read())
+    blob = bytearray(pathlib.Path(saved_classifier).read_bytes())
     blob[len(blob) // 2] ^= 0xFF
-    open(tampered, "wb").write(bytes(blob))
+    pathlib.Path(tampered).write_bytes(bytes(blob))
     with pytest.raises(features.FeatureError, match="has no tiny_cnn.json"):
         features.classifier_extractor(tampered)  # no JSON beside it yet
     with open(classifier.metadata_path(saved_classifier)) as f:
-        open(classifier.metadata_path(tampered), "w").write(f.read())
+        pathlib.Path(classifier.metadata_path(tampered)).write_text(f.read())
     with pytest.raises(features.FeatureError, match="checksum mismatch"):
         features.classifier_extractor(tampered)
 
     with pytest.raises(features.FeatureError, match="no domain classifier"):
         features.classifier_extractor(str(tmp_path / "missing.keras"))
-    open(classifier.metadata_path(tampered), "w").write("{not json")
+    pathlib.Path(classifier.metadata_path(tampered)).write_text("{not json")
     with pytest.raises(features.FeatureError, match="cannot read classifier metadata"):
         features.classifier_extractor(tampered)
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from pga_tf import config as config_lib
 from pga_tf import data
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATIN1 = os.fsdecode(b"caf\xe9")  # "café" in Latin-1: not UTF-8, held as a surrogate escape
 
 
@@ -48,6 +48,7 @@ def test_check_path_encoding():
         config_lib.check_path_encoding("run_dir", "runs/" + LATIN1)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "program, flag", [("train.py", "--run_dir"), ("export_savedmodel.py", "--export_dir"), ("evaluate.py", "--run_dir")]
 )

@@ -153,6 +153,7 @@ def test_a_string_flag_still_refuses_a_flag_like_value(train_flags):
     assert _flag_verdict(train_flags, "run_dir", "./-x") is None
 
 
+@pytest.mark.e2e
 def test_config_imports_neither_tensorflow_nor_absl():
     code = (
         "import sys, pga_tf.config; "

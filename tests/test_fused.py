@@ -9,20 +9,14 @@ from pga_tf.methods import parts as step_lib
 from pga_tf.methods import pga as pga_lib
 from pga_tf.nets import models
 from pga_tf.training import trainer as trainer_lib
+from tests.helpers import SHAPE, fixed_noise, uniform_images
 
-SHAPE = (28, 28, 1)
 N, Z = 8, 4
 METHODS = ["lpga", "vpga", "lvpga", "vae", "ae"]
 
 
 def _images(n, seed=0):
-    rng = np.random.default_rng(seed)
-    return tf.constant(rng.uniform(-1, 1, (n, *SHAPE)), tf.float32)
-
-
-def _noise(n, z_dim, seed=0):
-    rng = np.random.default_rng(seed)
-    return step_lib.Noise(*(tf.constant(rng.standard_normal((n, z_dim)), tf.float32) for _ in range(3)))
+    return tf.constant(uniform_images(n, seed))
 
 
 def _coeffs(**values):
@@ -50,7 +44,7 @@ def _assert_close_gradient(a, b, name):
 def _plain_and_fused(method, coeffs, zero=frozenset(), seed=0):
     tf.keras.utils.set_random_seed(seed)
     enc, dec = models.build_models("conv_mnist", Z, 1, use_bn=False, variational=methods.get(method).variational)
-    images, noise = _images(N, seed), _noise(N, Z, seed)
+    images, noise = _images(N, seed), fixed_noise(N, Z, seed)
     enc_vars, dec_vars = enc.trainable_variables, dec.trainable_variables
 
     def plain(c):

@@ -1,29 +1,10 @@
 """TensorBoard HParams sessions: what evaluate.py writes is what TensorBoard's hparams plugin reads."""
 
-import os
-
 import pytest
-import tensorflow as tf
-from tensorboard.plugins.hparams import metadata
 
 from pga_tf import config
 from pga_tf.evaluation import hparams
-
-
-def read_session(logdir):
-    """(session start info, {scalar tag: (step, value)}) of a log dir, decoded as TensorBoard's
-    hparams plugin decodes them (plugin name, then its own proto parser)."""
-    session, scalars = None, {}
-    for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for v in event.summary.value:
-                if v.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
-                    assert v.tag == metadata.SESSION_START_INFO_TAG
-                    assert session is None, "one session per log dir"
-                    session = metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content)
-                elif v.HasField("tensor"):
-                    scalars[v.tag] = (event.step, float(tf.make_ndarray(v.tensor)))
-    return session, scalars
+from tests.helpers import read_session
 
 
 def test_a_session_holds_the_runs_hyperparameters_and_final_metrics(tmp_path):

@@ -1,6 +1,6 @@
 """The package's layout rules (docs/ARCHITECTURE.md), checked on the source: which modules load
-no TensorFlow, that imports point one way with no cycle, and that no module outside
-pga_tf/methods/ names a method."""
+no TensorFlow, that imports point one way with no cycle, that no module outside
+pga_tf/methods/ names a method, and that no test file imports another."""
 
 from __future__ import annotations
 
@@ -200,13 +200,87 @@ def test_method_name_finder_sees_a_comparison(tmp_path):
     assert _method_name_literals(probe) == ["probe.py:2 'lpga'"]
 
 
+# Run first in the subprocess: any import of TensorFlow, or of what loads it (Keras, TFP, TFDS,
+# TF-GAN), raises ImportError, so a module that reaches for it fails to load, as it would on a
+# machine without TensorFlow; checking sys.modules afterwards would miss an import that is
+# caught and worked around.
+BLOCK_TENSORFLOW = """
+import importlib.abc, sys
+
+class BlockTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("keras", "tf_keras") or name.startswith("tensorflow"):
+            raise ImportError(f"{name} is blocked: this process runs without TensorFlow")
+
+sys.meta_path.insert(0, BlockTensorFlow())
+"""
+
+
+def _import_without_tensorflow(module: str) -> subprocess.CompletedProcess:
+    code = BLOCK_TENSORFLOW + f"import {module}\nfrom pga_tf import methods\nmethods.all_methods()\n"  # every card too
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("module", TENSORFLOW_FREE)
 def test_module_loads_without_tensorflow(module):
-    code = (
-        f"import sys, {module}\n"
-        "from pga_tf import methods\n"
-        "methods.all_methods()\n"  # every card module too
-        "print('tensorflow' in sys.modules)"
+    proc = _import_without_tensorflow(module)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.e2e
+def test_tensorflow_block_stops_a_module_that_needs_tensorflow():
+    proc = _import_without_tensorflow("pga_tf.data")
+    assert proc.returncode != 0 and "tensorflow is blocked" in proc.stderr, proc.stderr
+
+
+# --------------------------------------------------------------------------------- the tests
+TESTS = pathlib.Path(__file__).resolve().parent
+# The one module test files share; anything else a test file needs it defines itself.
+TEST_HELPERS = ("tests.helpers", "tests.conftest")
+
+
+def cross_test_imports(directory: pathlib.Path) -> list[str]:
+    """ "file:line module" for each import, at any depth, of a test module other than the helpers."""
+    own = {path.stem for path in directory.glob("*.py")}
+    found = []
+    for path in sorted(directory.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+                if node.module in (None, "tests"):  # `from tests import test_x`, `from . import test_x`
+                    names = [f"tests.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.lstrip(".").split(".")
+                local = parts[1:] if parts[0] == "tests" else parts
+                if local and local[0] in own and f"tests.{local[0]}" not in TEST_HELPERS:
+                    found.append((path.name, node.lineno, name))
+    return [f"{file}:{line} {name}" for file, line, name in sorted(found)]
+
+
+def test_no_test_file_imports_another():
+    """A test file can be renamed, moved or run alone: what files share lives in tests/helpers.py."""
+    assert cross_test_imports(TESTS) == []
+
+
+def test_cross_test_import_finder_sees_each_form(tmp_path):
+    (tmp_path / "helpers.py").write_text("")
+    (tmp_path / "test_a.py").write_text("X = 1\n")
+    (tmp_path / "test_b.py").write_text(
+        "from tests.helpers import ROOT\n"
+        "from tests.test_a import X\n"
+        "def f():\n    import tests.test_a\n"
+        "from tests import test_a\n"
+        "from .test_a import X\n"
+        "import numpy\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert cross_test_imports(tmp_path) == [
+        "test_b.py:2 tests.test_a",
+        "test_b.py:4 tests.test_a",
+        "test_b.py:5 tests.test_a",
+        "test_b.py:6 .test_a",
+    ]

@@ -10,8 +10,7 @@ import pytest
 from absl import flags
 
 from pga_tf import cli, config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 if "method" not in flags.FLAGS:
     cli.define_train_flags()
@@ -52,7 +51,7 @@ def test_a_methods_defaults_carry_its_flagfiles_optimiser(method):
 def shapes_dir(tmp_path_factory):
     """64 images of a bright disc at random places on a dark ground: unlike noise, an
     autoencoder's reconstruction keeps improving past the mean image."""
-    from tests.test_train_cli import write_idx
+    from tests.helpers import write_idx
 
     d = tmp_path_factory.mktemp("discs")
     rng = np.random.default_rng(0)
@@ -64,6 +63,7 @@ def shapes_dir(tmp_path_factory):
     return str(d)
 
 
+@pytest.mark.slow_inproc
 def test_every_method_trains_from_its_defaults_alone(shapes_dir):
     import tensorflow as tf
 

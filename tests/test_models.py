@@ -348,6 +348,7 @@ SYNC_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_synchronized_bn_mirrored_strategy():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(

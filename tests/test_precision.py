@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPE = (28, 28, 1)
+from tests.helpers import ROOT, SHAPE, assert_one_line_error, run, tiny_cfg, uniform_images
+
 REDUCED = ("mixed_float16", "mixed_bfloat16")
 COMPUTE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # (method, fused, use_bn, log_det): the fused step, the plain one without and with BN.
@@ -26,18 +26,6 @@ VARIANTS = [
 ]
 
 
-def _cfg(method, **kw):
-    from pga_tf import config
-
-    return config.for_method(
-        method, **{"z_dim": 4, "batch_size": 8, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
-    )
-
-
-def _images(n, seed=0):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)).astype(np.float32)
-
-
 def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> dict:
     """Build a Trainer, check its dtypes, train 1 step; returns what the tests assert on."""
     import keras
@@ -46,7 +34,7 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     from pga_tf.methods import parts as step_lib
     from pga_tf.training import trainer as trainer_lib
 
-    cfg = _cfg(method, precision=precision, fused=fused, use_bn=use_bn, log_det=log_det)
+    cfg = tiny_cfg(method, precision=precision, fused=fused, use_bn=use_bn, log_det=log_det)
     trainer = trainer_lib.Trainer(cfg, SHAPE, strategy)
     out = {
         "global_policy": keras.mixed_precision.global_policy().name,
@@ -58,11 +46,11 @@ def _run_variant(precision, method, fused, use_bn, log_det, strategy=None) -> di
     if strategy is None:
         rng = np.random.default_rng(1)
         noise = step_lib.Noise(*(tf.constant(rng.standard_normal((8, 4)), tf.float32) for _ in range(3)))
-        losses = trainer.losses(tf.constant(_images(8)), noise)
+        losses = trainer.losses(tf.constant(uniform_images(8)), noise)
         tensors = {"encoder": losses.encoder, "decoder": losses.decoder, **losses.terms}
         out["loss_dtypes"] = sorted({t.dtype.name for t in tensors.values()})
     # One update through the Trainer's replica step (what train_steps loops over), traced once.
-    images = tf.constant(_images(8))
+    images = tf.constant(uniform_images(8))
     strategy = strategy or tf.distribute.get_strategy()
     if strategy.num_replicas_in_sync > 1:
         images = next(
@@ -100,6 +88,7 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("method,fused,use_bn,log_det", VARIANTS)
 def test_every_step_variant_trains_under_each_policy(precision, method, fused, use_bn, log_det):
@@ -114,7 +103,6 @@ MIRRORED = [(p, "lpga", True, False, "jvp") for p in ("float32", *REDUCED)] + [
 
 
 def _mirrored_checks():
-    sys.path.insert(0, ROOT)
     from pga_tf import cli
 
     cli.split_cpu(2)
@@ -134,13 +122,14 @@ def _mirrored_checks():
 def mirrored():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "tests.test_precision"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
     return json.loads(lines[-1][len("RESULTS ") :])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", MIRRORED, ids=lambda c: "/".join(map(str, c)))
 def test_mirrored_step_trains_under_each_policy(mirrored, case):
     result = mirrored["/".join(map(str, case))]
@@ -149,8 +138,9 @@ def test_mirrored_step_trains_under_each_policy(mirrored, case):
 
 
 # ------------------------------------------------------------------------ train.py end to end
+@pytest.mark.e2e
 def test_train_py_under_bfloat16_records_precision_and_exports_float32(idx_dir, tmp_path):
-    from tests.test_train_cli import TINY, assert_one_line_error, run
+    from tests.helpers import TINY
 
     run_dir = str(tmp_path / "run")
     proc = run(
@@ -205,7 +195,7 @@ def tiny_log_dets():
     keras.utils.set_random_seed(0)
     encoder, decoder = models.build_models("conv_mnist", 4, 1, use_bn=False, variational=False)
     weights = [v.numpy() for v in encoder.weights + decoder.weights]
-    result = log_det_precision.measure(config.for_method("lpga", z_dim=4), SHAPE, weights, _images(32))
+    result = log_det_precision.measure(config.for_method("lpga", z_dim=4), SHAPE, weights, uniform_images(32))
     return {(r["precision"], r["estimator"]): r for r in result["rows"]}
 
 

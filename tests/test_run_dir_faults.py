@@ -12,7 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_train_cli import ROOT, TINY, assert_one_line_error, run, snapshot, start, write_idx
+from tests.helpers import ROOT, TINY, assert_one_line_error, run, snapshot, start, write_idx
+
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
 
 QUICK = TINY + ["--ckpt_every=5"]
 

@@ -3,6 +3,7 @@ cause with a run dir as one RunError line."""
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -13,17 +14,14 @@ import tensorflow as tf
 
 from pga_tf import checkpoints, config, runs
 from pga_tf.training import trainer as trainer_lib
-from tests.test_step import _images
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPE = (28, 28, 1)
+from tests.helpers import ROOT, SHAPE, blob_images
 
 
 def _train(cfg, steps, stage2_steps=0):
     """A Trainer of `cfg` after `steps` image steps (then `stage2_steps` of a later phase), saved
     as train.py saves it: config.json and checkpoints/ckpt-<step>."""
     tf.keras.utils.set_random_seed(0)
-    images = _images(32)
+    images = blob_images(32)
     trainer = trainer_lib.Trainer(
         cfg, SHAPE, main_steps=steps, train_images=lambda: tf.data.Dataset.from_tensor_slices(images)
     )
@@ -85,7 +83,7 @@ def test_a_restored_run_decodes_and_encodes_as_the_trainer_did(lpga):
     assert run.cfg == trainer.cfg and run.parts == {} and run.image_shape == SHAPE
     z = _codes(6, 4)
     np.testing.assert_array_equal(run.decoder(z, training=False), trainer.decoder(z, training=False))
-    images = _images(6, seed=2)
+    images = blob_images(6, seed=2)
     np.testing.assert_array_equal(run.encode_mean(images), trainer.encode_mean(images))
     # Not the initial weights: the checkpoint was read.
     fresh, _, _ = runs.build(run.cfg)
@@ -114,7 +112,7 @@ def test_nets_are_float32_whatever_the_run_trained_in(lpga, tmp_path):
     _, run_dir = lpga
     copy = str(tmp_path / "bf16")
     shutil.copytree(run_dir, copy)
-    saved = json.load(open(os.path.join(copy, "config.json")))
+    saved = json.loads(pathlib.Path(copy, "config.json").read_text())
     with open(os.path.join(copy, "config.json"), "w") as f:
         json.dump({**saved, "precision": "mixed_bfloat16", "run_dir": copy}, f)
     run = runs.load(copy)
@@ -124,6 +122,7 @@ def test_nets_are_float32_whatever_the_run_trained_in(lpga, tmp_path):
     assert run.decoder(_codes(2, 4), training=False).dtype == tf.float32
 
 
+@pytest.mark.e2e
 def test_the_latest_step_is_read_without_tensorflow(lpga, tmp_path):
     _, run_dir = lpga
     code = (
@@ -144,7 +143,7 @@ def _faults(lpga_dir, two_stage_dir, tmp):
         path = os.path.join(dst, "config.json")
         if edit:
             with open(path, "w") as f:
-                json.dump({**json.load(open(os.path.join(src, "config.json"))), **edit}, f)
+                json.dump({**json.loads(pathlib.Path(src, "config.json").read_text()), **edit}, f)
         if config_text is not None:
             with open(path, "w") as f:
                 f.write(config_text)

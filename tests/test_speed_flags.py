@@ -5,11 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pga_tf import config
-from pga_tf.methods import parts as step_lib
 from pga_tf.training import trainer as trainer_lib
-
-SHAPE = (28, 28, 1)
+from tests.helpers import SHAPE, fixed_noise, tiny_cfg, uniform_images
 
 
 @pytest.fixture(autouse=True)
@@ -19,19 +16,8 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def _cfg(method, **kw):
-    return config.for_method(
-        method, **{"z_dim": 4, "batch_size": 8, "lr": 0.01, "init_steps": 0, "model": "conv_mnist", **kw}
-    )
-
-
 def _images(n, seed=0):
-    return tf.constant(np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)), tf.float32)
-
-
-def _noise(n, z_dim, seed=0):
-    rng = np.random.default_rng(seed)
-    return step_lib.Noise(*(tf.constant(rng.standard_normal((n, z_dim)), tf.float32) for _ in range(3)))
+    return tf.constant(uniform_images(n, seed))
 
 
 def _dataset():
@@ -39,9 +25,10 @@ def _dataset():
 
 
 # BN off takes the fused step (step.fused_method_losses), BN on the plain one.
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize("method,use_bn", [("lpga", False), ("vpga", True)])
 def test_mixed_precision_runs_float16_nets_with_float32_losses(method, use_bn):
-    trainer = trainer_lib.Trainer(_cfg(method, precision="mixed_float16", use_bn=use_bn), SHAPE)
+    trainer = trainer_lib.Trainer(tiny_cfg(method, precision="mixed_float16", use_bn=use_bn), SHAPE)
     # The Trainer's policy stays with its models: later models in the process are float32.
     assert keras.mixed_precision.global_policy().name == "float32"
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -54,7 +41,7 @@ def test_mixed_precision_runs_float16_nets_with_float32_losses(method, use_bn):
     assert trainer.decoder(tf.zeros([2, 4]), training=False).dtype == tf.float32
     mu = trainer.encode_mean(images)
     assert mu.dtype == tf.float32
-    out = trainer.losses(images, _noise(8, 4))
+    out = trainer.losses(images, fixed_noise(8, 4))
     losses = {"encoder": out.encoder, "decoder": out.decoder, **out.terms}
     if out.surrogate is not None:
         losses["surrogate"] = out.surrogate
@@ -67,11 +54,11 @@ def test_mixed_precision_runs_float16_nets_with_float32_losses(method, use_bn):
 
 @pytest.mark.parametrize("method", ["lpga"])
 def test_jit_compiled_step_matches_the_plain_step(method):
-    images, noise = _images(8), _noise(8, 4)
+    images, noise = _images(8), fixed_noise(8, 4)
     results = []
     for jit in (False, True):
         tf.keras.utils.set_random_seed(0)  # the same initial weights for both
-        trainer = trainer_lib.Trainer(_cfg(method, jit_compile=jit), SHAPE)
+        trainer = trainer_lib.Trainer(tiny_cfg(method, jit_compile=jit), SHAPE)
         before = [v.numpy() for v in trainer.encoder.weights + trainer.decoder.weights]
         step = tf.function(trainer.replica_step, jit_compile=jit)
         metrics = step(images, noise)
@@ -86,7 +73,7 @@ def test_jit_compiled_step_matches_the_plain_step(method):
 
 
 def test_jit_compile_trains_a_few_finite_steps():
-    trainer = trainer_lib.Trainer(_cfg("lpga", jit_compile=True, use_bn=True), SHAPE)
+    trainer = trainer_lib.Trainer(tiny_cfg("lpga", jit_compile=True, use_bn=True), SHAPE)
     metrics = trainer.train_steps(iter(_dataset()), 3)
     assert trainer.step == 3
     assert all(np.isfinite(v) for v in metrics.values()), metrics

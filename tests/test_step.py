@@ -8,28 +8,12 @@ from pga_tf import config
 from pga_tf.methods import parts as step_lib
 from pga_tf.methods import pga as pga_lib
 from pga_tf.training import trainer as trainer_lib
-
-SHAPE = (28, 28, 1)
+from tests.helpers import SHAPE, blob_images, fixed_noise
 
 
 def _cfg(method, **kw):
     kw = {"z_dim": 4, "batch_size": 8, "lr": 0.01, "model": "conv_mnist", **kw}
     return config.for_method(method, **kw)
-
-
-def _images(n, seed=0):
-    """Smooth synthetic images in [-1, 1]: random blobs an autoencoder can learn."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:28, 0:28] / 27.0
-    cy, cx = rng.uniform(0.2, 0.8, (2, n, 1, 1))
-    r = rng.uniform(0.1, 0.25, (n, 1, 1))
-    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
-    return (img[..., None] * 2 - 1).astype(np.float32)
-
-
-def _noise(n, z_dim, seed=0):
-    rng = np.random.default_rng(seed)
-    return step_lib.Noise(*(tf.constant(rng.standard_normal((n, z_dim)), tf.float32) for _ in range(3)))
 
 
 @pytest.mark.parametrize("method", ["lpga", "lvpga"])
@@ -51,6 +35,8 @@ def _changed(before, after):
     return [not np.array_equal(b, a.numpy()) for b, a in zip(before, after)]
 
 
+# The network whose loss is cut off has no gradient on purpose, and Keras' optimizer says so.
+@pytest.mark.filterwarnings("ignore:Gradients do not exist for variables:UserWarning")
 @pytest.mark.parametrize("zero", ["encoder", "decoder"])
 def test_each_network_takes_only_its_own_loss(zero, monkeypatch):
     tf.keras.utils.set_random_seed(0)
@@ -68,7 +54,7 @@ def test_each_network_takes_only_its_own_loss(zero, monkeypatch):
 
     monkeypatch.setattr(trainer, "losses", one_sided)
     enc0, dec0 = _variables(trainer)
-    trainer.replica_step(tf.constant(_images(8)), _noise(8, 4))
+    trainer.replica_step(tf.constant(blob_images(8)), fixed_noise(8, 4))
     enc_changed = _changed(enc0, trainer.encoder.trainable_variables)
     dec_changed = _changed(dec0, trainer.decoder.trainable_variables)
     if zero == "encoder":
@@ -82,7 +68,7 @@ def test_update_is_sgd_on_each_networks_own_loss(method):
     """Second code path: gradients taken separately, applied by hand (first momentum step)."""
     tf.keras.utils.set_random_seed(1)
     trainer = trainer_lib.Trainer(_cfg(method, init_steps=0, lr=0.05), SHAPE)
-    images, noise = tf.constant(_images(8)), _noise(8, 4)
+    images, noise = tf.constant(blob_images(8)), fixed_noise(8, 4)
     enc_vars, dec_vars = trainer.encoder.trainable_variables, trainer.decoder.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
         out = trainer.losses(images, noise)
@@ -105,7 +91,7 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
     copy = trainer_lib.Trainer(cfg, SHAPE)
     for src, dst in zip(trainer.encoder.weights, copy.encoder.weights):
         dst.assign(src)
-    images, noise = tf.constant(_images(8)), _noise(8, 4)
+    images, noise = tf.constant(blob_images(8)), fixed_noise(8, 4)
     coeffs = {k: tf.constant(0.0) for k in step_lib.COEFFICIENTS}
     enc, dec = trainer.encoder, trainer.decoder
 
@@ -133,6 +119,7 @@ def test_frozen_encoder_path_matches_a_constant_copy_of_the_encoder(method):
             np.testing.assert_allclose(g_trick.numpy(), g_copy.numpy(), rtol=1e-3, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow_inproc
 @pytest.mark.parametrize("method", ["lpga", "vpga", "lvpga", "vae", "ae"])
 def test_training_lowers_reconstruction_loss(method):
     # Not every seed trains here: with Adam at this lr the codes grow to ~100 during warm-up, and
@@ -143,7 +130,7 @@ def test_training_lowers_reconstruction_loss(method):
     # Adam: on this tiny set plain SGD sits on the mean-image plateau for hundreds of steps.
     cfg = _cfg(method, batch_size=32, lr=1e-3, optimizer="adam", init_steps=50)
     trainer = trainer_lib.Trainer(cfg, SHAPE)
-    data = tf.data.Dataset.from_tensor_slices(_images(256, seed=4)).repeat().batch(32, drop_remainder=True)
+    data = tf.data.Dataset.from_tensor_slices(blob_images(256, seed=4)).repeat().batch(32, drop_remainder=True)
     it = iter(trainer.strategy.experimental_distribute_dataset(data))
     first = trainer.train_steps(it, 10)
     for _ in range(19):
@@ -156,7 +143,7 @@ def test_training_lowers_reconstruction_loss(method):
 def test_resume_continues_step_and_optimizer_slots(tmp_path):
     tf.keras.utils.set_random_seed(5)
     cfg = _cfg("lpga", init_steps=0)
-    data = tf.data.Dataset.from_tensor_slices(_images(64)).repeat().batch(8, drop_remainder=True)
+    data = tf.data.Dataset.from_tensor_slices(blob_images(64)).repeat().batch(8, drop_remainder=True)
     a = trainer_lib.Trainer(cfg, SHAPE)
     a.train_steps(iter(data), 7)
     path = a.checkpoint.save(str(tmp_path / "ckpt"))

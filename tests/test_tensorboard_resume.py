@@ -3,7 +3,12 @@ run's events make TensorBoard's own loader drop the steps logged after the check
 
 import os
 
-from tests.test_train_cli import TINY, run
+import pytest
+
+from tests.helpers import TINY, run
+
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
 
 
 def _steps(tb_dir, tag):

@@ -11,9 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.test_evaluate_cli import labelled_data_and_classifier
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, labelled_data_and_classifier
 
 # The toy method: an autoencoder whose codes are pulled towards 0 by a weighted mean of z^2 (a
 # term no built-in method logs, so the progress line shows that its loss function ran).
@@ -70,6 +68,7 @@ def _run(env, *args, timeout=300):
     return proc
 
 
+@pytest.mark.e2e
 def test_without_the_distribution_the_method_is_unknown(toy):
     env, data_dir, _, tmp = toy
     env = {**env, "PYTHONPATH": ""}
@@ -85,6 +84,7 @@ def test_without_the_distribution_the_method_is_unknown(toy):
     assert not (tmp / "never").exists()
 
 
+@pytest.mark.e2e
 def test_a_registered_method_trains_evaluates_and_exports(toy):
     env, data_dir, clf, tmp = toy
     run_dir, export_dir = tmp / "run", tmp / "export"

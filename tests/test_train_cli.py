@@ -1,37 +1,19 @@
 """train.py end to end in subprocesses: outputs, resume, kills, signals, NaN guard, bad input."""
 
 import gzip
-import hashlib
 import os
 import signal
 import struct
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--z_dim=4",
-    "--batch_size=8",
-    "--init_steps=0",
-    "--log_every=5",
-    "--sample_every=1000",
-    "--ckpt_every=1000",
-    "--steps_per_loop=5",
-    "--lr=0.01",
-    "--noexport",
-]
+from tests.helpers import TINY, assert_one_line_error, run, snapshot, start, write_idx
 
-
-def write_idx(path, images):
-    """Minimal MNIST-format IDX writer (uint8, 3 dims), gzipped."""
-    header = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">III", *images.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + images.astype(np.uint8).tobytes())
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -43,41 +25,6 @@ def idx_dir(tmp_path_factory):
     return str(d)
 
 
-def run(args, timeout=240, **kw):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kw,
-    )
-
-
-def start(args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "train.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def snapshot(directory):
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
 def weights(run_dir):
     """Every model/optimizer tensor of the latest checkpoint (not the save counter)."""
     reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints"))
@@ -86,16 +33,6 @@ def weights(run_dir):
         for k in reader.get_variable_to_shape_map()
         if k.startswith(("encoder/", "decoder/", "optimizer/", "generator/"))
     }
-
-
-def assert_one_line_error(proc, *needles):
-    """A user error: exit 1, and the whole of stderr is one `error:` line."""
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert len(proc.stderr.splitlines()) == 1, proc.stderr
-    last = proc.stderr.strip()
-    assert last.startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in last, last
 
 
 def test_train_writes_outputs_and_resumes(idx_dir, tmp_path):

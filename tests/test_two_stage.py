@@ -17,15 +17,10 @@ from pga_tf.methods import baseline_objectives as baselines
 from pga_tf.methods import parts as step_lib
 from pga_tf.methods import two_stage_vae as two_stage
 from pga_tf.training import trainer as trainer_lib
-from tests.test_evaluate_cli import labelled_data_and_classifier
-from tests.test_step import _images
-from tests.test_train_cli import assert_one_line_error
-from tests.test_train_cli import run as train_cli
-from tests.test_train_cli import start as train_start
+from tests.helpers import ENV, ROOT, SHAPE, assert_one_line_error, blob_images, labelled_data_and_classifier, parse
+from tests.helpers import run as train_cli
+from tests.helpers import start as train_start
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPE = (28, 28, 1)
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 # A tiny two_stage_vae run: 10 stage-1 steps then --stage2_steps, small stage-2 nets.
 TINY = [
     "--method=two_stage_vae",
@@ -100,9 +95,9 @@ def test_stage1_loss_with_learned_gamma_against_numpy():
     encoder/decoder outputs: d loss / d log gamma = sum_pixels (1 - (x - x_hat)^2 / gamma^2)."""
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg()
-    trainer = _trainer(cfg, _images(16), 10)
+    trainer = _trainer(cfg, blob_images(16), 10)
     trainer.decoder.log_gamma.assign(-0.4)
-    images = _images(6, seed=1)
+    images = blob_images(6, seed=1)
     noise = step_lib.Noise(
         *(tf.constant(np.random.default_rng(s).standard_normal((6, 4)), tf.float32) for s in range(3))
     )
@@ -126,10 +121,11 @@ def test_stage1_loss_with_learned_gamma_against_numpy():
     assert trainer.decoder.log_gamma in trainer.decoder.trainable_variables  # the optimizer trains it
 
 
+@pytest.mark.slow_inproc
 def test_200_steps_lower_the_reconstruction_loss_and_learn_gamma():
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg()
-    images = _images(256)
+    images = blob_images(256)
     trainer = _trainer(cfg, images, 1000)
     batches = _batches(images, 8)
     first = trainer.train_steps(batches, 10)
@@ -191,7 +187,7 @@ def test_two_stage_sampler_shapes_and_composition():
     (streams 0 and 1); the stage-1 decoder turns it into [N, H, W, C] images."""
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg(z_dim=3)
-    trainer = _trainer(cfg, _images(16), 10)
+    trainer = _trainer(cfg, blob_images(16), 10)
     parts = trainer.parts["two_stage"]
     parts.decoder.log_gamma.assign(-1.5)
     sampler = parts.sampler()
@@ -210,7 +206,7 @@ def test_two_stage_sampler_shapes_and_composition():
 def test_trainer_switches_to_stage2_after_stage1_steps():
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg()
-    images = _images(32)
+    images = blob_images(32)
     trainer = _trainer(cfg, images, 10)
     batches = _batches(images, 8)
     assert [p.name for p in trainer.phases] == ["stage 1", "stage 2"]
@@ -255,8 +251,6 @@ OFFICIAL_NAMES = {
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "mnist", "cifar10", "celeba"])
 def test_flagfiles_hold_the_official_settings(dataset):
     """Each flagfile against the official arguments its first line quotes, read independently."""
-    from tests.test_cli import parse
-
     path = os.path.join(ROOT, "flags", f"two_stage_vae_{dataset}.cfg")
     cfg = parse([f"--flagfile={path}"])
     with open(path) as f:
@@ -283,6 +277,7 @@ def _steps(run_dir):
     )
 
 
+@pytest.mark.e2e
 def test_a_run_stopped_in_stage2_resumes_there_bitwise(idx_dir, tmp_path):
     """A step budget ends a run inside stage 2; raising --stage2_steps resumes it in stage 2 at
     the right step, and it ends bitwise where an uninterrupted run does (--deterministic)."""
@@ -308,6 +303,7 @@ def test_a_run_stopped_in_stage2_resumes_there_bitwise(idx_dir, tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.e2e
 def test_sigterm_in_stage2_stops_with_a_checkpoint_and_resumes(idx_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     args = [
@@ -339,6 +335,7 @@ def test_sigterm_in_stage2_stops_with_a_checkpoint_and_resumes(idx_dir, tmp_path
     assert _steps(run_dir) == (10, stopped - 10 + 5)
 
 
+@pytest.mark.e2e
 def test_bad_stage2_flags_are_one_line_errors(tmp_path):
     for flag, needle in (
         ("--stage2_lr=0", "--stage2_lr must be positive"),
@@ -359,6 +356,7 @@ def labelled(tmp_path_factory):
     return str(data_dir), str(clf_dir / "fashion_mnist_cnn.keras"), tmp
 
 
+@pytest.mark.e2e
 def test_train_evaluate_export_end_to_end(labelled):
     data_dir, clf, tmp = labelled
     run_dir = str(tmp / "run")
@@ -411,7 +409,7 @@ def test_train_evaluate_export_end_to_end(labelled):
 def test_a_stage1_checkpoint_has_no_sampler_yet(tmp_path):
     tf.keras.utils.set_random_seed(0)
     cfg = _cfg(run_dir=str(tmp_path / "run"), dataset="mnist")
-    images = _images(16)
+    images = blob_images(16)
     trainer = _trainer(cfg, images, 10)
     trainer.train_steps(_batches(images, 8), 2)
     config.save(cfg, cfg.run_dir)

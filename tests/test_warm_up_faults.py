@@ -3,8 +3,13 @@ says so at the start, and the export of such a checkpoint says so in its log."""
 
 import os
 
+import pytest
+
 from pga_tf import config as config_lib
-from tests.test_train_cli import TINY, run
+from tests.helpers import TINY, run
+
+# Every test here starts a program in a subprocess.
+pytestmark = pytest.mark.e2e
 
 
 def test_a_run_inside_its_warm_up_is_warned_about_at_start_and_in_the_export(idx_dir, tmp_path):

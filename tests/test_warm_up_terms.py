@@ -13,19 +13,18 @@ from pga_tf.methods import parts as step_lib
 from pga_tf.methods import pga as pga_lib
 from pga_tf.nets import models
 from pga_tf.training import trainer as trainer_lib
+from tests.helpers import SHAPE, fixed_noise, uniform_images
 
-SHAPE = (28, 28, 1)
 N, Z = 8, 4
 COLLAPSING = [("lpga", "finite_difference"), ("lpga", "jvp"), ("lvpga", "finite_difference")]
 
 
 def _images(n=N, seed=0):
-    return tf.constant(np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)), tf.float32)
+    return tf.constant(uniform_images(n, seed))
 
 
 def _noise(seed=0):
-    rng = np.random.default_rng(seed)
-    return step_lib.Noise(*(tf.constant(rng.standard_normal((N, Z)), tf.float32) for _ in range(3)))
+    return fixed_noise(N, Z, seed)
 
 
 def _cfg(method, **kw):
