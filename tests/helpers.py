@@ -8,6 +8,7 @@ of the TensorFlow-free modules should not pay for TF's start-up."""
 import gzip
 import hashlib
 import os
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,8 @@ SHAPE = (28, 28, 1)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 # As a user runs a program: no TF_CPP_MIN_LOG_LEVEL of ours (conftest sets one for in-process tests).
 USER_ENV = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", console.SHOW_ENV)}
+# A line of TensorFlow's native start-up logging (abseil's prefix, or its pre-init notice).
+TF_LINE = re.compile(r"^([IWEF]\d{4} \S+\s+\d+ [\w.-]+:\d+\]|WARNING: All log messages before absl)")
 # train.py flags of a run that takes seconds: tiny nets' latent, small batches, nothing exported.
 TINY = [
     "--z_dim=4",

@@ -12,10 +12,9 @@ import textwrap
 import pytest
 
 from pga_tf import console
-from tests.helpers import ROOT, TINY, USER_ENV
+from tests.helpers import ROOT, TF_LINE, TINY, USER_ENV
 
 # Any native TensorFlow log line, or abseil's notice before it initialises.
-TF_LINE = re.compile(r"^([IWEF]\d{4} \S+\s+\d+ [\w.-]+:\d+\]|WARNING: All log messages before absl)")
 
 ENTRY_POINTS = {
     "train.py": ["train.py"],

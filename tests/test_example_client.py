@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
-from tests.test_console import ROOT, TF_LINE, USER_ENV
+import pytest
+
+from tests.helpers import ROOT, TF_LINE, USER_ENV
 
 
+@pytest.mark.e2e
 def test_the_example_client_prints_no_tensorflow_start_up_lines(tmp_path):
     from pga_tf import export
     from pga_tf.nets import models

@@ -16,9 +16,8 @@ import sys
 
 import pytest
 
-from tests.test_console import USER_ENV
+from tests.helpers import ROOT, USER_ENV
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ["README.md"] + sorted(
     os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs")) if name.endswith(".md")
 )
@@ -108,11 +107,13 @@ def output(tmp_path_factory, idx_dir) -> str:
     return first + second.replace(str(gmm_dir), "/tmp/pga_gmm")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("page", PAGES)
 def test_quoted_console_lines_are_what_the_programs_print(page, output):
     assert misquoted(quoted_lines(_read(page)), output) == []
 
 
+@pytest.mark.e2e
 def test_the_check_rejects_a_misquote(output):
     # A misquote of the warm-up line: the program names only the terms that join (LPGA's zh_rec is 0).
     wrong = (
