@@ -52,6 +52,22 @@ def sampler_suffix(sampler: str) -> str:
 REAL_SPLITS = ("test", "validation")  # what evaluate.py scores against (--real_split)
 
 
+def real_data(cfg: Config, real_split: str, data_dir: str | None = None) -> tuple[str, str | None]:
+    """(data split, data dir) of the real images an evaluation of `cfg`'s run scores against:
+    the test split, or for real_split "validation" the images its --holdout kept out; `data_dir`,
+    else the run's own. ValueError (one line) for an unknown real_split, or "validation" of a run
+    that held nothing out."""
+    if real_split not in REAL_SPLITS:
+        raise ValueError(f"real_split must be one of {', '.join(REAL_SPLITS)}, got {real_split!r}")
+    split = "test" if real_split == "test" else cfg.validation_split
+    if split is None:
+        raise ValueError(
+            "--real_split=validation needs a run trained with --holdout=N; this run held nothing "
+            "out (it trained on every training image)"
+        )
+    return split, data_dir or cfg.data_dir or None
+
+
 def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None, real_split: str = "test") -> str:
     """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json
     for the latest checkpoint, <run_dir>/eval/step-<step>/report[-<sampler>].json for an earlier

@@ -35,6 +35,15 @@ def _train(argv):
         cfg = cli.config_from_flags()
     except ValueError as e:
         cli.fail(str(e))
+    from pga_tf import data, run_lock
+    from pga_tf.training import preflight
+
+    try:
+        # Before TensorFlow loads, which takes seconds. A multi-worker process learns whether it
+        # is the chief, the one that locks the run dir, from its strategy: run() checks that lock.
+        preflight.check(cfg, lock=cfg.strategy != "multi_worker")
+    except (run_lock.RunDirBusy, ValueError, data.DataError) as e:  # ConfigError is a ValueError
+        cli.fail(str(e))
     if cfg.strategy == "multi_worker":
         # Before TensorFlow loads: its strategy constructor waits for the peers in C++, deaf to
         # Ctrl-C and SIGTERM, so the waiting (and a stop while waiting) happens here.
