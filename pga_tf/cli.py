@@ -6,6 +6,7 @@ library takes the resulting frozen Config.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import re
@@ -363,6 +364,14 @@ def guarded(main: Callable, user_errors: tuple | Callable[[], tuple]) -> Callabl
             raise
 
     return wrapped
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the tools that use it, with the project's one-line `error:` (argparse's own
+    prints its usage, then exits 2)."""
+
+    def error(self, message: str):
+        fail(f"{message} (--help lists the flags)")
 
 
 # ------------------------------------------------------------------------ evaluation flags
