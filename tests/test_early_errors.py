@@ -208,3 +208,58 @@ def test_export_data_dir_without_the_training_images(no_tf, run_dir, tmp_path):
 def test_config_json_written_by_the_fixture_reads_back(run_dir):
     with open(os.path.join(run_dir, config.CONFIG_FILE)) as f:
         assert json.load(f)["z_dim"] == 4
+
+
+# ------------------------------------------------------------------------------------- tools
+def tool(no_tf, module, *args):
+    return run_without_tf(no_tf, ["-m", module, *args])
+
+
+@pytest.mark.e2e
+def test_bench_flag_mistakes_as_module_and_console_script(no_tf):
+    assert_early_error(tool(no_tf, "pga_tf.tools.bench", "--methods=nope"), "unknown method(s) ['nope']")
+    assert_early_error(tool(no_tf, "pga_tf.tools.bench", "--steps=0"), "--steps must be positive")
+    script = os.path.join(os.path.dirname(sys.executable), "pga-bench")
+    assert_early_error(run_without_tf(no_tf, [script, "--methods=nope"]), "unknown method(s) ['nope']")
+
+
+@pytest.mark.e2e
+def test_log_det_precision_run_dir_and_flag_mistakes(no_tf, tmp_path, run_dir):
+    module = "pga_tf.tools.log_det_precision"
+    assert_early_error(tool(no_tf, module, f"--run_dir={tmp_path / 'nope'}"), "does not exist")
+    assert_early_error(tool(no_tf, module), "--run_dir")
+    assert_early_error(tool(no_tf, module, f"--run_dir={run_dir}", "--examples=x"), "--examples")
+
+
+@pytest.mark.e2e
+def test_classifier_data_mistakes(no_tf, tmp_path, idx_dir):
+    module = "pga_tf.evaluation.classifier"
+    out = tmp_path / "classifiers"
+    proc = tool(no_tf, module, f"--data_dir={tmp_path / 'nope'}", f"--out={out}")
+    assert_early_error(proc, f"data_dir {tmp_path / 'nope'} does not exist", "train-labels-idx1-ubyte[.gz]")
+    above = tmp_path / "datasets"
+    above.mkdir()
+    os.symlink(idx_dir, above / "fashion-mnist")
+    proc = tool(no_tf, module, f"--data_dir={above}", f"--out={out}")
+    assert_early_error(proc, f"did you mean --data_dir={above / 'fashion-mnist'}?")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={out}")  # images, no labels
+    assert_early_error(proc, f"{idx_dir} has no train-labels-idx1-ubyte[.gz]")
+    assert not out.exists()
+
+
+@pytest.mark.e2e
+def test_standins_missing_source(no_tf, tmp_path):
+    proc = tool(no_tf, "pga_tf.tools.standins", f"--source_dir={tmp_path / 'nope'}", f"--out={tmp_path / 'out'}")
+    assert_early_error(proc, "train-images-idx3-ubyte[.gz]")
+
+
+@pytest.mark.e2e
+def test_results_data_dir_without_the_data_writes_nothing(no_tf, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runs_dir, docs_dir = tmp_path / "runs", tmp_path / "docs"
+    proc = tool(
+        no_tf, "pga_tf.tools.results", f"--data_dir={empty}", f"--runs_dir={runs_dir}", f"--docs_dir={docs_dir}"
+    )
+    assert_early_error(proc, f"no fashion_mnist data in {empty}", "an empty directory")
+    assert not runs_dir.exists() and not docs_dir.exists()

@@ -46,6 +46,7 @@ TENSORFLOW_FREE = (
     "pga_tf.checkpoints",
     "pga_tf.export_paths",
     "pga_tf.training.preflight",
+    "pga_tf.evaluation.classifier",
 )
 
 # Who may import whom: a module of a layer imports only modules of its own layer or of layers
