@@ -576,6 +576,8 @@ def preprocess_fn(dataset: str) -> Callable[[tf.Tensor], tf.Tensor]:
 def load_images(dataset: str, split: str = "train", data_dir: str | None = None) -> tf.data.Dataset:
     """Unbatched, unshuffled float32 [-1, 1] images of `image_shape(dataset)` for `split` (a
     stored split, or a slice of one as TFDS writes it: "train[:-10000]")."""
+    import tensorflow as tf
+
     raw, _ = _sliced_raw_dataset(_info(dataset), split, data_dir)
     return raw.map(preprocess_fn(dataset), num_parallel_calls=tf.data.AUTOTUNE)
 
