@@ -91,7 +91,10 @@ RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
 
 
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
-MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
+# Each net's input (height, width): pga_tf/nets/models.py builds them for it, and a run whose
+# --dataset has other images is refused before TensorFlow loads (training/preflight.py).
+MODEL_IMAGE_SIZES = {"conv_mnist": (28, 28), "conv_32": (32, 32), "resnet_32": (32, 32), "conv_64": (64, 64)}
+MODELS = tuple(MODEL_IMAGE_SIZES)
 
 # LPGA's log-det estimator when --log_det is not given. Under a 16-bit policy the finite
 # difference of two passes loses most of its digits (docs/BENCHMARKS.md measures it); forward

@@ -263,3 +263,10 @@ def test_results_data_dir_without_the_data_writes_nothing(no_tf, tmp_path):
     )
     assert_early_error(proc, f"no fashion_mnist data in {empty}", "an empty directory")
     assert not runs_dir.exists() and not docs_dir.exists()
+
+
+@pytest.mark.e2e
+def test_train_model_and_dataset_of_other_image_sizes(no_tf, tmp_path):
+    proc = train(no_tf, f"--run_dir={tmp_path / 'r'}", "--model=conv_32")
+    assert_early_error(proc, "--model conv_32 takes 32x32 images; --dataset fashion_mnist has 28x28")
+    assert not os.path.exists(tmp_path / "r")

@@ -24,7 +24,6 @@ import tensorflow as tf
 from pga_tf import checkpoints
 from pga_tf import config as config_lib
 from pga_tf.config import Config
-from pga_tf.nets import models
 from pga_tf.training import distribution
 from pga_tf.training import trainer as trainer_lib
 
@@ -382,12 +381,6 @@ def run(
         tf.config.experimental.enable_op_determinism()
 
     image_shape = data.image_shape(cfg.dataset)
-    expected = models.IMAGE_SHAPES[cfg.model]
-    if tuple(image_shape[:2]) != tuple(expected):
-        raise trainer_lib.TrainingError(
-            f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
-            f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}"
-        )
 
     data_dir = cfg.data_dir or None
     dataset = data.make_train_dataset(

@@ -15,11 +15,19 @@ def check(cfg: config_lib.Config, lock: bool = True) -> None:
 
     `lock`: check that no other training holds cfg.run_dir (only the chief worker locks it).
     Raises:
+      config.ConfigError: --model's nets take images of another size than --dataset's; or
+        cfg.run_dir's config.json is unusable, or is another run's (a setting a resume must
+        share differs).
       run_lock.RunDirBusy: another process trains in cfg.run_dir.
-      config.ConfigError: cfg.run_dir's config.json is unusable, or is another run's (a setting a
-        resume must share differs).
       data.DataError: the training split is not where cfg.data_dir says (data.check).
     """
+    image_shape = data.image_shape(cfg.dataset)
+    expected = config_lib.MODEL_IMAGE_SIZES[cfg.model]
+    if tuple(image_shape[:2]) != tuple(expected):
+        raise config_lib.ConfigError(
+            f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
+            f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}"
+        )
     if lock:
         run_lock.check_free(cfg.run_dir)
     saved = config_lib.load(cfg.run_dir)
