@@ -270,3 +270,33 @@ def test_train_model_and_dataset_of_other_image_sizes(no_tf, tmp_path):
     proc = train(no_tf, f"--run_dir={tmp_path / 'r'}", "--model=conv_32")
     assert_early_error(proc, "--model conv_32 takes 32x32 images; --dataset fashion_mnist has 28x28")
     assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.e2e
+def test_missing_classifier_or_inception_weights(no_tf, run_dir, tmp_path):
+    nope = tmp_path / "nope.keras"
+    assert_early_error(
+        evaluate(no_tf, f"--run_dir={run_dir}", f"--classifier={nope}"), f"no domain classifier at {nope}"
+    )
+    weights = tmp_path / "nope.h5"
+    proc = evaluate(no_tf, "--baselines", "--features=inception", f"--inception_weights={weights}")
+    assert_early_error(proc, f"Inception weights file {weights} does not exist")
+    proc = train(no_tf, f"--run_dir={tmp_path / 'r'}", "--fid_every=10", f"--classifier={nope}")
+    assert_early_error(proc, f"no domain classifier at {nope}")
+    assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.e2e
+def test_a_classifier_of_another_dataset(no_tf, tmp_path):
+    """The repository's Fashion-MNIST classifier, asked to score MNIST baselines."""
+    classifier = os.path.join(ROOT, "classifiers", "fashion_mnist_cnn.keras")
+    if not os.path.exists(classifier):
+        pytest.skip("no trained classifier in classifiers/")
+    proc = evaluate(no_tf, "--baselines", "--dataset=mnist", f"--classifier={classifier}", f"--data_dir={tmp_path}")
+    assert_one_line_error(proc)  # the data dir is checked first: empty
+    idx = tmp_path / "mnist"
+    idx.mkdir()
+    write_idx(idx / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28)))
+    write_idx(idx / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28)))
+    proc = evaluate(no_tf, "--baselines", "--dataset=mnist", f"--classifier={classifier}", f"--data_dir={idx}")
+    assert_early_error(proc, "was trained on fashion_mnist, not mnist")

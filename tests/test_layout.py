@@ -47,6 +47,7 @@ TENSORFLOW_FREE = (
     "pga_tf.export_paths",
     "pga_tf.training.preflight",
     "pga_tf.evaluation.classifier",
+    "pga_tf.evaluation.features",
 )
 
 # Who may import whom: a module of a layer imports only modules of its own layer or of layers

@@ -38,13 +38,16 @@ def _train(argv):
     except ValueError as e:
         cli.fail(str(e))
     from pga_tf import data, run_lock
+    from pga_tf.evaluation import features
     from pga_tf.training import preflight
 
     try:
         # Before TensorFlow loads, which takes seconds. A multi-worker process learns whether it
         # is the chief, the one that locks the run dir, from its strategy: run() checks that lock.
         preflight.check(cfg, lock=cfg.strategy != "multi_worker")
-    except (run_lock.RunDirBusy, ValueError, data.DataError) as e:  # ConfigError is a ValueError
+        if FLAGS.fid_every:
+            features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+    except (run_lock.RunDirBusy, ValueError, data.DataError, features.FeatureError) as e:  # ConfigError: ValueError
         cli.fail(str(e))
     if cfg.strategy == "multi_worker":
         # Before TensorFlow loads: its strategy constructor waits for the peers in C++, deaf to
