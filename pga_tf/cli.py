@@ -6,6 +6,7 @@ library takes the resulting frozen Config.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import re
@@ -209,47 +210,36 @@ def program(command: str) -> str:
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 FULL_HELP_ARGS = ("--helpfull", "-helpfull")
 
-# train.py's --help, in the README's order; a flag in no group is listed under "Other flags".
-TRAIN_HELP_GROUPS = (
-    (
-        "Main",
-        (
-            "method",
-            "dataset",
-            "model",
-            "z_dim",
-            "batch_size",
-            "lr",
-            "optimizer",
-            "epochs",
-            "train_steps",
-            "use_bn",
-            "bn_momentum",
-            "init_steps",
-        ),
-    ),
-    (
-        "Coefficients (default: the method's)",
-        ("zn_rec", "zh_rec", "nll", "vrec", "vkld", "wae_lambda", "rae_beta", "rae_lambda", "rae_reg"),
-    ),
-    (
-        "Run control",
-        (
-            "seed",
-            "run_dir",
-            "data_dir",
-            "holdout",
-            "log_every",
-            "sample_every",
-            "ckpt_every",
-            "keep_checkpoints",
-            "export",
-        ),
-    ),
-    ("Scaling out", ("strategy", "cpu_devices", "worker_timeout", "sync_bn", "mixed_precision", "jit_compile")),
-    ("Speed and reproducibility", ("fused", "steps_per_loop", "deterministic")),
-    ("FID during training", ("fid_every", "fid_samples", "features", "classifier", "inception_weights", "stats_cache")),
-)
+FID_GROUP = "FID during training"
+# The --help group of each train.py flag that is not a Config field (those name their own:
+# config.Setting.group): the flags this module defines for train.py besides the Config's.
+EXTRA_GROUPS = {
+    "cpu_devices": config_lib.SCALING_OUT,
+    "worker_timeout": config_lib.SCALING_OUT,
+    "mixed_precision": config_lib.NUMERICS,
+    "export": config_lib.RUN_CONTROL,
+    "fid_every": FID_GROUP,
+    "fid_samples": FID_GROUP,
+    "features": FID_GROUP,
+    "classifier": FID_GROUP,
+    "inception_weights": FID_GROUP,
+    "stats_cache": FID_GROUP,
+}
+
+
+def train_help_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """train.py's --help groups, (title, flag names) in the README's order: each Config field
+    in the group it names, then the other flags in theirs (EXTRA_GROUPS)."""
+    group_of = {s.name: s.group for s in config_lib.settings()} | EXTRA_GROUPS
+    titles = (*config_lib.GROUPS, FID_GROUP)
+    return tuple((title, tuple(n for n, g in group_of.items() if g == title)) for title in titles)
+
+
+def train_summary() -> str:
+    """train.py's --help first line, naming every registered method (pga_tf/methods/)."""
+    own = [m.label for m in methods.all_methods() if m.perceptual]
+    baselines = [m.label for m in methods.all_methods() if not m.perceptual]
+    return f"Train a PGA model ({', '.join(own)}) or a baseline on the same nets ({', '.join(baselines)})."
 
 
 def parse_flags(
@@ -363,6 +353,14 @@ def guarded(main: Callable, user_errors: tuple | Callable[[], tuple]) -> Callabl
             raise
 
     return wrapped
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the tools that use it, with the project's one-line `error:` (argparse's own
+    prints its usage, then exits 2)."""
+
+    def error(self, message: str):
+        fail(f"{message} (--help lists the flags)")
 
 
 # ------------------------------------------------------------------------ evaluation flags

@@ -52,6 +52,22 @@ def sampler_suffix(sampler: str) -> str:
 REAL_SPLITS = ("test", "validation")  # what evaluate.py scores against (--real_split)
 
 
+def real_data(cfg: Config, real_split: str, data_dir: str | None = None) -> tuple[str, str | None]:
+    """(data split, data dir) of the real images an evaluation of `cfg`'s run scores against:
+    the test split, or for real_split "validation" the images its --holdout kept out; `data_dir`,
+    else the run's own. ValueError (one line) for an unknown real_split, or "validation" of a run
+    that held nothing out."""
+    if real_split not in REAL_SPLITS:
+        raise ValueError(f"real_split must be one of {', '.join(REAL_SPLITS)}, got {real_split!r}")
+    split = "test" if real_split == "test" else cfg.validation_split
+    if split is None:
+        raise ValueError(
+            "--real_split=validation needs a run trained with --holdout=N; this run held nothing "
+            "out (it trained on every training image)"
+        )
+    return split, data_dir or cfg.data_dir or None
+
+
 def eval_report_path(run_dir: str, sampler: str = "prior", step: int | None = None, real_split: str = "test") -> str:
     """Where evaluate.py writes a run's report by default: <run_dir>/eval/report[-<sampler>].json
     for the latest checkpoint, <run_dir>/eval/step-<step>/report[-<sampler>].json for an earlier
@@ -75,7 +91,10 @@ RESUME_KEYS = ("optimizer", "mixed_precision", "seed", "holdout")
 
 
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "celeb_a")
-MODELS = ("conv_mnist", "conv_32", "resnet_32", "conv_64")
+# Each net's input (height, width): pga_tf/nets/models.py builds them for it, and a run whose
+# --dataset has other images is refused before TensorFlow loads (training/preflight.py).
+MODEL_IMAGE_SIZES = {"conv_mnist": (28, 28), "conv_32": (32, 32), "resnet_32": (32, 32), "conv_64": (64, 64)}
+MODELS = tuple(MODEL_IMAGE_SIZES)
 
 # LPGA's log-det estimator when --log_det is not given. Under a 16-bit policy the finite
 # difference of two passes loses most of its digits (docs/BENCHMARKS.md measures it); forward
@@ -100,11 +119,28 @@ def _non_negative(zero_means: str) -> Rule:
     return Rule(f"must be >= 0 (0 means {zero_means})", NON_NEGATIVE.holds)
 
 
+# The groups of train.py's --help, in the README's order; each Config field names its own.
+MAIN = "Main"
+COEFFICIENT_GROUP = "Coefficients (default: the method's)"
+RUN_CONTROL = "Run control"
+NUMERICS = "Numerics"
+SCALING_OUT = "Scaling out"
+SPEED = "Speed and reproducibility"
+SECOND_STAGE = "Second stage (2-Stage VAE)"
+GROUPS = (MAIN, COEFFICIENT_GROUP, RUN_CONTROL, NUMERICS, SCALING_OUT, SPEED, SECOND_STAGE)
+
+
 def _setting(
-    default: Any, help: str, rule: Rule | None = None, choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    default: Any,
+    help: str,
+    rule: Rule | None = None,
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
+    *,
+    group: str,
 ):
-    """A Config field with what its train.py flag says (`help`) and the values it may take."""
-    return dataclasses.field(default=default, metadata={"help": help, "rule": rule, "choices": choices})
+    """A Config field with what its train.py flag says (`help`), the values it may take and the
+    --help group it is listed in (one of GROUPS)."""
+    return dataclasses.field(default=default, metadata={"help": help, "rule": rule, "choices": choices, "group": group})
 
 
 def _method_optimisers() -> str:
@@ -116,34 +152,52 @@ def _method_optimisers() -> str:
 # default here is LPGA's, which for_method replaces with the method's own.
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = _setting(methods.DEFAULT, "Training objective.", choices=method_names)
-    dataset: str = _setting("fashion_mnist", "Dataset (TFDS name, or with --data_dir local files).", choices=DATASETS)
-    model: str = _setting("conv_mnist", "Encoder/decoder architecture (reference src/models.py).", choices=MODELS)
-    z_dim: int = _setting(12, "Latent dimension (default: the method's reference default).", POSITIVE)
-    batch_size: int = _setting(64, "Global batch size (split over replicas).", POSITIVE)
-    lr: float = _setting(0.1, f"Learning rate (default: the method's; {_method_optimisers()}).", POSITIVE)
-    optimizer: str = _setting(
-        "sgd", "sgd (momentum 0.9, reference) or adam (default: the method's, see --lr).", choices=OPTIMIZERS
+    method: str = _setting(methods.DEFAULT, "Training objective.", choices=method_names, group=MAIN)
+    dataset: str = _setting(
+        "fashion_mnist", "Dataset (TFDS name, or with --data_dir local files).", choices=DATASETS, group=MAIN
     )
-    epochs: int = _setting(600, "Training epochs (ignored when --train_steps > 0).", POSITIVE)
-    train_steps: int = _setting(0, "Total training steps; overrides --epochs when > 0.", _non_negative("use --epochs"))
-    use_bn: bool = _setting(False, "Batch norm in the nets (reference --bn).")
-    init_steps: int = _setting(3000, "Steps before the latent terms switch on (method default).", NON_NEGATIVE)
-    zn_rec: float = _setting(6e-2, "Latent reconstruction coefficient, z ~ N(0, I).", NON_NEGATIVE)
-    zh_rec: float = _setting(0.0, "Latent reconstruction coefficient, z = E(x).", NON_NEGATIVE)
-    nll: float = _setting(1.5e-2, "NLL coefficient (LPGA, LVPGA).", NON_NEGATIVE)
-    vrec: float = _setting(0.0, "VAE latent reconstruction coefficient (VPGA, LVPGA).", NON_NEGATIVE)
-    vkld: float = _setting(0.0, "VAE KL coefficient (VPGA, LVPGA, VAE).", NON_NEGATIVE)
+    model: str = _setting(
+        "conv_mnist", "Encoder/decoder architecture (reference src/models.py).", choices=MODELS, group=MAIN
+    )
+    z_dim: int = _setting(12, "Latent dimension (default: the method's reference default).", POSITIVE, group=MAIN)
+    batch_size: int = _setting(64, "Global batch size (split over replicas).", POSITIVE, group=MAIN)
+    lr: float = _setting(0.1, f"Learning rate (default: the method's; {_method_optimisers()}).", POSITIVE, group=MAIN)
+    optimizer: str = _setting(
+        "sgd",
+        "sgd (momentum 0.9, reference) or adam (default: the method's, see --lr).",
+        choices=OPTIMIZERS,
+        group=MAIN,
+    )
+    epochs: int = _setting(600, "Training epochs (ignored when --train_steps > 0).", POSITIVE, group=MAIN)
+    train_steps: int = _setting(
+        0, "Total training steps; overrides --epochs when > 0.", _non_negative("use --epochs"), group=MAIN
+    )
+    use_bn: bool = _setting(False, "Batch norm in the nets (reference --bn).", group=MAIN)
+    init_steps: int = _setting(
+        3000, "Steps before the latent terms switch on (method default).", NON_NEGATIVE, group=MAIN
+    )
+    zn_rec: float = _setting(
+        6e-2, "Latent reconstruction coefficient, z ~ N(0, I).", NON_NEGATIVE, group=COEFFICIENT_GROUP
+    )
+    zh_rec: float = _setting(0.0, "Latent reconstruction coefficient, z = E(x).", NON_NEGATIVE, group=COEFFICIENT_GROUP)
+    nll: float = _setting(1.5e-2, "NLL coefficient (LPGA, LVPGA).", NON_NEGATIVE, group=COEFFICIENT_GROUP)
+    vrec: float = _setting(
+        0.0, "VAE latent reconstruction coefficient (VPGA, LVPGA).", NON_NEGATIVE, group=COEFFICIENT_GROUP
+    )
+    vkld: float = _setting(0.0, "VAE KL coefficient (VPGA, LVPGA, VAE).", NON_NEGATIVE, group=COEFFICIENT_GROUP)
     # methods/baseline_objectives.imq_mmd is WAE-MMD's term.
     wae_lambda: float = _setting(
         0.0,
         "WAE-MMD: weight of the IMQ-kernel MMD between the codes and "
         "prior samples (method default; per-pixel-mean MSE scale).",
         NON_NEGATIVE,
+        group=COEFFICIENT_GROUP,
     )
-    rae_beta: float = _setting(0.0, "RAE: weight of ||z||^2 / 2 (method default).", NON_NEGATIVE)
+    rae_beta: float = _setting(
+        0.0, "RAE: weight of ||z||^2 / 2 (method default).", NON_NEGATIVE, group=COEFFICIENT_GROUP
+    )
     rae_lambda: float = _setting(
-        0.0, "RAE: weight of the decoder regulariser --rae_reg (method default).", NON_NEGATIVE
+        0.0, "RAE: weight of the decoder regulariser --rae_reg (method default).", NON_NEGATIVE, group=COEFFICIENT_GROUP
     )
     rae_reg: str = _setting(
         "l2",
@@ -151,8 +205,9 @@ class Config:
         "kernels, RAE-L2) or 'gp' (squared gradient of the decoder w.r.t. z, "
         "RAE-GP).",
         choices=RAE_REGULARISERS,
+        group=COEFFICIENT_GROUP,
     )
-    seed: int = _setting(0, "Random seed (initialisation, noise, shuffling).")
+    seed: int = _setting(0, "Random seed (initialisation, noise, shuffling).", group=RUN_CONTROL)
     # holdout_splits turns it into TFDS split names.
     holdout: int = _setting(
         0,
@@ -160,40 +215,47 @@ class Config:
         "validation split, for choosing hyperparameters without the test split: "
         "evaluate.py --real_split=validation scores against them.",
         NON_NEGATIVE,
+        group=RUN_CONTROL,
     )
     run_dir: str = _setting(
         "runs/default",
         "Output dir: checkpoints, TensorBoard logs, samples, "
         "export (default runs/<method>_<dataset>_<model>). An existing run resumes.",
+        group=RUN_CONTROL,
     )
-    data_dir: str = _setting("", "A local directory of MNIST-format IDX files or image files, used instead of TFDS.")
-    log_every: int = _setting(100, "Steps between progress lines and scalar summaries.", POSITIVE)
-    sample_every: int = _setting(2000, "Steps between sample grids.", POSITIVE)
-    ckpt_every: int = _setting(1000, "Steps between checkpoints.", POSITIVE)
-    keep_checkpoints: int = _setting(3, "Checkpoints kept.", POSITIVE)
-    steps_per_loop: int = _setting(10, "Steps run inside one tf.function call.", POSITIVE)
-    bn_momentum: float = _setting(0.99, "Momentum of the BN moving statistics.")
-    strategy: str = _setting("default", "tf.distribute strategy.", choices=STRATEGIES)
-    sync_bn: bool = _setting(False, "Synchronise BN statistics across replicas.")
+    data_dir: str = _setting(
+        "", "A local directory of MNIST-format IDX files or image files, used instead of TFDS.", group=RUN_CONTROL
+    )
+    log_every: int = _setting(100, "Steps between progress lines and scalar summaries.", POSITIVE, group=RUN_CONTROL)
+    sample_every: int = _setting(2000, "Steps between sample grids.", POSITIVE, group=RUN_CONTROL)
+    ckpt_every: int = _setting(1000, "Steps between checkpoints.", POSITIVE, group=RUN_CONTROL)
+    keep_checkpoints: int = _setting(3, "Checkpoints kept.", POSITIVE, group=RUN_CONTROL)
+    steps_per_loop: int = _setting(10, "Steps run inside one tf.function call.", POSITIVE, group=SPEED)
+    bn_momentum: float = _setting(0.99, "Momentum of the BN moving statistics.", group=MAIN)
+    strategy: str = _setting("default", "tf.distribute strategy.", choices=STRATEGIES, group=SCALING_OUT)
+    sync_bn: bool = _setting(False, "Synchronise BN statistics across replicas.", group=SCALING_OUT)
     precision: str = _setting(
         "float32",
         "Keras dtype policy of the nets (default float32). Losses, "
         "log-dets and BN statistics stay float32; only mixed_float16 scales the "
         "loss.",
         choices=PRECISIONS,
+        group=NUMERICS,
     )
-    jit_compile: bool = _setting(False, "XLA-compile the training step.")
+    jit_compile: bool = _setting(False, "XLA-compile the training step.", group=SCALING_OUT)
     fused: bool = _setting(
         True,
         "The fused training step: same losses and gradients as the plain "
         "one, fewer passes (methods/pga.py fused_method_losses). Only without --use_bn (with it, the "
         "plain step runs).",
+        group=SPEED,
     )
     deterministic: bool = _setting(
         False,
         "Deterministic ops (tf.config.experimental."
         "enable_op_determinism): a resumed run ends bitwise where an "
         "uninterrupted one does.",
+        group=SPEED,
     )
     log_det: str = _setting(
         "finite_difference",
@@ -202,6 +264,7 @@ class Config:
         f"Default: {DEFAULT_LOG_DET['float32']} in float32, "
         f"{DEFAULT_LOG_DET['mixed_bfloat16']} under a mixed precision.",
         choices=LOG_DETS,
+        group=NUMERICS,
     )
     # 2-Stage VAE only, after daib13/TwoStageVAE (demo.py, network/two_stage_vae_model.py).
     stage2_steps: int = _setting(
@@ -209,18 +272,27 @@ class Config:
         "2-Stage VAE: steps of the second stage, trained after the first "
         "stage's; 0: --stage2_ratio times the first stage's.",
         _non_negative("use --stage2_ratio"),
+        group=SECOND_STAGE,
     )
     stage2_ratio: float = _setting(
         2.0,
         "2-Stage VAE: second-stage steps per first-stage step when "
         "--stage2_steps is 0 (official epochs2 / epochs = 800 / 400).",
         POSITIVE,
+        group=SECOND_STAGE,
     )
-    stage2_lr: float = _setting(1e-4, "2-Stage VAE: Adam learning rate of the second stage (official --lr2).", POSITIVE)
+    stage2_lr: float = _setting(
+        1e-4, "2-Stage VAE: Adam learning rate of the second stage (official --lr2).", POSITIVE, group=SECOND_STAGE
+    )
     stage2_depth: int = _setting(
-        3, "2-Stage VAE: hidden layers of each second-stage net (official --second-depth).", POSITIVE
+        3,
+        "2-Stage VAE: hidden layers of each second-stage net (official --second-depth).",
+        POSITIVE,
+        group=SECOND_STAGE,
     )
-    stage2_width: int = _setting(1024, "2-Stage VAE: width of those layers (official --second-dim).", POSITIVE)
+    stage2_width: int = _setting(
+        1024, "2-Stage VAE: width of those layers (official --second-dim).", POSITIVE, group=SECOND_STAGE
+    )
 
     @property
     def variational(self) -> bool:
@@ -327,6 +399,7 @@ class Setting:
     # The names it may take, or a function giving them now: the methods are the registry's at the
     # time of asking, so a method registered after this module loaded (a notebook's) is valid.
     options: tuple[str, ...] | Callable[[], tuple[str, ...]]
+    group: str  # its --help group (GROUPS)
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -353,7 +426,15 @@ def settings() -> tuple[Setting, ...]:
     what validate checks."""
     types = typing.get_type_hints(Config)
     return tuple(
-        Setting(f.name, types[f.name], f.default, f.metadata["help"], f.metadata["rule"], f.metadata["choices"])
+        Setting(
+            f.name,
+            types[f.name],
+            f.default,
+            f.metadata["help"],
+            f.metadata["rule"],
+            f.metadata["choices"],
+            f.metadata["group"],
+        )
         for f in dataclasses.fields(Config)
     )
 

@@ -14,6 +14,10 @@ function arguments. Three sources, tried in this order:
 
 Every source yields uint8 images in the dataset's stored ("raw") shape; one per-dataset
 preprocessing step (celeb_a: centre crop + bicubic resize) and the x / 127.5 - 1 scaling follow.
+
+TensorFlow is imported by the functions that build pipelines or decode images only: finding the
+data (`check`, `num_examples` of IDX files and image folders) needs none, so the programs report
+a wrong --data_dir before TensorFlow has loaded.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ import gzip
 import os
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class DataError(Exception):
@@ -244,10 +251,11 @@ def describe(dataset: str, split: str = "train", data_dir: str | None = None) ->
     return f"{n} {split} images (image files, hidden ones skipped, symbolic links followed) under {where}"
 
 
-def _looked_for(info: DatasetInfo, data_dir: str) -> str:
-    """Every kind of data a --data_dir may hold for `info`, and what this one holds instead."""
+def _looked_for(info: DatasetInfo, data_dir: str, split: str = "train") -> str:
+    """Every kind of data a --data_dir may hold for `split` of `info`, where each was looked for,
+    what this one holds instead, and a subfolder that holds the data, if one does."""
     try:
-        entries = sorted(os.listdir(data_dir))
+        entries = sorted(e for e in os.listdir(data_dir) if not e.startswith("."))
     except OSError:
         entries = []
     found = []
@@ -261,33 +269,47 @@ def _looked_for(info: DatasetInfo, data_dir: str) -> str:
     others = [e + ("/" if os.path.isdir(os.path.join(data_dir, e)) else "") for e in entries if e != info.tfds_name]
     if others:
         found.append(", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
-    return (
-        f"looked for MNIST-format IDX files ({_IDX_STEMS['train']}[.gz], ...), image files "
-        f"({'/'.join(IMAGE_EXTENSIONS)}) and a TFDS tree DIR/{info.tfds_name}/<version>/ with "
-        f"dataset_info.json; found {'; '.join(found) or 'an empty directory'}"
+    idx = ", ".join(f"{stem}[.gz]" for stem in _IDX_STEMS.values())
+    images = (
+        "DIR/test/ and its subfolders (an image folder's test split is its test/ subfolder)"
+        if split == "test"
+        else "DIR and all its subfolders"
     )
+    message = (
+        f"looked in DIR={data_dir} for MNIST-format IDX files ({idx}) and a TFDS tree "
+        f"DIR/{info.tfds_name}/<version>/ with dataset_info.json, and for image files "
+        f"({'/'.join(IMAGE_EXTENSIONS)}, hidden ones skipped) in {images}; found "
+        f"{'; '.join(found) or 'an empty directory'}"
+    )
+    holding = [
+        os.path.join(data_dir, e)
+        for e in entries
+        if os.path.isdir(os.path.join(data_dir, e))
+        and (_has_idx(os.path.join(data_dir, e)) or _is_tfds_tree(info, os.path.join(data_dir, e)))
+    ]
+    if holding:
+        message += f" (did you mean --data_dir={holding[0]}?)"
+    return message
 
 
-def _folder_paths(directory: str, split: str, info: DatasetInfo | None = None) -> list[str]:
+def _folder_paths(directory: str, split: str, info: DatasetInfo) -> list[str]:
     test_dir = os.path.join(directory, "test")
     train_dir = os.path.join(directory, "train")
     if split == "test":
-        if not os.path.isdir(test_dir):
-            raise DataError(f"{directory} has no test/ subfolder for the test split")
-        paths = _list_images(test_dir)
+        paths = _list_images(test_dir) if os.path.isdir(test_dir) else []
     elif os.path.isdir(train_dir):
         paths = _list_images(train_dir)
     else:
         paths = _list_images(directory, exclude=test_dir)
-    if not paths and split == "train" and info is not None:
-        raise DataError(f"no {info.name} data in {directory}: {_looked_for(info, directory)}")
     if not paths:
-        where = test_dir if split == "test" else directory
-        raise DataError(f"no image files ({'/'.join(IMAGE_EXTENSIONS)}) found in {where}")
+        which = "" if split == "train" else f" for the {split} split"
+        raise DataError(f"no {info.name} data{which} in {directory}: {_looked_for(info, directory, split)}")
     return paths
 
 
 def _decode_file(path: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
     # dtype=uint8 also brings 16-bit PNGs to 8 bits; channels are kept as stored, so a wrong
     # channel count is caught below instead of silently converted.
     return tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.uint8, expand_animations=False)
@@ -298,6 +320,8 @@ def _probe(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     so a file that passes decodes in training too. A JPEG is decoded at 1/8 scale (its header
     gives the size): every scan is still read, so a truncated file fails, at a fraction of the
     cost of a full decode."""
+    import tensorflow as tf
+
     raw = tf.io.read_file(path)
 
     def jpeg():
@@ -319,6 +343,8 @@ def _check_images(paths: list[str], info: DatasetInfo) -> None:
     training starts instead of ending it later with a traceback. Raises BadImages naming the
     first bad file (and how many more there are). Passing folders are remembered by their
     files' sizes and mtimes, so the several readers of one split check it once per process."""
+    import tensorflow as tf
+
     key = (info.raw_shape, tuple(paths), tuple((st.st_size, st.st_mtime_ns) for st in map(os.stat, paths)))
     if key in _checked:
         return
@@ -358,6 +384,8 @@ def shown(path: str) -> str:
 
 
 def _why_bad(path: str, shape: tuple | None, info: DatasetInfo) -> str:
+    import tensorflow as tf
+
     if shape is not None:
         return f"it is {_fmt(shape)}, {info.name} needs {_fmt(info.raw_shape)}"
     if os.path.getsize(path) == 0:
@@ -374,6 +402,8 @@ def _fmt(shape: tuple[int, ...]) -> str:
 
 
 def _folder_dataset(paths: list[str], info: DatasetInfo) -> tf.data.Dataset:
+    import tensorflow as tf
+
     raw_shape = info.raw_shape
     message = f"{info.name} needs {_fmt(raw_shape)} images; this file is not (path, shape):"
 
@@ -426,9 +456,14 @@ def _quiet_absl():
 
 def _tfds_missing(info: DatasetInfo, data_dir: str | None, why: str) -> str:
     if data_dir is None:
+        local = (
+            f" (nor IDX files {', '.join(s + '[.gz]' for s in _IDX_STEMS.values())} in {info.default_dir})"
+            if info.default_dir
+            else ""
+        )
         return (
             f"TFDS dataset {info.tfds_name} is unavailable in the TFDS default directory "
-            f"(~/tensorflow_datasets or $TFDS_DATA_DIR) ({why}) and cannot be downloaded here; "
+            f"(~/tensorflow_datasets or $TFDS_DATA_DIR) ({why}){local} and cannot be downloaded here; "
             f"pass --data_dir DIR with IDX files, image files, or a TFDS tree prepared "
             f"elsewhere (DIR/{info.tfds_name}/<version>/ with dataset_info.json)"
         )
@@ -443,6 +478,8 @@ def _tfds_split(info: DatasetInfo, split: str) -> str:
 
 
 def _tfds_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tf.data.Dataset:
+    import tensorflow as tf
+
     builder = _tfds_builder(info, data_dir)
     try:
         ds = builder.as_dataset(split=_tfds_split(info, split), shuffle_files=False)
@@ -495,6 +532,8 @@ def _choose_source(info: DatasetInfo, split: str, data_dir: str | None) -> _Sour
 
 def _raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[tf.data.Dataset, _Source]:
     """uint8 images in the dataset's raw shape, in stored order, and where they came from."""
+    import tensorflow as tf
+
     src = _choose_source(info, split, data_dir)
     if src.kind == "idx":
         return tf.data.Dataset.from_tensor_slices(_idx_images(src.idx_path, info)), src
@@ -508,11 +547,15 @@ def _raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[t
 # ---------------------------------------------------------------------------- preprocessing
 def scale(images: tf.Tensor) -> tf.Tensor:
     """uint8-valued [0, 255] -> float32 [-1, 1], exactly: 0 -> -1, 255 -> 1."""
+    import tensorflow as tf
+
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 def preprocess_fn(dataset: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """The map from one raw stored image (uint8, raw shape) to a float32 [-1, 1] model input."""
+    import tensorflow as tf
+
     info = _info(dataset)
     if info.crop is None:
         return scale
@@ -533,6 +576,8 @@ def preprocess_fn(dataset: str) -> Callable[[tf.Tensor], tf.Tensor]:
 def load_images(dataset: str, split: str = "train", data_dir: str | None = None) -> tf.data.Dataset:
     """Unbatched, unshuffled float32 [-1, 1] images of `image_shape(dataset)` for `split` (a
     stored split, or a slice of one as TFDS writes it: "train[:-10000]")."""
+    import tensorflow as tf
+
     raw, _ = _sliced_raw_dataset(_info(dataset), split, data_dir)
     return raw.map(preprocess_fn(dataset), num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -556,18 +601,39 @@ def _stored_num_examples(info: DatasetInfo, split: str, data_dir: str | None) ->
     return len(_folder_paths(src.data_dir, split, info))
 
 
-def _sliced_raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[tf.data.Dataset, _Source]:
-    """_raw_dataset of a stored split, cut to the slice `split` names (an empty slice is a
-    DataError: a hold-out larger than the data leaves nothing to train on)."""
+def _slice_bounds(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[int, int]:
+    """(start, stop) of the slice `split` names in its stored split; DataError for an empty slice:
+    a hold-out larger than the data leaves nothing to train on."""
     base, part = _split_parts(split)
-    raw, src = _raw_dataset(info, base, data_dir)
-    if part == slice(None):
-        return raw, src
     n = _stored_num_examples(info, base, data_dir)
     start, stop, _ = part.indices(n)
     if stop <= start:
         raise DataError(f"split {split} of {info.name} is empty: the {base} split has {n} images")
+    return start, stop
+
+
+def _sliced_raw_dataset(info: DatasetInfo, split: str, data_dir: str | None) -> tuple[tf.data.Dataset, _Source]:
+    """_raw_dataset of a stored split, cut to the slice `split` names (_slice_bounds)."""
+    base, part = _split_parts(split)
+    raw, src = _raw_dataset(info, base, data_dir)
+    if part == slice(None):
+        return raw, src
+    start, stop = _slice_bounds(info, split, data_dir)
     return raw.skip(start).take(stop - start), src
+
+
+def check(dataset: str, split: str = "train", data_dir: str | None = None) -> None:
+    """Raise DataError (one line) if `split` of `dataset` is not found where `data_dir` says: what
+    the pipelines check first, without TensorFlow, so a program can say it before loading it.
+
+    Checked: the directory, the source found in it, an IDX file's header, an image folder's file
+    names, the slice `split` names. Not checked: the images themselves (decoded when a pipeline
+    is built) and a TFDS dataset (TFDS needs TensorFlow to read its metadata).
+    """
+    info = _info(dataset)
+    base, _ = _split_parts(split)
+    if _choose_source(info, base, data_dir).kind != "tfds":
+        _slice_bounds(info, split, data_dir)
 
 
 def make_train_dataset(
@@ -584,6 +650,8 @@ def make_train_dataset(
     prefetched float32 [-1, 1] images of `split` (the train split, or a slice of it that holds
     out a validation part: config.holdout_splits). drop_remainder keeps every batch the same static
     size, so a compiled train step is traced once. shuffle_buffer <= 0 disables shuffling."""
+    import tensorflow as tf
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = _info(dataset)

@@ -25,11 +25,7 @@ import tempfile
 import tensorflow as tf
 
 from pga_tf import samplers
-
-
-class ExportError(Exception):
-    """A user-caused problem with the export's destination (existing output, unwritable dir); the
-    message is one line. A run that cannot be restored is runs.RunError."""
+from pga_tf.export_paths import ExportError, check_destination
 
 
 class PGAServing(tf.Module):
@@ -149,27 +145,6 @@ def from_run(
     if warning:  # the export serves the warm-up's autoencoder under the method's name
         log(warning)
     return module
-
-
-def _is_replaceable(path: str) -> bool:
-    """Whether --overwrite may delete `path`: only an earlier export or an empty directory, so a
-    mistyped --export_dir (a run dir, a home dir) is never wiped."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        return False
-    return not os.listdir(path) or os.path.isfile(os.path.join(path, "saved_model.pb"))
-
-
-def check_destination(export_dir: str, overwrite: bool) -> str:
-    """The absolute export path, or ExportError if an existing dir there may not be replaced."""
-    export_dir = os.path.abspath(export_dir)
-    if os.path.lexists(export_dir):
-        if not overwrite:
-            raise ExportError(f"export dir {export_dir} already exists; pass --overwrite to replace it")
-        if not _is_replaceable(export_dir):
-            raise ExportError(
-                f"{export_dir} exists and is not a SavedModel; refusing to replace it (choose another --export_dir)"
-            )
-    return export_dir
 
 
 def _new_dir(parent: str, prefix: str) -> str:

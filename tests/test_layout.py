@@ -39,6 +39,15 @@ TENSORFLOW_FREE = (
     "pga_tf.commands.evaluate",
     "pga_tf.commands.export_savedmodel",
     "pga_tf.commands.tools",
+    # What the programs check before TensorFlow loads (a run dir, its config.json, the data, an
+    # export's destination), so those mistakes are reported in a second too.
+    "pga_tf.data",
+    "pga_tf.runs",
+    "pga_tf.checkpoints",
+    "pga_tf.export_paths",
+    "pga_tf.training.preflight",
+    "pga_tf.evaluation.classifier",
+    "pga_tf.evaluation.features",
 )
 
 # Who may import whom: a module of a layer imports only modules of its own layer or of layers
@@ -59,6 +68,7 @@ LAYERS = (
         "pga_tf.run_lock",
         "pga_tf.console",
         "pga_tf.machine",
+        "pga_tf.export_paths",
     ),
 )
 ENTRY_MODULES = ("pga_tf.cli",)  # flags and the run() wrapper of every entry point

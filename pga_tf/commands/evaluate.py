@@ -35,7 +35,8 @@ def _evaluate(argv):
     if FLAGS.baselines:
         return baselines()
     from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
-    from pga_tf import runs
+    from pga_tf import data, runs
+    from pga_tf.evaluation import features
 
     for flag in ("run_dir", "out"):
         try:  # reports and HParams logs are written beside these paths
@@ -44,16 +45,14 @@ def _evaluate(argv):
             cli.fail(str(e))
     try:
         cfg = runs.read_config(FLAGS.run_dir)
-    except runs.RunError as e:
+        split, data_dir = config_lib.real_data(cfg, FLAGS.real_split, FLAGS.data_dir)
+        data.check(cfg.dataset, split, data_dir)
+        features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+    except (runs.RunError, ValueError, data.DataError, features.FeatureError) as e:
         cli.fail(str(e))
-    if FLAGS.real_split == "validation" and cfg.validation_split is None:
-        cli.fail(
-            f"--real_split=validation needs a run trained with --holdout=N; {FLAGS.run_dir} "
-            "held nothing out (it trained on every training image)"
-        )
     cli.quiet_tensorflow()
 
-    from pga_tf.evaluation import evaluators, features, fid  # TensorFlow loads here
+    from pga_tf.evaluation import evaluators, fid  # TensorFlow loads here
 
     extractor = features.make_extractor(
         FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights, FLAGS.batch_size
@@ -83,8 +82,17 @@ def _evaluate(argv):
 
 def baselines():
     """The floor and ceiling rows of a results table, scored exactly as evaluate_run scores a model."""
+    from pga_tf import data
+    from pga_tf.evaluation import features
+
+    try:  # before TensorFlow loads: the floor reads train images, both rows score against test
+        for split in ("test", "train"):
+            data.check(FLAGS.dataset, split, FLAGS.data_dir or None)
+        features.check(FLAGS.features, FLAGS.dataset, FLAGS.classifier, FLAGS.inception_weights)
+    except (data.DataError, features.FeatureError) as e:
+        cli.fail(str(e))
     cli.quiet_tensorflow()
-    from pga_tf.evaluation import evaluators, features, fid
+    from pga_tf.evaluation import evaluators, fid
 
     extractor = features.make_extractor(
         FLAGS.features, FLAGS.dataset, FLAGS.classifier, FLAGS.inception_weights, FLAGS.batch_size

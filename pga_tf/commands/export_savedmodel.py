@@ -29,23 +29,24 @@ def _export(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     from pga_tf import config as config_lib
+    from pga_tf import data, export_paths, runs
 
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "saved_model")
     try:  # before TensorFlow loads, and before anything is written
         config_lib.check_path_encoding("export_dir" if FLAGS.export_dir else "run_dir", export_dir)
-    except ValueError as e:
+        export_paths.check_destination(export_dir, FLAGS.overwrite)
+        cfg = runs.read_config(FLAGS.run_dir)
+        if FLAGS.data_dir:  # a data dir given must hold the run's training images
+            data.check(cfg.dataset, cfg.train_split, FLAGS.data_dir)
+    except (ValueError, runs.RunError, export_paths.ExportError, data.DataError) as e:
         cli.fail(str(e))
     cli.quiet_tensorflow()
     from pga_tf import export
 
-    export.check_destination(export_dir, FLAGS.overwrite)  # refuse before the slower restore
     say = lambda line: print(line, flush=True)  # noqa: E731
     module = export.from_run(FLAGS.run_dir, FLAGS.sampler, cli.sampler_options(), FLAGS.data_dir, say)
     path = export.export(module, export_dir, overwrite=FLAGS.overwrite)
-    say(
-        f"SavedModel of {module.checkpoint} (step {module.step}) written to {path} "
-        f"(sample: the {module.sampler.kind} sampler)"
-    )
+    say(export_paths.written(module.checkpoint, module.step, path, module.sampler.kind))
 
 
 def _user_errors():

@@ -1,10 +1,12 @@
 """The console scripts of the tools: `pga-results`, `pga-bench`, `pga-classifier`, `pga-standins`.
 
 Each does what `python -m <its module>` does. The console filter is installed before the tool's
-module is imported, since bench and classifier import TensorFlow at the top of theirs.
+module is imported, since bench imports TensorFlow at the top of its module.
 """
 
 from __future__ import annotations
+
+import runpy
 
 from pga_tf import console
 
@@ -20,9 +22,8 @@ def results() -> None:
 def bench() -> None:
     """`pga-bench`: `python -m pga_tf.tools.bench`."""
     console.install()
-    from pga_tf.tools import bench as tool
-
-    tool.main()
+    # As `python -m` runs it: its flags are checked before its module imports TensorFlow.
+    runpy.run_module("pga_tf.tools.bench", run_name="__main__")
 
 
 def classifier() -> None:

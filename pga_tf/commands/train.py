@@ -1,4 +1,4 @@
-"""Train a PGA model or one of the baselines on the same nets (AE, VAE, WAE, RAE, 2-Stage VAE).
+"""Train a PGA model or a baseline on the same nets (--help's first line names every method).
 
   python train.py                                   # LPGA on Fashion-MNIST, reference settings
   python train.py --flagfile=flags/lpga_cifar10.cfg # a paper setting
@@ -25,7 +25,9 @@ def main() -> None:
     cli.define_train_flags()
     cli.define_feature_flags()
     cli.define_fid_training_flags()
-    cli.run(_train, _user_errors, cli.TRAIN_HELP_GROUPS, doc=__doc__, command=COMMAND)
+    # The first line is the registry's: a method registered later is named too.
+    doc = cli.train_summary() + "\n" + __doc__.split("\n", 1)[1]
+    cli.run(_train, _user_errors, cli.train_help_groups(), doc=doc, command=COMMAND)
 
 
 def _train(argv):
@@ -34,6 +36,18 @@ def _train(argv):
     try:
         cfg = cli.config_from_flags()
     except ValueError as e:
+        cli.fail(str(e))
+    from pga_tf import data, run_lock
+    from pga_tf.evaluation import features
+    from pga_tf.training import preflight
+
+    try:
+        # Before TensorFlow loads, which takes seconds. A multi-worker process learns whether it
+        # is the chief, the one that locks the run dir, from its strategy: run() checks that lock.
+        preflight.check(cfg, lock=cfg.strategy != "multi_worker")
+        if FLAGS.fid_every:
+            features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+    except (run_lock.RunDirBusy, ValueError, data.DataError, features.FeatureError) as e:  # ConfigError: ValueError
         cli.fail(str(e))
     if cfg.strategy == "multi_worker":
         # Before TensorFlow loads: its strategy constructor waits for the peers in C++, deaf to

@@ -9,6 +9,9 @@ about 28x28 greyscale images anyway. This convnet is trained here, on the datase
 writes classifiers/fashion_mnist_cnn.keras and, beside it, classifiers/fashion_mnist_cnn.json with
 the file's sha256, the test accuracy and what the features are. `features.classifier_extractor`
 checks the checksum before using the file, and reports name it: "FID-fashion_mnist_cnn".
+
+Keras (and TensorFlow) load when a classifier is built, not on import: the program checks its
+data first.
 """
 
 from __future__ import annotations
@@ -17,16 +20,14 @@ import hashlib
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
-if __name__ == "__main__":
-    from pga_tf import console
-
-    console.install()  # before TensorFlow loads: its harmless native lines stay off stderr
-
-import keras
 import numpy as np
 
 from pga_tf import data
+
+if TYPE_CHECKING:
+    import keras
 
 FEATURE_LAYER = "features"
 FEATURE_DIM = 128
@@ -41,6 +42,8 @@ def default_name(dataset: str) -> str:
 
 def build(image_shape: tuple[int, int, int], num_classes: int = 10) -> keras.Model:
     """conv32-pool-conv64-pool-fc128 ("features")-fc(num_classes). Inputs are [-1, 1] images."""
+    import keras
+
     x = inputs = keras.Input(image_shape, name="images")
     x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
     x = keras.layers.MaxPooling2D()(x)
@@ -59,25 +62,44 @@ def _label_dir(dataset: str, data_dir: str | None) -> str:
     if info is None:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(data.DATASETS)}")
     directory = data_dir or info.default_dir
-    if not directory or not os.path.isdir(directory):
+    files = ", ".join(f"{stem}[.gz]" for stem in _LABEL_STEMS.values())
+    if not directory:
         raise data.DataError(
-            f"the classifier trains on MNIST-format IDX files with labels; pass "
-            f"--data_dir with {_LABEL_STEMS['train']}[.gz] for {dataset}"
+            f"the classifier trains on MNIST-format IDX files with labels ({files}); {dataset} "
+            "has no local copy: pass --data_dir=DIR holding them"
+        )
+    if not os.path.isdir(directory):
+        raise data.DataError(
+            f"data_dir {directory} does not exist or is not a directory (the classifier reads IDX files "
+            f"with labels there: {files})"
         )
     return directory
 
 
-def load_labels(dataset: str, split: str, data_dir: str | None = None) -> np.ndarray:
-    """int64 class labels of `split` from the IDX label file beside the images."""
+def _label_path(dataset: str, split: str, data_dir: str | None) -> str:
     directory = _label_dir(dataset, data_dir)
     stem = os.path.join(directory, _LABEL_STEMS[split])
     path = next((p for p in (stem, stem + ".gz") if os.path.isfile(p)), None)
     if path is None:
         raise data.DataError(f"{directory} has no {_LABEL_STEMS[split]}[.gz]: the classifier needs the {split} labels")
+    return path
+
+
+def load_labels(dataset: str, split: str, data_dir: str | None = None) -> np.ndarray:
+    """int64 class labels of `split` from the IDX label file beside the images."""
+    path = _label_path(dataset, split, data_dir)
     labels = data.read_idx(path)
     if labels.ndim != 1:
         raise data.DataError(f"{path} is not a label file (shape {labels.shape})")
     return labels.astype(np.int64)
+
+
+def check_data(dataset: str, data_dir: str | None = None) -> None:
+    """DataError (one line) if the label files or the images of the train or test split are not
+    where load_split reads them: without TensorFlow, so the program says it before loading it."""
+    for split in ("train", "test"):
+        data.check(dataset, split, _label_dir(dataset, data_dir))  # first: it names a subfolder that has them
+        _label_path(dataset, split, data_dir)
 
 
 def load_split(dataset: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +123,8 @@ def train(
     num_classes: int | None = None,
 ) -> keras.Model:
     """A classifier fitted with Adam on the given [-1, 1] images."""
+    import keras
+
     keras.utils.set_random_seed(seed)
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1
@@ -212,6 +236,10 @@ def main(argv) -> None:
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        check_data(FLAGS.dataset, FLAGS.data_dir or None)
+    except data.DataError as e:
+        cli.fail(str(e))
     cli.quiet_tensorflow()
     train_and_save(
         FLAGS.dataset,
@@ -235,4 +263,7 @@ def run() -> None:
 
 
 if __name__ == "__main__":
+    from pga_tf import console
+
+    console.install()  # before TensorFlow loads: its harmless native lines stay off stderr
     run()

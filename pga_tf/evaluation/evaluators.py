@@ -410,13 +410,11 @@ def _timed(seconds: dict[str, float], name: str, fn: Callable, *args) -> Any:
 def _restore(run_dir: str, options: Options, log: Callable[[str], None]) -> tuple[runs.Run, str, str | None]:
     """The run, the data split of `options.real_split` and the data dir, checked before anything
     is written: a bad real image is named here, not after the report dir is made."""
-    if options.real_split not in config_lib.REAL_SPLITS:
-        raise ValueError(f"real_split must be one of {', '.join(config_lib.REAL_SPLITS)}, got {options.real_split!r}")
     run = runs.load(run_dir, options.step, log)
-    split = "test" if options.real_split == "test" else run.cfg.validation_split
-    if split is None:
-        raise EvalError(f"{run_dir} held no images out of training (--holdout=0): no validation split")
-    data_dir = options.data_dir or run.cfg.data_dir or None
+    try:
+        split, data_dir = config_lib.real_data(run.cfg, options.real_split, options.data_dir)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     data.load_images(run.cfg.dataset, split, data_dir)  # checks every image file
     return run, split, data_dir
 

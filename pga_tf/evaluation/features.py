@@ -3,6 +3,9 @@
 An `Extractor` maps [-1, 1] images (the pipelines' range) to feature vectors and carries what a
 report and the real-statistics cache need: a display name ("Inception", or the classifier's name,
 giving "FID-Inception" vs "FID-fashion_mnist_cnn") and a checksum of its weights.
+
+`check` finds the files an extractor needs without TensorFlow (which loads when one is built), so
+the programs report a missing or altered classifier before loading it.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from pga_tf.evaluation import classifier as classifier_lib
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 INCEPTION_SIZE = 299
 INCEPTION_NAME = "Inception"
@@ -56,6 +62,8 @@ class Extractor:
 
     def __call__(self, images) -> np.ndarray:
         """Features of one batch of [-1, 1] images (numpy or tensor)."""
+        import tensorflow as tf
+
         images = tf.convert_to_tensor(images, tf.float32)
         self.check_images(images.shape)
         self.calls += 1
@@ -102,12 +110,10 @@ def _sha256_weights(model: keras.Model) -> str:
 
 
 # --------------------------------------------------------------------------- domain classifier
-def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
-    """The penultimate ("features") layer of a classifier saved by `pga_tf.evaluation.classifier`.
-
-    The file's sha256 must equal the one in the JSON beside it: a modified or truncated file is a
-    FeatureError rather than silently different FIDs.
-    """
+def _classifier_file(path: str) -> tuple[str, dict, str]:
+    """(path, metadata, sha256) of a classifier file saved by `pga_tf.evaluation.classifier`,
+    checked without TensorFlow: FeatureError if it or its JSON is missing, or its sha256 differs
+    from the JSON's (a modified or truncated file would give silently different FIDs)."""
     path = os.path.expanduser(path)
     meta_path = classifier_lib.metadata_path(path)
     if not os.path.isfile(path):
@@ -125,7 +131,6 @@ def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
         with open(meta_path) as f:
             meta = json.load(f)
         want = meta["sha256"]
-        layer = meta.get("feature_layer", classifier_lib.FEATURE_LAYER)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise FeatureError(f"cannot read classifier metadata {meta_path}: {type(e).__name__}: {e}") from None
     got = _sha256_file(path)
@@ -134,6 +139,17 @@ def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
             f"checksum mismatch for {path}: sha256 {got[:16]}... but {os.path.basename(meta_path)} "
             f"says {str(want)[:16]}...; the file was modified or corrupted, retrain it"
         )
+    return path, meta, got
+
+
+def classifier_extractor(path: str, batch_size: int = 250) -> Extractor:
+    """The penultimate ("features") layer of a classifier saved by `pga_tf.evaluation.classifier`
+    (its file checked by _classifier_file)."""
+    import keras
+    import tensorflow as tf
+
+    path, meta, got = _classifier_file(path)
+    layer = meta.get("feature_layer", classifier_lib.FEATURE_LAYER)
     try:
         model = keras.models.load_model(path, compile=False)
         features = keras.Model(model.inputs, model.get_layer(layer).output)
@@ -162,11 +178,22 @@ def default_classifier_path(dataset: str, directory: str = "classifiers") -> str
 # ---------------------------------------------------------------------------------- Inception
 def inception_preprocess(images: tf.Tensor) -> tf.Tensor:
     """[-1, 1] images of any size, 1 or 3 channels -> 299x299x3 in [-1, 1] (Inception's range)."""
+    import tensorflow as tf
+
     images = tf.convert_to_tensor(images, tf.float32)
     if images.shape[-1] == 1:
         images = tf.image.grayscale_to_rgb(images)
     images = tf.image.resize(images, [INCEPTION_SIZE, INCEPTION_SIZE], method="bilinear")
     return tf.clip_by_value(images, -1.0, 1.0)
+
+
+def _inception_weights(weights: str | None) -> str | None:
+    """`weights` with a local file's path expanded; FeatureError if that file does not exist."""
+    if weights not in (None, "imagenet"):
+        weights = os.path.expanduser(weights)
+        if not os.path.isfile(weights):
+            raise FeatureError(f"Inception weights file {weights} does not exist")
+    return weights
 
 
 def inception_extractor(weights: str | None = "imagenet", batch_size: int = 50) -> Extractor:
@@ -177,10 +204,10 @@ def inception_extractor(weights: str | None = "imagenet", batch_size: int = 50) 
         (inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5), or None (random weights:
         only for testing the plumbing; its FIDs mean nothing).
     """
-    if weights not in (None, "imagenet"):
-        weights = os.path.expanduser(weights)
-        if not os.path.isfile(weights):
-            raise FeatureError(f"Inception weights file {weights} does not exist")
+    import keras
+    import tensorflow as tf
+
+    weights = _inception_weights(weights)
     try:
         model = keras.applications.InceptionV3(
             include_top=False, pooling="avg", weights=weights, input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3)
@@ -210,6 +237,29 @@ def inception_extractor(weights: str | None = "imagenet", batch_size: int = 50) 
     )
 
 
+def check(kind: str, dataset: str, classifier_path: str = "", inception_weights: str | None = "imagenet") -> None:
+    """FeatureError (one line) if make_extractor's files are missing or wrong, found without
+    TensorFlow: the classifier (present, its JSON beside it, its checksum, trained on `dataset`)
+    or a local Inception weights file. ValueError for an unknown `kind`."""
+    if kind == "classifier":
+        path, meta, _ = _classifier_file(classifier_path or default_classifier_path(dataset))
+        trained_on = meta.get("dataset")
+        if trained_on and trained_on != dataset:
+            name = meta.get("name") or os.path.splitext(os.path.basename(path))[0]
+            raise FeatureError(
+                f"classifier {name} was trained on {trained_on}, not {dataset}; pass "
+                f"--classifier for a {dataset} classifier"
+            )
+    elif kind == "inception":
+        _inception_weights(_weights(inception_weights))
+    else:
+        raise ValueError(f"unknown features {kind!r}; valid: classifier, inception")
+
+
+def _weights(inception_weights: str | None) -> str | None:
+    return None if inception_weights in (None, "", "random") else inception_weights
+
+
 def make_extractor(
     kind: str,
     dataset: str,
@@ -218,17 +268,9 @@ def make_extractor(
     batch_size: int = 250,
 ) -> Extractor:
     """The extractor a --features/--classifier/--inception_weights combination asks for
-    (inception_weights "random": untrained Inception, to check the plumbing offline)."""
+    (inception_weights "random": untrained Inception, to check the plumbing offline); its files
+    checked first (check)."""
+    check(kind, dataset, classifier_path, inception_weights)
     if kind == "classifier":
-        ex = classifier_extractor(classifier_path or default_classifier_path(dataset), batch_size)
-        trained_on = ex.info.get("dataset")
-        if trained_on and trained_on != dataset:
-            raise FeatureError(
-                f"classifier {ex.name} was trained on {trained_on}, not {dataset}; pass "
-                f"--classifier for a {dataset} classifier"
-            )
-        return ex
-    if kind == "inception":
-        weights = None if inception_weights in (None, "", "random") else inception_weights
-        return inception_extractor(weights, batch_size=min(batch_size, 50))
-    raise ValueError(f"unknown features {kind!r}; valid: classifier, inception")
+        return classifier_extractor(classifier_path or default_classifier_path(dataset), batch_size)
+    return inception_extractor(_weights(inception_weights), batch_size=min(batch_size, 50))

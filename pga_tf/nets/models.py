@@ -33,6 +33,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from pga_tf import config as config_lib
 from pga_tf.nets import kernels
 
 # Initial bias of the log-variance head: log(sigma^2) = 2 ln(0.1), i.e. sigma = 0.1 at the start.
@@ -475,10 +476,13 @@ class _Arch(NamedTuple):
 
 
 ARCHS: dict[str, _Arch] = {
-    "conv_mnist": _Arch(_conv_mnist, (28, 28)),
-    "conv_32": _Arch(_conv_32, (32, 32)),
-    "resnet_32": _Arch(_resnet_32, (32, 32)),
-    "conv_64": _Arch(_conv_64, (64, 64)),
+    name: _Arch(build, config_lib.MODEL_IMAGE_SIZES[name])
+    for name, build in (
+        ("conv_mnist", _conv_mnist),
+        ("conv_32", _conv_32),
+        ("resnet_32", _resnet_32),
+        ("conv_64", _conv_64),
+    )
 }
 IMAGE_SHAPES: dict[str, tuple[int, int]] = {name: a.image_shape for name, a in ARCHS.items()}
 

@@ -61,25 +61,125 @@ import sys
 import time
 from collections.abc import Callable
 
+from pga_tf import cli, machine  # no TensorFlow: flags are checked before it loads
+from pga_tf import config as config_lib
+from pga_tf import methods as methods_lib
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = cli.ArgumentParser(prog=cli.program("python -m pga_tf.tools.bench"), description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--methods", default="lpga,vpga,lvpga,vae", help=f"comma-separated methods ({','.join(methods_lib.names())})"
+    )
+    p.add_argument("--model", default="conv_mnist", choices=config_lib.MODELS)
+    p.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for conv_mnist, else 3)")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--z_dim", type=int, default=0, help="latent size (default: the method's)")
+    p.add_argument("--steps", type=int, default=20, help="training steps per timed block")
+    p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is reported)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, autotune)")
+    p.add_argument(
+        "--jit_compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="XLA-compile the step and the sampler",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("default", "mirrored"),
+        default="default",
+        help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)",
+    )
+    p.add_argument(
+        "--cpu_devices", type=int, default=0, help="split the CPU into this many logical devices (as train.py does)"
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="Keras dtype policy of the nets (default float32), as train.py; a "
+        "comma-separated list measures each, interleaved per method (same load)",
+    )
+    p.add_argument("--mixed_precision", action="store_true", help="alias of --precision=mixed_float16, as train.py")
+    p.add_argument(
+        "--log_det",
+        default=None,
+        help="LPGA's log-det estimator (default: as train.py, by precision); a comma-separated list measures each",
+    )
+    p.add_argument(
+        "--fused",
+        choices=("on", "off"),
+        default="on" if config_lib.Config().fused else "off",
+        help="the fused training step (methods/pga.py fused_method_losses; plain with BN on)",
+    )
+    p.add_argument(
+        "--fast_kernels",
+        choices=("on", "off"),
+        default="on",
+        help="pga_tf.nets.kernels' formulations of the slow ops (off: stock Keras layers)",
+    )
+    p.add_argument(
+        "--data",
+        choices=("auto", "fashion_mnist", "synthetic"),
+        default="auto",
+        help="input pipeline source for the with-pipeline figure",
+    )
+    p.add_argument("--sample_batch", type=int, default=256)
+    p.add_argument("--sample_calls", type=int, default=10, help="decoder calls per timed block")
+    p.add_argument("--matmul_n", type=int, default=2048, help="matrix size of the peak measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default="", help="write the results here")
+    args = p.parse_args(argv)
+    if args.channels is None:
+        args.channels = 1 if args.model == "conv_mnist" else 3
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in methods_lib.names()]
+    if bad or not methods:
+        p.error(f"unknown method(s) {bad}; choose from {', '.join(methods_lib.names())}")
+    if args.cpu_devices < 0:
+        p.error("--cpu_devices must be >= 0")
+    for name in ("batch_size", "steps", "blocks", "sample_batch", "matmul_n"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be positive")
+    if args.warmup < 1:
+        p.error("--warmup must be >= 1 (the first call traces)")
+    precisions = args.precision.split(",") if args.precision else [None]
+    log_dets = args.log_det.split(",") if args.log_det else [None]
+    bad = [v for v in precisions if v not in (None, *config_lib.PRECISIONS)]
+    bad += [v for v in log_dets if v not in (None, *config_lib.LOG_DETS)]
+    if bad:
+        p.error(
+            f"unknown --precision/--log_det value(s) {bad}; choose from "
+            f"{', '.join(config_lib.PRECISIONS)} / {', '.join(config_lib.LOG_DETS)}"
+        )
+    try:
+        args.precisions = [cli.resolve_precision(v, args.mixed_precision) for v in precisions]
+    except ValueError as e:
+        p.error(str(e))
+    able = [m for m in methods_lib.names() if methods_lib.get(m).forward_mode_log_det]
+    if "jvp" in log_dets and not set(able) & set(methods):
+        p.error(
+            f"--log_det=jvp is for --method={' or '.join(able)} only (the other methods are "
+            "measured with their finite difference)"
+        )
+    args.log_dets = log_dets
+    args.methods = methods
+    return args
+
+
 if __name__ == "__main__":
     from pga_tf import console
 
     console.install()  # before TensorFlow loads: its harmless native lines stay off stderr
+    parse_args(sys.argv[1:])  # a flag mistake is said before TensorFlow loads; main parses again
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import ops as tf_ops  # noqa: E402
 
-from pga_tf import (  # noqa: E402
-    cli,
-    data,
-    machine,  # noqa: E402  (no TensorFlow: only the CPU's description)
-)
-from pga_tf import config as config_lib
-from pga_tf import methods as methods_lib
+from pga_tf import data  # noqa: E402
 from pga_tf.nets import kernels, models  # noqa: E402
 from pga_tf.training import precision_probe  # noqa: E402
-from pga_tf.training import trainer as trainer_lib
+from pga_tf.training import trainer as trainer_lib  # noqa: E402
 
 MATMUL_CONV_OPS = frozenset(
     {
@@ -340,113 +440,6 @@ def bench_method(
         + (f"  (non-finite loss from step {out['non_finite_at_step']})" if "non_finite_at_step" in out else "")
     )
     return out
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's one-line `error:` (argparse prints its usage, then exits 2)."""
-
-    def error(self, message: str):
-        cli.fail(f"{message} (--help lists the flags)")
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog=cli.program("python -m pga_tf.tools.bench"), description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--methods", default="lpga,vpga,lvpga,vae", help=f"comma-separated methods ({','.join(methods_lib.names())})"
-    )
-    p.add_argument("--model", default="conv_mnist", choices=sorted(models.ARCHS))
-    p.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for conv_mnist, else 3)")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--z_dim", type=int, default=0, help="latent size (default: the method's)")
-    p.add_argument("--steps", type=int, default=20, help="training steps per timed block")
-    p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is reported)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, autotune)")
-    p.add_argument(
-        "--jit_compile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="XLA-compile the step and the sampler",
-    )
-    p.add_argument(
-        "--strategy",
-        choices=("default", "mirrored"),
-        default="default",
-        help="tf.distribute strategy (mirrored: every GPU, or every --cpu_devices)",
-    )
-    p.add_argument(
-        "--cpu_devices", type=int, default=0, help="split the CPU into this many logical devices (as train.py does)"
-    )
-    p.add_argument(
-        "--precision",
-        default=None,
-        help="Keras dtype policy of the nets (default float32), as train.py; a "
-        "comma-separated list measures each, interleaved per method (same load)",
-    )
-    p.add_argument("--mixed_precision", action="store_true", help="alias of --precision=mixed_float16, as train.py")
-    p.add_argument(
-        "--log_det",
-        default=None,
-        help="LPGA's log-det estimator (default: as train.py, by precision); a comma-separated list measures each",
-    )
-    p.add_argument(
-        "--fused",
-        choices=("on", "off"),
-        default="on" if config_lib.Config().fused else "off",
-        help="the fused training step (methods/pga.py fused_method_losses; plain with BN on)",
-    )
-    p.add_argument(
-        "--fast_kernels",
-        choices=("on", "off"),
-        default="on",
-        help="pga_tf.nets.kernels' formulations of the slow ops (off: stock Keras layers)",
-    )
-    p.add_argument(
-        "--data",
-        choices=("auto", "fashion_mnist", "synthetic"),
-        default="auto",
-        help="input pipeline source for the with-pipeline figure",
-    )
-    p.add_argument("--sample_batch", type=int, default=256)
-    p.add_argument("--sample_calls", type=int, default=10, help="decoder calls per timed block")
-    p.add_argument("--matmul_n", type=int, default=2048, help="matrix size of the peak measurement")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default="", help="write the results here")
-    args = p.parse_args(argv)
-    if args.channels is None:
-        args.channels = 1 if args.model == "conv_mnist" else 3
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in methods_lib.names()]
-    if bad or not methods:
-        p.error(f"unknown method(s) {bad}; choose from {', '.join(methods_lib.names())}")
-    if args.cpu_devices < 0:
-        p.error("--cpu_devices must be >= 0")
-    for name in ("batch_size", "steps", "blocks", "sample_batch", "matmul_n"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name} must be positive")
-    if args.warmup < 1:
-        p.error("--warmup must be >= 1 (the first call traces)")
-    precisions = args.precision.split(",") if args.precision else [None]
-    log_dets = args.log_det.split(",") if args.log_det else [None]
-    bad = [v for v in precisions if v not in (None, *config_lib.PRECISIONS)]
-    bad += [v for v in log_dets if v not in (None, *config_lib.LOG_DETS)]
-    if bad:
-        p.error(
-            f"unknown --precision/--log_det value(s) {bad}; choose from "
-            f"{', '.join(config_lib.PRECISIONS)} / {', '.join(config_lib.LOG_DETS)}"
-        )
-    try:
-        args.precisions = [cli.resolve_precision(v, args.mixed_precision) for v in precisions]
-    except ValueError as e:
-        p.error(str(e))
-    able = [m for m in methods_lib.names() if methods_lib.get(m).forward_mode_log_det]
-    if "jvp" in log_dets and not set(able) & set(methods):
-        p.error(
-            f"--log_det=jvp is for --method={' or '.join(able)} only (the other methods are "
-            "measured with their finite difference)"
-        )
-    args.log_dets = log_dets
-    args.methods = methods
-    return args
 
 
 def speed_vs_float32(results: dict) -> list[str]:

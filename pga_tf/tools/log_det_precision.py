@@ -28,6 +28,31 @@ import os
 import sys
 from collections.abc import Callable
 
+from pga_tf import cli, data, runs  # no TensorFlow: the flags and the run are checked before it loads
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags, with the run's config.json as `cfg`; a mistake in either (or a run whose test
+    images are missing) ends in one `error:` line, before TensorFlow loads."""
+    p = cli.ArgumentParser(
+        prog=cli.program("python -m pga_tf.tools.log_det_precision"), description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--run_dir", required=True, help="an LPGA run (config.json, checkpoints/)")
+    p.add_argument("--examples", type=int, default=256, help="test images whose codes are used")
+    p.add_argument("--seed", type=int, default=0, help="seed of the directions u")
+    p.add_argument("--json", default="", help="write the table here")
+    args = p.parse_args(argv)
+    try:
+        args.cfg = runs.read_config(args.run_dir)
+        data.check(args.cfg.dataset, "test", args.cfg.data_dir or None)
+    except (runs.RunError, data.DataError) as e:
+        cli.fail(str(e))
+    return args
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # main parses again, once TensorFlow has loaded
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -35,11 +60,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pga_tf import config as config_lib  # noqa: E402
-from pga_tf import data
 from pga_tf.config import PRECISIONS  # noqa: E402
 from pga_tf.evaluation import likelihood  # noqa: E402
 from pga_tf.methods import objectives  # noqa: E402
-from pga_tf.methods import parts as step
+from pga_tf.methods import parts as step  # noqa: E402
 from pga_tf.nets import models  # noqa: E402
 
 ESTIMATORS = config_lib.LOG_DETS
@@ -121,18 +145,11 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m pga_tf.tools.log_det_precision", description=__doc__.split("\n")[0])
-    p.add_argument("--run_dir", required=True, help="an LPGA run (config.json, checkpoints/)")
-    p.add_argument("--examples", type=int, default=256, help="test images whose codes are used")
-    p.add_argument("--seed", type=int, default=0, help="seed of the directions u")
-    p.add_argument("--json", default="", help="write the table here")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from pga_tf import runs
-
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run = runs.load(args.run_dir)
     except runs.RunError as e:
-        p.error(str(e))
+        cli.fail(str(e))
     cfg = run.cfg
     weights = [v.numpy() for v in run.encoder.weights + run.decoder.weights]
     images = data.fixed_batch(cfg.dataset, args.examples, "test", cfg.data_dir or None)

@@ -215,7 +215,7 @@ def stage1_steps(method: str) -> int:
     with --epochs, epochs x (training images // the flagfile's batch size), train.py's count."""
     if not FLAGS.epochs:
         return FLAGS.train_steps
-    from pga_tf import data  # TensorFlow loads here, only to count the training images
+    from pga_tf import data  # TensorFlow loads here for TFDS data only, to count the training images
 
     batch_size = config_lib.Config.batch_size
     with open(os.path.join(ROOT, "flags", f"{method}_{FLAGS.dataset}.cfg")) as f:
@@ -519,6 +519,13 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     say = lambda line: print(line, flush=True)  # noqa: E731
+    from pga_tf import data
+
+    try:  # each child would say it too, but only after this has made its dirs
+        for split in () if FLAGS.report_only else ("train", "test"):
+            data.check(FLAGS.dataset, split, FLAGS.data_dir or None)
+    except data.DataError as e:
+        cli.fail(str(e))
     if FLAGS.protocol == "fair":
         return fair(say)
     os.makedirs(FLAGS.runs_dir, exist_ok=True)

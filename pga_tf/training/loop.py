@@ -24,7 +24,6 @@ import tensorflow as tf
 from pga_tf import checkpoints
 from pga_tf import config as config_lib
 from pga_tf.config import Config
-from pga_tf.nets import models
 from pga_tf.training import distribution
 from pga_tf.training import trainer as trainer_lib
 
@@ -366,14 +365,13 @@ def run(
     Raises trainer_lib.TrainingError, data.DataError, run_lock.RunDirBusy, config.ConfigError, OSError (each
     one line: train.py prints them as `error:`).
     """
-    from pga_tf import config as config_lib
     from pga_tf import data, run_lock
-    from pga_tf.training import precision_probe
+    from pga_tf.training import precision_probe, preflight
 
     strategy = strategy or trainer_lib.make_strategy(cfg.strategy)
     chief = distribution.is_chief(strategy)  # only the chief writes (and locks) the run dir
-    if chief:
-        run_lock.check_free(cfg.run_dir)  # refuse a second training now, not after the start-up
+    # A second training, another run's dir or missing data: refused now, not after the start-up.
+    preflight.check(cfg, lock=chief)
     # Before any net exists, on constant tensors: a 16-bit policy that is slower than float32 on
     # this CPU is said once, and the run's random state is untouched.
     precision_probe.check(cfg.precision, log=log)
@@ -383,18 +381,6 @@ def run(
         tf.config.experimental.enable_op_determinism()
 
     image_shape = data.image_shape(cfg.dataset)
-    expected = models.IMAGE_SHAPES[cfg.model]
-    if tuple(image_shape[:2]) != tuple(expected):
-        raise trainer_lib.TrainingError(
-            f"--model {cfg.model} takes {expected[0]}x{expected[1]} images; --dataset "
-            f"{cfg.dataset} has {image_shape[0]}x{image_shape[1]}"
-        )
-    saved = config_lib.load(cfg.run_dir)
-    if saved is not None and config_lib.conflicts(saved, cfg):
-        raise trainer_lib.TrainingError(
-            f"{cfg.run_dir} holds a different run "
-            f"({'; '.join(config_lib.conflicts(saved, cfg))}); use another --run_dir"
-        )
 
     data_dir = cfg.data_dir or None
     dataset = data.make_train_dataset(
@@ -449,15 +435,13 @@ def run(
         )
         if export and chief:
             from pga_tf import export as export_lib
+            from pga_tf import export_paths
 
             # What export_savedmodel.py writes: the run's last checkpoint in float32 nets (a 16-bit
             # --precision run's compute pays off for training; serving stays exact and portable).
             module = export_lib.from_run(cfg.run_dir)
             result["export"] = export_lib.export(module, os.path.join(cfg.run_dir, "saved_model"), overwrite=True)
-            log(
-                f"SavedModel of {module.checkpoint} (step {module.step}) written to {result['export']} "
-                f"(sample: the {module.sampler.kind} sampler)"
-            )
+            log(export_paths.written(module.checkpoint, module.step, result["export"], module.sampler.kind))
         return result
     finally:
         if lock is not None:
