@@ -11,7 +11,7 @@ import pytest
 
 from pga_tf import data
 from pga_tf.evaluation import classifier
-from tests.test_train_cli import write_idx
+from tests.helpers import write_idx
 
 IDX_NAMES = ("train-images-idx3-ubyte[.gz]", "t10k-images-idx3-ubyte[.gz]")
 

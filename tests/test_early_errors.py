@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from pga_tf import config
-from tests.test_train_cli import ROOT, assert_one_line_error, write_idx
+from tests.helpers import ROOT, assert_one_line_error, write_idx
 
 BLOCKED = "TensorFlow was imported"
 _SITECUSTOMIZE = f'''

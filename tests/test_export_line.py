@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_train_cli import ROOT, TINY, write_idx
+from tests.helpers import ROOT, TINY, write_idx
 
 LINE = re.compile(r"^SavedModel of (\S+) \(step (\d+)\) written to (\S+) \(sample: the (\w+) sampler\)$")
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from pga_tf import cli, config, methods
-from tests.test_train_cli import ROOT
+from tests.helpers import ROOT
 
 
 def _help() -> str:
