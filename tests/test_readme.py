@@ -103,8 +103,8 @@ def output(tmp_path_factory, idx_dir) -> str:
         start(f"{ROOT}/train.py", "--train_steps=10", "--optimizer=adam"),
         start(f"{ROOT}/train.py", "--lr=-1"),
     )
-    # The docs export to /tmp/pga_gmm; this one went to a scratch dir.
-    return first + second.replace(str(gmm_dir), "/tmp/pga_gmm")
+    # The docs export to /tmp/pga_gmm from a checkout at /home/me/pga-tf; this ran in a scratch dir.
+    return (first + second).replace(str(gmm_dir), "/tmp/pga_gmm").replace(str(cwd), "/home/me/pga-tf")
 
 
 @pytest.mark.e2e
@@ -117,8 +117,8 @@ def test_quoted_console_lines_are_what_the_programs_print(page, output):
 def test_the_check_rejects_a_misquote(output):
     # A misquote of the warm-up line: the program names only the terms that join (LPGA's zh_rec is 0).
     wrong = (
-        "warm-up over: from step 1001 on (--init_steps=1000) zn_rec, zh_rec, nll join the losses, so enc_loss "
-        "jumps; the sample grids of the warm-up (dark blobs: only the autoencoder was trained) are expected"
+        "warm-up over: from step 1001 on (--init_steps=1000) zn_rec, zh_rec, nll join the losses, so the loss "
+        "totals jump; the sample grids of the warm-up (dark blobs: only the autoencoder was trained) are expected"
     )
     right = wrong.replace("zn_rec, zh_rec, nll", "zn_rec, nll")
     assert misquoted([wrong, right], output) == [wrong]
