@@ -10,19 +10,10 @@ import pytest
 from absl import flags
 
 from pga_tf import cli, config
-from tests.helpers import ROOT
+from tests.helpers import ROOT, parse
 
 if "method" not in flags.FLAGS:
     cli.define_train_flags()
-
-
-def _from_flags(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.py", *argv])
-    try:
-        return cli.config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
 
 
 def _flagfile_optimiser(method, dataset):
@@ -41,10 +32,10 @@ def _flagfile_optimiser(method, dataset):
 def test_a_methods_defaults_carry_its_flagfiles_optimiser(method):
     mnist, fashion = (_flagfile_optimiser(method, d) for d in ("mnist", "fashion_mnist"))
     assert mnist == fashion
-    cfg = _from_flags([f"--method={method}"])
+    cfg = parse([f"--method={method}"])
     assert {"optimizer": cfg.optimizer, "lr": cfg.lr} == mnist
     # A flag still wins.
-    assert _from_flags([f"--method={method}", "--lr=0.5", "--optimizer=sgd"]).lr == 0.5
+    assert parse([f"--method={method}", "--lr=0.5", "--optimizer=sgd"]).lr == 0.5
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +66,7 @@ def test_every_method_trains_from_its_defaults_alone(shapes_dir):
     failures = []
     for method in config.method_names():
         # Only the run's length and size: optimiser, lr and coefficients are the method's.
-        cfg = _from_flags([f"--method={method}", "--batch_size=8", "--stage2_width=64"])
+        cfg = parse([f"--method={method}", "--batch_size=8", "--stage2_width=64"])
         tf.keras.utils.set_random_seed(0)
         trainer = trainer_lib.Trainer(
             cfg, (28, 28, 1), main_steps=30, train_images=lambda: data.load_images("mnist", "train", idx_dir)
