@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_one_line_error, labelled_data_and_classifier, ok, run
+from tests.helpers import assert_one_line_error, labelled_data_and_classifier, ok, run_python
 
 # Every test here starts a program in a subprocess.
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def test_train_evaluate_export(data_and_classifier, method, extra):
     data_dir, clf, tmp = data_and_classifier
     run_dir, export_dir = str(tmp / f"run_{method}"), str(tmp / f"export_{method}")
     proc = ok(
-        run(
+        run_python(
             [
                 "train.py",
                 f"--method={method}",
@@ -52,7 +52,7 @@ def test_train_evaluate_export(data_and_classifier, method, extra):
         assert saved["rae_reg"] == "gp" and saved["rae_beta"] == 5e-5  # the method's default
 
     ok(
-        run(
+        run_python(
             [
                 "evaluate.py",
                 f"--run_dir={run_dir}",
@@ -69,7 +69,7 @@ def test_train_evaluate_export(data_and_classifier, method, extra):
     assert np.isfinite(report["metrics"]["FID-fashion_mnist_cnn"])
     assert report["latent_nll"] is None  # no latent likelihood for these methods
 
-    ok(run(["export_savedmodel.py", f"--run_dir={run_dir}", f"--export_dir={export_dir}"]))
+    ok(run_python(["export_savedmodel.py", f"--run_dir={run_dir}", f"--export_dir={export_dir}"]))
     model = tf.saved_model.load(export_dir)
     images = np.random.default_rng(1).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
     encoded = model.signatures["encode"](images=tf.constant(images))
@@ -98,7 +98,7 @@ def test_train_evaluate_export(data_and_classifier, method, extra):
 )
 def test_bad_coefficients_are_one_line_errors(tmp_path, argv, needle):
     run_dir = tmp_path / "run"
-    proc = run(["train.py", *argv, f"--run_dir={run_dir}"], timeout=120)
+    proc = run_python(["train.py", *argv, f"--run_dir={run_dir}"], timeout=120)
     # Parse-time validation: the whole of stderr is one `error:` line naming the flag, exit 1.
     assert_one_line_error(proc, needle)
     assert not run_dir.exists()

@@ -9,10 +9,12 @@ import pytest
 
 from tests.helpers import (
     assert_error_last_line,
+    idx_bytes,
     labelled_data_and_classifier,
     ok,
     read_session,
     run_python,
+    write_idx,
 )
 
 # Every test here starts a program in a subprocess.
@@ -341,6 +343,14 @@ def test_results_table_trains_evaluates_and_reuses_finished_runs(trained, tmp_pa
 
 
 def test_results_reports_a_failed_child_in_one_line(tmp_path):
+    # Data that passes the command's own check (which reads the IDX header, before TensorFlow
+    # loads) but not the training's, which reads the images: the failure is the child's.
+    data = tmp_path / "truncated"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    whole = idx_bytes(rng.integers(0, 256, (32, 28, 28), dtype=np.uint8))
+    (data / "train-images-idx3-ubyte").write_bytes(whole[: len(whole) // 2])
+    write_idx(data / "t10k-images-idx3-ubyte", rng.integers(0, 256, (16, 28, 28), dtype=np.uint8))
     proc = run_python(
         [
             "-m",
@@ -349,10 +359,11 @@ def test_results_reports_a_failed_child_in_one_line(tmp_path):
             "--train_steps=2",
             f"--runs_dir={tmp_path / 'r'}",
             f"--docs_dir={tmp_path / 'd'}",
-            f"--data_dir={tmp_path / 'missing'}",
+            f"--data_dir={data}",
         ]
     )
     assert_error_last_line(proc, "train.py (ae) failed (exit 1)")
+    assert "is truncated" in proc.stderr, proc.stderr
 
 
 def test_bad_test_image_is_named_before_the_report_is_started(trained, tmp_path):
