@@ -59,6 +59,63 @@ def test_pending_orders_selection_then_seed_by_seed():
     assert ("seed", "ae", 0) not in [(u.kind, u.method, u.seed) for u in comparison.pending(P, state)]
 
 
+def test_seeds_outside_long_seeds_train_the_short_budget_only():
+    p3 = comparison.Protocol(methods=("ae", "lpga", "two_stage_vae"), seeds=(0, 1, 2), long_seeds=(0, 1))
+    chosen = {"0.0001": {"fid": 60.0}, "0.0003": {"fid": 40.0}, "0.001": {"fid": 50.0}}
+    state = {"selection": {m: chosen for m in p3.methods}, "runs": {}, "short_runs": {}}
+    seed2 = [(u.kind, u.method) for u in comparison.pending(p3, state) if u.seed == 2]
+    assert seed2 == [("short", "ae"), ("short", "lpga"), ("short", "two_stage_vae")]
+    short = comparison.train_command(p3, comparison.Unit("short", "lpga", lr=3e-4, seed=2), "/r")
+    assert "--train_steps=3000" in short and "--seed=2" in short and "--init_steps=1000" in short
+    assert comparison.evaluations(p3, comparison.Unit("short", "lpga", lr=3e-4, seed=2)) == [
+        ("short", "prior", None),
+        ("short", "gmm", None),
+    ]
+    assert [comparison.short_source(p3, "lpga", seed) for seed in (0, 1, 2)] == ["runs", "runs", "short_runs"]
+    assert comparison.short_source(p3, "two_stage_vae", 0) == "short_runs"
+
+
+def test_short_rows_join_long_runs_checkpoints_and_short_runs(tmp_path):
+    def evaluations(rows):
+        return {
+            f"{row}/{s}": {"fid": f, "kid": 0.01, "precision": 0.7, "recall": 0.4}
+            for row, f in rows
+            for s in ("prior", "gmm")
+        }
+
+    p3 = comparison.Protocol(methods=("vae",), seeds=(0, 1, 2), long_seeds=(0, 1))
+    state = {
+        "protocol": p3.to_json(),
+        "selection": {"vae": {"0.0003": {"fid": 50.0}, "0.001": {"fid": 45.0}, "0.003": {"fid": 60.0}}},
+        "runs": {
+            f"vae/seed={s}": {"lr": 1e-3, "seed": s, "train_seconds": 600, "evaluations": evaluations(r)}
+            for s, r in ((0, [("long", 40.0), ("short", 50.0)]), (1, [("long", 42.0), ("short", 52.0)]))
+        },
+        "short_runs": {"vae/seed=2": {"lr": 1e-3, "seed": 2, "evaluations": evaluations([("short", 57.0)])}},
+        "machines": [],
+    }
+    assert comparison_report.per_seed(state, "vae", "long", "own") == [40.0, 42.0]
+    assert comparison_report.per_seed(state, "vae", "short", "own") == [50.0, 52.0, 57.0]
+    text = comparison_report.section(state, str(tmp_path))
+    assert "| VAE | 0.001 | 2 | 41.0 ± 1.4 |" in text  # the long table: seeds 0 and 1
+    assert "| VAE | 0.001 | 3 | 53.0 ± 3.6 |" in text  # the short table: 50, 52 and 57
+    assert "3 of 3 final runs done" in text  # two long runs and seed 2's short run
+
+
+def test_a_file_from_before_long_seeds_loads_while_no_other_seed_ran(tmp_path):
+    path = str(tmp_path / "results.json")
+    old = comparison.Protocol(methods=("ae",), seeds=(0, 1, 2)).to_json()
+    del old["long_seeds"]
+    state = {"protocol": old, "selection": {}, "runs": {"ae/seed=0": {"seed": 0}}, "short_runs": {}}
+    comparison.save_state(state, path)
+    new = comparison.Protocol(methods=("ae",), seeds=(0, 1, 2), long_seeds=(0, 1))
+    assert comparison.load_state(path, new)["protocol"]["long_seeds"] == [0, 1]
+    state["runs"]["ae/seed=2"] = {"seed": 2}  # a long run of seed 2: every seed was long there
+    comparison.save_state(state, path)
+    with pytest.raises(ValueError, match="long_seeds"):
+        comparison.load_state(path, new)
+
+
 def test_train_command_sets_adam_the_budget_and_the_holdout():
     sel = comparison.train_command(P, comparison.Unit("select", "lpga", lr=3e-4), "/r")
     assert sel[:2] == ["train.py", "--flagfile=flags/lpga_fashion_mnist.cfg"]
@@ -173,7 +230,7 @@ def _state_with_seeds():
         return {"lr": lr, "train_seconds": 600, "evaluations": ev}
 
     return {
-        "protocol": {**P.to_json(), "methods": ["vae", "lpga"], "seeds": [0, 1, 2]},
+        "protocol": {**P.to_json(), "methods": ["vae", "lpga"], "seeds": [0, 1, 2], "long_seeds": [0, 1, 2]},
         "selection": {
             "vae": {"0.0003": {"fid": 50.0}, "0.001": {"fid": 45.0}, "0.003": {"fid": 60.0}},
             "lpga": {"0.0003": {"fid": 40.0}, "0.001": {"fid": 39.0}, "0.003": {"fid": None}},
@@ -257,3 +314,14 @@ def test_a_unit_stopped_by_a_signal_is_not_finished(tmp_path):
         comparison.check_finished(str(run_dir), train)
     checkpoint_at(30)
     comparison.check_finished(str(run_dir), train)  # finished: no error
+
+
+@pytest.mark.e2e
+def test_long_seeds_outside_seeds_is_a_flag_error(tmp_path):
+    from helpers import assert_one_line_error, run_python
+
+    proc = run_python(
+        ["-m", "pga_tf.tools.results", "--protocol=fair", "--seeds=0,1", "--long_seeds=2", f"--docs_dir={tmp_path}/d"]
+    )
+    assert_one_line_error(proc, "--long_seeds must be some of --seeds")
+    assert not os.path.exists(tmp_path / "d")

@@ -12,12 +12,13 @@ as child processes, so every figure is what a user gets from those commands):
    --real_split=validation). The test split is never looked at. When the best rate is an end of
    the grid, the grid grows by one point past that end (once); the best point is chosen.
 2. Seeds. At its chosen rate each method trains on the full training split for `steps` steps
-   (10 epochs by default) once per seed, with an FID curve (--fid_every) and a checkpoint kept at
-   every curve point. Each final checkpoint and the step-`short_steps` one are evaluated with
-   each sampler (the method's own and the ex-post GMM): FID, KID, precision, recall. The
-   learning rate is constant, so the step-`short_steps` checkpoint is exactly a `short_steps`
-   run; the 2-Stage VAE's short rows come from runs of their own, since its second stage must
-   train on that first stage.
+   (10 epochs by default) once per seed of `long_seeds`, with an FID curve (--fid_every) and a
+   checkpoint kept at every curve point. Each final checkpoint and the step-`short_steps` one are
+   evaluated with each sampler (the method's own and the ex-post GMM): FID, KID, precision,
+   recall. The learning rate is constant, so the step-`short_steps` checkpoint is exactly a
+   `short_steps` run. The short rows of the other seeds come from `short_steps` runs of their own
+   (the long budget needs two seeds, the short one three), and so do all of the 2-Stage VAE's,
+   since its second stage must train on that first stage.
 3. The report (report()): mean and standard deviation over seeds (each seed's figure the mean over
    its draws), Welch's 95% interval for the difference between the best PGA and each other
    method, the curves with a band over seeds, and a verdict line for each claim of the paper.
@@ -65,6 +66,9 @@ class Protocol:
     steps: int = 9370  # 10 epochs of Fashion-MNIST at batch 64
     short_steps: int = 3000
     seeds: tuple[int, ...] = (0, 1, 2)
+    # The seeds that train the long budget (and give the short rows from their step-short_steps
+    # checkpoint); the others train short_steps only.
+    long_seeds: tuple[int, ...] = (0, 1)
     init_steps: int = 1000  # for the methods with a warm-up (LPGA, LVPGA), as in the short budgets
     fid_every: int = 1000
     fid_samples: int = 5000
@@ -78,7 +82,7 @@ class Protocol:
 @dataclasses.dataclass(frozen=True)
 class Unit:
     """One training run and its evaluations: kind "select" (method, lr), "seed" (method, seed)
-    or "short" (the 2-Stage VAE's own short run for a seed)."""
+    or "short" (a run of the short budget only: a seed outside long_seeds, or the 2-Stage VAE's)."""
 
     kind: str
     method: str
@@ -132,7 +136,7 @@ def chosen_lr(selection: dict[str, dict], grid: tuple[float, ...]) -> float | No
 
 def pending(protocol: Protocol, state: dict) -> list[Unit]:
     """The units that can run now, in the order they should: selection before seeds, seed 0 of
-    every method before seed 1."""
+    every method before seed 1, and so on."""
     out = []
     for m in protocol.methods:
         sel = state["selection"].get(m, {})
@@ -146,11 +150,24 @@ def pending(protocol: Protocol, state: dict) -> list[Unit]:
             lr = chosen_lr(state["selection"].get(m, {}), protocol.lr_grid)
             if lr is None:
                 continue
-            if f"{m}/seed={seed}" not in state["runs"]:
+            if seed in protocol.long_seeds and f"{m}/seed={seed}" not in state["runs"]:
                 out.append(Unit("seed", m, lr=lr, seed=seed))
-            if _needs_short_run(m) and f"{m}/seed={seed}" not in state["short_runs"]:
+            if short_source(protocol, m, seed) == "short_runs" and f"{m}/seed={seed}" not in state["short_runs"]:
                 out.append(Unit("short", m, lr=lr, seed=seed))
     return out
+
+
+def short_source(protocol: Protocol, method: str, seed: int) -> str:
+    """Which part of the state holds (method, seed)'s short-budget rows: "runs" (the long run's
+    step-short_steps checkpoint) or "short_runs" (a run of its own)."""
+    return "runs" if seed in protocol.long_seeds and not _needs_short_run(method) else "short_runs"
+
+
+def protocol_of(state: dict) -> Protocol:
+    """The Protocol a state (results.json) was written by."""
+    p = state["protocol"]
+    fields = {f.name for f in dataclasses.fields(Protocol)}
+    return Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k in fields})
 
 
 def _needs_short_run(method: str) -> bool:
@@ -275,6 +292,11 @@ def load_state(path: str, protocol: Protocol) -> dict:
     with open(path) as f:
         state = json.load(f)
     theirs = {k: v for k, v in state.get("protocol", {}).items() if k != "methods"}
+    if "long_seeds" not in theirs:
+        # Written before long_seeds existed, when every seed trained the long budget: the same
+        # protocol as ours as long as no seed outside our long_seeds has a run yet.
+        ran = {r.get("seed") for r in state.get("runs", {}).values()}
+        theirs["long_seeds"] = list(protocol.long_seeds) if ran <= set(protocol.long_seeds) else theirs.get("seeds")
     mine = {k: v for k, v in protocol.to_json().items() if k != "methods"}
     if theirs != mine:
         differ = ", ".join(f"{k} {theirs.get(k)!r} there, {v!r} here" for k, v in mine.items() if theirs.get(k) != v)

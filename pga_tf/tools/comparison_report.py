@@ -52,10 +52,11 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict:
 
 def per_seed(state: dict, method: str, row: str, sampler: str, metric: str = "fid") -> list[float]:
     """One value per seed (each the mean over its draws) of `metric` in `row` ("long"/"short")."""
-    kind = "short_runs" if row == "short" and config_lib.default_sampler(method) != "prior" else "runs"
+    protocol = comparison.protocol_of(state)
     name = config_lib.default_sampler(method) if sampler == "own" else sampler
     out = []
-    for seed in state["protocol"]["seeds"]:
+    for seed in protocol.seeds:
+        kind = comparison.short_source(protocol, method, seed) if row == "short" else "runs"
         run = state[kind].get(f"{method}/seed={seed}")
         value = run and run["evaluations"].get(f"{row}/{name}", {}).get(metric)
         if value is not None:
@@ -112,8 +113,9 @@ def budget_table(state: dict, row: str) -> str:
                 _pm(per_seed(state, m, row, sampler, "recall"), 2),
             ]
         runs = [r for k, r in state["runs"].items() if k.startswith(f"{m}/seed=")]
+        own_runs = [r for k, r in state["short_runs"].items() if k.startswith(f"{m}/seed=")]
         n = len(per_seed(state, m, row, "own"))
-        lr = f"{runs[0]['lr']:g}" if runs else "–"
+        lr = f"{(runs or own_runs)[0]['lr']:g}" if runs or own_runs else "–"
         minutes = [r["train_seconds"] / 60 for r in runs]
         time_cell = f"{np.mean(minutes):.0f} min" if minutes and row == "long" else "–"
         rows.append(f"| {label(m)} | {lr} | {n} | " + " | ".join(cells) + f" | {time_cell} |")
@@ -197,6 +199,7 @@ def curves_plot(state: dict, docs_dir: str) -> str | None:
 
 def section(state: dict, docs_dir: str) -> str:
     p = state["protocol"]
+    protocol = comparison.protocol_of(state)
     long_name = f"{p['steps']} steps"
     text = [
         START,
@@ -211,19 +214,21 @@ def section(state: dict, docs_dir: str) -> str:
         f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
         f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
         f"draw of {p['num_samples']}). The test split is not used for the choice.",
-        f"- **Final runs:** seeds {', '.join(map(str, p['seeds']))} on the full training split at the chosen "
-        f"rate. Long budget: {long_name}; short budget: {p['short_steps']} steps, read from each "
-        "long run's checkpoint at that step (the rate is constant, so it is that run), except the "
-        "2-Stage VAE, whose short rows are runs of their own (its second stage trains on that first stage).",
+        f"- **Final runs:** on the full training split at the chosen rate. Long budget: {long_name}, "
+        f"seeds {', '.join(map(str, protocol.long_seeds))}. Short budget: {p['short_steps']} steps, seeds "
+        f"{', '.join(map(str, protocol.seeds))}: for seeds {', '.join(map(str, protocol.long_seeds))} read from "
+        "the long run's checkpoint at that step (the rate is constant, so it is that run), for the others a "
+        "run of its own; the 2-Stage VAE's short rows are all runs of their own (its second stage trains "
+        "on that first stage).",
         f"- **Scores:** FID/KID of {p['draws']} draws of {p['num_samples']} samples against the test split "
         "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
         "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
         "features.",
         "",
     ]
-    n_final = len(p["methods"]) * len(p["seeds"])
-    n_short = len(p["seeds"]) * sum(
-        config_lib.default_sampler(m) != "prior" for m in comparison.table_order(p["methods"])
+    n_final = len(p["methods"]) * len(protocol.long_seeds)
+    n_short = sum(
+        comparison.short_source(protocol, m, seed) == "short_runs" for m in p["methods"] for seed in protocol.seeds
     )
     done = len(state["runs"]) + len(state["short_runs"])
     text += [

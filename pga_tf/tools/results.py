@@ -127,11 +127,16 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("holdout", 10000, "--protocol=fair: training images held out for the selection.")
 flags.DEFINE_integer("select_steps", 3000, "--protocol=fair: training steps of each selection run.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "--protocol=fair: seeds of the final runs.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "--protocol=fair: seeds of the final runs (the short budget's rows).")
+flags.DEFINE_list(
+    "long_seeds",
+    ["0", "1"],
+    "--protocol=fair: the seeds that train the long budget (the others train --short_steps only).",
+)
 flags.DEFINE_integer(
     "short_steps",
     3000,
-    "--protocol=fair: the shorter budget's steps (its rows come from each final run's checkpoint at that step).",
+    "--protocol=fair: the shorter budget's steps (a long run's rows come from its checkpoint at that step).",
 )
 flags.DEFINE_integer(
     "jobs", 1, "--protocol=fair: units run at once, job i pinned to CPU core i (taskset) at low priority (nice 19)."
@@ -153,6 +158,11 @@ flags.register_validator(
     "seeds",
     lambda v: bool(v) and all(x.lstrip("-").isdigit() for x in v) and len(set(v)) == len(v),
     message="--seeds must be distinct integers",
+)
+flags.register_multi_flags_validator(
+    ["seeds", "long_seeds"],
+    lambda f: bool(f["long_seeds"]) and set(f["long_seeds"]) <= set(f["seeds"]),
+    message="--long_seeds must be some of --seeds",
 )
 cli.forbid_flag_like_values()
 FLAGS = flags.FLAGS
@@ -487,6 +497,7 @@ def fair(say) -> None:
         else (FLAGS.train_steps if FLAGS["train_steps"].present else 9370),
         short_steps=FLAGS.short_steps,
         seeds=tuple(int(x) for x in FLAGS.seeds),
+        long_seeds=tuple(int(x) for x in FLAGS.long_seeds),
         init_steps=FLAGS.init_steps,
         fid_every=FLAGS.fid_every or 1000,
         fid_samples=FLAGS.fid_samples,
