@@ -318,7 +318,7 @@ def test_a_unit_stopped_by_a_signal_is_not_finished(tmp_path):
 
 @pytest.mark.e2e
 def test_long_seeds_outside_seeds_is_a_flag_error(tmp_path):
-    from helpers import assert_one_line_error, run_python
+    from tests.helpers import assert_one_line_error, run_python
 
     proc = run_python(
         ["-m", "pga_tf.tools.results", "--protocol=fair", "--seeds=0,1", "--long_seeds=2", f"--docs_dir={tmp_path}/d"]

@@ -106,3 +106,30 @@ def test_results_refuses_an_extra_results_file_of_the_same_seed(tmp_path):
     proc = _curve_table(tmp_path, 0)
     assert proc.returncode != 0
     assert "has seed 0, which is already plotted" in proc.stderr
+
+
+def _events(path, wall_times):
+    """An event file of bare events at the given wall times (the first one as a file-version
+    record), written record by record so the times are ours, not the clock's."""
+    from tensorboard.compat.proto import event_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i, t in enumerate(wall_times):
+            event = event_pb2.Event(wall_time=t, step=i)
+            if i == 0:
+                event.file_version = "brain.Event:2"
+            w.write(event.SerializeToString())
+
+
+def test_train_seconds_adds_each_starts_span(tmp_path):
+    assert curves.train_seconds(str(tmp_path)) is None
+    _events(tmp_path / "events.out.tfevents.100.vm.1.0.v2", [100.0, 100.5, 130.0])
+    # A second start, hours later: the gap between starts is not training time.
+    _events(tmp_path / "events.out.tfevents.5000.vm.2.0.v2", [5000.0, 5004.0, 5010.0])
+    assert curves.train_seconds(str(tmp_path)) == pytest.approx(30.0 + 10.0)
+    # A file cut short by a kill counts up to its last whole record.
+    cut = tmp_path / "events.out.tfevents.9000.vm.3.0.v2"
+    _events(cut, [9000.0, 9002.0, 9007.0])
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) - 5])
+    assert curves.train_seconds(str(tmp_path)) == pytest.approx(40.0 + 2.0)

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import ROOT
+
+from tests.helpers import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 

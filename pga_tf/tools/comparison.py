@@ -420,6 +420,12 @@ def _run_unit(
                 "evaluations": {},
             }
         check_finished(run_dir, train)
+        from pga_tf.tools import curves
+
+        # The run's own time over all its starts: a resumed unit's last start is only a part of it.
+        spent = curves.train_seconds(os.path.join(run_dir, "tb"))
+        if spent is not None:
+            result["train_seconds"] = spent
         evals = {}
         for row, sampler, step in evaluations(protocol, unit):
             args = evaluate_command(protocol, unit, run_dir, sampler, step, feature_args)
@@ -433,8 +439,6 @@ def _run_unit(
         else:
             result["evaluations"] = evals
             if unit.kind == "seed":
-                from pga_tf.tools import curves
-
                 result["curve"] = curves.read(os.path.join(run_dir, "tb"))
         return unit, result
     finally:

@@ -224,6 +224,9 @@ def section(state: dict, docs_dir: str) -> str:
         "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
         "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
         "features.",
+        "- **Train time:** wall time of train.py over all of a run's starts (FID curve points included), "
+        "on 2-core machines running two units at once beside other work: what a run cost here, not which "
+        "method is faster (docs/BENCHMARKS.md times the steps).",
         "",
     ]
     n_final = len(p["methods"]) * len(protocol.long_seeds)

@@ -49,6 +49,32 @@ def read(tb_dir: str) -> dict | None:
     return {"tag": tags[0], "steps": steps, "fid": [by_step[s] for s in steps]}
 
 
+def train_seconds(tb_dir: str) -> float | None:
+    """Wall seconds a run spent in train.py, over all its starts; None without event files.
+
+    Each start of train.py writes one event file, whose first record (the file version) is
+    written at start-up; the span from it to the file's last record is that start's time,
+    FID curve points included. A run resumed after a signal counts only the time it ran,
+    not the gap.
+    """
+    import glob
+
+    import tensorflow as tf
+
+    total, found = 0.0, False
+    for path in sorted(glob.glob(os.path.join(tb_dir, "events.out.tfevents.*"))):
+        first = last = None
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                first = event.wall_time if first is None else first
+                last = event.wall_time
+        except tf.errors.DataLossError:
+            pass  # a file cut short by a kill: its records up to the cut still count
+        if first is not None:
+            total, found = total + (last - first), True
+    return total if found else None
+
+
 def plot(
     curves: dict[str, list[dict]],
     path: str,
