@@ -325,3 +325,57 @@ def test_long_seeds_outside_seeds_is_a_flag_error(tmp_path):
     )
     assert_one_line_error(proc, "--long_seeds must be some of --seeds")
     assert not os.path.exists(tmp_path / "d")
+
+
+def test_verdicts_name_each_claim_with_its_interval(tmp_path):
+    state = _state_with_seeds()
+    text = comparison_report.verdicts(state)
+    want = comparison_report.welch_interval([40.0, 41.5, 39.0], [46.0, 47.0, 48.0])
+    vae = next(line for line in text.splitlines() if line.startswith("- **PGA against the VAE**"))
+    assert (
+        f"9370 steps: LPGA − VAE {want['diff']:+.1f} [{want['low']:+.1f}, {want['high']:+.1f}], "
+        "PGA better (interval below 0)" in vae
+    )
+    # No WAE, RAE or 2-Stage VAE in this state: those claims are not listed; the GMM one is.
+    assert "simple-prior" not in text and "second-stage" not in text
+    assert "- **Every method with the ex-post GMM sampler** (VAE; ex-post GMM). 9370 steps: LPGA − VAE" in text
+
+
+def test_readme_block_ranks_methods_and_links_the_section(tmp_path):
+    state = _state_with_seeds()
+    docs = tmp_path / "docs"
+    (docs / "fair").mkdir(parents=True)
+    results_md, readme = docs / "RESULTS.md", tmp_path / "README.md"
+    section = comparison_report.section(state, str(docs / "fair"))
+    block = comparison_report.readme_block(state, str(docs / "fair"), str(results_md), str(readme))
+    lines = block.splitlines()
+    table = [line for line in lines if line.startswith("| ") and "method" not in line]
+    assert table == [
+        "| LPGA | 40.2 ± 1.3 | 0.70 ± 0.00 | 0.40 ± 0.00 | 3 |",
+        "| VAE | 47.0 ± 1.0 | 0.70 ± 0.00 | 0.40 ± 0.00 | 3 |",
+    ]
+    heading = next(line for line in section.splitlines() if line.startswith("## "))
+    anchor = heading[3:].lower().replace(":", "").replace(",", "").replace(" ", "-")
+    assert f"](docs/RESULTS.md#{anchor})" in block
+    assert "![" not in block  # no grid copied yet
+    (docs / "fair" / "lpga_samples.png").write_bytes(b"png")
+    block = comparison_report.readme_block(state, str(docs / "fair"), str(results_md), str(readme))
+    assert "![LPGA samples, seed 0](docs/fair/lpga_samples.png)" in block
+
+
+def test_write_splices_the_readme_only_between_its_markers(tmp_path):
+    state = _state_with_seeds()
+    (tmp_path / "docs").mkdir()
+    results = tmp_path / "docs" / "results.json"
+    results.write_text(json.dumps(state))
+    md, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    md.write_text("# Results\n")
+    readme.write_text("# pga-tf\n\nno markers here\n")
+    comparison_report.write(str(results), str(tmp_path / "docs"), str(tmp_path / "runs"), str(md), str(readme))
+    assert readme.read_text() == "# pga-tf\n\nno markers here\n"
+    start, end = comparison_report.HEADLINE_START, comparison_report.HEADLINE_END
+    readme.write_text(f"# pga-tf\n\nabove\n\n{start}\nold\n{end}\n\nbelow\n")
+    comparison_report.write(str(results), str(tmp_path / "docs"), str(tmp_path / "runs"), str(md), str(readme))
+    text = readme.read_text()
+    assert text.startswith("# pga-tf\n\nabove\n\n" + start) and text.endswith(end + "\n\nbelow\n")
+    assert "old" not in text and "| LPGA | 40.2 ± 1.3 |" in text

@@ -45,6 +45,10 @@ class Method:
         one reference setting (docs/RESULTS.md's 10-epoch table holds the "pga" family).
       perceptual: a perceptual generative autoencoder (the paper's own methods), the side of
         the fair comparison's claims that the others are compared against.
+      claim: for a baseline, which of the paper's claims the fair comparison tests against it:
+        "vae_baseline" (PGAs improve over the VAE), "simple_prior" (they beat the other models
+        with a simple prior), "learned_prior" (how a fixed prior fares against a learned one);
+        "" for none (pga_tf/tools/comparison_report.py, CLAIMS).
       fused_losses: "module:function" of the same losses and gradients in fewer passes (batch
         norm off only; methods/pga.py `fused_losses`), or None: the plain step only.
       sampler: the latent sampler of its own generative model (evaluate.py's and the export's
@@ -79,6 +83,7 @@ class Method:
     family: str = ""
     variational: bool = False
     perceptual: bool = False
+    claim: str = ""
     fused_losses: str | None = None
     sampler: str = "prior"
     samplers: Mapping[str, str] = dataclasses.field(default_factory=dict)

@@ -23,8 +23,20 @@ from pga_tf.methods import label
 from pga_tf.tools import comparison
 
 START, END = "<!-- fair-comparison:start -->", "<!-- fair-comparison:end -->"
+# The README's headline block (readme_block), regenerated like the section.
+HEADLINE_START, HEADLINE_END = "<!-- fair-headline:start -->", "<!-- fair-headline:end -->"
+# The paper's claims, each as (what is claimed, the `claim` of the baselines PGA is held against,
+# or None for every baseline, the sampler on both sides): "own" is each method's own sampler,
+# "gmm" the ex-post GMM for every method.
+CLAIMS = (
+    ("PGA against the VAE", "vae_baseline", "own"),
+    ("PGA against the other simple-prior models", "simple_prior", "own"),
+    ("PGA's N(0, I) prior against a learned second-stage prior", "learned_prior", "own"),
+    ("Every method with the ex-post GMM sampler", None, "gmm"),
+)
 ROWS = (("long", "long budget"), ("short", "short budget"))
 SAMPLER_NAMES = {"own": "own sampler", "gmm": "ex-post GMM"}
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "celeb_a": "CelebA"}
 
 
 def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict:
@@ -170,6 +182,100 @@ def difference_table(state: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def verdicts(state: dict) -> str:
+    """One bullet per claim of the paper (CLAIMS): per budget, the best PGA's FID difference from
+    each method it is held against, its Welch interval and what that reads as."""
+    p = state["protocol"]
+    order = comparison.table_order(p["methods"])
+    lines = []
+    for claim, against, sampler in CLAIMS:
+        others = [m for m in order if not methods.get(m).perceptual and against in (None, methods.get(m).claim)]
+        if not others:
+            continue
+        parts = []
+        for row, budget in (("long", f"{p['steps']} steps"), ("short", f"{p['short_steps']} steps")):
+            best, diffs = differences(state, row, sampler)
+            found = [d for d in diffs if d["against"] in others]
+            if best is None or not found:
+                parts.append(f"{budget}: not run yet")
+                continue
+            said = []
+            for d in found:
+                interval = f" [{d['low']:+.1f}, {d['high']:+.1f}]" if d["low"] is not None else ""
+                said.append(f"{label(best)} − {label(d['against'])} {d['diff']:+.1f}{interval}, {_verdict(d)}")
+            parts.append(f"{budget}: " + "; ".join(said))
+        names = ", ".join(label(m) for m in others)
+        lines.append(f"- **{claim}** ({names}; {SAMPLER_NAMES[sampler]}). " + ". ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor of a heading."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def section_title(state: dict) -> str:
+    seeds = len(state["protocol"]["seeds"])
+    return f"Fair comparison: one optimiser, a learning rate chosen on a validation split, {seeds} seeds"
+
+
+def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> str:
+    """The README's headline: the long budget's FID, precision and recall per method (own sampler),
+    best first, one sample grid and a link to the full section; paths relative to `readme`."""
+    p = state["protocol"]
+    protocol = comparison.protocol_of(state)
+    here = os.path.dirname(os.path.abspath(readme))
+    rows = []  # (mean FID or inf, method, table line)
+    for m in comparison.table_order(p["methods"]):
+        fid = per_seed(state, m, "long", "own")
+        precision, recall = (per_seed(state, m, "long", "own", k) for k in ("precision", "recall"))
+        line = f"| {label(m)} | {_pm(fid, 1)} | {_pm(precision, 2)} | {_pm(recall, 2)} | {len(fid)} |"
+        rows.append((float(np.mean(fid)) if fid else math.inf, m, line))
+    rows.sort(key=lambda r: r[0])
+    section_link = os.path.relpath(os.path.abspath(results_md), here) + "#" + _anchor(section_title(state))
+    n_long = len(p["methods"]) * len(protocol.long_seeds)
+    done = sum(1 for k in state["runs"] if int(k.rsplit("=", 1)[1]) in protocol.long_seeds)
+    text = [
+        HEADLINE_START,
+        f"{DATASET_NAMES.get(p['dataset'], p['dataset'])}, {p['steps']} steps, every method trained with Adam "
+        "at a learning rate chosen on "
+        f"{p['holdout']} held-out training images; FID on classifier features against the test split "
+        "(lower is better), improved precision and recall (k = 3) of the same samples, each method's own "
+        f"sampler; mean ± standard deviation over seeds ({done} of {n_long} runs of this budget done so far). "
+        f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the ex-post GMM "
+        "sampler, the intervals and the verdicts.",
+        "",
+        "| method | FID | precision | recall | seeds |",
+        "|---|---|---|---|---|",
+        *(line for _, _, line in rows),
+        "",
+    ]
+    best = rows[0][1] if rows and rows[0][0] < math.inf else None
+    grid = best and os.path.join(docs_dir, f"{best}_samples.png")
+    if grid and os.path.exists(grid):
+        text += [f"![{label(best)} samples, seed 0]({os.path.relpath(os.path.abspath(grid), here)})", ""]
+    text.append(HEADLINE_END)
+    return "\n".join(text) + "\n"
+
+
+def _splice(path: str, text: str, start: str, end: str, append: bool) -> None:
+    """Replace what lies between `start` and `end` in the file at `path` by `text` (which holds
+    both markers), or append it when `append` and the markers are missing."""
+    with open(path) as f:
+        doc = f.read()
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + text.rstrip("\n") + doc[doc.index(end) + len(end) :]
+    elif append:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        return
+    with open(path + ".tmp", "w") as f:
+        f.write(doc)
+    os.replace(path + ".tmp", path)
+
+
 def curves_plot(state: dict, docs_dir: str) -> str | None:
     from pga_tf.tools import curves
 
@@ -203,7 +309,7 @@ def section(state: dict, docs_dir: str) -> str:
     long_name = f"{p['steps']} steps"
     text = [
         START,
-        f"## Fair comparison: one optimiser, a learning rate chosen on a validation split, {len(p['seeds'])} seeds",
+        f"## {section_title(state)}",
         "",
         "Generated by `python -m pga_tf.tools.results --protocol=fair` (pga_tf/tools/comparison.py) from "
         "[docs/fair/results.json](fair/results.json); do not edit by hand.",
@@ -249,6 +355,12 @@ def section(state: dict, docs_dir: str) -> str:
         "Difference = best PGA minus the other method; Welch's t interval over seeds.",
         "",
         difference_table(state),
+        "### Verdicts on the paper's claims",
+        "",
+        "Difference of mean FID, best PGA minus the other method (negative: PGA better), with its "
+        "95% Welch interval over seeds.",
+        "",
+        verdicts(state),
     ]
     if curves_plot(state, docs_dir):
         text += [
@@ -263,8 +375,9 @@ def section(state: dict, docs_dir: str) -> str:
     return "\n".join(text) + "\n"
 
 
-def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str) -> str:
-    """Write <docs_dir>/table.md and splice the section into `results_md`; returns table.md's path."""
+def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str, readme: str = "") -> str:
+    """Write <docs_dir>/table.md, splice the section into `results_md` and the headline into
+    `readme` (between their markers; a README without them is left alone); returns table.md's path."""
     with open(results_path) as f:
         state = json.load(f)
     comparison.copy_grids(runs_dir, docs_dir, tuple(comparison.table_order(state["protocol"]["methods"])))
@@ -273,13 +386,7 @@ def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str) -> s
     with open(out, "w") as f:
         f.write(text)
     if results_md and os.path.exists(results_md):
-        with open(results_md) as f:
-            doc = f.read()
-        if START in doc and END in doc:
-            doc = doc[: doc.index(START)] + text.rstrip("\n") + doc[doc.index(END) + len(END) :]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + text
-        with open(results_md + ".tmp", "w") as f:
-            f.write(doc)
-        os.replace(results_md + ".tmp", results_md)
+        _splice(results_md, text, START, END, append=True)
+        if readme and os.path.exists(readme):
+            _splice(readme, readme_block(state, docs_dir, results_md, readme), HEADLINE_START, HEADLINE_END, False)
     return out

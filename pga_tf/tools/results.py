@@ -148,6 +148,12 @@ flags.DEFINE_string(
     os.path.join("docs", "RESULTS.md"),
     "--protocol=fair: the document whose fair-comparison section (between its markers) is rewritten; '' for none.",
 )
+flags.DEFINE_string(
+    "readme",
+    "README.md",
+    "--protocol=fair: the README whose headline block (between its markers) is rewritten with "
+    "--results_md; '' for none.",
+)
 flags.DEFINE_boolean("report_only", False, "--protocol=fair: write the section from results.json, run nothing.")
 flags.register_validator("jobs", lambda v: v >= 1, message="--jobs must be >= 1")
 flags.register_validator("cores", lambda v: all(c.isdigit() for c in v), message="--cores must be core numbers")
@@ -521,7 +527,7 @@ def fair(say) -> None:
         except ValueError as e:  # results.json of another protocol
             raise ResultsError(str(e)) from None
     path = comparison_report.write(
-        os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir, FLAGS.results_md
+        os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir, FLAGS.results_md, FLAGS.readme
     )
     say(f"fair comparison: {path}")
 

@@ -33,6 +33,7 @@ METHODS = (
     Method(
         name="vae",
         label="VAE",
+        claim="vae_baseline",
         paper="Kingma & Welling, ICLR 2014, on the PGA nets",
         losses=_LOSSES,
         fused_losses=_FUSED,

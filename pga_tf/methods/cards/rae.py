@@ -12,6 +12,7 @@ METHODS = (
     Method(
         name="rae",
         label="RAE",
+        claim="simple_prior",
         paper="Ghosh, Sajjadi, Vergari, Black, Schoelkopf, From "
         "Variational to Deterministic Autoencoders, ICLR 2020, eq. 11",
         losses="pga_tf.methods.rae:losses",

@@ -24,6 +24,7 @@ METHODS = (
     Method(
         name="two_stage_vae",
         label="2-Stage VAE",
+        claim="learned_prior",
         paper="Dai & Wipf, Diagnosing and Enhancing VAE Models, ICLR 2019 (daib13/TwoStageVAE)",
         losses=f"{_MODULE}:losses",
         family="two_stage_vae",

@@ -11,6 +11,7 @@ METHODS = (
     Method(
         name="wae",
         label="WAE",
+        claim="simple_prior",
         paper="Tolstikhin, Bousquet, Gelly, Schoelkopf, Wasserstein "
         "Auto-Encoders, ICLR 2018, Algorithm 2 (WAE-MMD, IMQ kernel)",
         losses="pga_tf.methods.wae:losses",
