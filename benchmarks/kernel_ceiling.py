@@ -11,13 +11,18 @@ runs each distinct problem again on its own, as a TensorFlow op of the same shap
 direction (Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, MatMul + BiasAdd), on all
 the threads the step had, and times it (median of `--reps` calls after `--warmup`).
 
-The sum over the step's calls of those solo times is the step's **kernel time**: what the step
-would take if it did nothing but its convolutions and matmuls, one after another, each at its
-best measured speed. Its FLOPs over that time, against a large square matmul's rate in the same
-run (measured as `python -m pga_tf.tools.bench` measures it), is the **kernel ceiling**: the
-fraction of the matmul peak this step cannot pass without faster kernels (running two ops at
-once on a 2-core machine cannot beat it either, since each solo op already uses both cores).
-The measured step, from the log's `== profile end` line, is set against it.
+The sum over the step's calls of those solo times, less the cost of calling an empty op (a
+`tf.function` call and `.numpy()`, measured the same way), is the step's **kernel time**: what
+the step would take doing nothing but its convolutions and matmuls, one after another, each at
+its speed alone. Its FLOPs over that time, against a large square matmul's rate in the same run
+(measured as `python -m pga_tf.tools.bench` measures it), is the **kernel ceiling**. It is an
+estimate, not a strict bound: the step runs independent ops at the same time (TensorFlow's
+inter-op threads), which helps where one op alone does not fill the cores, as the smallest ones
+do not. The measured step, from the log's `== profile end` line, is set against it.
+
+Each call is replayed in its logged layout: a matmul whose source or weights are stored
+transposed (layout tag `ba`) is replayed with the same operand transposed (`adj_x`/`adj_y`), on
+BatchMatMulV2 for oneDNN's `matmul` and MatMul for its `gemm_api`, the ops TensorFlow sends there.
 
 FLOPs are counted as onednn_verbose_summary.py counts them (2 per multiply-add).
 """
@@ -41,13 +46,22 @@ _STEPS = re.compile(r"== profile end: .*?(\d+) steps in ([\d.]+) s")
 _DTYPE = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
 
-class Call(collections.namedtuple("Call", "kind prop problem dtype")):
-    """One distinct primitive call: kind (convolution/matmul/gemm_api/inner_product), propagation
-    (forward_training, backward_data, backward_weights, or '' for matmuls), problem, src dtype."""
+class Call(collections.namedtuple("Call", "kind prop problem dtype layout bias", defaults=("", False))):
+    """One distinct primitive call: kind (convolution, matmul, gemm_api, inner_product),
+    propagation (forward_training, backward_data, backward_weights; '' for matmuls), problem,
+    source data type, for matmuls which operands are stored transposed ("", "a", "b" or "ab"),
+    and whether an inner product adds a bias."""
+
+
+def _transposed(tag: str) -> bool:
+    # A layout tag lists the dimensions outermost first: "ab" row-major, "ba" (or "acb" for a
+    # batch) with its last two swapped.
+    return len(tag) >= 2 and tag[-2:] == "".join(sorted(tag[-2:]))[::-1]
 
 
 def parse(lines) -> tuple[collections.Counter, int | None, float | None]:
-    """(Counter of Call -> calls, profiled steps, profiled seconds) from a profile_step.py log."""
+    """(Counter of Call -> calls, profiled steps, profiled seconds) from a profile_step.py log;
+    steps and seconds are None without its `== profile end` line."""
     lines = list(lines)
     steps = seconds = None
     for line in lines:
@@ -59,22 +73,18 @@ def parse(lines) -> tuple[collections.Counter, int | None, float | None]:
         row = summary.parse(line)
         if row is None or not summary.flops(row[0], row[3]):
             continue
+        kind, problem = row[0], row[3]
         fields = line.split(",")
         at = fields.index("exec")
-        prop = fields[at + 4] if row[0] in ("convolution", "inner_product") else ""
-        src = re.search(r"\bsrc_?\w*:(\w+):", line)
-        dtype = _DTYPE.get(src.group(1) if src else "f32", "float32")
-        calls[Call(row[0], prop, row[3], dtype)] += 1
+        prop = fields[at + 4] if kind in ("convolution", "inner_product") else ""
+        mem = summary.memories(",".join(fields[at + 4 : -2]))
+        dtype = _DTYPE.get(mem.get("src", ("f32", ""))[0], "float32")
+        layout = ""
+        if kind in ("matmul", "gemm_api"):
+            layout = "a" * _transposed(mem.get("src", ("", ""))[1]) + "b" * _transposed(mem.get("wei", ("", ""))[1])
+        bias = kind == "inner_product" and mem.get("bia", ("undef", ""))[0] != "undef"
+        calls[Call(kind, prop, problem, dtype, layout, bias)] += 1
     return calls, steps, seconds
-
-
-def conv_dims(problem: str) -> dict[str, int]:
-    dims: dict[str, int] = {}
-    for key, value in summary._CONV_DIM.findall(problem):
-        dims.setdefault(key, int(value))
-    for h, w in (("ih", "iw"), ("oh", "ow"), ("kh", "kw"), ("sh", "sw"), ("ph", "pw")):
-        dims.setdefault(w, dims.get(h, 0 if h == "ph" else 1))
-    return dims
 
 
 def _same_pad(size: int, out: int, kernel: int, stride: int) -> list[int]:
@@ -83,7 +93,14 @@ def _same_pad(size: int, out: int, kernel: int, stride: int) -> list[int]:
 
 
 def op_for(call: Call):
-    """(function, args): a tf.function that runs `call`'s problem once, and its inputs."""
+    """(function, args): a tf.function running `call`'s problem once, and its inputs.
+
+    Layouts: convolutions NHWC input [mb, ih, iw, ic], HWIO filter [kh, kw, ic, oc], output
+    [mb, oh, ow, oc]; matmuls [..., M, K] x [..., K, N] (each operand stored [..., K, M] or
+    [..., N, K] where the call had it transposed); inner products [mb, ic*ih*iw] x [.., oc].
+    Raises ValueError for what it does not replay (grouped, dilated or non-2-D convolutions,
+    backward inner products).
+    """
     import numpy as np
     import tensorflow as tf
 
@@ -93,18 +110,21 @@ def op_for(call: Call):
         return tf.cast(tf.constant(rng.standard_normal(shape).astype(np.float32)), call.dtype)
 
     if call.kind == "convolution":
-        d = conv_dims(call.problem)
-        if d.get("g", 1) != 1:
-            raise ValueError(f"grouped convolution not covered: {call.problem}")
-        pad_h = [d["ph"], (d["oh"] - 1) * d["sh"] + d["kh"] - d["ih"] - d["ph"]]
-        pad_w = [d["pw"], (d["ow"] - 1) * d["sw"] + d["kw"] - d["iw"] - d["pw"]]
+        d = summary.conv_dims(call.problem)
+        if d["g"] != 1 or d["axes"] != 2 or d["dh"] or d["dw"]:
+            raise ValueError(f"only plain 2-D convolutions are replayed, not {call.problem}")
+        # oneDNN logs the padding before; the one after is what the sizes leave (none when the
+        # window never reaches past the input, as in a strided VALID convolution).
+        pad_h = [d["ph"], max(0, (d["oh"] - 1) * d["sh"] + d["kh"] - d["ih"] - d["ph"])]
+        pad_w = [d["pw"], max(0, (d["ow"] - 1) * d["sw"] + d["kw"] - d["iw"] - d["pw"])]
         strides = [1, d["sh"], d["sw"], 1]
         # Named paddings where they fit: TensorFlow sends EXPLICIT backprops down other paths.
         same = [_same_pad(d["ih"], d["oh"], d["kh"], d["sh"]), _same_pad(d["iw"], d["ow"], d["kw"], d["sw"])]
         same_out = (d["oh"], d["ow"]) == (-(-d["ih"] // d["sh"]), -(-d["iw"] // d["sw"]))
+        valid_out = (d["oh"], d["ow"]) == ((d["ih"] - d["kh"]) // d["sh"] + 1, (d["iw"] - d["kw"]) // d["sw"] + 1)
         if same_out and [pad_h, pad_w] == same:
             common = dict(strides=strides, padding="SAME")
-        elif pad_h == pad_w == [0, 0]:
+        elif valid_out and d["ph"] == d["pw"] == 0:
             common = dict(strides=strides, padding="VALID")
         else:
             common = dict(strides=strides, padding="EXPLICIT", explicit_paddings=[0, 0, *pad_h, *pad_w, 0, 0])
@@ -130,16 +150,31 @@ def op_for(call: Call):
     if call.kind in ("matmul", "gemm_api"):
         a, b = call.problem.split(":")[:2]
         a_shape, b_shape = [int(v) for v in a.split("x")], [int(v) for v in b.split("x")]
-        return tf.function(lambda a, b: tf.matmul(a, b)), (tensor(*a_shape), tensor(*b_shape))
+        adj_a, adj_b = "a" in call.layout, "b" in call.layout
+        if adj_a:
+            a_shape[-2:] = a_shape[-1], a_shape[-2]
+        if adj_b:
+            b_shape[-2:] = b_shape[-1], b_shape[-2]
+        if call.kind == "matmul":
+            fn = tf.function(lambda a, b: tf.raw_ops.BatchMatMulV2(x=a, y=b, adj_x=adj_a, adj_y=adj_b))
+        else:
+            fn = tf.function(lambda a, b: tf.raw_ops.MatMul(a=a, b=b, transpose_a=adj_a, transpose_b=adj_b))
+        return fn, (tensor(*a_shape), tensor(*b_shape))
     if call.kind == "inner_product":
+        if not call.prop.startswith("forward"):
+            raise ValueError(f"only forward inner products are replayed, not {call.prop}")
         d = {k: int(v) for k, v in summary._CONV_DIM.findall(call.problem)}
-        k = d["ic"] * d.get("ih", 1) * d.get("iw", 1)
-        fn = tf.function(lambda x, w, b: tf.nn.bias_add(tf.matmul(x, w), b))
-        return fn, (tensor(d["mb"], k), tensor(k, d["oc"]), tensor(d["oc"]))
+        k = d["ic"] * d.get("id", 1) * d.get("ih", 1) * d.get("iw", 1)
+        x, w = tensor(d["mb"], k), tensor(k, d["oc"])
+        if call.bias:
+            return tf.function(lambda x, w, b: tf.nn.bias_add(tf.matmul(x, w), b)), (x, w, tensor(d["oc"]))
+        return tf.function(lambda x, w: tf.matmul(x, w)), (x, w)
     raise ValueError(f"no op for {call.kind}")
 
 
 def solo_ms(fn, args, warmup: int, reps: int) -> float:
+    """Median milliseconds of `fn(*args).numpy()` over `reps` calls after `warmup` (the call's
+    own overhead included; main() subtracts an empty op's)."""
     for _ in range(warmup):
         fn(*args).numpy()
     times = []
@@ -161,38 +196,44 @@ def main(argv: list[str] | None = None) -> int:
     if not calls:
         print(f"error: no oneDNN convolution/matmul calls in {args.log} (was ONEDNN_VERBOSE=1 set?)")
         return 2
-    steps = steps or 1
-    dtypes = sorted({c.dtype for c in calls})
+    if not steps:
+        print(f"error: {args.log} has no '== profile end: ... N steps' line: profile with benchmarks/profile_step.py")
+        return 2
+    import tensorflow as tf
+
     from pga_tf.tools import bench  # the bench's own peak measurement, so the fractions compare
 
+    dtypes = sorted({c.dtype for c in calls})
     peaks = {dt: bench.matmul_peak(2048, dtype=dt) for dt in dtypes}
+    one = tf.constant(1.0)
+    overhead = solo_ms(tf.function(lambda x: tf.identity(x)), (one,), args.warmup, 4 * args.reps)
     rows = []
     for call, n in calls.items():
-        ms = solo_ms(*op_for(call), args.warmup, args.reps)
+        ms = max(solo_ms(*op_for(call), args.warmup, args.reps) - overhead, 1e-3)
         rows.append((call, n / steps, ms, summary.flops(call.kind, call.problem) / 1e9))
     rows.sort(key=lambda r: -r[1] * r[2])
     kernel_ms = sum(n * ms for _, n, ms, _ in rows)
     gflop = sum(n * g for _, n, _, g in rows)
     peak = peaks[dtypes[0]] if len(dtypes) == 1 else peaks.get("bfloat16", max(peaks.values()))
     print("matmul peak (2048^3): " + ", ".join(f"{dt} {p:.1f} GFLOP/s" for dt, p in peaks.items()))
-    print(f"per step: {gflop:.2f} GFLOP in {len(rows)} distinct problems")
+    print(f"per step: {gflop:.2f} GFLOP in {len(rows)} distinct problems; an empty op's call {overhead:.3f} ms")
     print(f"{'calls/step':>10} {'solo ms':>8} {'ms/step':>8} {'GFLOP/s':>8} {'of peak':>7}  problem")
     for call, n, ms, g in rows:
+        extra = (f" transposed {call.layout}" if call.layout else "") + (" +bias" if call.bias else "")
         print(
             f"{n:10.1f} {ms:8.3f} {n * ms:8.2f} {g / ms * 1e3:8.1f} {g / ms * 1e3 / peaks[call.dtype]:7.2f}  "
-            f"{call.kind} {call.prop} {call.dtype} {call.problem}"
+            f"{call.kind} {call.prop} {call.dtype} {call.problem}{extra}"
         )
     print(
         f"kernel time {kernel_ms:.1f} ms/step: {gflop / kernel_ms * 1e3:.1f} GFLOP/s, "
         f"kernel ceiling {gflop / kernel_ms * 1e3 / peak:.2f} of the matmul peak"
     )
-    if seconds:
-        step_ms = 1e3 * seconds / steps
-        print(
-            f"measured step {step_ms:.1f} ms: {gflop / step_ms * 1e3:.1f} GFLOP/s, "
-            f"{gflop / step_ms * 1e3 / peak:.2f} of the matmul peak "
-            f"({kernel_ms / step_ms:.2f} of the step is kernel time)"
-        )
+    step_ms = 1e3 * seconds / steps
+    print(
+        f"measured step {step_ms:.1f} ms: {gflop / step_ms * 1e3:.1f} GFLOP/s, "
+        f"{gflop / step_ms * 1e3 / peak:.2f} of the matmul peak "
+        f"(kernel time / step time {kernel_ms / step_ms:.2f})"
+    )
     return 0
 
 

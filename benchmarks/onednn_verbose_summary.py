@@ -24,8 +24,14 @@ import collections
 import re
 import sys
 
-# The data type of each memory argument, e.g. "src:bf16::blocked:acdb::f0" -> "src:bf16".
-_MEM = re.compile(r"\b(src|wei|dst|bia|diff_src|diff_wei|diff_dst|diff_bia)_?\w*:(\w+):")
+# Each memory argument's data type and layout tag: "src:bf16::blocked:acdb::f0" in primitive lines,
+# "src_f32::blocked:ab:f0" in gemm_api lines -> ("src", "bf16", "acdb").
+_MEM = re.compile(r"\b((?:diff_)?(?:src|wei|dst|bia))[_:](\w+?):\w*:\w+:(\w*)")
+
+
+def memories(line: str) -> dict[str, tuple[str, str]]:
+    """{argument: (data type, layout tag)} of an exec line, e.g. {"src": ("f32", "ab")}."""
+    return {arg: (dtype, tag) for arg, dtype, tag in _MEM.findall(line)}
 
 
 def parse(line: str) -> tuple[str, str, str, str, float] | None:
@@ -39,39 +45,65 @@ def parse(line: str) -> tuple[str, str, str, str, float] | None:
         ms = float(fields[-1])
     except (ValueError, IndexError):
         return None
-    dtypes = " ".join(f"{a}:{t}" for a, t in _MEM.findall(",".join(fields[at + 4 : -2])))
+    dtypes = " ".join(f"{a}:{t}" for a, (t, _) in memories(",".join(fields[at + 4 : -2])).items())
     return kind, impl, dtypes, fields[-2], ms
 
 
 _CONV_DIM = re.compile(r"([a-z]+)(\d+)")
 
 
-def flops(kind: str, problem: str) -> float:
-    """Floating-point operations of one call (2 per multiply-add), or 0 for other primitives.
+def conv_dims(problem: str) -> dict[str, int]:
+    """The sizes of a convolution problem, every spatial axis filled in.
 
-    convolution `[g<G>]mb<N>_ic<C>oc<K>_ih<H>oh<P>kh<R>..._iw<W>ow<Q>kw<S>...` (oneDNN omits the
-    w dimensions of a square problem): 2 N (C/G) K P Q R S, the same for forward, backward data
-    and backward weights. matmul/gemm_api `[B x]MxK:[B x]KxN`: 2 B M K N. inner_product
-    `mb<N>ic<C>[ih<H>iw<W>]oc<K>`: 2 N C H W K.
+    oneDNN names them `[g<G>]mb<N>_ic<C>oc<K>_[id..od..kd..sd..dd..pd.._]ih..oh..kh..sh..dh..ph.._iw..ow..kw..`
+    and leaves out the axes equal to the one before (a square 2-D problem prints only h, a cubic 3-D
+    one only d); a 1-D problem has w only. Keys: g, mb, ic, oc and i/o/k/s/d/p + d/h/w.
     """
-    if kind == "convolution":
-        dims: dict[str, int] = {}
-        for key, value in _CONV_DIM.findall(problem):
-            dims.setdefault(key, int(value))
-        for h, w in (("ih", "iw"), ("oh", "ow"), ("kh", "kw")):
-            dims.setdefault(w, dims.get(h, 1))
-        groups = dims.get("g", 1)
-        return 2.0 * dims["mb"] * dims["ic"] // groups * dims["oc"] * dims["oh"] * dims["ow"] * dims["kh"] * dims["kw"]
-    if kind in ("matmul", "gemm_api"):
-        a, b = problem.split(":")[:2]
-        a_dims, b_dims = [int(d) for d in a.split("x")], [int(d) for d in b.split("x")]
-        batch = 1
-        for d in a_dims[:-2]:
-            batch *= d
-        return 2.0 * batch * a_dims[-2] * a_dims[-1] * b_dims[-1]
-    if kind == "inner_product":
-        dims = {key: int(value) for key, value in _CONV_DIM.findall(problem)}
-        return 2.0 * dims["mb"] * dims["ic"] * dims.get("ih", 1) * dims.get("iw", 1) * dims["oc"]
+    dims: dict[str, int] = {}
+    for key, value in _CONV_DIM.findall(problem):
+        dims.setdefault(key, int(value))
+    axes = "dhw"["dhw".index(next(a for a in "dhw" if f"o{a}" in dims)) :]
+    for prev, axis in zip(axes, axes[1:]):
+        for kind in "iokspd":
+            dims.setdefault(f"{kind}{axis}", dims.get(f"{kind}{prev}", 0 if kind in "pd" else 1))
+    dims.setdefault("g", 1)
+    dims["axes"] = len(axes)
+    return dims
+
+
+def flops(kind: str, problem: str) -> float:
+    """Floating-point operations of one call (2 per multiply-add); 0 for other primitives and
+    for a problem this does not parse.
+
+    convolution (conv_dims): 2 N (C/G) K prod(output sizes) prod(kernel sizes), the same for
+    forward, backward data and backward weights. matmul/gemm_api `[B..x]MxK:[B..x]KxN`:
+    2 B M K N, B the broadcast batch. inner_product `mb<N>ic<C>[id<D>][ih<H>][iw<W>]oc<K>`:
+    2 N C D H W K.
+    """
+    try:
+        if kind == "convolution":
+            d = conv_dims(problem)
+            axes = "dhw"[3 - d["axes"] :]
+            out = kernel = 1
+            for a in axes:
+                out, kernel = out * d[f"o{a}"], kernel * d[f"k{a}"]
+            return 2.0 * d["mb"] * (d["ic"] // d["g"]) * d["oc"] * out * kernel
+        if kind in ("matmul", "gemm_api"):
+            a, b = problem.split(":")[:2]
+            a_dims, b_dims = [int(x) for x in a.split("x")], [int(x) for x in b.split("x")]
+            a_batch, b_batch = a_dims[:-2], b_dims[:-2]
+            width = max(len(a_batch), len(b_batch))
+            a_batch, b_batch = [1] * (width - len(a_batch)) + a_batch, [1] * (width - len(b_batch)) + b_batch
+            batch = 1
+            for x, y in zip(a_batch, b_batch):
+                batch *= max(x, y)
+            return 2.0 * batch * a_dims[-2] * a_dims[-1] * b_dims[-1]
+        if kind == "inner_product":
+            d = {key: int(value) for key, value in _CONV_DIM.findall(problem)}
+            spatial = d.get("id", 1) * d.get("ih", 1) * d.get("iw", 1)
+            return 2.0 * d["mb"] * d["ic"] * spatial * d["oc"]
+    except (KeyError, ValueError, IndexError, StopIteration):
+        return 0.0
     return 0.0
 
 

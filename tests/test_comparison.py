@@ -114,6 +114,8 @@ def test_a_file_from_before_long_seeds_loads_while_no_other_seed_ran(tmp_path):
     comparison.save_state(state, path)
     with pytest.raises(ValueError, match="long_seeds"):
         comparison.load_state(path, new)
+    # Read as it stands (the report), such a file trained every seed long.
+    assert comparison.protocol_of(state).long_seeds == (0, 1, 2)
 
 
 def test_train_command_sets_adam_the_budget_and_the_holdout():
@@ -317,13 +319,21 @@ def test_a_unit_stopped_by_a_signal_is_not_finished(tmp_path):
 
 
 @pytest.mark.e2e
-def test_long_seeds_outside_seeds_is_a_flag_error(tmp_path):
+@pytest.mark.parametrize("long_seeds", ["2", "0,0", "x"])
+def test_long_seeds_outside_seeds_is_a_flag_error(tmp_path, long_seeds):
     from tests.helpers import assert_one_line_error, run_python
 
     proc = run_python(
-        ["-m", "pga_tf.tools.results", "--protocol=fair", "--seeds=0,1", "--long_seeds=2", f"--docs_dir={tmp_path}/d"]
+        [
+            "-m",
+            "pga_tf.tools.results",
+            "--protocol=fair",
+            "--seeds=0,1",
+            f"--long_seeds={long_seeds}",
+            f"--docs_dir={tmp_path}/d",
+        ]
     )
-    assert_one_line_error(proc, "--long_seeds must be some of --seeds")
+    assert_one_line_error(proc, "--long_seeds must be distinct seeds among --seeds")
     assert not os.path.exists(tmp_path / "d")
 
 

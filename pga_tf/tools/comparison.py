@@ -164,8 +164,10 @@ def short_source(protocol: Protocol, method: str, seed: int) -> str:
 
 
 def protocol_of(state: dict) -> Protocol:
-    """The Protocol a state (results.json) was written by."""
-    p = state["protocol"]
+    """The Protocol a state (results.json) was written by. A file from before `long_seeds` existed
+    trained every seed long (load_state migrates such a file when it is run again)."""
+    p = dict(state["protocol"])
+    p.setdefault("long_seeds", p.get("seeds", []))
     fields = {f.name for f in dataclasses.fields(Protocol)}
     return Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k in fields})
 
@@ -295,12 +297,15 @@ def load_state(path: str, protocol: Protocol) -> dict:
     if "long_seeds" not in theirs:
         # Written before long_seeds existed, when every seed trained the long budget: the same
         # protocol as ours as long as no seed outside our long_seeds has a run yet.
-        ran = {r.get("seed") for r in state.get("runs", {}).values()}
+        ran = {int(key.rsplit("=", 1)[1]) for key in state.get("runs", {})}
         theirs["long_seeds"] = list(protocol.long_seeds) if ran <= set(protocol.long_seeds) else theirs.get("seeds")
     mine = {k: v for k, v in protocol.to_json().items() if k != "methods"}
     if theirs != mine:
         differ = ", ".join(f"{k} {theirs.get(k)!r} there, {v!r} here" for k, v in mine.items() if theirs.get(k) != v)
-        raise ValueError(f"{path} holds another protocol's results ({differ}); use another --docs_dir")
+        raise ValueError(
+            f"{path} holds another protocol's results ({differ}); "
+            "give the flags that file was run with, or use another --docs_dir"
+        )
     state["protocol"] = protocol.to_json() | {
         "methods": table_order(set(state["protocol"]["methods"]) | set(protocol.methods))
     }

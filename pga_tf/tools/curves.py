@@ -50,12 +50,14 @@ def read(tb_dir: str) -> dict | None:
 
 
 def train_seconds(tb_dir: str) -> float | None:
-    """Wall seconds a run spent in train.py, over all its starts; None without event files.
+    """Wall seconds a run spent training, over all its starts; None without event files.
 
-    Each start of train.py writes one event file, whose first record (the file version) is
-    written at start-up; the span from it to the file's last record is that start's time,
-    FID curve points included. A run resumed after a signal counts only the time it ran,
-    not the gap.
+    Each start of train.py writes one event file; its first record (the file version) is
+    written when training begins (after TensorFlow's start-up and the checkpoint restore), its
+    last with the last step logged. The spans of all files are added: the gaps between starts
+    do not count, but everything within a start does (FID curve points, a process paused or
+    slowed by other jobs), and steps trained again after resuming from an earlier checkpoint
+    count twice. So it is what the run cost on its machine, not a measure of its speed.
     """
     import glob
 

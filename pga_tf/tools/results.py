@@ -167,11 +167,22 @@ flags.register_validator(
 )
 flags.register_multi_flags_validator(
     ["seeds", "long_seeds"],
-    lambda f: bool(f["long_seeds"]) and set(f["long_seeds"]) <= set(f["seeds"]),
-    message="--long_seeds must be some of --seeds",
+    lambda f: (
+        bool(f["long_seeds"])
+        and len(set(map(_int_or_none, f["long_seeds"]))) == len(f["long_seeds"])
+        and set(map(_int_or_none, f["long_seeds"])) <= set(map(_int_or_none, f["seeds"])) - {None}
+    ),
+    message="--long_seeds must be distinct seeds among --seeds",
 )
 cli.forbid_flag_like_values()
 FLAGS = flags.FLAGS
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _positive_float(text: str) -> bool:
@@ -502,14 +513,22 @@ def fair(say) -> None:
         if FLAGS.epochs
         else (FLAGS.train_steps if FLAGS["train_steps"].present else 9370),
         short_steps=FLAGS.short_steps,
-        seeds=tuple(int(x) for x in FLAGS.seeds),
-        long_seeds=tuple(int(x) for x in FLAGS.long_seeds),
+        seeds=tuple(sorted(int(x) for x in FLAGS.seeds)),
+        long_seeds=tuple(sorted(int(x) for x in FLAGS.long_seeds)),
         init_steps=FLAGS.init_steps,
         fid_every=FLAGS.fid_every or 1000,
         fid_samples=FLAGS.fid_samples,
         num_samples=FLAGS.num_samples,
         draws=FLAGS.draws,
     )
+    path = os.path.join(docs_dir, comparison.RESULTS_FILE)
+    if os.path.exists(path):
+        # Written back at once, so a file from an older protocol version carries what it was
+        # migrated to before anything reads it (the report included).
+        try:
+            comparison.save_state(comparison.load_state(path, protocol), path)
+        except ValueError as e:  # results.json of another protocol
+            raise ResultsError(str(e)) from None
     if not FLAGS.report_only:
         try:
             comparison.run(
