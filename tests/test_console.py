@@ -227,3 +227,22 @@ def test_an_export_is_readable_by_others_under_umask_022(tmp_path):
             need = 0o755 if os.path.isdir(name) else 0o644
             assert mode & need == need, f"{name}: {oct(mode)}"
     assert tf.saved_model.load(path).signatures["decode"](z=tf.zeros([1, 4]))["images"].shape == (1, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "images, seconds, shown", [(8, 30.0, "0.267 img/s"), (640, 20.0, "32 img/s"), (6400, 17.2, "372 img/s")]
+)
+def test_progress_line_shows_slow_rates_to_three_figures(images, seconds, shown):
+    """A big net on a CPU trains below 1 image/s: the line must not round that to 0."""
+    import types
+
+    import tensorflow as tf
+
+    from pga_tf.training import loop
+
+    trainer = types.SimpleNamespace(global_batch=images, step=0, cfg=types.SimpleNamespace(lr=0.1))
+    lines = []
+    progress = loop._Progress(trainer, 10, tf.summary.create_noop_writer(), lines.append)
+    progress.add({"img_rec": 0.5}, 1, seconds)
+    progress.report(1)
+    assert f"| {shown} | ETA" in lines[0], lines[0]

@@ -317,7 +317,9 @@ class _Progress:
             tf.summary.scalar("train/learning_rate", self.trainer.cfg.lr)
             tf.summary.scalar("train/images_per_s", ips)
         terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(self.last.items()))
-        self.log(f"step {step}/{self.total_steps} | {terms} | {ips:.0f} img/s | ETA {_hms(eta)}")
+        # Whole images per second, but three figures below 100: a big net on a CPU trains < 1 img/s.
+        rate = f"{ips:.0f}" if ips >= 100 else f"{ips:.3g}"
+        self.log(f"step {step}/{self.total_steps} | {terms} | {rate} img/s | ETA {_hms(eta)}")
         self.sums, self.steps, self.seconds = {}, 0, 0.0
 
 
