@@ -171,14 +171,27 @@ def find_checkpoint(run_dir: str, step: int | None = None, log: Callable[[str], 
         raise RunError(str(e)) from None
     if ckpt is not None:
         return ckpt
+    check_checkpoint(run_dir, step)
+    raise RunError(f"{run_dir} has no checkpoint to read (nothing complete in {ckpt_dir})")
+
+
+def check_checkpoint(run_dir: str, step: int | None = None) -> None:
+    """Without TensorFlow: `run_dir` has a complete checkpoint on disk (at `step` if given).
+    Whether it reads back whole is find_checkpoint's to say, which needs TensorFlow.
+
+    Raises:
+      RunError: no checkpoint at all, or none kept at `step` (naming the steps kept).
+    """
+    ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
     kept = [step_of(p) for p in checkpoints.complete(ckpt_dir)]
-    if step is None or not kept:
+    if not kept:
         raise RunError(f"{run_dir} has no checkpoint yet (nothing in {ckpt_dir})")
-    raise RunError(
-        f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
-        f"{', '.join(map(str, kept))}; train.py --ckpt_every and --keep_checkpoints "
-        "decide which are kept)"
-    )
+    if step is not None and step not in kept:
+        raise RunError(
+            f"{run_dir} keeps no checkpoint at step {step} (it keeps steps "
+            f"{', '.join(map(str, kept))}; train.py --ckpt_every and --keep_checkpoints "
+            "decide which are kept)"
+        )
 
 
 def build(cfg: config_lib.Config) -> tuple[Any, Any, dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -81,9 +82,13 @@ def idx_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def run_dir(tmp_path, idx_dir) -> str:
-    """A run dir as training leaves it, as far as the early checks read it: its config.json."""
+    """A run dir as training leaves it, as far as the early checks read it: its config.json and
+    the names of a checkpoint at step 5 (the early checks list checkpoints, never read them)."""
     path = str(tmp_path / "run")
     config.save(config.resolve("lpga", z_dim=4, run_dir=path, data_dir=idx_dir), path)
+    os.makedirs(os.path.join(path, "checkpoints"))
+    for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001"):
+        open(os.path.join(path, "checkpoints", name), "wb").close()
     return path
 
 
@@ -164,6 +169,17 @@ def test_evaluate_data_dir_without_the_test_split(no_tf, run_dir, tmp_path):
     empty.mkdir()
     proc = evaluate(no_tf, f"--run_dir={run_dir}", f"--data_dir={empty}")
     assert_early_error(proc, "for the test split", "t10k-images-idx3-ubyte[.gz]", "DIR/test/")
+
+
+@pytest.mark.e2e
+def test_evaluate_a_checkpoint_step_not_kept_or_no_checkpoint(no_tf, run_dir):
+    proc = evaluate(no_tf, f"--run_dir={run_dir}", "--checkpoint_step=3")
+    assert_early_error(proc, "keeps no checkpoint at step 3 (it keeps steps 5;")
+    assert not os.path.exists(os.path.join(run_dir, "eval"))
+    shutil.rmtree(os.path.join(run_dir, "checkpoints"))
+    assert_early_error(evaluate(no_tf, f"--run_dir={run_dir}"), "has no checkpoint yet")
+    assert_early_error(export(no_tf, f"--run_dir={run_dir}"), "has no checkpoint yet")
+    assert sorted(os.listdir(run_dir)) == ["config.json"]
 
 
 @pytest.mark.e2e

@@ -45,6 +45,7 @@ def _evaluate(argv):
             cli.fail(str(e))
     try:
         cfg = runs.read_config(FLAGS.run_dir)
+        runs.check_checkpoint(FLAGS.run_dir, FLAGS.checkpoint_step or None)
         split, data_dir = config_lib.real_data(cfg, FLAGS.real_split, FLAGS.data_dir)
         data.check(cfg.dataset, split, data_dir)
         features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)

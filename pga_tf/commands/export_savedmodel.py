@@ -36,6 +36,7 @@ def _export(argv):
         config_lib.check_path_encoding("export_dir" if FLAGS.export_dir else "run_dir", export_dir)
         export_paths.check_destination(export_dir, FLAGS.overwrite)
         cfg = runs.read_config(FLAGS.run_dir)
+        runs.check_checkpoint(FLAGS.run_dir)
         if FLAGS.data_dir:  # a data dir given must hold the run's training images
             data.check(cfg.dataset, cfg.train_split, FLAGS.data_dir)
     except (ValueError, runs.RunError, export_paths.ExportError, data.DataError) as e:
