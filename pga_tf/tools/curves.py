@@ -62,14 +62,16 @@ def train_seconds(tb_dir: str) -> float | None:
     import glob
 
     import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
 
     total, found = 0.0, False
     for path in sorted(glob.glob(os.path.join(tb_dir, "events.out.tfevents.*"))):
         first = last = None
-        try:
-            for event in tf.compat.v1.train.summary_iterator(path):
-                first = event.wall_time if first is None else first
-                last = event.wall_time
+        try:  # records read as tf.data reads them (tf.compat.v1's iterator prints a deprecation)
+            for record in tf.data.TFRecordDataset(path, buffer_size=1 << 18):
+                wall_time = event_pb2.Event.FromString(record.numpy()).wall_time
+                first = wall_time if first is None else first
+                last = wall_time
         except tf.errors.DataLossError:
             pass  # a file cut short by a kill: its records up to the cut still count
         if first is not None:
