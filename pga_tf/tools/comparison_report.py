@@ -380,7 +380,9 @@ def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str, read
     `readme` (between their markers; a README without them is left alone); returns table.md's path."""
     with open(results_path) as f:
         state = json.load(f)
-    comparison.copy_grids(runs_dir, docs_dir, tuple(comparison.table_order(state["protocol"]["methods"])))
+    # Only the grids of recorded units: a run dir may hold one of a unit still being evaluated.
+    recorded = [m for m in comparison.table_order(state["protocol"]["methods"]) if f"{m}/seed=0" in state["runs"]]
+    comparison.copy_grids(runs_dir, docs_dir, tuple(recorded))
     text = section(state, docs_dir)
     out = os.path.join(docs_dir, "table.md")
     with open(out, "w") as f:
