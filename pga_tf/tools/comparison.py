@@ -91,7 +91,17 @@ class Unit:
 
     @property
     def key(self) -> str:
-        return f"{self.method}/lr={self.lr:g}" if self.kind == "select" else f"{self.method}/seed={self.seed}"
+        return f"{self.method}/lr={self.lr:g}" if self.kind == "select" else run_key(self.method, self.seed)
+
+
+def run_key(method: str, seed: int) -> str:
+    """The key of (method, seed)'s final run in results.json's "runs" and "short_runs"."""
+    return f"{method}/seed={seed}"
+
+
+def seed_of(key: str) -> int:
+    """The seed of a run_key."""
+    return int(key.rsplit("=", 1)[1])
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -150,9 +160,9 @@ def pending(protocol: Protocol, state: dict) -> list[Unit]:
             lr = chosen_lr(state["selection"].get(m, {}), protocol.lr_grid)
             if lr is None:
                 continue
-            if seed in protocol.long_seeds and f"{m}/seed={seed}" not in state["runs"]:
+            if seed in protocol.long_seeds and run_key(m, seed) not in state["runs"]:
                 out.append(Unit("seed", m, lr=lr, seed=seed))
-            if short_source(protocol, m, seed) == "short_runs" and f"{m}/seed={seed}" not in state["short_runs"]:
+            if short_source(protocol, m, seed) == "short_runs" and run_key(m, seed) not in state["short_runs"]:
                 out.append(Unit("short", m, lr=lr, seed=seed))
     return out
 
@@ -297,7 +307,7 @@ def load_state(path: str, protocol: Protocol) -> dict:
     if "long_seeds" not in theirs:
         # Written before long_seeds existed, when every seed trained the long budget: the same
         # protocol as ours as long as no seed outside our long_seeds has a run yet.
-        ran = {int(key.rsplit("=", 1)[1]) for key in state.get("runs", {})}
+        ran = {seed_of(key) for key in state.get("runs", {})}
         theirs["long_seeds"] = list(protocol.long_seeds) if ran <= set(protocol.long_seeds) else theirs.get("seeds")
     mine = {k: v for k, v in protocol.to_json().items() if k != "methods"}
     if theirs != mine:

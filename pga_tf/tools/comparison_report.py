@@ -69,7 +69,7 @@ def per_seed(state: dict, method: str, row: str, sampler: str, metric: str = "fi
     out = []
     for seed in protocol.seeds:
         kind = comparison.short_source(protocol, method, seed) if row == "short" else "runs"
-        run = state[kind].get(f"{method}/seed={seed}")
+        run = state[kind].get(comparison.run_key(method, seed))
         value = run and run["evaluations"].get(f"{row}/{name}", {}).get(metric)
         if value is not None:
             out.append(float(value))
@@ -236,7 +236,7 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
     rows.sort(key=lambda r: r[0])
     section_link = os.path.relpath(os.path.abspath(results_md), here) + "#" + _anchor(section_title(state))
     n_long = len(p["methods"]) * len(protocol.long_seeds)
-    done = sum(1 for k in state["runs"] if int(k.rsplit("=", 1)[1]) in protocol.long_seeds)
+    done = sum(1 for k in state["runs"] if comparison.seed_of(k) in protocol.long_seeds)
     text = [
         HEADLINE_START,
         f"{DATASET_NAMES.get(p['dataset'], p['dataset'])}, {p['steps']} steps, every method trained with Adam "
@@ -381,7 +381,9 @@ def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str, read
     with open(results_path) as f:
         state = json.load(f)
     # Only the grids of recorded units: a run dir may hold one of a unit still being evaluated.
-    recorded = [m for m in comparison.table_order(state["protocol"]["methods"]) if f"{m}/seed=0" in state["runs"]]
+    recorded = [
+        m for m in comparison.table_order(state["protocol"]["methods"]) if comparison.run_key(m, 0) in state["runs"]
+    ]
     comparison.copy_grids(runs_dir, docs_dir, tuple(recorded))
     text = section(state, docs_dir)
     out = os.path.join(docs_dir, "table.md")
