@@ -398,6 +398,17 @@ def define_feature_flags() -> None:
     forbid_flag_like_values()
 
 
+def feature_choice(run_dir: str | None = None):
+    """The features the command line asks for (define_feature_flags), or, when it names none of
+    --features, --classifier and --inception_weights, the ones the run in `run_dir` recorded
+    (pga_tf.evaluation.features.record), so a run is scored as its FID curve was."""
+    from pga_tf.evaluation import features
+
+    names = ("features", "classifier", "inception_weights")
+    given = features.Choice(FLAGS.features, FLAGS.classifier, FLAGS.inception_weights)
+    return features.choose(given, any(FLAGS[n].present for n in names), run_dir)
+
+
 def define_fid_training_flags() -> None:
     """train.py's FID-during-training flags (with define_feature_flags)."""
     flags.DEFINE_integer(

@@ -138,7 +138,9 @@ def test_train_refuses_a_busy_run_dir(no_tf, run_dir, idx_dir):
 @pytest.mark.e2e
 def test_train_refuses_another_runs_dir(no_tf, run_dir, idx_dir):
     proc = train(no_tf, f"--run_dir={run_dir}", "--z_dim=8", f"--data_dir={idx_dir}")
-    assert_early_error(proc, f"{run_dir} holds a different run", "--z_dim: run has 4, asked for 8")
+    assert_early_error(
+        proc, f"{run_dir} holds a different run", "--z_dim: run has 4, asked for 8", "the flagfile) it was trained with"
+    )
 
 
 @pytest.mark.e2e
@@ -169,6 +171,13 @@ def test_evaluate_data_dir_without_the_test_split(no_tf, run_dir, tmp_path):
     empty.mkdir()
     proc = evaluate(no_tf, f"--run_dir={run_dir}", f"--data_dir={empty}")
     assert_early_error(proc, "for the test split", "t10k-images-idx3-ubyte[.gz]", "DIR/test/")
+
+
+@pytest.mark.e2e
+def test_evaluate_refuses_a_dataset_other_than_the_runs(no_tf, run_dir):
+    proc = evaluate(no_tf, f"--run_dir={run_dir}", "--dataset=cifar10")
+    assert_early_error(proc, "--dataset=cifar10 is for --baselines", "trained on fashion_mnist")
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json"]
 
 
 @pytest.mark.e2e
@@ -267,6 +276,25 @@ def test_classifier_data_mistakes(no_tf, tmp_path, idx_dir):
 def test_standins_missing_source(no_tf, tmp_path):
     proc = tool(no_tf, "pga_tf.tools.standins", f"--source_dir={tmp_path / 'nope'}", f"--out={tmp_path / 'out'}")
     assert_early_error(proc, "train-images-idx3-ubyte[.gz]")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--out", "--train_count=10"], "--out got '--train_count=10', which looks like a flag"),
+        (["--out={out}", "--train_count=-5"], "--train_count"),
+        (["--out={out}", "--test_count=-3"], "--test_count"),
+        (["--out={out}", "--source_dir", "--train_count=10"], "--source_dir got '--train_count=10'"),
+    ],
+)
+def test_standins_flag_mistakes_write_nothing(no_tf, tmp_path, args, needle):
+    proc = run_without_tf(
+        no_tf, ["-m", "pga_tf.tools.standins", *(a.format(out=tmp_path / "out") for a in args)], cwd=tmp_path
+    )
+    assert_early_error(proc, needle)
+    assert os.listdir(tmp_path) == []  # neither --out nor a directory named after a flag
 
 
 @pytest.mark.e2e

@@ -88,6 +88,22 @@ def test_training_fid_needs_a_classifier(trained, tmp_path):
     assert_error_last_line(proc, "no domain classifier")
 
 
+def test_evaluate_scores_with_the_classifier_the_run_trained_with(trained, tmp_path):
+    # The run's FID used a classifier outside classifiers/ (where a different one of the same
+    # name ships): evaluate.py without --classifier must score with the run's, not the default.
+    _, clf, run_dir, cache = trained
+    want = json.load(open(os.path.splitext(clf)[0] + ".json"))["sha256"]
+    assert json.load(open(os.path.join(run_dir, "features.json")))["classifier"] == os.path.abspath(clf)
+    out = tmp_path / "report.json"
+    args = ["evaluate.py", f"--run_dir={run_dir}", "--num_samples=20", "--nll_examples=0", f"--out={out}"]
+    ok(run_python([*args, f"--stats_cache={cache}", "--draws=1"]))
+    assert json.load(open(out))["features"]["checksum"] == want
+    # A flag on the command line still wins: the shipped classifier, by name.
+    shipped = os.path.join("classifiers", "fashion_mnist_cnn.keras")
+    ok(run_python([*args, f"--stats_cache={cache}", "--draws=1", f"--classifier={shipped}"]))
+    assert json.load(open(out))["features"]["checksum"] == json.load(open(shipped[:-6] + ".json"))["sha256"] != want
+
+
 def test_evaluate_writes_a_well_formed_report(trained):
     _, clf, run_dir, cache = trained
     args = [

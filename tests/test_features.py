@@ -154,3 +154,19 @@ def test_fid_callback_writes_tensorboard_scalars_at_multiples(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(event_file):
             tags += [(event.step, v.tag) for v in event.summary.value]
     assert tags == [(55, "eval/FID-counting"), (100, "eval/FID-counting"), (150, "eval/FID-counting")]
+
+
+def test_a_runs_recorded_features_apply_only_when_no_feature_flag_is_given(tmp_path, monkeypatch):
+    run_dir = str(tmp_path / "run")
+    assert features.recorded(run_dir) is None  # nothing recorded: the flags' defaults
+    default = features.Choice()
+    assert features.choose(default, False, run_dir) == default
+    monkeypatch.chdir(tmp_path)
+    features.record(run_dir, features.Choice("classifier", "clf/mine.keras"))
+    got = features.recorded(run_dir)
+    assert got == features.Choice("classifier", str(tmp_path / "clf" / "mine.keras"), "imagenet")  # absolute
+    assert features.choose(default, False, run_dir) == got
+    given = features.Choice("inception", "", "random")
+    assert features.choose(given, True, run_dir) == given  # a flag on the command line wins
+    pathlib.Path(run_dir, features.RECORD_FILE).write_text("{not json")
+    assert features.recorded(run_dir) is None and features.choose(default, False, run_dir) == default

@@ -45,10 +45,16 @@ def _evaluate(argv):
             cli.fail(str(e))
     try:
         cfg = runs.read_config(FLAGS.run_dir)
+        if FLAGS["dataset"].present and FLAGS.dataset != cfg.dataset:
+            raise ValueError(
+                f"--dataset={FLAGS.dataset} is for --baselines: the run in {FLAGS.run_dir} trained on "
+                f"{cfg.dataset} and is scored on it (--data_dir points at another copy of it)"
+            )
         runs.check_checkpoint(FLAGS.run_dir, FLAGS.checkpoint_step or None)
         split, data_dir = config_lib.real_data(cfg, FLAGS.real_split, FLAGS.data_dir)
         data.check(cfg.dataset, split, data_dir)
-        features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+        choice = cli.feature_choice(FLAGS.run_dir)
+        features.check(choice.kind, cfg.dataset, choice.classifier, choice.inception_weights)
     except (runs.RunError, ValueError, data.DataError, features.FeatureError) as e:
         cli.fail(str(e))
     cli.quiet_tensorflow()
@@ -56,7 +62,7 @@ def _evaluate(argv):
     from pga_tf.evaluation import evaluators, fid  # TensorFlow loads here
 
     extractor = features.make_extractor(
-        FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights, FLAGS.batch_size
+        choice.kind, cfg.dataset, choice.classifier, choice.inception_weights, FLAGS.batch_size
     )
     options = evaluators.Options(
         num_samples=FLAGS.num_samples,

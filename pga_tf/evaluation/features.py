@@ -109,6 +109,53 @@ def _sha256_weights(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
+# --------------------------------------------------------------------------- a run's own features
+RECORD_FILE = "features.json"  # in a run dir: the features its training-time FID used
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What --features, --classifier and --inception_weights select."""
+
+    kind: str = "classifier"
+    classifier: str = ""  # "" for classifiers/<dataset>_cnn.keras
+    inception_weights: str = "imagenet"
+
+
+def record(run_dir: str, choice: Choice) -> None:
+    """Write `choice` into <run_dir>/features.json (atomically), the classifier as an absolute
+    path, so a resume and evaluate.py score the run with the features its FID curve used."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, RECORD_FILE)
+    body = dataclasses.asdict(choice)
+    if choice.classifier:
+        body["classifier"] = os.path.abspath(os.path.expanduser(choice.classifier))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(body, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def recorded(run_dir: str) -> Choice | None:
+    """The features a run's training-time FID used (see record); None if it recorded none or
+    the file cannot be read (then the flags' defaults apply, as before the file existed)."""
+    try:
+        with open(os.path.join(run_dir, RECORD_FILE)) as f:
+            body = json.load(f)
+        return Choice(**{k: str(body[k]) for k in ("kind", "classifier", "inception_weights") if k in body})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def choose(given: Choice, any_flag_given: bool, run_dir: str | None) -> Choice:
+    """The features to use: the command line's when it names any of them (`any_flag_given`),
+    else what the run in `run_dir` recorded, else the flags' defaults (`given`)."""
+    if any_flag_given or not run_dir:
+        return given
+    return recorded(run_dir) or given
+
+
 # --------------------------------------------------------------------------- domain classifier
 def _classifier_file(path: str) -> tuple[str, dict, str]:
     """(path, metadata, sha256) of a classifier file saved by `pga_tf.evaluation.classifier`,
@@ -118,9 +165,9 @@ def _classifier_file(path: str) -> tuple[str, dict, str]:
     meta_path = classifier_lib.metadata_path(path)
     if not os.path.isfile(path):
         raise FeatureError(
-            f"no domain classifier at {path}; train one with `python -m pga_tf.evaluation.classifier "
-            f"--dataset=<dataset> --out={os.path.dirname(path) or '.'}` or pass "
-            "--features=inception"
+            f"no domain classifier at {path}; pass --classifier=<a .keras file>, train one with "
+            f"`python -m pga_tf.evaluation.classifier --dataset=<dataset> --out={os.path.dirname(path) or '.'}` "
+            "or pass --features=inception"
         )
     if not os.path.isfile(meta_path):
         raise FeatureError(

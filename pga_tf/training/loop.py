@@ -493,9 +493,10 @@ def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
     """Say that the jump in the loss totals and the dark-blob grids before it are expected."""
     terms = [name for name in config_lib.COEFFICIENTS if getattr(cfg, name)]
     if cfg.init_steps > 0 and terms:
+        verb = "joins" if len(terms) == 1 else "join"
         log(
             f"warm-up over: from step {cfg.init_steps + 1} on (--init_steps={cfg.init_steps}) "
-            f"{', '.join(terms)} join the losses, so the loss totals jump; the sample grids of the "
+            f"{', '.join(terms)} {verb} the losses, so the loss totals jump; the sample grids of the "
             "warm-up (dark blobs: only the autoencoder was trained) are expected"
         )
 
