@@ -273,6 +273,27 @@ def test_classifier_data_mistakes(no_tf, tmp_path, idx_dir):
 
 
 @pytest.mark.e2e
+def test_classifier_out_and_name_mistakes_are_found_before_training(no_tf, tmp_path, idx_dir):
+    module = "pga_tf.evaluation.classifier"
+    for name in ("../evil", "a/b", ".hidden", ".."):
+        proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={tmp_path / 'o'}", f"--name={name}")
+        assert_early_error(proc, f"--name={name!r} must be a file name without directories")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={afile}")
+    assert_early_error(proc, f"--out={afile} is a file, not a directory")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={afile / 'x'}")
+    assert_early_error(proc, f"--out={afile / 'x'}: {afile} is a file, not a directory")
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "mine.keras").write_bytes(b"old")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={held}", "--name=mine")
+    assert_early_error(proc, f"{held / 'mine.keras'} exists", "pass --overwrite to replace it")
+    assert sorted(os.listdir(tmp_path)) == ["afile", "held"] and os.listdir(held) == ["mine.keras"]
+    assert afile.read_text() == "keep" and (held / "mine.keras").read_bytes() == b"old"
+
+
+@pytest.mark.e2e
 def test_standins_missing_source(no_tf, tmp_path):
     proc = tool(no_tf, "pga_tf.tools.standins", f"--source_dir={tmp_path / 'nope'}", f"--out={tmp_path / 'out'}")
     assert_early_error(proc, "train-images-idx3-ubyte[.gz]")

@@ -170,3 +170,17 @@ def test_a_runs_recorded_features_apply_only_when_no_feature_flag_is_given(tmp_p
     assert features.choose(given, True, run_dir) == given  # a flag on the command line wins
     pathlib.Path(run_dir, features.RECORD_FILE).write_text("{not json")
     assert features.recorded(run_dir) is None and features.choose(default, False, run_dir) == default
+
+
+def test_a_classifier_saved_again_replaces_both_files_whole(tmp_path):
+    tf.keras.utils.set_random_seed(1)
+    first = classifier.save(classifier.build((28, 28, 1)), str(tmp_path), "c", {"dataset": "fashion_mnist"})
+    old = json.load(open(classifier.metadata_path(first)))
+    with pytest.raises(ValueError, match="exists .* pass --overwrite"):
+        classifier.check_out(str(tmp_path), "c")
+    classifier.check_out(str(tmp_path), "c", overwrite=True)
+    tf.keras.utils.set_random_seed(2)
+    path = classifier.save(classifier.build((28, 28, 1)), str(tmp_path), "c", {"dataset": "fashion_mnist"})
+    new = json.load(open(classifier.metadata_path(path)))
+    assert new["sha256"] != old["sha256"] and new["sha256"] == classifier.sha256(path)
+    assert sorted(os.listdir(tmp_path)) == ["c.json", "c.keras"]  # no temporary file left

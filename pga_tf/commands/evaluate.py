@@ -1,6 +1,6 @@
 """Evaluate a trained run: FID/KID of samples, test reconstruction MSE, exact latent NLL.
 
-  python -m pga_tf.evaluation.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
+  python -m pga_tf.evaluation.classifier --dataset=mnist --data_dir=DIR --out=classifiers # once; fashion_mnist's ships
   python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
   python evaluate.py --run_dir=... --sampler=gmm   # z from a GMM fitted on E(x): report-gmm.json
