@@ -387,6 +387,31 @@ def check_path_encoding(flag: str, path: str) -> None:
         ) from None
 
 
+def output_path_problem(flag: str, path: str, directory: bool = False) -> str | None:
+    """Why `path` cannot be written as --flag's output (a file, or with `directory` a directory,
+    made with its missing parents), or None; checked before any work, so a long evaluation or
+    benchmark never ends in an OSError at its last line.
+
+    The problems: an existing path of the other kind, an ancestor that is a file, no write
+    permission in the nearest existing ancestor."""
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            return f"--{flag}={path} is a file, not a directory"
+        if not directory and os.path.isdir(path):
+            return f"--{flag}={path} is a directory; give a file path"
+        if not os.access(path if directory else os.path.dirname(os.path.abspath(path)), os.W_OK):
+            return f"--{flag}={path}: no write permission"
+        return None
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"--{flag}={path}: {parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--{flag}={path}: no write permission in {parent}"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One Config field as its flag sees it: name, type, default, help and the values it may take."""

@@ -294,6 +294,26 @@ def test_classifier_out_and_name_mistakes_are_found_before_training(no_tf, tmp_p
 
 
 @pytest.mark.e2e
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(no_tf, run_dir, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    cases = [
+        (["evaluate.py", f"--run_dir={run_dir}"], "out"),
+        (["evaluate.py", "--baselines"], "out"),
+        (["-m", "pga_tf.tools.bench"], "json"),
+        (["-m", "pga_tf.tools.log_det_precision", f"--run_dir={run_dir}"], "json"),
+    ]
+    for program, flag in cases:
+        for path, why in ((afile / "x.json", f"{afile} is a file, not a directory"), (adir, "is a directory")):
+            proc = run_without_tf(no_tf, [*program, f"--{flag}={path}"])
+            assert_early_error(proc, f"--{flag}={path}", why)
+    assert afile.read_text() == "keep" and os.listdir(adir) == []
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json"]
+
+
+@pytest.mark.e2e
 def test_standins_missing_source(no_tf, tmp_path):
     proc = tool(no_tf, "pga_tf.tools.standins", f"--source_dir={tmp_path / 'nope'}", f"--out={tmp_path / 'out'}")
     assert_early_error(proc, "train-images-idx3-ubyte[.gz]")

@@ -32,9 +32,13 @@ def main() -> None:
 def _evaluate(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
+
+    problem = FLAGS.out and config_lib.output_path_problem("out", FLAGS.out)
+    if problem:  # the report is written last: found now, not after the evaluation
+        cli.fail(problem)
     if FLAGS.baselines:
         return baselines()
-    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
     from pga_tf import data, runs
     from pga_tf.evaluation import features
 
@@ -43,6 +47,7 @@ def _evaluate(argv):
             config_lib.check_path_encoding(flag, FLAGS[flag].value or "")
         except ValueError as e:
             cli.fail(str(e))
+
     try:
         cfg = runs.read_config(FLAGS.run_dir)
         if FLAGS["dataset"].present and FLAGS.dataset != cfg.dataset:

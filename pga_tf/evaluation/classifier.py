@@ -205,13 +205,11 @@ def check_out(out_dir: str, name: str, overwrite: bool = False) -> None:
     problem = check_name(name)
     if problem:
         raise ValueError(problem)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"--out={out_dir} is a file, not a directory")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ValueError(f"--out={out_dir}: {parent} is a file, not a directory")
+    from pga_tf import config
+
+    problem = config.output_path_problem("out", out_dir, directory=True)
+    if problem:
+        raise ValueError(problem)
     path = os.path.join(out_dir, name + ".keras")
     held = [p for p in (path, metadata_path(path)) if os.path.exists(p)]
     if held and not overwrite:

@@ -157,17 +157,13 @@ def check_out(out: str, dataset: str) -> None:
     Raises:
       ValueError: one line naming --out and what it holds.
     """
+    from pga_tf import config
+
+    problem = config.output_path_problem("out", out, directory=True)
+    if problem:
+        raise ValueError(problem)
     if not os.path.exists(out):
-        parent = os.path.dirname(os.path.abspath(out))
-        while not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if not os.path.isdir(parent):
-            raise ValueError(f"--out={out}: {parent} is a file, not a directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ValueError(f"--out={out}: cannot make the directory (no write permission in {parent})")
         return
-    if not os.path.isdir(out):
-        raise ValueError(f"--out={out} is a file, not a directory")
     entries = os.listdir(out)
     if not entries:
         return
