@@ -314,6 +314,23 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(no_tf,
 
 
 @pytest.mark.e2e
+def test_results_output_mistakes_are_refused_before_any_run(no_tf, tmp_path, idx_dir):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    base = ["pga_tf.tools.results", f"--data_dir={idx_dir}", "--methods=ae", "--train_steps=1"]
+    dirs = [f"--runs_dir={tmp_path / 'r'}", f"--docs_dir={tmp_path / 'd'}"]
+    proc = tool(no_tf, *base, f"--runs_dir={afile / 'r'}", f"--docs_dir={tmp_path / 'd'}")
+    assert_early_error(proc, f"--runs_dir={afile / 'r'}: {afile} is a file")
+    proc = tool(no_tf, *base, f"--runs_dir={tmp_path / 'r'}", f"--docs_dir={afile}")
+    assert_early_error(proc, f"--docs_dir={afile} is a file, not a directory")
+    fair = [*base, "--protocol=fair", *dirs]
+    assert_early_error(tool(no_tf, *fair, f"--results_md={tmp_path}"), f"--results_md={tmp_path} is a directory")
+    proc = tool(no_tf, *fair, f"--readme={tmp_path / 'nope.md'}")
+    assert_early_error(proc, f"--readme={tmp_path / 'nope.md'} does not exist")
+    assert sorted(os.listdir(tmp_path)) == ["afile"] and afile.read_text() == "keep"
+
+
+@pytest.mark.e2e
 def test_standins_missing_source(no_tf, tmp_path):
     proc = tool(no_tf, "pga_tf.tools.standins", f"--source_dir={tmp_path / 'nope'}", f"--out={tmp_path / 'out'}")
     assert_early_error(proc, "train-images-idx3-ubyte[.gz]")

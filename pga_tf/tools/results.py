@@ -551,12 +551,35 @@ def fair(say) -> None:
     say(f"fair comparison: {path}")
 
 
+def _output_problem() -> str | None:
+    """Why an output flag cannot be written, or None: the run and docs dirs, and the documents
+    --protocol=fair splices (a missing one named on the command line is refused, not skipped)."""
+    for flag in ("runs_dir", "docs_dir"):
+        problem = config_lib.output_path_problem(flag, FLAGS[flag].value, directory=True)
+        if problem:
+            return problem
+    if FLAGS.protocol != "fair":
+        return None
+    for flag in ("results_md", "readme"):
+        path = FLAGS[flag].value
+        if not path:
+            continue
+        if os.path.isdir(path):
+            return f"--{flag}={path} is a directory; give the Markdown file (or '' for none)"
+        if FLAGS[flag].present and not os.path.exists(path):
+            return f"--{flag}={path} does not exist; give an existing Markdown file (or '' for none)"
+    return None
+
+
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     say = lambda line: print(line, flush=True)  # noqa: E731
     from pga_tf import data
 
+    problem = _output_problem()
+    if problem:  # found now, not when the report is written after hours of runs
+        cli.fail(problem)
     try:  # each child would say it too, but only after this has made its dirs
         for split in () if FLAGS.report_only else ("train", "test"):
             data.check(FLAGS.dataset, split, FLAGS.data_dir or None)
