@@ -177,6 +177,8 @@ def fit(
     warning = config_lib.warm_up_unfinished(cfg, total_steps)
     if warning and trainer.step < total_steps:
         log(warning)
+    if trainer.step >= total_steps:
+        log(f"nothing to train: the run is at step {trainer.step} of {total_steps} (more steps: raise --train_steps)")
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     _mark_start(writer, trainer.step, resumed=resumed)
     samples_dir = os.path.join(out_dir, "samples")
