@@ -44,24 +44,21 @@ def test_celeb_a_garment_fills_the_crop_that_the_pipeline_takes(tmp_path):
 def test_written_files_read_back_as_the_dataset(tmp_path):
     from pga_tf import data
 
-    src = tmp_path / "fashion"
-    src.mkdir()
+    src = _source_dir(tmp_path)
     grey, labels = _garments(6)
-    for stem in ("train", "t10k"):
-        standins.write_idx(str(src / f"{stem}-images-idx3-ubyte.gz"), grey)
-        standins.write_idx(str(src / f"{stem}-labels-idx1-ubyte.gz"), labels)
     out = tmp_path / "cifar10"
-    assert standins.write("cifar10", str(out), str(src), (5, 3), log=lambda s: None) == {"train": 5, "test": 3}
+    assert standins.write("cifar10", str(out), src, (5, 3), log=lambda s: None) == {"train": 5, "test": 3}
     assert data.num_examples("cifar10", "train", str(out)) == 5
     batch = data.fixed_batch("cifar10", 3, "test", str(out))
     np.testing.assert_allclose((batch + 1) * 127.5, standins.render_cifar10(grey[:3], labels[:3]), atol=1e-3)
     np.testing.assert_array_equal(data.read_idx(str(out / "t10k-labels-idx1-ubyte.gz")), labels[:3])
     with pytest.raises(ValueError, match="7 train images asked for; the source has 6"):
-        standins.write("cifar10", str(tmp_path / "x"), str(src), (7, 1), log=lambda s: None)
+        standins.write("cifar10", str(tmp_path / "x"), src, (7, 1), log=lambda s: None)
     assert not (tmp_path / "x").exists()  # checked before anything is made
 
 
 def _source_dir(tmp_path):
+    """Fashion-MNIST-format IDX files of _garments(6) in tmp_path/fashion (both splits)."""
     src = tmp_path / "fashion"
     src.mkdir()
     grey, labels = _garments(6)
