@@ -398,15 +398,15 @@ def define_feature_flags() -> None:
     forbid_flag_like_values()
 
 
-def feature_choice(run_dir: str | None = None):
-    """The features the command line asks for (define_feature_flags), or, when it names none of
-    --features, --classifier and --inception_weights, the ones the run in `run_dir` recorded
-    (pga_tf.evaluation.features.record), so a run is scored as its FID curve was."""
+def feature_choice(run_dir: str | None, dataset: str, same_curve: bool = False):
+    """The features to use (features.Choice): what --features, --classifier and
+    --inception_weights say, or, when the command line names none of them, the ones the run in
+    `run_dir` recorded for its FID curve (features.for_run, which also raises its FeatureError)."""
     from pga_tf.evaluation import features
 
     names = ("features", "classifier", "inception_weights")
     given = features.Choice(FLAGS.features, FLAGS.classifier, FLAGS.inception_weights)
-    return features.choose(given, any(FLAGS[n].present for n in names), run_dir)
+    return features.for_run(given, any(FLAGS[n].present for n in names), run_dir, dataset, same_curve)
 
 
 def define_fid_training_flags() -> None:

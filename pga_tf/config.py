@@ -392,14 +392,23 @@ def output_path_problem(flag: str, path: str, directory: bool = False) -> str | 
     made with its missing parents), or None; checked before any work, so a long evaluation or
     benchmark never ends in an OSError at its last line.
 
-    The problems: an existing path of the other kind, an ancestor that is a file, no write
-    permission in the nearest existing ancestor."""
+    The problems: an empty path, a file path ending in a separator, an existing path of the
+    other kind, a broken symbolic link, an ancestor that is a file, an existing file or the
+    nearest existing ancestor without write permission."""
+    if not path:
+        return f"--{flag} is empty; give a {'directory' if directory else 'file'} path"
+    if path.endswith(("/", os.sep)):
+        if not directory:
+            return f"--{flag}={path} ends in a separator; give a file path"
+        path = path.rstrip("/" + os.sep) or os.sep
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"--{flag}={path} is a broken symbolic link (to {os.readlink(path)})"
     if os.path.exists(path):
         if directory and not os.path.isdir(path):
             return f"--{flag}={path} is a file, not a directory"
         if not directory and os.path.isdir(path):
             return f"--{flag}={path} is a directory; give a file path"
-        if not os.access(path if directory else os.path.dirname(os.path.abspath(path)), os.W_OK):
+        if not os.access(path, os.W_OK | (os.X_OK if directory else 0)):
             return f"--{flag}={path}: no write permission"
         return None
     parent = os.path.dirname(os.path.abspath(path))

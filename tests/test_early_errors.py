@@ -313,6 +313,30 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(no_tf,
     assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json"]
 
 
+@pytest.mark.parametrize("directory", [False, True])
+def test_output_path_problems_against_the_filesystem(tmp_path, directory):
+    problem = lambda path: config.output_path_problem("o", str(path), directory)  # noqa: E731
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("x")
+    adir.mkdir()
+    os.symlink(tmp_path / "gone", tmp_path / "dangling")
+    os.symlink(adir, tmp_path / "todir")
+    assert problem("") == f"--o is empty; give a {'directory' if directory else 'file'} path"
+    assert (
+        problem(tmp_path / "dangling")
+        == f"--o={tmp_path / 'dangling'} is a broken symbolic link (to {tmp_path / 'gone'})"
+    )
+    assert problem(afile / "x") == f"--o={afile / 'x'}: {afile} is a file, not a directory"
+    assert problem(tmp_path / "new" / "deeper") is None  # missing parents are made
+    if directory:
+        assert problem(f"{afile}/") == f"--o={afile} is a file, not a directory"  # the slash changes nothing
+        assert problem(adir) is None and problem(f"{adir}/") is None and problem(tmp_path / "todir") is None
+    else:
+        assert problem(adir) == f"--o={adir} is a directory; give a file path"
+        assert problem(f"{afile}/") == f"--o={afile}/ ends in a separator; give a file path"
+        assert problem(afile) is None  # replaced
+
+
 @pytest.mark.e2e
 def test_results_output_mistakes_are_refused_before_any_run(no_tf, tmp_path, idx_dir):
     afile = tmp_path / "afile"
@@ -328,6 +352,16 @@ def test_results_output_mistakes_are_refused_before_any_run(no_tf, tmp_path, idx
     proc = tool(no_tf, *fair, f"--readme={tmp_path / 'nope.md'}")
     assert_early_error(proc, f"--readme={tmp_path / 'nope.md'} does not exist")
     assert sorted(os.listdir(tmp_path)) == ["afile"] and afile.read_text() == "keep"
+    # --protocol=fair's own default dirs (runs/fair, docs/fair) are the ones checked.
+    work = tmp_path / "work"
+    (work / "runs").mkdir(parents=True)
+    (work / "runs" / "fair").write_text("a file")
+    proc = run_without_tf(no_tf, ["-m", *base, "--protocol=fair"], cwd=work)
+    assert_early_error(proc, "--runs_dir=runs/fair is a file, not a directory")
+    (work / "runs" / "results").write_text("the other protocol's default: not used by fair")
+    (work / "runs" / "fair").unlink()
+    proc = run_without_tf(no_tf, ["-m", *base, "--protocol=fair", "--report_only", "--results_md="], cwd=work)
+    assert "--runs_dir=runs/results" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.e2e

@@ -102,6 +102,12 @@ def test_evaluate_scores_with_the_classifier_the_run_trained_with(trained, tmp_p
     shipped = os.path.join("classifiers", "fashion_mnist_cnn.keras")
     ok(run_python([*args, f"--stats_cache={cache}", "--draws=1", f"--classifier={shipped}"]))
     assert json.load(open(out))["features"]["checksum"] == json.load(open(shipped[:-6] + ".json"))["sha256"] != want
+    # Resuming its FID curve with the shipped classifier instead is refused, before anything runs.
+    data_dir = json.load(open(os.path.join(run_dir, "config.json")))["data_dir"]
+    resume = ["train.py", f"--run_dir={run_dir}", "--method=lpga", "--z_dim=4", "--batch_size=8", "--train_steps=10"]
+    proc = run_python([*resume, f"--data_dir={data_dir}", "--fid_every=5", f"--classifier={shipped}"])
+    assert_error_last_line(proc, "would put two feature extractors' FIDs on one curve")
+    assert "ckpt-10.index" not in os.listdir(os.path.join(run_dir, "checkpoints"))
 
 
 def test_evaluate_writes_a_well_formed_report(trained):

@@ -109,3 +109,22 @@ def test_an_out_that_cannot_be_a_directory_is_named(tmp_path):
     with pytest.raises(ValueError, match=f"--source_dir={tmp_path / 'nope'} has no train-images"):
         standins.write("cifar10", str(tmp_path / "y"), str(tmp_path / "nope"), (2, 2), log=lambda s: None)
     assert not (tmp_path / "y").exists()
+
+
+def test_a_write_stopped_halfway_can_be_run_again(tmp_path, monkeypatch):
+    src, out = _source_dir(tmp_path), tmp_path / "data"
+
+    def stop_at_the_labels(path, array):
+        if "labels" in path:
+            open(path + ".tmp", "wb").close()  # what a kill during gzip leaves
+            raise KeyboardInterrupt
+        real_write_idx(path, array)
+
+    real_write_idx = standins.write_idx
+    monkeypatch.setattr(standins, "write_idx", stop_at_the_labels)
+    with pytest.raises(KeyboardInterrupt):
+        standins.write("cifar10", str(out), src, (2, 2), log=lambda s: None)
+    monkeypatch.undo()
+    assert standins.write("cifar10", str(out), src, (2, 2), log=lambda s: None) == {"train": 2, "test": 2}
+    with pytest.raises(ValueError, match="already holds a cifar10 stand-in"):
+        standins.write("celeb_a", str(out), src, (2, 2), log=lambda s: None)

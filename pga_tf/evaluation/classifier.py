@@ -158,8 +158,9 @@ def metadata_path(model_path: str) -> str:
 
 def save(model: keras.Model, out_dir: str, name: str, info: dict) -> str:
     """Write <out_dir>/<name>.keras and <name>.json (sha256, feature layer, `info`); returns the
-    model path. Both are written beside their places and then renamed, the JSON last, so a
-    classifier with a JSON is a complete one and a replaced classifier is never half new."""
+    model path. Both are written beside their places and renamed into them, the JSON last: a
+    reader never sees a partly written file, and a stop between the two renames leaves a
+    checksum mismatch that every reader reports (features._classifier_file)."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name + ".keras")
     tmp_model = os.path.join(out_dir, f".{name}.tmp.keras")  # Keras saves only to *.keras
@@ -214,7 +215,7 @@ def check_out(out_dir: str, name: str, overwrite: bool = False) -> None:
     held = [p for p in (path, metadata_path(path)) if os.path.exists(p)]
     if held and not overwrite:
         raise ValueError(
-            f"{held[0]} exists (FIDs already computed with it would no longer compare with new ones); "
+            f"{held[0]} exists (FIDs computed with it would not compare with a new one's); "
             "pass --overwrite to replace it, or --name for another classifier"
         )
 

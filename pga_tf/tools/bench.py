@@ -537,6 +537,7 @@ def main(argv: list[str] | None = None) -> dict:
     for line in speed_vs_float32(results):
         log(line)
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # as parse_args allowed
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)
             f.write("\n")

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['mean_error_vs_exact']:18.4f}" + (f"  ({r['non_finite']} non-finite)" if r["non_finite"] else "")
         )
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # as parse_args allowed
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
             f.write("\n")

@@ -499,9 +499,7 @@ def fair(say) -> None:
     """--protocol=fair: pga_tf/tools/comparison.py's units, then its section."""
     from pga_tf.tools import comparison, comparison_report
 
-    defaults = {"runs_dir": os.path.join("runs", "results"), "docs_dir": os.path.join("docs", "results")}
-    runs_dir = os.path.join("runs", "fair") if FLAGS.runs_dir == defaults["runs_dir"] else FLAGS.runs_dir
-    docs_dir = os.path.join("docs", "fair") if FLAGS.docs_dir == defaults["docs_dir"] else FLAGS.docs_dir
+    runs_dir, docs_dir = _dirs()
     methods = tuple(FLAGS.methods) if FLAGS["methods"].present else METHODS
     protocol = comparison.Protocol(
         methods=methods,
@@ -551,11 +549,21 @@ def fair(say) -> None:
     say(f"fair comparison: {path}")
 
 
+def _dirs() -> tuple[str, str]:
+    """(runs dir, docs dir): the flags', or with --protocol=fair and a flag left at its default,
+    runs/fair and docs/fair, so the two protocols never share a directory."""
+    if FLAGS.protocol != "fair":
+        return FLAGS.runs_dir, FLAGS.docs_dir
+    runs_dir = os.path.join("runs", "fair") if FLAGS.runs_dir == FLAGS["runs_dir"].default else FLAGS.runs_dir
+    docs_dir = os.path.join("docs", "fair") if FLAGS.docs_dir == FLAGS["docs_dir"].default else FLAGS.docs_dir
+    return runs_dir, docs_dir
+
+
 def _output_problem() -> str | None:
     """Why an output flag cannot be written, or None: the run and docs dirs, and the documents
     --protocol=fair splices (a missing one named on the command line is refused, not skipped)."""
-    for flag in ("runs_dir", "docs_dir"):
-        problem = config_lib.output_path_problem(flag, FLAGS[flag].value, directory=True)
+    for flag, path in zip(("runs_dir", "docs_dir"), _dirs()):
+        problem = config_lib.output_path_problem(flag, path, directory=True)
         if problem:
             return problem
     if FLAGS.protocol != "fair":

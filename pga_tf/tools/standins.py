@@ -127,6 +127,10 @@ def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | Non
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise ValueError(f"--out={out}: cannot make the directory ({e.strerror})") from None
+    # The README first: it is what marks the directory as this stand-in's (check_out), so a
+    # write stopped halfway can be run again into the same --out.
+    with open(os.path.join(out, README), "w") as f:
+        f.write(f"{_readme_first_line(dataset)} ({source_dir}): tinted garments, not the real {dataset} data.\n")
     written = {}
     for (stem, split), (images, labels, n) in sources.items():
         chunks = [
@@ -137,8 +141,6 @@ def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | Non
         write_idx(os.path.join(out, f"{stem}-labels-idx1-ubyte.gz"), labels[:n].astype(np.uint8))
         written[split] = n
         log(f"{split}: {n} images of {rendered.shape[1:]} -> {out}")
-    with open(os.path.join(out, README), "w") as f:
-        f.write(f"{_readme_first_line(dataset)} ({source_dir}): tinted garments, not the real {dataset} data.\n")
     return written
 
 
@@ -167,7 +169,7 @@ def check_out(out: str, dataset: str) -> None:
     entries = os.listdir(out)
     if not entries:
         return
-    ours = set(STANDIN_FILES) | {README}
+    ours = {*STANDIN_FILES, *(name + ".tmp" for name in STANDIN_FILES), README}  # .tmp: a write stopped
     try:
         with open(os.path.join(out, README)) as f:
             first = f.readline()
