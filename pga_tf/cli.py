@@ -398,17 +398,6 @@ def define_feature_flags() -> None:
     forbid_flag_like_values()
 
 
-def feature_choice(run_dir: str | None, dataset: str, same_curve: bool = False):
-    """The features to use (features.Choice): what --features, --classifier and
-    --inception_weights say, or, when the command line names none of them, the ones the run in
-    `run_dir` recorded for its FID curve (features.for_run, which also raises its FeatureError)."""
-    from pga_tf.evaluation import features
-
-    names = ("features", "classifier", "inception_weights")
-    given = features.Choice(FLAGS.features, FLAGS.classifier, FLAGS.inception_weights)
-    return features.for_run(given, any(FLAGS[n].present for n in names), run_dir, dataset, same_curve)
-
-
 def define_fid_training_flags() -> None:
     """train.py's FID-during-training flags (with define_feature_flags)."""
     flags.DEFINE_integer(
@@ -522,17 +511,7 @@ def define_classifier_flags() -> None:
     flags.DEFINE_boolean("overwrite", False, "Replace a classifier of the same name in --out.")
     for name in ("epochs", "batch_size"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
-    flags.register_validator("name", _classifier_name)
     forbid_flag_like_values()
-
-
-def _classifier_name(name: str) -> bool:
-    from pga_tf.evaluation import classifier
-
-    problem = classifier.check_name(name)
-    if problem:
-        raise flags.ValidationError(problem)
-    return True
 
 
 def define_export_flags() -> None:

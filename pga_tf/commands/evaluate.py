@@ -58,7 +58,7 @@ def _evaluate(argv):
         runs.check_checkpoint(FLAGS.run_dir, FLAGS.checkpoint_step or None)
         split, data_dir = config_lib.real_data(cfg, FLAGS.real_split, FLAGS.data_dir)
         data.check(cfg.dataset, split, data_dir)
-        choice = cli.feature_choice(FLAGS.run_dir, cfg.dataset)
+        choice = features.from_flags(FLAGS, FLAGS.run_dir, cfg.dataset)
         features.check(choice.kind, cfg.dataset, choice.classifier, choice.inception_weights)
     except (runs.RunError, ValueError, data.DataError, features.FeatureError) as e:
         cli.fail(str(e))

@@ -297,12 +297,24 @@ def main(argv) -> None:
     )
 
 
+def _name_is_a_file_name(name: str) -> bool:
+    from absl import flags
+
+    problem = check_name(name)
+    if problem:
+        raise flags.ValidationError(problem)
+    return True
+
+
 def run() -> None:
     """`pga-classifier` and `python -m pga_tf.evaluation.classifier`: define the flags, then train
     and save. Only here, not on import: evaluation imports this module for its features."""
+    from absl import flags
+
     from pga_tf import cli
 
     cli.define_classifier_flags()
+    flags.register_validator("name", _name_is_a_file_name)
     cli.run(main, (data.DataError, ValueError, OSError), doc=__doc__, command="python -m pga_tf.evaluation.classifier")
 
 

@@ -211,6 +211,14 @@ def for_run(given: Choice, any_flag_given: bool, run_dir: str | None, dataset: s
     return given
 
 
+def from_flags(flag_values, run_dir: str | None, dataset: str, same_curve: bool = False) -> Choice:
+    """for_run on the command line's --features, --classifier and --inception_weights (absl
+    FlagValues; a flag counts as given when the command line or a flagfile sets it)."""
+    names = ("features", "classifier", "inception_weights")
+    given = Choice(flag_values.features, flag_values.classifier, flag_values.inception_weights)
+    return for_run(given, any(flag_values[n].present for n in names), run_dir, dataset, same_curve)
+
+
 # --------------------------------------------------------------------------- domain classifier
 def _classifier_file(path: str) -> tuple[str, dict, str]:
     """(path, metadata, sha256) of a classifier file saved by `pga_tf.evaluation.classifier`,
