@@ -508,6 +508,7 @@ def define_classifier_flags() -> None:
     flags.DEFINE_integer("epochs", 8, "Training epochs.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_boolean("overwrite", False, "Replace a classifier of the same name in --out.")
     for name in ("epochs", "batch_size"):
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be positive")
     forbid_flag_like_values()

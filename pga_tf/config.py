@@ -387,6 +387,40 @@ def check_path_encoding(flag: str, path: str) -> None:
         ) from None
 
 
+def output_path_problem(flag: str, path: str, directory: bool = False) -> str | None:
+    """Why `path` cannot be written as --flag's output (a file, or with `directory` a directory,
+    made with its missing parents), or None; checked before any work, so a long evaluation or
+    benchmark never ends in an OSError at its last line.
+
+    The problems: an empty path, a file path ending in a separator, an existing path of the
+    other kind, a broken symbolic link, an ancestor that is a file, an existing file or the
+    nearest existing ancestor without write permission."""
+    if not path:
+        return f"--{flag} is empty; give a {'directory' if directory else 'file'} path"
+    if path.endswith(("/", os.sep)):
+        if not directory:
+            return f"--{flag}={path} ends in a separator; give a file path"
+        path = path.rstrip("/" + os.sep) or os.sep
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"--{flag}={path} is a broken symbolic link (to {os.readlink(path)})"
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            return f"--{flag}={path} is a file, not a directory"
+        if not directory and os.path.isdir(path):
+            return f"--{flag}={path} is a directory; give a file path"
+        if not os.access(path, os.W_OK | (os.X_OK if directory else 0)):
+            return f"--{flag}={path}: no write permission"
+        return None
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"--{flag}={path}: {parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--{flag}={path}: no write permission in {parent}"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One Config field as its flag sees it: name, type, default, help and the values it may take."""

@@ -138,7 +138,9 @@ def test_train_refuses_a_busy_run_dir(no_tf, run_dir, idx_dir):
 @pytest.mark.e2e
 def test_train_refuses_another_runs_dir(no_tf, run_dir, idx_dir):
     proc = train(no_tf, f"--run_dir={run_dir}", "--z_dim=8", f"--data_dir={idx_dir}")
-    assert_early_error(proc, f"{run_dir} holds a different run", "--z_dim: run has 4, asked for 8")
+    assert_early_error(
+        proc, f"{run_dir} holds a different run", "--z_dim: run has 4, asked for 8", "the flagfile) it was trained with"
+    )
 
 
 @pytest.mark.e2e
@@ -169,6 +171,13 @@ def test_evaluate_data_dir_without_the_test_split(no_tf, run_dir, tmp_path):
     empty.mkdir()
     proc = evaluate(no_tf, f"--run_dir={run_dir}", f"--data_dir={empty}")
     assert_early_error(proc, "for the test split", "t10k-images-idx3-ubyte[.gz]", "DIR/test/")
+
+
+@pytest.mark.e2e
+def test_evaluate_refuses_a_dataset_other_than_the_runs(no_tf, run_dir):
+    proc = evaluate(no_tf, f"--run_dir={run_dir}", "--dataset=cifar10")
+    assert_early_error(proc, "--dataset=cifar10 is for --baselines", "trained on fashion_mnist")
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json"]
 
 
 @pytest.mark.e2e
@@ -264,9 +273,120 @@ def test_classifier_data_mistakes(no_tf, tmp_path, idx_dir):
 
 
 @pytest.mark.e2e
+def test_classifier_out_and_name_mistakes_are_found_before_training(no_tf, tmp_path, idx_dir):
+    module = "pga_tf.evaluation.classifier"
+    for name in ("../evil", "a/b", ".hidden", ".."):
+        proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={tmp_path / 'o'}", f"--name={name}")
+        assert_early_error(proc, f"--name={name!r} must be a file name without directories")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={afile}")
+    assert_early_error(proc, f"--out={afile} is a file, not a directory")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={afile / 'x'}")
+    assert_early_error(proc, f"--out={afile / 'x'}: {afile} is a file, not a directory")
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "mine.keras").write_bytes(b"old")
+    proc = tool(no_tf, module, f"--data_dir={idx_dir}", f"--out={held}", "--name=mine")
+    assert_early_error(proc, f"{held / 'mine.keras'} exists", "pass --overwrite to replace it")
+    assert sorted(os.listdir(tmp_path)) == ["afile", "held"] and os.listdir(held) == ["mine.keras"]
+    assert afile.read_text() == "keep" and (held / "mine.keras").read_bytes() == b"old"
+
+
+@pytest.mark.e2e
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(no_tf, run_dir, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    cases = [
+        (["evaluate.py", f"--run_dir={run_dir}"], "out"),
+        (["evaluate.py", "--baselines"], "out"),
+        (["-m", "pga_tf.tools.bench"], "json"),
+        (["-m", "pga_tf.tools.log_det_precision", f"--run_dir={run_dir}"], "json"),
+    ]
+    for program, flag in cases:
+        for path, why in ((afile / "x.json", f"{afile} is a file, not a directory"), (adir, "is a directory")):
+            proc = run_without_tf(no_tf, [*program, f"--{flag}={path}"])
+            assert_early_error(proc, f"--{flag}={path}", why)
+    assert afile.read_text() == "keep" and os.listdir(adir) == []
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json"]
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_output_path_problems_against_the_filesystem(tmp_path, directory):
+    problem = lambda path: config.output_path_problem("o", str(path), directory)  # noqa: E731
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("x")
+    adir.mkdir()
+    os.symlink(tmp_path / "gone", tmp_path / "dangling")
+    os.symlink(adir, tmp_path / "todir")
+    assert problem("") == f"--o is empty; give a {'directory' if directory else 'file'} path"
+    assert (
+        problem(tmp_path / "dangling")
+        == f"--o={tmp_path / 'dangling'} is a broken symbolic link (to {tmp_path / 'gone'})"
+    )
+    assert problem(afile / "x") == f"--o={afile / 'x'}: {afile} is a file, not a directory"
+    assert problem(tmp_path / "new" / "deeper") is None  # missing parents are made
+    if directory:
+        assert problem(f"{afile}/") == f"--o={afile} is a file, not a directory"  # the slash changes nothing
+        assert problem(adir) is None and problem(f"{adir}/") is None and problem(tmp_path / "todir") is None
+    else:
+        assert problem(adir) == f"--o={adir} is a directory; give a file path"
+        assert problem(f"{afile}/") == f"--o={afile}/ ends in a separator; give a file path"
+        assert problem(afile) is None  # replaced
+
+
+@pytest.mark.e2e
+def test_results_output_mistakes_are_refused_before_any_run(no_tf, tmp_path, idx_dir):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    base = ["pga_tf.tools.results", f"--data_dir={idx_dir}", "--methods=ae", "--train_steps=1"]
+    dirs = [f"--runs_dir={tmp_path / 'r'}", f"--docs_dir={tmp_path / 'd'}"]
+    proc = tool(no_tf, *base, f"--runs_dir={afile / 'r'}", f"--docs_dir={tmp_path / 'd'}")
+    assert_early_error(proc, f"--runs_dir={afile / 'r'}: {afile} is a file")
+    proc = tool(no_tf, *base, f"--runs_dir={tmp_path / 'r'}", f"--docs_dir={afile}")
+    assert_early_error(proc, f"--docs_dir={afile} is a file, not a directory")
+    fair = [*base, "--protocol=fair", *dirs]
+    assert_early_error(tool(no_tf, *fair, f"--results_md={tmp_path}"), f"--results_md={tmp_path} is a directory")
+    proc = tool(no_tf, *fair, f"--readme={tmp_path / 'nope.md'}")
+    assert_early_error(proc, f"--readme={tmp_path / 'nope.md'} does not exist")
+    assert sorted(os.listdir(tmp_path)) == ["afile"] and afile.read_text() == "keep"
+    # --protocol=fair's own default dirs (runs/fair, docs/fair) are the ones checked.
+    work = tmp_path / "work"
+    (work / "runs").mkdir(parents=True)
+    (work / "runs" / "fair").write_text("a file")
+    proc = run_without_tf(no_tf, ["-m", *base, "--protocol=fair"], cwd=work)
+    assert_early_error(proc, "--runs_dir=runs/fair is a file, not a directory")
+    (work / "runs" / "results").write_text("the other protocol's default: not used by fair")
+    (work / "runs" / "fair").unlink()
+    proc = run_without_tf(no_tf, ["-m", *base, "--protocol=fair", "--report_only", "--results_md="], cwd=work)
+    assert "--runs_dir=runs/results" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.e2e
 def test_standins_missing_source(no_tf, tmp_path):
     proc = tool(no_tf, "pga_tf.tools.standins", f"--source_dir={tmp_path / 'nope'}", f"--out={tmp_path / 'out'}")
     assert_early_error(proc, "train-images-idx3-ubyte[.gz]")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--out", "--train_count=10"], "--out got '--train_count=10', which looks like a flag"),
+        (["--out={out}", "--train_count=-5"], "--train_count"),
+        (["--out={out}", "--test_count=-3"], "--test_count"),
+        (["--out={out}", "--source_dir", "--train_count=10"], "--source_dir got '--train_count=10'"),
+    ],
+)
+def test_standins_flag_mistakes_write_nothing(no_tf, tmp_path, args, needle):
+    proc = run_without_tf(
+        no_tf, ["-m", "pga_tf.tools.standins", *(a.format(out=tmp_path / "out") for a in args)], cwd=tmp_path
+    )
+    assert_early_error(proc, needle)
+    assert os.listdir(tmp_path) == []  # neither --out nor a directory named after a flag
 
 
 @pytest.mark.e2e

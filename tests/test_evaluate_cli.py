@@ -88,6 +88,28 @@ def test_training_fid_needs_a_classifier(trained, tmp_path):
     assert_error_last_line(proc, "no domain classifier")
 
 
+def test_evaluate_scores_with_the_classifier_the_run_trained_with(trained, tmp_path):
+    # The run's FID used a classifier outside classifiers/ (where a different one of the same
+    # name ships): evaluate.py without --classifier must score with the run's, not the default.
+    _, clf, run_dir, cache = trained
+    want = json.load(open(os.path.splitext(clf)[0] + ".json"))["sha256"]
+    assert json.load(open(os.path.join(run_dir, "features.json")))["classifier"] == os.path.abspath(clf)
+    out = tmp_path / "report.json"
+    args = ["evaluate.py", f"--run_dir={run_dir}", "--num_samples=20", "--nll_examples=0", f"--out={out}"]
+    ok(run_python([*args, f"--stats_cache={cache}", "--draws=1"]))
+    assert json.load(open(out))["features"]["checksum"] == want
+    # A flag on the command line still wins: the shipped classifier, by name.
+    shipped = os.path.join("classifiers", "fashion_mnist_cnn.keras")
+    ok(run_python([*args, f"--stats_cache={cache}", "--draws=1", f"--classifier={shipped}"]))
+    assert json.load(open(out))["features"]["checksum"] == json.load(open(shipped[:-6] + ".json"))["sha256"] != want
+    # Resuming its FID curve with the shipped classifier instead is refused, before anything runs.
+    data_dir = json.load(open(os.path.join(run_dir, "config.json")))["data_dir"]
+    resume = ["train.py", f"--run_dir={run_dir}", "--method=lpga", "--z_dim=4", "--batch_size=8", "--train_steps=10"]
+    proc = run_python([*resume, f"--data_dir={data_dir}", "--fid_every=5", f"--classifier={shipped}"])
+    assert_error_last_line(proc, "would put two feature extractors' FIDs on one curve")
+    assert "ckpt-10.index" not in os.listdir(os.path.join(run_dir, "checkpoints"))
+
+
 def test_evaluate_writes_a_well_formed_report(trained):
     _, clf, run_dir, cache = trained
     args = [

@@ -1,6 +1,7 @@
 """Feature extractors (domain classifier file + checksum, Inception plumbing with random weights)
 and the on-disk cache of real-data statistics."""
 
+import hashlib
 import json
 import os
 import pathlib
@@ -154,3 +155,58 @@ def test_fid_callback_writes_tensorboard_scalars_at_multiples(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(event_file):
             tags += [(event.step, v.tag) for v in event.summary.value]
     assert tags == [(55, "eval/FID-counting"), (100, "eval/FID-counting"), (150, "eval/FID-counting")]
+
+
+def test_a_runs_recorded_features_apply_only_when_no_feature_flag_is_given(tmp_path, monkeypatch):
+    run_dir = str(tmp_path / "run")
+    default = features.Choice()
+    assert features.for_run(default, False, run_dir, "fashion_mnist") == default  # nothing recorded
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("clf")
+    pathlib.Path("clf/mine.keras").write_bytes(b"weights A")
+    features.record(run_dir, features.Choice("classifier", "clf/mine.keras"), "fashion_mnist")
+    used = features.Choice("classifier", str(tmp_path / "clf" / "mine.keras"), "imagenet")  # absolute
+    assert features.recorded(run_dir) == (used, hashlib.sha256(b"weights A").hexdigest())
+    monkeypatch.chdir("/")  # another working directory: the record still names the file
+    assert features.for_run(default, False, run_dir, "fashion_mnist") == used
+    given = features.Choice("inception", "", "random")
+    assert features.for_run(given, True, run_dir, "fashion_mnist") == given  # a flag on the command line wins
+    pathlib.Path(run_dir, features.RECORD_FILE).write_text("{not json")
+    assert features.for_run(default, False, run_dir, "fashion_mnist") == default
+
+
+def test_a_recorded_classifier_that_moved_or_changed_is_refused_and_a_resume_keeps_its_curves(tmp_path):
+    run_dir, mine, other = str(tmp_path / "run"), tmp_path / "mine.keras", tmp_path / "other.keras"
+    mine.write_bytes(b"weights A")
+    other.write_bytes(b"weights B")
+    features.record(run_dir, features.Choice("classifier", str(mine)), "fashion_mnist")
+    same = features.Choice("classifier", str(mine))
+    assert features.for_run(same, True, run_dir, "fashion_mnist", same_curve=True) == same
+    copy = tmp_path / "copy.keras"  # the same file elsewhere: the same features
+    copy.write_bytes(b"weights A")
+    moved = features.Choice("classifier", str(copy))
+    assert features.for_run(moved, True, run_dir, "fashion_mnist", same_curve=True) == moved
+    with pytest.raises(features.FeatureError, match="would put two feature extractors' FIDs on one curve"):
+        features.for_run(features.Choice("classifier", str(other)), True, run_dir, "fashion_mnist", same_curve=True)
+    with pytest.raises(features.FeatureError, match="would put two"):
+        features.for_run(features.Choice("inception", "", "random"), True, run_dir, "fashion_mnist", same_curve=True)
+    mine.write_bytes(b"weights C")  # retrained in place
+    with pytest.raises(features.FeatureError, match=r"is not what this run's FID curve used \(sha256"):
+        features.for_run(features.Choice(), False, run_dir, "fashion_mnist")
+    mine.unlink()
+    with pytest.raises(features.FeatureError, match=f"is not at {mine} any more; pass --classifier="):
+        features.for_run(features.Choice(), False, run_dir, "fashion_mnist")
+
+
+def test_a_classifier_saved_again_replaces_both_files_and_leaves_no_temporary_one(tmp_path):
+    tf.keras.utils.set_random_seed(1)
+    first = classifier.save(classifier.build((28, 28, 1)), str(tmp_path), "c", {"dataset": "fashion_mnist"})
+    old = json.load(open(classifier.metadata_path(first)))
+    with pytest.raises(ValueError, match="exists .* pass --overwrite"):
+        classifier.check_out(str(tmp_path), "c")
+    classifier.check_out(str(tmp_path), "c", overwrite=True)
+    tf.keras.utils.set_random_seed(2)
+    path = classifier.save(classifier.build((28, 28, 1)), str(tmp_path), "c", {"dataset": "fashion_mnist"})
+    new = json.load(open(classifier.metadata_path(path)))
+    assert new["sha256"] != old["sha256"] and new["sha256"] == classifier.sha256(path)
+    assert sorted(os.listdir(tmp_path)) == ["c.json", "c.keras"]  # no temporary file left

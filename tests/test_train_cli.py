@@ -65,6 +65,9 @@ def test_train_writes_outputs_and_resumes(idx_dir, tmp_path):
     assert "resumed from" in second.stdout and "at step 10" in second.stdout
     assert "step 15/15" in second.stdout
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-15")
+    third = run(args + ["--train_steps=15", "--noexport"])  # the same command again: says so
+    assert third.returncode == 0, third.stderr
+    assert "nothing to train: the run is at step 15 of 15" in third.stdout and "step 15/15" not in third.stdout
 
 
 def test_kill_9_and_resume_is_bitwise_equal_to_an_uninterrupted_run(idx_dir, tmp_path):

@@ -191,3 +191,16 @@ def test_a_collapsed_h_does_not_stop_a_run_during_warm_up(use_bn):
         np.all(np.isfinite(v.numpy()))
         for v in trainer.encoder.trainable_variables + trainer.decoder.trainable_variables
     )
+
+
+@pytest.mark.parametrize(
+    "method, kw, said",
+    [("vae", {}, "vkld joins the losses"), ("lpga", dict(zn_rec=0.1, zh_rec=0.1, nll=0.1), "nll join the losses")],
+)
+def test_the_warm_up_line_agrees_in_number_with_its_terms(method, kw, said):
+    from pga_tf.training import loop
+    from tests.helpers import tiny_cfg
+
+    lines = []
+    loop._log_warm_up_end(tiny_cfg(method, init_steps=5, **kw), lines.append)
+    assert len(lines) == 1 and said in lines[0], lines

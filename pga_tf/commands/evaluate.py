@@ -1,6 +1,6 @@
 """Evaluate a trained run: FID/KID of samples, test reconstruction MSE, exact latent NLL.
 
-  python -m pga_tf.evaluation.classifier --dataset=fashion_mnist --out=classifiers   # once: offline features
+  python -m pga_tf.evaluation.classifier --dataset=mnist --data_dir=DIR --out=classifiers # once; fashion_mnist's ships
   python evaluate.py --run_dir=runs/lpga_fashion_mnist_conv_mnist       # -> <run_dir>/eval/report.json
   python evaluate.py --run_dir=... --features=inception --inception_weights=/path/to/notop.h5
   python evaluate.py --run_dir=... --sampler=gmm   # z from a GMM fitted on E(x): report-gmm.json
@@ -32,9 +32,13 @@ def main() -> None:
 def _evaluate(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
+
+    problem = FLAGS.out and config_lib.output_path_problem("out", FLAGS.out)
+    if problem:  # the report is written last: found now, not after the evaluation
+        cli.fail(problem)
     if FLAGS.baselines:
         return baselines()
-    from pga_tf import config as config_lib  # no TensorFlow yet: run-dir mistakes fail fast
     from pga_tf import data, runs
     from pga_tf.evaluation import features
 
@@ -43,12 +47,19 @@ def _evaluate(argv):
             config_lib.check_path_encoding(flag, FLAGS[flag].value or "")
         except ValueError as e:
             cli.fail(str(e))
+
     try:
         cfg = runs.read_config(FLAGS.run_dir)
+        if FLAGS["dataset"].present and FLAGS.dataset != cfg.dataset:
+            raise ValueError(
+                f"--dataset={FLAGS.dataset} is for --baselines: the run in {FLAGS.run_dir} trained on "
+                f"{cfg.dataset} and is scored on it (--data_dir points at another copy of it)"
+            )
         runs.check_checkpoint(FLAGS.run_dir, FLAGS.checkpoint_step or None)
         split, data_dir = config_lib.real_data(cfg, FLAGS.real_split, FLAGS.data_dir)
         data.check(cfg.dataset, split, data_dir)
-        features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+        choice = features.from_flags(FLAGS, FLAGS.run_dir, cfg.dataset)
+        features.check(choice.kind, cfg.dataset, choice.classifier, choice.inception_weights)
     except (runs.RunError, ValueError, data.DataError, features.FeatureError) as e:
         cli.fail(str(e))
     cli.quiet_tensorflow()
@@ -56,7 +67,7 @@ def _evaluate(argv):
     from pga_tf.evaluation import evaluators, fid  # TensorFlow loads here
 
     extractor = features.make_extractor(
-        FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights, FLAGS.batch_size
+        choice.kind, cfg.dataset, choice.classifier, choice.inception_weights, FLAGS.batch_size
     )
     options = evaluators.Options(
         num_samples=FLAGS.num_samples,

@@ -46,7 +46,8 @@ def _train(argv):
         # is the chief, the one that locks the run dir, from its strategy: run() checks that lock.
         preflight.check(cfg, lock=cfg.strategy != "multi_worker")
         if FLAGS.fid_every:
-            features.check(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+            choice = features.from_flags(FLAGS, cfg.run_dir, cfg.dataset, same_curve=True)
+            features.check(choice.kind, cfg.dataset, choice.classifier, choice.inception_weights)
     except (run_lock.RunDirBusy, ValueError, data.DataError, features.FeatureError) as e:  # ConfigError: ValueError
         cli.fail(str(e))
     if cfg.strategy == "multi_worker":
@@ -85,7 +86,9 @@ def _fid_callbacks(cfg, data_dir, sampler) -> list:
         return []
     from pga_tf.evaluation import features, fid
 
-    extractor = features.make_extractor(FLAGS.features, cfg.dataset, FLAGS.classifier, FLAGS.inception_weights)
+    choice = features.from_flags(FLAGS, cfg.run_dir, cfg.dataset, same_curve=True)
+    extractor = features.make_extractor(choice.kind, cfg.dataset, choice.classifier, choice.inception_weights)
+    features.record(cfg.run_dir, choice, cfg.dataset)  # the callbacks are made on the chief, in its run dir
     return [
         fid.FIDCallback(
             extractor,

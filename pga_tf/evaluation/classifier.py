@@ -158,18 +158,21 @@ def metadata_path(model_path: str) -> str:
 
 def save(model: keras.Model, out_dir: str, name: str, info: dict) -> str:
     """Write <out_dir>/<name>.keras and <name>.json (sha256, feature layer, `info`); returns the
-    model path. The JSON is written last, so a classifier with a JSON is a complete one."""
+    model path. Both are written beside their places and renamed into them, the JSON last: a
+    reader never sees a partly written file, and a stop between the two renames leaves a
+    checksum mismatch that every reader reports (features._classifier_file)."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name + ".keras")
+    tmp_model = os.path.join(out_dir, f".{name}.tmp.keras")  # Keras saves only to *.keras
     # An uncompiled copy: the file then holds the weights only, not Adam's slots (3x smaller).
     bare = build(tuple(model.input_shape[1:]), int(model.output_shape[-1]))
     bare.set_weights(model.get_weights())
-    bare.save(path)
+    bare.save(tmp_model)
     meta = {
         "format_version": FORMAT_VERSION,
         "name": name,
         "file": os.path.basename(path),
-        "sha256": sha256(path),
+        "sha256": sha256(tmp_model),
         "feature_layer": FEATURE_LAYER,
         "feature_dim": int(model.get_layer(FEATURE_LAYER).output.shape[-1]),
         "image_shape": [int(d) for d in model.input_shape[1:]],
@@ -180,8 +183,41 @@ def save(model: keras.Model, out_dir: str, name: str, info: dict) -> str:
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=2, sort_keys=True)
         f.write("\n")
+    os.replace(tmp_model, path)
     os.replace(tmp, metadata_path(path))
     return path
+
+
+def check_name(name: str) -> str | None:
+    """Why `name` cannot name a classifier file in --out (a path, or empty of a stem), or None."""
+    if name in (".", "..") or "/" in name or os.sep in name or name.startswith("."):
+        return f"--name={name!r} must be a file name without directories (it becomes <name>.keras in --out)"
+    return None
+
+
+def check_out(out_dir: str, name: str, overwrite: bool = False) -> None:
+    """Refuse, before any training, an `out_dir` that cannot hold <name>.keras, or one that holds
+    a classifier of that name already (runs' FIDs and cached statistics were computed with it)
+    unless `overwrite`.
+
+    Raises:
+      ValueError: one line naming the flag.
+    """
+    problem = check_name(name)
+    if problem:
+        raise ValueError(problem)
+    from pga_tf import config
+
+    problem = config.output_path_problem("out", out_dir, directory=True)
+    if problem:
+        raise ValueError(problem)
+    path = os.path.join(out_dir, name + ".keras")
+    held = [p for p in (path, metadata_path(path)) if os.path.exists(p)]
+    if held and not overwrite:
+        raise ValueError(
+            f"{held[0]} exists (FIDs computed with it would not compare with a new one's); "
+            "pass --overwrite to replace it, or --name for another classifier"
+        )
 
 
 def train_and_save(
@@ -193,9 +229,15 @@ def train_and_save(
     batch_size: int = 128,
     seed: int = 0,
     log=print,
+    overwrite: bool = False,
 ) -> tuple[str, dict]:
-    """Train on `dataset`'s train split, measure test accuracy, save; returns (path, metadata)."""
+    """Train on `dataset`'s train split, measure test accuracy, save; returns (path, metadata).
+
+    Raises:
+      ValueError: `out_dir`/`name` refused by check_out (before training).
+    """
     name = name or default_name(dataset)
+    check_out(out_dir, name, overwrite)
     t0 = time.time()
     x_train, y_train = load_split(dataset, "train", data_dir)
     x_test, y_test = load_split(dataset, "test", data_dir)
@@ -237,8 +279,9 @@ def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
+        check_out(FLAGS.out, FLAGS.name or default_name(FLAGS.dataset), FLAGS.overwrite)
         check_data(FLAGS.dataset, FLAGS.data_dir or None)
-    except data.DataError as e:
+    except (ValueError, data.DataError) as e:
         cli.fail(str(e))
     cli.quiet_tensorflow()
     train_and_save(
@@ -250,15 +293,28 @@ def main(argv) -> None:
         FLAGS.batch_size,
         FLAGS.seed,
         log=lambda s: print(s, flush=True),
+        overwrite=FLAGS.overwrite,
     )
+
+
+def _name_is_a_file_name(name: str) -> bool:
+    from absl import flags
+
+    problem = check_name(name)
+    if problem:
+        raise flags.ValidationError(problem)
+    return True
 
 
 def run() -> None:
     """`pga-classifier` and `python -m pga_tf.evaluation.classifier`: define the flags, then train
     and save. Only here, not on import: evaluation imports this module for its features."""
+    from absl import flags
+
     from pga_tf import cli
 
     cli.define_classifier_flags()
+    flags.register_validator("name", _name_is_a_file_name)
     cli.run(main, (data.DataError, ValueError, OSError), doc=__doc__, command="python -m pga_tf.evaluation.classifier")
 
 

@@ -109,6 +109,116 @@ def _sha256_weights(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
+# --------------------------------------------------------------------------- a run's own features
+RECORD_FILE = "features.json"  # in a run dir: the features its training-time FID used
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What --features, --classifier and --inception_weights select."""
+
+    kind: str = "classifier"
+    classifier: str = ""  # "" for classifiers/<dataset>_cnn.keras
+    inception_weights: str = "imagenet"
+
+    def resolved(self, dataset: str) -> Choice:
+        """The same features with their files as absolute paths (the default classifier named),
+        so a record means one file whatever the directory a later command starts in."""
+        if self.kind == "classifier":
+            path = os.path.abspath(os.path.expanduser(self.classifier or default_classifier_path(dataset)))
+            return dataclasses.replace(self, classifier=path)
+        weights = _weights(self.inception_weights)
+        if weights is None or weights == "imagenet":
+            return self
+        return dataclasses.replace(self, inception_weights=os.path.abspath(os.path.expanduser(weights)))
+
+    def describe(self) -> str:
+        return self.classifier if self.kind == "classifier" else f"Inception ({self.inception_weights})"
+
+
+def identity(choice: Choice) -> str:
+    """What makes two (resolved) choices the same features, found without TensorFlow: the sha256
+    of the classifier or Inception weights file, or the weights' name ('imagenet', 'random')."""
+    path = choice.classifier if choice.kind == "classifier" else _weights(choice.inception_weights)
+    if path is None or path == "imagenet":
+        return choice.inception_weights
+    return _sha256_file(path) if os.path.isfile(path) else ""
+
+
+def record(run_dir: str, choice: Choice, dataset: str) -> None:
+    """Write `choice` (resolved, with its identity) into <run_dir>/features.json, atomically, so a
+    resume and evaluate.py score the run with the features of its FID curve (see for_run)."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, RECORD_FILE)
+    choice = choice.resolved(dataset)
+    body = {**dataclasses.asdict(choice), "sha256": identity(choice)}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(body, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def recorded(run_dir: str) -> tuple[Choice, str] | None:
+    """(the features a run's training-time FID used, their identity) as record wrote them; None
+    if it recorded none or the file cannot be read (then the flags' defaults apply)."""
+    try:
+        with open(os.path.join(run_dir, RECORD_FILE)) as f:
+            body = json.load(f)
+        choice = Choice(**{k: str(body[k]) for k in ("kind", "classifier", "inception_weights") if k in body})
+        return choice, str(body.get("sha256", ""))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def for_run(given: Choice, any_flag_given: bool, run_dir: str | None, dataset: str, same_curve: bool = False) -> Choice:
+    """The features to score the run in `run_dir` with.
+
+    With no feature flag on the command line (`any_flag_given` False), the ones its FID curve
+    used (features.json), provided that file is still there and unchanged; else `given`. With
+    `same_curve` (a resume that adds points to that curve), `given` must be those same features.
+
+    Raises:
+      FeatureError: the recorded classifier is missing or changed (its sha256), or `same_curve`
+        and `given` are other features than the curve's.
+    """
+    rec = recorded(run_dir) if run_dir else None
+    if rec is None:
+        return given
+    used, sha = rec
+    if not any_flag_given:
+        if used.kind == "classifier" and not os.path.isfile(used.classifier):
+            raise FeatureError(
+                f"the classifier of this run's FID curve ({RECORD_FILE}) is not at {used.classifier} any "
+                "more; pass --classifier=<where it is now>"
+            )
+        now = identity(used)
+        if sha and now != sha:
+            raise FeatureError(
+                f"{used.describe()} is not what this run's FID curve used (sha256 {now[:12]}... now, "
+                f"{sha[:12]}... then; {RECORD_FILE}); pass the feature flags to score with it anyway"
+            )
+        return used
+    if same_curve:
+        want = given.resolved(dataset)
+        now = identity(want)  # "": no such file, which check() reports as such
+        if now and (want.kind, now) != (used.kind, sha):
+            raise FeatureError(
+                f"this run's FID curve used {used.describe()} ({RECORD_FILE}); resuming it with "
+                f"{want.describe()} would put two feature extractors' FIDs on one curve: leave the "
+                "feature flags out, or train into another --run_dir"
+            )
+    return given
+
+
+def from_flags(flag_values, run_dir: str | None, dataset: str, same_curve: bool = False) -> Choice:
+    """for_run on the command line's --features, --classifier and --inception_weights (absl
+    FlagValues; a flag counts as given when the command line or a flagfile sets it)."""
+    names = ("features", "classifier", "inception_weights")
+    given = Choice(flag_values.features, flag_values.classifier, flag_values.inception_weights)
+    return for_run(given, any(flag_values[n].present for n in names), run_dir, dataset, same_curve)
+
+
 # --------------------------------------------------------------------------- domain classifier
 def _classifier_file(path: str) -> tuple[str, dict, str]:
     """(path, metadata, sha256) of a classifier file saved by `pga_tf.evaluation.classifier`,
@@ -118,9 +228,9 @@ def _classifier_file(path: str) -> tuple[str, dict, str]:
     meta_path = classifier_lib.metadata_path(path)
     if not os.path.isfile(path):
         raise FeatureError(
-            f"no domain classifier at {path}; train one with `python -m pga_tf.evaluation.classifier "
-            f"--dataset=<dataset> --out={os.path.dirname(path) or '.'}` or pass "
-            "--features=inception"
+            f"no domain classifier at {path}; pass --classifier=<a .keras file>, train one with "
+            f"`python -m pga_tf.evaluation.classifier --dataset=<dataset> --out={os.path.dirname(path) or '.'}` "
+            "or pass --features=inception"
         )
     if not os.path.isfile(meta_path):
         raise FeatureError(
@@ -137,7 +247,8 @@ def _classifier_file(path: str) -> tuple[str, dict, str]:
     if got != want:
         raise FeatureError(
             f"checksum mismatch for {path}: sha256 {got[:16]}... but {os.path.basename(meta_path)} "
-            f"says {str(want)[:16]}...; the file was modified or corrupted, retrain it"
+            f"says {str(want)[:16]}...; the file was modified or corrupted: retrain it with "
+            "`python -m pga_tf.evaluation.classifier ... --overwrite`"
         )
     return path, meta, got
 

@@ -142,6 +142,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--{name} must be positive")
     if args.warmup < 1:
         p.error("--warmup must be >= 1 (the first call traces)")
+    problem = args.json and config_lib.output_path_problem("json", args.json)
+    if problem:
+        p.error(problem)
     precisions = args.precision.split(",") if args.precision else [None]
     log_dets = args.log_det.split(",") if args.log_det else [None]
     bad = [v for v in precisions if v not in (None, *config_lib.PRECISIONS)]
@@ -534,6 +537,7 @@ def main(argv: list[str] | None = None) -> dict:
     for line in speed_vs_float32(results):
         log(line)
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # as parse_args allowed
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)
             f.write("\n")

@@ -28,7 +28,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from pga_tf import cli, data, runs  # no TensorFlow: the flags and the run are checked before it loads
+from pga_tf import cli, config, data, runs  # no TensorFlow: the flags and the run are checked before it loads
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -42,6 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the directions u")
     p.add_argument("--json", default="", help="write the table here")
     args = p.parse_args(argv)
+    problem = args.json and config.output_path_problem("json", args.json)
+    if problem:
+        p.error(problem)
     try:
         args.cfg = runs.read_config(args.run_dir)
         data.check(args.cfg.dataset, "test", args.cfg.data_dir or None)
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['mean_error_vs_exact']:18.4f}" + (f"  ({r['non_finite']} non-finite)" if r["non_finite"] else "")
         )
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # as parse_args allowed
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
             f.write("\n")

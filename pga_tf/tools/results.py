@@ -499,9 +499,7 @@ def fair(say) -> None:
     """--protocol=fair: pga_tf/tools/comparison.py's units, then its section."""
     from pga_tf.tools import comparison, comparison_report
 
-    defaults = {"runs_dir": os.path.join("runs", "results"), "docs_dir": os.path.join("docs", "results")}
-    runs_dir = os.path.join("runs", "fair") if FLAGS.runs_dir == defaults["runs_dir"] else FLAGS.runs_dir
-    docs_dir = os.path.join("docs", "fair") if FLAGS.docs_dir == defaults["docs_dir"] else FLAGS.docs_dir
+    runs_dir, docs_dir = _dirs()
     methods = tuple(FLAGS.methods) if FLAGS["methods"].present else METHODS
     protocol = comparison.Protocol(
         methods=methods,
@@ -551,12 +549,45 @@ def fair(say) -> None:
     say(f"fair comparison: {path}")
 
 
+def _dirs() -> tuple[str, str]:
+    """(runs dir, docs dir): the flags', or with --protocol=fair and a flag left at its default,
+    runs/fair and docs/fair, so the two protocols never share a directory."""
+    if FLAGS.protocol != "fair":
+        return FLAGS.runs_dir, FLAGS.docs_dir
+    runs_dir = os.path.join("runs", "fair") if FLAGS.runs_dir == FLAGS["runs_dir"].default else FLAGS.runs_dir
+    docs_dir = os.path.join("docs", "fair") if FLAGS.docs_dir == FLAGS["docs_dir"].default else FLAGS.docs_dir
+    return runs_dir, docs_dir
+
+
+def _output_problem() -> str | None:
+    """Why an output flag cannot be written, or None: the run and docs dirs, and the documents
+    --protocol=fair splices (a missing one named on the command line is refused, not skipped)."""
+    for flag, path in zip(("runs_dir", "docs_dir"), _dirs()):
+        problem = config_lib.output_path_problem(flag, path, directory=True)
+        if problem:
+            return problem
+    if FLAGS.protocol != "fair":
+        return None
+    for flag in ("results_md", "readme"):
+        path = FLAGS[flag].value
+        if not path:
+            continue
+        if os.path.isdir(path):
+            return f"--{flag}={path} is a directory; give the Markdown file (or '' for none)"
+        if FLAGS[flag].present and not os.path.exists(path):
+            return f"--{flag}={path} does not exist; give an existing Markdown file (or '' for none)"
+    return None
+
+
 def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     say = lambda line: print(line, flush=True)  # noqa: E731
     from pga_tf import data
 
+    problem = _output_problem()
+    if problem:  # found now, not when the report is written after hours of runs
+        cli.fail(problem)
     try:  # each child would say it too, but only after this has made its dirs
         for split in () if FLAGS.report_only else ("train", "test"):
             data.check(FLAGS.dataset, split, FLAGS.data_dir or None)

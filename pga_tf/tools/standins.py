@@ -96,40 +96,107 @@ def write(dataset: str, out: str, source_dir: str, counts: tuple[int, int] | Non
     """Render the stand-in for `dataset` from the Fashion-MNIST IDX files in `source_dir` and
     write train/t10k images and labels into `out`; returns {split: image count}.
 
+    Everything is checked before `out` is made or touched (see check_out), so a refused call
+    leaves no directory behind and never replaces another data set.
+
     Raises:
-      ValueError: an unknown dataset or a count larger than the source.
+      ValueError: an unknown dataset, a count below 1 or above the source's, a source dir
+        without the four IDX files, or an `out` that cannot hold this stand-in.
     """
     from pga_tf import data  # its IDX reader (and TensorFlow, which it imports)
 
     if dataset not in RENDER:
         raise ValueError(f"no stand-in for {dataset!r}; choose one of {', '.join(RENDER)}")
     counts = counts or DEFAULT_COUNTS[dataset]
-    os.makedirs(out, exist_ok=True)
-    written = {}
+    if min(counts) < 1:
+        raise ValueError(f"image counts must be at least 1, got train {counts[0]}, test {counts[1]}")
+    check_out(out, dataset)
+    sources = {}
     for (stem, split), n in zip((("train", "train"), ("t10k", "test")), counts):
         images = data.read_idx(_source(source_dir, f"{stem}-images-idx3-ubyte"))
         labels = data.read_idx(_source(source_dir, f"{stem}-labels-idx1-ubyte"))
         if n > len(images):
             raise ValueError(f"{n} {split} images asked for; the source has {len(images)}")
-        chunks = [RENDER[dataset](images[i : i + 5000], labels[i : i + 5000]) for i in range(0, n, 5000)]
-        rendered = np.concatenate(chunks)[:n]
+        if len(labels) != len(images) or images.ndim != 3:
+            raise ValueError(
+                f"{source_dir} does not hold Fashion-MNIST's {stem} files: {len(images)} images of "
+                f"shape {images.shape[1:]}, {len(labels)} labels"
+            )
+        sources[stem, split] = images, labels, n
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out={out}: cannot make the directory ({e.strerror})") from None
+    # The README first: it is what marks the directory as this stand-in's (check_out), so a
+    # write stopped halfway can be run again into the same --out.
+    with open(os.path.join(out, README), "w") as f:
+        f.write(f"{_readme_first_line(dataset)} ({source_dir}): tinted garments, not the real {dataset} data.\n")
+    written = {}
+    for (stem, split), (images, labels, n) in sources.items():
+        chunks = [
+            RENDER[dataset](images[i : min(i + 5000, n)], labels[i : min(i + 5000, n)]) for i in range(0, n, 5000)
+        ]
+        rendered = np.concatenate(chunks)
         write_idx(os.path.join(out, f"{stem}-images-idx3-ubyte.gz"), rendered)
         write_idx(os.path.join(out, f"{stem}-labels-idx1-ubyte.gz"), labels[:n].astype(np.uint8))
         written[split] = n
         log(f"{split}: {n} images of {rendered.shape[1:]} -> {out}")
-    with open(os.path.join(out, "README.txt"), "w") as f:
-        f.write(
-            f"Stand-in {dataset} rendered by `python -m pga_tf.tools.standins` from Fashion-MNIST "
-            f"({source_dir}): tinted garments, not the real {dataset} data.\n"
-        )
     return written
+
+
+README = "README.txt"  # what write leaves beside the IDX files, naming the stand-in
+
+
+def _readme_first_line(dataset: str) -> str:
+    return f"Stand-in {dataset} rendered by `python -m pga_tf.tools.standins` from Fashion-MNIST"
+
+
+def check_out(out: str, dataset: str) -> None:
+    """Refuse an `out` that write must not touch: a path that is not a directory (or cannot
+    become one), or a directory holding anything but an earlier stand-in of the same dataset,
+    which write would silently replace (another data set, a classifier or run built on it).
+
+    Raises:
+      ValueError: one line naming --out and what it holds.
+    """
+    from pga_tf import config
+
+    problem = config.output_path_problem("out", out, directory=True)
+    if problem:
+        raise ValueError(problem)
+    if not os.path.exists(out):
+        return
+    entries = os.listdir(out)
+    if not entries:
+        return
+    ours = {*STANDIN_FILES, *(name + ".tmp" for name in STANDIN_FILES), README}  # .tmp: a write stopped
+    try:
+        with open(os.path.join(out, README)) as f:
+            first = f.readline()
+    except OSError:
+        first = ""
+    foreign = sorted(set(entries) - ours)
+    if foreign:
+        what = f"{len(foreign)} file(s) no stand-in has, e.g. {foreign[0]!r}"
+    elif first.startswith(_readme_first_line(dataset) + " "):
+        return  # an earlier stand-in of the same dataset: written again in place
+    elif first.startswith("Stand-in "):
+        what = f"a {first.split()[1]} stand-in"
+    else:
+        what = f"IDX files without a stand-in's {README}"
+    raise ValueError(f"--out={out} already holds {what}; write the {dataset} stand-in to a new or empty directory")
+
+
+STANDIN_FILES = tuple(
+    f"{stem}-{kind}-idx{rank}-ubyte.gz" for stem in ("train", "t10k") for kind, rank in (("images", 3), ("labels", 1))
+)
 
 
 def _source(directory: str, stem: str) -> str:
     for path in (os.path.join(directory, stem), os.path.join(directory, stem + ".gz")):
         if os.path.exists(path):
             return path
-    raise FileNotFoundError(f"{directory} has no {stem}[.gz] (Fashion-MNIST IDX files)")
+    raise ValueError(f"--source_dir={directory} has no {stem}[.gz] (Fashion-MNIST IDX files)")
 
 
 def main(argv) -> None:
@@ -141,9 +208,11 @@ def main(argv) -> None:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     counts = (f.train_count or DEFAULT_COUNTS[f.dataset][0], f.test_count or DEFAULT_COUNTS[f.dataset][1])
+    from pga_tf import data
+
     try:
         write(f.dataset, f.out, f.source_dir, counts, log=lambda line: print(line, flush=True))
-    except ValueError as e:
+    except (ValueError, data.DataError) as e:
         cli.fail(str(e))
 
 
@@ -157,9 +226,10 @@ def run() -> None:
     flags.DEFINE_enum("dataset", "cifar10", tuple(RENDER), "Which stand-in to write.")
     flags.DEFINE_string("out", None, "Output directory (IDX files for --data_dir).")
     flags.DEFINE_string("source_dir", _data.FASHION_MNIST_DEBIAN_DIR, "Fashion-MNIST IDX files.")
-    flags.DEFINE_integer("train_count", 0, "Training images (default: 60000 for cifar10, 10000 for celeb_a).")
-    flags.DEFINE_integer("test_count", 0, "Test images (default: 10000 for cifar10, 2000 for celeb_a).")
+    flags.DEFINE_integer("train_count", 0, "Training images (0: 60000 for cifar10, 10000 for celeb_a).", lower_bound=0)
+    flags.DEFINE_integer("test_count", 0, "Test images (0: 10000 for cifar10, 2000 for celeb_a).", lower_bound=0)
     flags.mark_flag_as_required("out")
+    cli.forbid_flag_like_values()
     cli.run(main, (OSError,), doc=__doc__, command="python -m pga_tf.tools.standins")
 
 

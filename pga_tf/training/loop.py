@@ -177,6 +177,8 @@ def fit(
     warning = config_lib.warm_up_unfinished(cfg, total_steps)
     if warning and trainer.step < total_steps:
         log(warning)
+    if trainer.step >= total_steps:
+        log(f"nothing to train: the run is at step {trainer.step} of {total_steps} (more steps: raise --train_steps)")
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
     _mark_start(writer, trainer.step, resumed=resumed)
     samples_dir = os.path.join(out_dir, "samples")
@@ -493,9 +495,10 @@ def _log_warm_up_end(cfg: Config, log: Callable[[str], None]) -> None:
     """Say that the jump in the loss totals and the dark-blob grids before it are expected."""
     terms = [name for name in config_lib.COEFFICIENTS if getattr(cfg, name)]
     if cfg.init_steps > 0 and terms:
+        verb = "joins" if len(terms) == 1 else "join"
         log(
             f"warm-up over: from step {cfg.init_steps + 1} on (--init_steps={cfg.init_steps}) "
-            f"{', '.join(terms)} join the losses, so the loss totals jump; the sample grids of the "
+            f"{', '.join(terms)} {verb} the losses, so the loss totals jump; the sample grids of the "
             "warm-up (dark blobs: only the autoencoder was trained) are expected"
         )
 

@@ -34,6 +34,7 @@ def check(cfg: config_lib.Config, lock: bool = True) -> None:
     if saved is not None and config_lib.conflicts(saved, cfg):
         raise config_lib.ConfigError(
             f"{cfg.run_dir} holds a different run "
-            f"({'; '.join(config_lib.conflicts(saved, cfg))}); use another --run_dir"
+            f"({'; '.join(config_lib.conflicts(saved, cfg))}); use another --run_dir, or give the "
+            "flags (the flagfile) it was trained with to resume it"
         )
     data.check(cfg.dataset, cfg.train_split, cfg.data_dir or None)
