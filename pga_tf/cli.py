@@ -364,15 +364,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 # ------------------------------------------------------------------------ evaluation flags
-FEATURES = ("classifier", "inception")
-
-
 def define_feature_flags() -> None:
     """Which network's features FID/KID use (train.py's --fid_every and evaluate.py)."""
     flags.DEFINE_enum(
         "features",
         "classifier",
-        FEATURES,
+        config_lib.FEATURE_KINDS,
         "FID/KID features: 'classifier', the penultimate layer of a domain classifier "
         "trained by `python -m pga_tf.evaluation.classifier` (works offline), or 'inception', "
         "Inception-v3 pool features at 299x299.",

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from pga_tf import methods
+from pga_tf import jsonfile, methods
 
 OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -516,16 +516,13 @@ def warm_up_unfinished(cfg: Config, steps: int, subject: str = "this run") -> st
 
 
 CONFIG_FILE = "config.json"
+FEATURE_KINDS = ("classifier", "inception")  # what --features selects (features.py builds them)
 
 
 def save(cfg: Config, run_dir: str) -> None:
     """Write the resolved configuration beside the checkpoints (atomically)."""
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, CONFIG_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(cfg.to_json() + "\n")
-    os.replace(tmp, path)
+    jsonfile.write(os.path.join(run_dir, CONFIG_FILE), dataclasses.asdict(cfg), indent=2, sort_keys=True)
 
 
 class ConfigError(ValueError):
@@ -595,26 +592,12 @@ def load(run_dir: str) -> Config | None:
     if not os.path.exists(path):
         return None
 
-    def bad(what: str) -> ConfigError:
-        return ConfigError(
-            f"{path} {what}; restore it (train.py writes it at the start of a run) or use another --run_dir"
-        )
+    fix = "restore it (train.py writes it at the start of a run) or use another --run_dir"
 
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except OSError as e:
-        raise bad(f"cannot be read ({e.strerror})") from None
-    if not text.strip():
-        raise bad("is empty")
-    try:
-        raw = json.loads(text.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise bad("is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise bad(f"is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}; cut short?)") from None
-    if not isinstance(raw, dict):
-        raise bad("does not hold a JSON object")
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{path} {what}; {fix}")
+
+    raw = jsonfile.read(path, fix, ConfigError)
     fields = {f.name: type(getattr(Config(), f.name)) for f in dataclasses.fields(Config)}
     unknown = sorted(k for k in raw if k not in fields and k not in _LEGACY_KEYS)
     if unknown:

@@ -106,11 +106,12 @@ def test_a_file_from_before_long_seeds_loads_while_no_other_seed_ran(tmp_path):
     path = str(tmp_path / "results.json")
     old = comparison.Protocol(methods=("ae",), seeds=(0, 1, 2)).to_json()
     del old["long_seeds"]
-    state = {"protocol": old, "selection": {}, "runs": {"ae/seed=0": {"seed": 0}}, "short_runs": {}}
+    unit = lambda seed: {"seed": seed, "lr": 1e-3, "train_seconds": 60.0, "evaluations": {}}  # noqa: E731
+    state = {"protocol": old, "selection": {}, "runs": {"ae/seed=0": unit(0)}, "short_runs": {}}
     comparison.save_state(state, path)
     new = comparison.Protocol(methods=("ae",), seeds=(0, 1, 2), long_seeds=(0, 1))
     assert comparison.load_state(path, new)["protocol"]["long_seeds"] == [0, 1]
-    state["runs"]["ae/seed=2"] = {"seed": 2}  # a long run of seed 2: every seed was long there
+    state["runs"]["ae/seed=2"] = unit(2)  # a long run of seed 2: every seed was long there
     comparison.save_state(state, path)
     with pytest.raises(ValueError, match="long_seeds"):
         comparison.load_state(path, new)

@@ -62,8 +62,9 @@ def test_plot_draws_a_band_only_where_seeds_differ(tmp_path):
 
 
 def _curve_table(tmp_path, extra_seed):
-    """results.curve_section on two seed-0 curves (VAE, LPGA) and an --extra_results file whose
-    seed `extra_seed` has a VAE curve only; in a subprocess, as results.py defines its own flags."""
+    """results.curve_section on two seed-0 curves (VAE, LPGA) and an --extra_results file (read by
+    results.extra_curves) whose seed `extra_seed` has a VAE curve only; in a subprocess, as
+    results.py defines its own flags."""
     extra = tmp_path / f"seed{extra_seed}.json"
     extra.write_text(
         json.dumps(
@@ -84,7 +85,7 @@ def _curve_table(tmp_path, extra_seed):
         f"flags.FLAGS(['results', '--fid_every=1000', '--docs_dir={tmp_path}', '--extra_results={extra}'])\n"
         "curve = lambda fid: {'curve': {'steps': [1000, 2000], 'fid': fid}}\n"
         "print(results.curve_section({'vae': curve([123.1, 100.1]), 'lpga': curve([190.3, 86.5])},"
-        " 'fashion_mnist_cnn'))\n"
+        " 'fashion_mnist_cnn', results.extra_curves()))\n"
     )
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
 

@@ -70,7 +70,7 @@ def test_tampered_or_incomplete_classifier_is_a_feature_error(saved_classifier, 
     with pytest.raises(features.FeatureError, match="no domain classifier"):
         features.classifier_extractor(str(tmp_path / "missing.keras"))
     pathlib.Path(classifier.metadata_path(tampered)).write_text("{not json")
-    with pytest.raises(features.FeatureError, match="cannot read classifier metadata"):
+    with pytest.raises(features.FeatureError, match="tiny_cnn.json is not valid JSON"):
         features.classifier_extractor(tampered)
 
 
@@ -171,8 +171,9 @@ def test_a_runs_recorded_features_apply_only_when_no_feature_flag_is_given(tmp_p
     assert features.for_run(default, False, run_dir, "fashion_mnist") == used
     given = features.Choice("inception", "", "random")
     assert features.for_run(given, True, run_dir, "fashion_mnist") == given  # a flag on the command line wins
-    pathlib.Path(run_dir, features.RECORD_FILE).write_text("{not json")
-    assert features.for_run(default, False, run_dir, "fashion_mnist") == default
+    pathlib.Path(run_dir, features.RECORD_FILE).write_text("{not json")  # damaged: refused, not ignored
+    with pytest.raises(features.FeatureError, match="features.json is not valid JSON"):
+        features.for_run(default, False, run_dir, "fashion_mnist")
 
 
 def test_a_recorded_classifier_that_moved_or_changed_is_refused_and_a_resume_keeps_its_curves(tmp_path):

@@ -12,7 +12,6 @@ and likelihood.evaluate.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pga_tf import config as config_lib
-from pga_tf import data, methods, runs, samplers
+from pga_tf import data, jsonfile, methods, runs, samplers
 from pga_tf.evaluation import fid as fid_lib
 from pga_tf.evaluation import hparams, likelihood, precision_recall
 from pga_tf.evaluation.features import Extractor
@@ -601,8 +600,4 @@ def baselines(
 
 def _write_json(report: dict, out: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, out)
+    jsonfile.write(out, report, indent=2)

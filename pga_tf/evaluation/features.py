@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pga_tf import config as config_lib
+from pga_tf import jsonfile
 from pga_tf.evaluation import classifier as classifier_lib
 
 if TYPE_CHECKING:
@@ -149,26 +150,36 @@ def record(run_dir: str, choice: Choice, dataset: str) -> None:
     """Write `choice` (resolved, with its identity) into <run_dir>/features.json, atomically, so a
     resume and evaluate.py score the run with the features of its FID curve (see for_run)."""
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, RECORD_FILE)
     choice = choice.resolved(dataset)
-    body = {**dataclasses.asdict(choice), "sha256": identity(choice)}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(body, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    jsonfile.write(
+        os.path.join(run_dir, RECORD_FILE), {**dataclasses.asdict(choice), "sha256": identity(choice)}, indent=1
+    )
 
 
 def recorded(run_dir: str) -> tuple[Choice, str] | None:
     """(the features a run's training-time FID used, their identity) as record wrote them; None
-    if it recorded none or the file cannot be read (then the flags' defaults apply)."""
-    try:
-        with open(os.path.join(run_dir, RECORD_FILE)) as f:
-            body = json.load(f)
-        choice = Choice(**{k: str(body[k]) for k in ("kind", "classifier", "inception_weights") if k in body})
-        return choice, str(body.get("sha256", ""))
-    except (OSError, ValueError, TypeError, AttributeError):
+    if the run recorded none (trained without --fid_every, or before features.json existed).
+
+    Raises:
+      FeatureError: features.json is damaged (unreadable, cut short, edited into other fields):
+        guessing the features then could put another extractor's FID beside the curve's.
+    """
+    path = os.path.join(run_dir, RECORD_FILE)
+    if not os.path.lexists(path):
         return None
+    fix = (
+        "train.py writes it when the run's FID curve starts; pass the feature flags "
+        "(--features, --classifier, --inception_weights) to score with those, or delete the file"
+    )
+    body = jsonfile.read(path, fix, FeatureError)
+    fields = {"kind": str, "classifier": str, "inception_weights": str, "sha256": str}
+    for key, kind in fields.items():
+        if not isinstance(body.get(key), kind):
+            what = "lacks" if key not in body else f"has a JSON {jsonfile.kind(body[key])} for"
+            raise FeatureError(f"{path} {what} {key!r}, not a string; {fix}")
+    if body["kind"] not in config_lib.FEATURE_KINDS:
+        raise FeatureError(f"{path} has kind {body['kind']!r}, not one of {', '.join(config_lib.FEATURE_KINDS)}; {fix}")
+    return Choice(body["kind"], body["classifier"], body["inception_weights"]), body["sha256"]
 
 
 def for_run(given: Choice, any_flag_given: bool, run_dir: str | None, dataset: str, same_curve: bool = False) -> Choice:
@@ -179,10 +190,12 @@ def for_run(given: Choice, any_flag_given: bool, run_dir: str | None, dataset: s
     `same_curve` (a resume that adds points to that curve), `given` must be those same features.
 
     Raises:
-      FeatureError: the recorded classifier is missing or changed (its sha256), or `same_curve`
-        and `given` are other features than the curve's.
+      FeatureError: the recorded classifier is missing or changed (its sha256), `same_curve`
+        and `given` are other features than the curve's, or features.json is damaged.
     """
-    rec = recorded(run_dir) if run_dir else None
+    if not run_dir or (any_flag_given and not same_curve):
+        return given  # the record cannot change the answer: not read, so not checked either
+    rec = recorded(run_dir)
     if rec is None:
         return given
     used, sha = rec
@@ -237,12 +250,11 @@ def _classifier_file(path: str) -> tuple[str, dict, str]:
             f"{path} has no {os.path.basename(meta_path)} beside it (checksum, accuracy); "
             "retrain it with `python -m pga_tf.evaluation.classifier`"
         )
-    try:
-        with open(meta_path) as f:
-            meta = json.load(f)
-        want = meta["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FeatureError(f"cannot read classifier metadata {meta_path}: {type(e).__name__}: {e}") from None
+    fix = "retrain the classifier with `python -m pga_tf.evaluation.classifier` (its metadata is written with it)"
+    meta = jsonfile.read(meta_path, fix, FeatureError)
+    want = meta.get("sha256")
+    if not isinstance(want, str):
+        raise FeatureError(f"{meta_path} has no sha256 string (the classifier's checksum); {fix}")
     got = _sha256_file(path)
     if got != want:
         raise FeatureError(

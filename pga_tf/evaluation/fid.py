@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -22,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from pga_tf import data
+from pga_tf import data, jsonfile
 from pga_tf.evaluation import tfgan_metrics
 from pga_tf.evaluation.features import Extractor
 from pga_tf.samplers import LatentSampler, sampler_suffix
@@ -167,8 +166,7 @@ class StatsCache:
         tmp = path + ".tmp.npz"
         np.savez(tmp, activations=stats.activations, mu=stats.mu, sigma=stats.sigma)
         os.replace(tmp, path)
-        with open(path[:-4] + ".json", "w") as f:
-            json.dump(info, f, indent=2, sort_keys=True)
+        jsonfile.write(path[:-4] + ".json", info, indent=2, sort_keys=True, allow_nan=True)
 
 
 def load_real_images(dataset: str, n: int, split: str = "test", data_dir: str | None = None) -> np.ndarray:

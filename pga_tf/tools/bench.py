@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import statistics
@@ -61,7 +60,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from pga_tf import cli, machine  # no TensorFlow: flags are checked before it loads
+from pga_tf import cli, jsonfile, machine  # no TensorFlow: flags are checked before it loads
 from pga_tf import config as config_lib
 from pga_tf import methods as methods_lib
 
@@ -538,9 +537,7 @@ def main(argv: list[str] | None = None) -> dict:
         log(line)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # as parse_args allowed
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, sort_keys=True)
-            f.write("\n")
+        jsonfile.write(args.json, results, indent=2, sort_keys=True, allow_nan=True)
     return results
 
 

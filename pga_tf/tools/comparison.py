@@ -43,7 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from pga_tf import config as config_lib
-from pga_tf import methods
+from pga_tf import jsonfile, methods
 
 # The standard 1-3 series of learning rates; the grid extends along it by one point.
 LR_SERIES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -296,13 +296,102 @@ def table_order(names) -> list[str]:
     return known + sorted(set(names) - set(known))
 
 
+# A damaged results.json: how it came to be, and what to do (it is kept in the repository).
+_STATE_FIX = (
+    "this tool writes it as units finish; restore it (`git checkout -- <it>` for the repository's) "
+    "or use another --docs_dir"
+)
+
+
+def read_state(path: str) -> dict:
+    """The results.json at `path`, checked to have the shape this tool writes.
+
+    Raises:
+      ValueError: the file cannot be read, is not JSON (cut short, emptied), or holds something
+        the report could not read (a unit without its evaluations, a figure that is not a number).
+    """
+    state = jsonfile.read(path, _STATE_FIX)
+    problem = state_problem(state)
+    if problem:
+        raise ValueError(f"{path} {problem}; {_STATE_FIX}")
+    return state
+
+
+def state_problem(state: dict) -> str | None:
+    """What in a parsed results.json this tool could not have written (as a phrase that follows
+    the file's name), or None: every field the units' bookkeeping and the report read."""
+
+    def number(value, null_ok: bool = False) -> bool:
+        if value is None:
+            return null_ok
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def not_an_object(what: str, value) -> str:
+        return f"has {what} as a JSON {jsonfile.kind(value)}, not an object"
+
+    protocol = state.get("protocol")
+    if not isinstance(protocol, dict):
+        return "has no 'protocol' object"
+    names = protocol.get("methods")
+    if not isinstance(names, list) or not all(isinstance(m, str) for m in names):
+        return "has no list of method names in 'protocol'"
+    for key in ("selection", "runs", "short_runs"):
+        if not isinstance(state.get(key, {}), dict):
+            return not_an_object(repr(key), state[key])
+    for method, by_lr in state.get("selection", {}).items():
+        if not isinstance(by_lr, dict):
+            return not_an_object(f"selection {method!r}", by_lr)
+        for lr, result in by_lr.items():
+            try:
+                ok = f"{float(lr):g}" == lr
+            except ValueError:
+                ok = False
+            if not ok:
+                return f"has selection {method!r} keyed {lr!r}, not a learning rate written as %g"
+            if not isinstance(result, dict) or not number(result.get("fid"), null_ok=True):
+                return f"has selection {method!r} at lr {lr} without an 'fid' number (or null: diverged)"
+    for key in ("runs", "short_runs"):
+        for name, run in state.get(key, {}).items():
+            where = f"{key} {name!r}"
+            method, _, seed = name.partition("/seed=")
+            if not method or not seed.lstrip("-").isdigit():
+                return f"has {where}, not named <method>/seed=<n>"
+            if not isinstance(run, dict):
+                return not_an_object(where, run)
+            if not number(run.get("lr")) or (key == "runs" and not number(run.get("train_seconds"))):
+                return f"has {where} without its 'lr'" + (
+                    " and 'train_seconds' numbers" if key == "runs" else " number"
+                )
+            evaluations = run.get("evaluations")
+            if not isinstance(evaluations, dict) or not all(isinstance(e, dict) for e in evaluations.values()):
+                return f"has {where} without an 'evaluations' object of objects"
+            for label, figures in evaluations.items():
+                for metric in ("fid", "kid", "precision", "recall"):
+                    if metric in figures and not number(figures[metric], null_ok=True):
+                        return f"has {where} {label} {metric} {json.dumps(figures[metric])}, not a number"
+            curve = run.get("curve")
+            if curve is not None and not (
+                isinstance(curve, dict)
+                and isinstance(curve.get("steps"), list)
+                and isinstance(curve.get("fid"), list)
+                and len(curve["steps"]) == len(curve["fid"])
+                and all(number(v) for v in curve["steps"] + curve["fid"])
+            ):
+                return f"has {where} with a 'curve' that is not equal-length 'steps' and 'fid' number lists"
+    machines = state.get("machines", [])
+    if not isinstance(machines, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("cpu"), str) and number(m.get("cpu_count")) for m in machines
+    ):
+        return "has a 'machines' entry without a 'cpu' name and a 'cpu_count'"
+    return None
+
+
 def load_state(path: str, protocol: Protocol) -> dict:
-    """results.json's units so far (a fresh state when there is none); refuses a file written by
-    another protocol, whose units would not be comparable."""
+    """results.json's units so far (a fresh state when there is none); refuses a damaged file
+    (read_state) and one written by another protocol, whose units would not be comparable."""
     if not os.path.exists(path):
         return {"protocol": protocol.to_json(), "selection": {}, "runs": {}, "short_runs": {}}
-    with open(path) as f:
-        state = json.load(f)
+    state = read_state(path)
     theirs = {k: v for k, v in state.get("protocol", {}).items() if k != "methods"}
     if "long_seeds" not in theirs:
         # Written before long_seeds existed, when every seed trained the long budget: the same
@@ -325,11 +414,7 @@ def load_state(path: str, protocol: Protocol) -> dict:
 
 
 def save_state(state: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=1, sort_keys=True, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    jsonfile.write(path, state, indent=1, sort_keys=True)
 
 
 def record(state: dict, unit: Unit, result: dict) -> None:
@@ -446,8 +531,10 @@ def _run_unit(
             args = evaluate_command(protocol, unit, run_dir, sampler, step, feature_args)
             seconds = execute(args, f"{run_dir}.eval-{row}-{sampler}.log", f"evaluate.py ({unit.key}, {sampler})", core)
             split = "validation" if unit.kind == "select" else "test"
-            with open(config_lib.eval_report_path(run_dir, sampler, step, split)) as f:
-                summary = summary_of(json.load(f))
+            report = config_lib.eval_report_path(run_dir, sampler, step, split)
+            summary = summary_of(
+                jsonfile.read(report, f"evaluate.py wrote it just now; see {run_dir}.eval-{row}-{sampler}.log")
+            )
             evals[f"{row}/{sampler}"] = {**summary, "eval_seconds": seconds, "command": "python " + " ".join(args)}
         if unit.kind == "select":
             result.update(evals[f"select/{config_lib.default_sampler(unit.method)}"])

@@ -11,7 +11,6 @@ seeds per method it is wide: a difference whose interval holds 0 is reported as 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -378,8 +377,7 @@ def section(state: dict, docs_dir: str) -> str:
 def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str, readme: str = "") -> str:
     """Write <docs_dir>/table.md, splice the section into `results_md` and the headline into
     `readme` (between their markers; a README without them is left alone); returns table.md's path."""
-    with open(results_path) as f:
-        state = json.load(f)
+    state = comparison.read_state(results_path)
     # Only the grids of recorded units: a run dir may hold one of a unit still being evaluated.
     recorded = [
         m for m in comparison.table_order(state["protocol"]["methods"]) if comparison.run_key(m, 0) in state["runs"]

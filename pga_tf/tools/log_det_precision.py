@@ -23,12 +23,11 @@ BN, which the MNIST settings do not.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
 
-from pga_tf import cli, config, data, runs  # no TensorFlow: the flags and the run are checked before it loads
+from pga_tf import cli, config, data, jsonfile, runs  # no TensorFlow: the flags and the run are checked before it loads
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -174,9 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # as parse_args allowed
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        jsonfile.write(args.json, result, indent=2, allow_nan=True)  # a diverged policy's error is NaN
     return result
 
 

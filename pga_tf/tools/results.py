@@ -33,7 +33,7 @@ if __name__ == "__main__":
 
 from absl import flags  # noqa: E402
 
-from pga_tf import cli, runs  # noqa: E402
+from pga_tf import cli, jsonfile, runs  # noqa: E402
 from pga_tf import config as config_lib
 from pga_tf import methods as methods_lib
 from pga_tf.config import SAMPLERS, default_sampler, eval_report_path, sampler_suffix  # noqa: E402
@@ -255,7 +255,7 @@ def stage1_steps(method: str) -> int:
 def train_and_evaluate(method: str, print_fn=print) -> dict:
     run_dir = os.path.abspath(os.path.join(FLAGS.runs_dir, method))
     timing_path = run_dir + ".timing.json"
-    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
+    timing = _timing(timing_path) if os.path.lexists(timing_path) else {}
     steps = stage1_steps(method)
     saved = config_lib.load(run_dir)
     if saved is not None and saved.seed != FLAGS.seed:
@@ -293,8 +293,7 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
             "train_command": "python " + " ".join(train),
             "load_after_train": os.getloadavg()[0],
         }
-        with open(timing_path, "w") as f:
-            json.dump(timing, f, indent=2)
+        jsonfile.write(timing_path, timing, indent=2)
     reports, evals = {}, timing.get("eval", {})
     timing["eval"] = {}
     os.makedirs(FLAGS.docs_dir, exist_ok=True)
@@ -320,10 +319,10 @@ def train_and_evaluate(method: str, print_fn=print) -> dict:
             print_fn(f"{method}: {command}")
             seconds = _run(evaluate, f"{run_dir}.eval{suffix}.log", f"evaluate.py --sampler={sampler} ({method})")
             timing["eval"][sampler] = {"seconds": seconds, "command": command}
-            with open(timing_path, "w") as f:
-                json.dump(timing, f, indent=2)
-        with open(report_path) as f:
-            reports[column] = json.load(f)
+            jsonfile.write(timing_path, timing, indent=2)
+        reports[column] = jsonfile.read(
+            report_path, f"evaluate.py wrote it; see {run_dir}.eval{suffix}.log", ResultsError
+        )
         # Named by the sampler, not the column: the 2-Stage VAE's own grid is samples-two_stage.
         shutil.copyfile(
             reports[column]["grids"]["samples"], os.path.join(FLAGS.docs_dir, f"{method}_samples{suffix}.png")
@@ -350,15 +349,38 @@ def _reusable(done: dict, command: str, report_path: str, step: int, sampler: st
     (check_features)."""
     if done.get("command") != command or not os.path.exists(report_path):
         return False
-    with open(report_path) as f:
-        report = json.load(f)
-    fid = report.get("fid", {})
+    try:
+        report = jsonfile.read(report_path, "")
+    except ValueError:  # damaged since: evaluated again, which writes it afresh
+        return False
+    fid, sampler_there = report.get("fid"), report.get("sampler")
     return (
-        report.get("step") == step
-        and report.get("sampler", {}).get("kind") == sampler
+        isinstance(fid, dict)
+        and isinstance(sampler_there, dict)
+        and report.get("step") == step
+        and sampler_there.get("kind") == sampler
         and fid.get("num_generated") == FLAGS.num_samples
         and fid.get("draws") == FLAGS.draws
     )
+
+
+def _timing(path: str) -> dict:
+    """<run_dir>.timing.json: the run's train time and the evaluations made of it.
+
+    Raises:
+      ResultsError: the file is damaged (then deleting it costs the evaluations, not the run).
+    """
+    fix = (
+        "this tool writes it beside the run; delete it and run again (the trained run is kept, "
+        "its evaluations are made again and its train time shows as –)"
+    )
+    timing = jsonfile.read(path, fix, ResultsError)
+    seconds, evals = timing.get("train_seconds", 0), timing.get("eval", {})
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        raise ResultsError(f"{path} has train_seconds {json.dumps(seconds)}, not a number; {fix}")
+    if not isinstance(evals, dict) or not all(isinstance(e, dict) for e in evals.values()):
+        raise ResultsError(f"{path} has no 'eval' object of one object per sampler; {fix}")
+    return timing
 
 
 def check_features(results: dict, baselines: dict) -> None:
@@ -428,13 +450,19 @@ def table(results: dict, baselines: dict, samplers: list[str] = ("prior",)) -> s
     return "\n".join(rows) + "\n"
 
 
-def _extra_curves(methods: list[str]) -> list[tuple[int, dict]]:
+def extra_curves() -> list[tuple[int, dict]]:
     """(seed, {method: curve}) of each --extra_results file, checked to be the same command with
-    another seed: the same dataset, budget and curve settings."""
+    another seed (the same dataset, budget and curve settings) and to hold curves: read before
+    any training, so a wrong file is refused now and not after hours of runs.
+
+    Raises:
+      ResultsError: a file is missing or damaged, holds no curves of the shape this tool
+        writes, or is another command's or another seed's than it should be.
+    """
     out, seeds = [], {FLAGS.seed}
     for path in FLAGS.extra_results:
-        with open(path) as f:
-            other = json.load(f)
+        fix = "--extra_results takes results.json files this tool wrote (in its --docs_dir) with another --seed"
+        other = jsonfile.read(path, fix, ResultsError)
         mine = {
             "dataset": FLAGS.dataset,
             "train_steps": FLAGS.train_steps,
@@ -445,18 +473,32 @@ def _extra_curves(methods: list[str]) -> list[tuple[int, dict]]:
         differ = [f"--{k} {other.get(k)!r} there, {v!r} here" for k, v in mine.items() if other.get(k) != v]
         if differ:
             raise ResultsError(f"--extra_results {path} is not this command with another seed ({'; '.join(differ)})")
-        if other.get("seed") in seeds:
-            raise ResultsError(f"--extra_results {path} has seed {other.get('seed')}, which is already plotted")
-        seeds.add(other["seed"])
-        curves_there = {m: r["curve"] for m, r in other["methods"].items() if m in methods and r.get("curve")}
-        out.append((other["seed"], curves_there))
+        seed, runs = other.get("seed"), other.get("methods")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ResultsError(f"{path} has seed {json.dumps(seed)}, not an integer; {fix}")
+        if seed in seeds:
+            raise ResultsError(f"--extra_results {path} has seed {seed}, which is already plotted")
+        seeds.add(seed)
+        if not isinstance(runs, dict) or not all(isinstance(r, dict) for r in runs.values()):
+            raise ResultsError(f"{path} has no 'methods' object of one object per method; {fix}")
+        curves_there = {m: r["curve"] for m, r in runs.items() if r.get("curve")}
+        for m, curve in curves_there.items():
+            if not (
+                isinstance(curve, dict)
+                and isinstance(curve.get("steps"), list)
+                and isinstance(curve.get("fid"), list)
+                and len(curve["steps"]) == len(curve["fid"])
+            ):
+                raise ResultsError(f"{path} has a curve of {m!r} without equal-length 'steps' and 'fid' lists; {fix}")
+        out.append((seed, curves_there))
     return out
 
 
-def curve_section(results: dict, fid_name: str) -> str:
-    """fid_curves.png (with the --extra_results seeds' curves) and a table of the curves' values."""
+def curve_section(results: dict, fid_name: str, extra: list[tuple[int, dict]] = ()) -> str:
+    """fid_curves.png (with `extra`, the --extra_results seeds' curves, extra_curves) and a
+    table of the curves' values."""
     seeds = [(FLAGS.seed, {m: r["curve"] for m, r in results.items() if r.get("curve")})]
-    seeds += _extra_curves(list(results))
+    seeds += [(seed, {m: c for m, c in curves_there.items() if m in results}) for seed, curves_there in extra]
     runs = {m: [c[m] for _, c in seeds if m in c] for m in results if any(m in c for _, c in seeds)}
     if not runs:
         return "\nNo FID curve was recorded (train.py --fid_every wrote none).\n"
@@ -520,6 +562,11 @@ def fair(say) -> None:
         draws=FLAGS.draws,
     )
     path = os.path.join(docs_dir, comparison.RESULTS_FILE)
+    if FLAGS.report_only and not os.path.lexists(path):
+        raise ResultsError(
+            f"--report_only: no {path} yet; run the protocol first (the same command without "
+            "--report_only), or give the --docs_dir that holds one"
+        )
     if os.path.exists(path):
         # Written back at once, so a file from an older protocol version carries what it was
         # migrated to before anything reads it (the report included).
@@ -543,9 +590,12 @@ def fair(say) -> None:
             )
         except ValueError as e:  # results.json of another protocol
             raise ResultsError(str(e)) from None
-    path = comparison_report.write(
-        os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir, FLAGS.results_md, FLAGS.readme
-    )
+    try:
+        path = comparison_report.write(
+            os.path.join(docs_dir, comparison.RESULTS_FILE), docs_dir, runs_dir, FLAGS.results_md, FLAGS.readme
+        )
+    except ValueError as e:  # a damaged results.json, or none yet (--report_only before any unit)
+        raise ResultsError(str(e)) from None
     say(f"fair comparison: {path}")
 
 
@@ -595,6 +645,7 @@ def main(argv):
         cli.fail(str(e))
     if FLAGS.protocol == "fair":
         return fair(say)
+    extra = extra_curves()  # before anything is trained or written
     os.makedirs(FLAGS.runs_dir, exist_ok=True)
     os.makedirs(FLAGS.docs_dir, exist_ok=True)
     t0 = time.time()
@@ -610,8 +661,7 @@ def main(argv):
     ] + _feature_args()
     say(f"baselines: python {' '.join(base)}")
     base_seconds = _run(base, base_out[:-5] + ".log", "evaluate.py --baselines")
-    with open(base_out) as f:
-        baselines = json.load(f)
+    baselines = jsonfile.read(base_out, f"evaluate.py --baselines wrote it; see {base_out[:-5]}.log", ResultsError)
     check_features(results, baselines)
     text = table(results, baselines, FLAGS.samplers)
     # evaluate.py's warnings (an FID from too few samples) go under the table they qualify.
@@ -621,7 +671,7 @@ def main(argv):
         say(f"warning: {warning}")
     text += "".join(f"\n**Warning:** {w}.\n" for w in warnings)
     if FLAGS.fid_every:
-        text += curve_section(results, baselines["features"]["name"])
+        text += curve_section(results, baselines["features"]["name"], extra)
     with open(os.path.join(FLAGS.docs_dir, "table.md"), "w") as f:
         f.write(text)
     summary = {
@@ -638,9 +688,7 @@ def main(argv):
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "total_seconds": time.time() - t0,
     }
-    with open(os.path.join(FLAGS.docs_dir, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
-        f.write("\n")
+    jsonfile.write(os.path.join(FLAGS.docs_dir, "results.json"), summary, indent=2)
     say(text)
     say(
         f"written to {FLAGS.docs_dir}/ (table.md, results.json, <method>_samples[-<sampler>].png, "
