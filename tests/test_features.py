@@ -132,6 +132,32 @@ def test_real_statistics_are_cached_on_disk(tmp_path):
     assert nocache.calls == 6
 
 
+@pytest.mark.parametrize("damage", ["cut short", "another entry's shapes", "non-finite", "not a zip"])
+def test_a_damaged_cache_entry_is_computed_again_with_a_warning_never_used(tmp_path, damage):
+    data_dir = idx_dataset(tmp_path / "data")
+    cache = fid.StatsCache(str(tmp_path / "cache"))
+    ex = _counting_extractor()
+    first = fid.real_stats(ex, "fashion_mnist", 20, "test", data_dir, cache)
+    (path,) = [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".npz"]
+    if damage == "cut short":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "not a zip":
+        path.write_bytes(b"not a zip")
+    else:  # a readable file whose arrays no extractor of these 20 images makes
+        a = first.activations[:10] if damage == "another entry's shapes" else first.activations.copy()
+        a[0, 0] = np.nan if damage == "non-finite" else a[0, 0]
+        np.savez(path, activations=a, mu=a.mean(0), sigma=np.cov(a, rowvar=False))
+    logs = []
+    again = fid.real_stats(ex, "fashion_mnist", 20, "test", data_dir, cache, log=logs.append)
+    assert ex.calls == 6, "the damaged entry was used"
+    assert logs[0].startswith(f"warning: the cached real statistics {path} ") and "computing them again" in logs[0]
+    np.testing.assert_array_equal(again.activations, first.activations)
+    # Written afresh: the next call reads it without a warning.
+    logs.clear()
+    fid.real_stats(ex, "fashion_mnist", 20, "test", data_dir, cache, log=logs.append)
+    assert ex.calls == 6 and "cached" in logs[0]
+
+
 def test_fid_callback_writes_tensorboard_scalars_at_multiples(tmp_path):
     from types import SimpleNamespace
 

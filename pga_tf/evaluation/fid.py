@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import zipfile
 from collections.abc import Callable
 
 import numpy as np
@@ -148,15 +149,24 @@ class StatsCache:
     def path(self, key: str) -> str | None:
         return os.path.join(self.directory, key + ".npz") if self.directory else None
 
-    def load(self, key: str) -> FeatureStats | None:
+    def load(self, key: str, n: int, feature_dim: int) -> tuple[FeatureStats | None, str]:
+        """(the entry's statistics, "") if it holds `n` finite feature rows of `feature_dim`
+        with their mean and covariance; else (None, why: "" when there is no entry). A damaged
+        entry (cut short, another entry copied over it) is computed again, not used."""
         path = self.path(key)
         if path is None or not os.path.isfile(path):
-            return None
+            return None, ""
         try:
             with np.load(path) as f:
-                return FeatureStats(f["activations"], f["mu"], f["sigma"])
-        except (OSError, ValueError, KeyError):  # a damaged cache entry is recomputed
-            return None
+                stats = FeatureStats(f["activations"], f["mu"], f["sigma"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            return None, f"unreadable ({type(e).__name__})"
+        shapes = (stats.activations.shape, stats.mu.shape, stats.sigma.shape)
+        if shapes != ((n, feature_dim), (feature_dim,), (feature_dim, feature_dim)):
+            return None, f"holds shapes {shapes}, not those of {n} features of {feature_dim}"
+        if not all(np.isfinite(a).all() for a in (stats.activations, stats.mu, stats.sigma)):
+            return None, "holds non-finite values"
+        return stats, ""
 
     def save(self, key: str, stats: FeatureStats, info: dict) -> None:
         path = self.path(key)
@@ -195,10 +205,12 @@ def real_stats(
     extractor.check_images(images.shape)
     cache = cache or StatsCache(None)
     key = cache.key(extractor, dataset, split, len(images), _images_sha256(images))
-    stats = cache.load(key)
+    stats, damage = cache.load(key, len(images), extractor.feature_dim)
     if stats is not None:
         log(f"real statistics of {len(images)} {dataset} {split} images: cached ({cache.path(key)})")
         return stats
+    if damage:
+        log(f"warning: the cached real statistics {cache.path(key)} {damage}; computing them again")
     t0 = time.time()
     stats = stats_of(extractor.of_array(images, desc=f"real {split} features"))
     cache.save(
