@@ -257,6 +257,36 @@ def parse_flags(
         if message.startswith("ERROR:: "):  # absl's prefix for an unreadable flagfile
             message = message[len("ERROR:: ") :]
         fail(f"{message} (--help lists the flags)")
+    except UnicodeDecodeError as e:  # absl reads flagfiles as text and lets this through
+        fail(
+            f"{_undecodable_flagfile(args) or 'a flagfile'} is not UTF-8 text (byte {e.start}: "
+            f"{e.object[e.start : e.start + 1]!r}); a flagfile holds one --flag=value per line"
+        )
+
+
+def _undecodable_flagfile(args: list[str], seen: frozenset = frozenset()) -> str | None:
+    """The first flagfile, named on the command line or in a flagfile it names, whose bytes are
+    not UTF-8; None if none is (or it cannot be found)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--flagfile="):
+            path = arg.split("=", 1)[1]
+        elif arg == "--flagfile" and i + 1 < len(args):
+            path = args[i + 1]
+        else:
+            continue
+        if path in seen:
+            continue
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8")
+        except UnicodeDecodeError:
+            return path
+        except OSError:
+            continue
+        inner = _undecodable_flagfile([line.strip() for line in text.splitlines()], seen | {path})
+        if inner:
+            return inner
+    return None
 
 
 def _own_flags() -> list:

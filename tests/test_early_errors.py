@@ -157,6 +157,17 @@ def test_train_bad_flag_and_unreadable_flagfile(no_tf, tmp_path):
     assert_early_error(train(no_tf, f"--flagfile={tmp_path / 'nope.cfg'}"), "nope.cfg")
 
 
+@pytest.mark.e2e
+def test_a_flagfile_that_is_not_utf8_is_named_in_one_line_even_when_another_names_it(no_tf, tmp_path):
+    bad, outer = tmp_path / "latin1.cfg", tmp_path / "outer.cfg"
+    bad.write_bytes("--method=lpga\n--run_dir=runs/caf\xe9\n".encode("latin-1"))  # a Latin-1 editor's save
+    outer.write_text(f"--flagfile={bad}\n")
+    for flagfile in (bad, outer):
+        proc = train(no_tf, f"--flagfile={flagfile}")
+        assert_early_error(proc, f"{bad} is not UTF-8 text (byte 32: b'\\xe9')")
+    assert_early_error(evaluate(no_tf, f"--flagfile={bad}"), f"{bad} is not UTF-8 text")
+
+
 # ------------------------------------------------------------------------------- evaluate.py
 @pytest.mark.e2e
 def test_evaluate_missing_run_dir(no_tf, tmp_path):
