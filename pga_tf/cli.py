@@ -54,7 +54,7 @@ def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
             flags.DEFINE_enum(setting.name, default, setting.choices, setting.help, flag_values=flag_values)
         else:
             _DEFINE[setting.type](setting.name, default, setting.help, flag_values=flag_values)
-        if setting.rule:
+        if setting.requirement:
             # None is a flag left unset: config_from_flags fills it in and validate checks it.
             flags.register_validator(
                 setting.name,
@@ -257,30 +257,34 @@ def parse_flags(
         if message.startswith("ERROR:: "):  # absl's prefix for an unreadable flagfile
             message = message[len("ERROR:: ") :]
         fail(f"{message} (--help lists the flags)")
-    except UnicodeDecodeError as e:  # absl reads flagfiles as text and lets this through
-        fail(
-            f"{_undecodable_flagfile(args) or 'a flagfile'} is not UTF-8 text (byte {e.start}: "
-            f"{e.object[e.start : e.start + 1]!r}); a flagfile holds one --flag=value per line"
-        )
+    except UnicodeDecodeError:  # absl reads flagfiles as text and lets this through
+        found = _undecodable_flagfile(args)
+        if found:
+            path, e = found
+            fail(
+                f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r}); "
+                "a flagfile holds one --flag=value per line"
+            )
+        fail("a flagfile is not UTF-8 text; a flagfile holds one --flag=value per line")
 
 
-def _undecodable_flagfile(args: list[str], seen: frozenset = frozenset()) -> str | None:
-    """The first flagfile, named on the command line or in a flagfile it names, whose bytes are
-    not UTF-8; None if none is (or it cannot be found)."""
+def _undecodable_flagfile(args: list[str], seen: frozenset = frozenset()) -> tuple[str, UnicodeDecodeError] | None:
+    """(the first flagfile, named on the command line or in a flagfile it names, whose bytes are
+    not UTF-8, its decoding error) or None. Names as absl reads them: --flagfile=x, -flagfile=x
+    or --flagfile x, with ~ expanded."""
     for i, arg in enumerate(args):
-        if arg.startswith("--flagfile="):
-            path = arg.split("=", 1)[1]
-        elif arg == "--flagfile" and i + 1 < len(args):
-            path = args[i + 1]
-        else:
+        name, eq, value = arg.partition("=")
+        if name not in ("--flagfile", "-flagfile"):
             continue
-        if path in seen:
+        path = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+        path = os.path.expanduser(path)
+        if not path or path in seen:
             continue
         try:
             with open(path, "rb") as f:
                 text = f.read().decode("utf-8")
-        except UnicodeDecodeError:
-            return path
+        except UnicodeDecodeError as e:
+            return path, e
         except OSError:
             continue
         inner = _undecodable_flagfile([line.strip() for line in text.splitlines()], seen | {path})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import typing
 from collections.abc import Callable
@@ -442,14 +443,21 @@ class Setting:
 
     @property
     def requirement(self) -> str | None:
-        """ "--<name> must be ..." for a numeric setting with a rule; None for the others."""
-        return f"--{self.name} {self.rule.phrase}" if self.rule else None
+        """ "--<name> must be ..." for a numeric setting with a rule or a float one (finite);
+        None for the others."""
+        finite = self.type is float
+        if self.rule:
+            return f"--{self.name} {self.rule.phrase}" + (" and finite" if finite else "")
+        return f"--{self.name} must be finite" if finite else None
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value` for this setting (one line), or None if it may take it."""
         if self.choices and value not in self.choices:
             return f"unknown {self.name} {value!r}; choose one of {', '.join(self.choices)}"
         if self.rule and (value is None or not self.rule.holds(value)):
+            return f"{self.requirement}, got {value}"
+        if isinstance(value, float) and not math.isfinite(value):
+            # inf passes "positive" and NaN fails nothing; neither trains, and JSON holds neither.
             return f"{self.requirement}, got {value}"
         return None
 

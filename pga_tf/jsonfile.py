@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any
 
 
 def write(path: str, obj: Any, **dump_kwargs: Any) -> None:
-    """Write `obj` as JSON to `path` atomically: into `path`.tmp, flushed to disk, then renamed
-    over `path` (a reader sees the old file or the new one). `dump_kwargs` go to json.dump; NaN
+    """Write `obj` as JSON to `path` atomically: into a temporary file beside it (temporary_name),
+    flushed to disk, then renamed over `path` (a reader sees the old file or the new one, and of
+    two writers at once the last rename wins whole). `dump_kwargs` go to json.dump; NaN
     and infinity are refused (allow_nan=False) unless the caller allows them, since no JSON
     reader but Python's accepts them.
 
@@ -29,7 +31,7 @@ def write(path: str, obj: Any, **dump_kwargs: Any) -> None:
       TypeError: `obj` holds something JSON cannot (`path` unchanged).
     """
     dump_kwargs.setdefault("allow_nan", False)
-    tmp = path + ".tmp"
+    tmp = temporary_name(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, **dump_kwargs)
@@ -43,6 +45,12 @@ def write(path: str, obj: Any, **dump_kwargs: Any) -> None:
         raise
 
 
+def temporary_name(path: str, suffix: str = ".tmp") -> str:
+    """A name beside `path` for writing it aside, its own to this process and thread: two writers
+    of one file (two jobs filling one cache) must not rename each other's half-written file."""
+    return f"{path}.{os.getpid()}-{threading.get_ident()}{suffix}"
+
+
 def read(path: str, fix: str, error: type[Exception] = ValueError) -> dict:
     """The JSON object in `path`.
 
@@ -51,8 +59,8 @@ def read(path: str, fix: str, error: type[Exception] = ValueError) -> dict:
     class raised, so each caller's command line reports it as its other user errors.
 
     Raises:
-      error: `path` cannot be read, is empty, is not UTF-8, is not JSON (cut short or edited),
-        or holds something other than a JSON object at its top.
+      error: `path` cannot be read, is empty, is not UTF-8, is not JSON (cut short or edited;
+        NaN and Infinity included), or holds something other than a JSON object at its top.
     """
     problem, obj = _parse(path)
     if problem:
@@ -71,14 +79,30 @@ def _parse(path: str) -> tuple[str, Any]:
     if not data.strip():
         return "is empty", None
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return "is not UTF-8 text", None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"is not UTF-8 text (byte {e.start})", None
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except _NonFinite as e:
+        return f"holds {e.args[0]}, which JSON does not allow", None
     except json.JSONDecodeError as e:
-        return f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg}; cut short?)", None
+        # An error at the end of the text, or a string never closed, is what a cut makes.
+        cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated")
+        return f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg}{'; cut short?' if cut else ''})", None
+    except RecursionError:
+        return "is not valid JSON (nested too deeply)", None
     if not isinstance(obj, dict):
         return f"does not hold a JSON object (it holds a JSON {kind(obj)})", None
     return "", obj
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> None:
+    raise _NonFinite(name)  # NaN, Infinity or -Infinity: Python's extension, not JSON
 
 
 def kind(value: Any) -> str:

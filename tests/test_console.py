@@ -133,7 +133,7 @@ def test_a_bad_flag_is_one_error_line(name):
 def test_a_bad_flag_value_is_one_error_line():
     proc = run(["train.py", "--lr=-1"])
     assert proc.returncode == 1 and proc.stderr.splitlines() == [
-        "error: flag --lr=-1.0: --lr must be positive (--help lists the flags)"
+        "error: flag --lr=-1.0: --lr must be positive and finite (--help lists the flags)"
     ]
 
 

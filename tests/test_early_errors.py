@@ -166,6 +166,20 @@ def test_a_flagfile_that_is_not_utf8_is_named_in_one_line_even_when_another_name
         proc = train(no_tf, f"--flagfile={flagfile}")
         assert_early_error(proc, f"{bad} is not UTF-8 text (byte 32: b'\\xe9')")
     assert_early_error(evaluate(no_tf, f"--flagfile={bad}"), f"{bad} is not UTF-8 text")
+    # absl's other spellings, and a bad byte past its 8 KB read chunk, counted in the file.
+    assert_early_error(train(no_tf, f"-flagfile={bad}"), f"{bad} is not UTF-8 text")
+    big = tmp_path / "big.cfg"
+    big.write_bytes(b"# " + b"x" * 15000 + b"\n--run_dir=caf\xe9\n")
+    assert_early_error(train(no_tf, "--flagfile", str(big)), f"{big} is not UTF-8 text (byte 15016:")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("flag", ["--lr=inf", "--lr=nan", "--zn_rec=inf", "--wae_lambda=1e999"])
+def test_a_float_flag_that_is_not_finite_is_refused_at_parse_time(no_tf, flag, tmp_path):
+    """inf passed "positive" and reached config.json, which JSON cannot hold: a traceback."""
+    name = flag.split("=")[0]
+    assert_early_error(train(no_tf, "--method=wae", flag, f"--run_dir={tmp_path / 'run'}"), f"{name} must be")
+    assert not (tmp_path / "run").exists()
 
 
 # ------------------------------------------------------------------------------- evaluate.py
@@ -447,3 +461,9 @@ def test_a_classifier_of_another_dataset(no_tf, tmp_path):
     write_idx(idx / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28)))
     proc = evaluate(no_tf, "--baselines", "--dataset=mnist", f"--classifier={classifier}", f"--data_dir={idx}")
     assert_early_error(proc, "was trained on fashion_mnist, not mnist")
+
+
+@pytest.mark.e2e
+def test_the_fair_protocol_refuses_a_learning_rate_that_is_not_finite(no_tf):
+    proc = tool(no_tf, "pga_tf.tools.results", "--protocol=fair", "--lr_grid=3e-4,inf")
+    assert_early_error(proc, "--lr_grid must be positive finite numbers")

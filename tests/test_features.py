@@ -132,7 +132,9 @@ def test_real_statistics_are_cached_on_disk(tmp_path):
     assert nocache.calls == 6
 
 
-@pytest.mark.parametrize("damage", ["cut short", "another entry's shapes", "non-finite", "not a zip"])
+@pytest.mark.parametrize(
+    "damage", ["cut short", "another entry's shapes", "non-finite", "not a zip", "another entry", "a .npy"]
+)
 def test_a_damaged_cache_entry_is_computed_again_with_a_warning_never_used(tmp_path, damage):
     data_dir = idx_dataset(tmp_path / "data")
     cache = fid.StatsCache(str(tmp_path / "cache"))
@@ -143,6 +145,13 @@ def test_a_damaged_cache_entry_is_computed_again_with_a_warning_never_used(tmp_p
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "not a zip":
         path.write_bytes(b"not a zip")
+    elif damage == "a .npy":  # np.save under the entry's name: np.load gives an array, not a file
+        with open(path, "wb") as f:
+            np.save(f, first.activations)
+    elif damage == "another entry":  # same shapes (the train split's 20), another key
+        fid.real_stats(_counting_extractor(), "fashion_mnist", 20, "train", data_dir, cache)
+        (other,) = [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".npz" and p != path]
+        path.write_bytes(other.read_bytes())
     else:  # a readable file whose arrays no extractor of these 20 images makes
         a = first.activations[:10] if damage == "another entry's shapes" else first.activations.copy()
         a[0, 0] = np.nan if damage == "non-finite" else a[0, 0]

@@ -6,6 +6,7 @@ a silent fallback; and every writer replaces a file whole or not at all."""
 import json
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -79,6 +80,43 @@ def test_read_names_the_file_the_damage_and_the_fix(tmp_path, how):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ('{"a": NaN}', "holds NaN, which JSON does not allow"),
+        ('{"a": -Infinity}', "holds -Infinity, which JSON does not allow"),
+        ('{"a": [1, 2', "is not valid JSON (line 1 column 12: Expecting ',' delimiter; cut short?)"),
+        ('{"a": 1} {"b": 2}', "is not valid JSON (line 1 column 10: Extra data)"),
+        ("[" * 100000, "is not valid JSON (nested too deeply)"),
+    ],
+)
+def test_read_refuses_what_python_s_json_would_let_through_or_crash_on(tmp_path, text, phrase):
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as caught:
+        jsonfile.read(str(path), "fix")
+    assert str(caught.value) == f"{path} {phrase}; fix"
+
+
+def test_two_writers_of_one_file_never_trip_over_each_other(tmp_path):
+    """Two jobs filling one cache entry at once: each rename is whole, none fails."""
+    path, errors = str(tmp_path / "a.json"), []
+
+    def writer(n):
+        try:
+            for i in range(200):
+                jsonfile.write(path, {"writer": n, "i": i, "pad": "x" * 4096})
+        except Exception as e:  # what the shared temporary name gave: FileNotFoundError
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and jsonfile.read(path, "")["i"] == 199 and os.listdir(tmp_path) == ["a.json"]
+
+
 def test_kind_is_json_s_name_of_a_type():
     assert [jsonfile.kind(v) for v in (None, True, 3, 2.5, "s", [], {})] == [
         "null",
@@ -110,7 +148,8 @@ def test_a_damaged_features_json_is_refused_not_replaced_by_the_defaults(tmp_pat
         with pytest.raises(features.FeatureError) as caught:
             features.for_run(features.Choice(), False, run_dir, "fashion_mnist", same_curve=same_curve)
         message = str(caught.value)
-        assert message.startswith(f"{path} {phrase}") and "pass the feature flags" in message
+        assert message.startswith(f"{path} {phrase}") and "to evaluate, pass the feature flags" in message
+        assert "to resume, delete it" in message
     # Feature flags on the command line of an evaluation: the record is not needed, so not read.
     given = features.Choice("inception")
     assert features.for_run(given, True, run_dir, "fashion_mnist") == given
@@ -178,6 +217,20 @@ STATE_FAULTS = {
         "'curve' that is not equal-length 'steps' and 'fid'",
     ),
     "a machine without its CPU": (lambda s: s["machines"][0].pop("cpu"), "'machines' entry without a 'cpu'"),
+    "a selection without its FID": (
+        lambda s: _first(_first(s["selection"])).pop("fid"),
+        "without an 'fid' number (or null: diverged)",
+    ),
+    "a selection at lr nan": (lambda s: _first(s["selection"]).update(nan={"fid": 1.0}), "keyed 'nan'"),
+    "a seed in other digits": (
+        lambda s: s["runs"].update({"vae/seed=\u0663": _first(s["runs"])}),
+        "not named <method>/seed=<n>",
+    ),
+    "an unknown method": (lambda s: s["protocol"]["methods"].append("nope"), "method(s) 'nope' this installation"),
+    "a protocol number as a string": (
+        lambda s: s["protocol"].update(steps="9370"),
+        "has protocol 'steps' \"9370\", not a JSON number",
+    ),
 }
 
 
@@ -190,6 +243,11 @@ def test_a_results_json_no_run_wrote_is_refused_with_the_field_named(tmp_path, f
         comparison.read_state(path)
     message = str(caught.value)
     assert message.startswith(path) and phrase in message and "git checkout" in message, message
+
+
+def test_a_machine_whose_core_count_python_could_not_tell_is_kept():
+    state = _edited_state(lambda s: s["machines"].append({"cpu": "unknown", "cpu_count": None}))
+    assert comparison.state_problem(state) is None
 
 
 def _fair_report(tmp_path, docs):
@@ -255,6 +313,16 @@ def _results_tool(tmp_path, *flags):
             {"seed": 1, "dataset": "fashion_mnist", "train_steps": 2, "epochs": 0, "methods": []},
             "has no 'methods' object",
         ),
+        (
+            {
+                "seed": 1,
+                "dataset": "fashion_mnist",
+                "train_steps": 2,
+                "epochs": 0,
+                "methods": {"ae": {"curve": {"steps": [1], "fid": [None]}}},
+            },
+            "a curve of 'ae' without equal-length 'steps' and 'fid' lists of numbers",
+        ),
     ],
 )
 def test_a_damaged_extra_results_file_is_refused_before_anything_trains(tmp_path, content, phrase):
@@ -274,6 +342,8 @@ def test_a_damaged_extra_results_file_is_refused_before_anything_trains(tmp_path
         ('{"train_seconds": 12.5, "eval": {"pri', "is not valid JSON"),
         ('{"train_seconds": "12.5"}', 'has train_seconds "12.5", not a number'),
         ('{"train_seconds": 1, "eval": []}', "has no 'eval' object"),
+        ('{"train_seconds": NaN}', "holds NaN"),
+        ('{"train_seconds": 1, "eval": {"prior": {"command": "python evaluate.py"}}}', "{command, seconds}"),
     ],
 )
 def test_a_damaged_timing_file_is_one_line_that_says_what_deleting_it_costs(tmp_path, text, phrase):
@@ -283,3 +353,17 @@ def test_a_damaged_timing_file_is_one_line_that_says_what_deleting_it_costs(tmp_
     timing.write_text(text)
     proc = _results_tool(tmp_path)
     assert_one_line_error(proc, str(timing), phrase, "the trained run is kept")
+
+
+@pytest.mark.e2e
+def test_every_method_s_files_are_read_before_the_first_method_trains(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "vae").mkdir(parents=True)
+    (runs / "vae" / "config.json").write_text("{")
+    proc = _results_tool(tmp_path, "--methods=ae,vae")
+    assert_one_line_error(proc, str(runs / "vae" / "config.json"), "is not valid JSON")
+    (runs / "vae" / "config.json").unlink()
+    (runs / "vae.timing.json").write_text("[]")
+    proc = _results_tool(tmp_path, "--methods=ae,vae")
+    assert_one_line_error(proc, str(runs / "vae.timing.json"), "does not hold a JSON object")
+    assert sorted(os.listdir(runs)) == ["vae", "vae.timing.json"], "ae trained first"

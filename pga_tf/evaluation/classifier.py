@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pga_tf import data
+from pga_tf import data, jsonfile
 
 if TYPE_CHECKING:
     import keras
@@ -261,8 +261,7 @@ def train_and_save(
         total_seconds=round(time.time() - t0, 1),
     )
     path = save(model, out_dir, name, info)
-    with open(metadata_path(path)) as f:
-        meta = json.load(f)
+    meta = jsonfile.read(metadata_path(path), "it was written just now; train again")
     log(
         f"test accuracy {acc:.4f}; trained in {train_seconds:.0f} s; wrote {path} and "
         f"{os.path.basename(metadata_path(path))} (sha256 {meta['sha256'][:12]}...)"

@@ -168,8 +168,9 @@ def recorded(run_dir: str) -> tuple[Choice, str] | None:
     if not os.path.lexists(path):
         return None
     fix = (
-        "train.py writes it when the run's FID curve starts; pass the feature flags "
-        "(--features, --classifier, --inception_weights) to score with those, or delete the file"
+        "train.py writes it when the run's FID curve starts; to evaluate, pass the feature flags "
+        "(--features, --classifier, --inception_weights); to resume, delete it (the flags' features "
+        "are then recorded)"
     )
     body = jsonfile.read(path, fix, FeatureError)
     fields = {"kind": str, "classifier": str, "inception_weights": str, "sha256": str}

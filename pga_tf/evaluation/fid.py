@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import time
-import zipfile
 from collections.abc import Callable
 
 import numpy as np
@@ -159,8 +158,11 @@ class StatsCache:
         try:
             with np.load(path) as f:
                 stats = FeatureStats(f["activations"], f["mu"], f["sigma"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                there = str(f["key"]) if "key" in f.files else key  # entries before the key was kept
+        except Exception as e:  # any damage np.load trips on (zip, pickle, header, dtype)
             return None, f"unreadable ({type(e).__name__})"
+        if there != key:
+            return None, f"is the entry of {there}, copied over it"
         shapes = (stats.activations.shape, stats.mu.shape, stats.sigma.shape)
         if shapes != ((n, feature_dim), (feature_dim,), (feature_dim, feature_dim)):
             return None, f"holds shapes {shapes}, not those of {n} features of {feature_dim}"
@@ -173,8 +175,8 @@ class StatsCache:
         if path is None:
             return
         os.makedirs(self.directory, exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, activations=stats.activations, mu=stats.mu, sigma=stats.sigma)
+        tmp = jsonfile.temporary_name(path, ".tmp.npz")  # two jobs may fill one entry at once
+        np.savez(tmp, activations=stats.activations, mu=stats.mu, sigma=stats.sigma, key=np.array(key))
         os.replace(tmp, path)
         jsonfile.write(path[:-4] + ".json", info, indent=2, sort_keys=True, allow_nan=True)
 

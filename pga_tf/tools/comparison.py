@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import queue
+import re
 import shutil
 import threading
 import time
@@ -335,6 +336,13 @@ def state_problem(state: dict) -> str | None:
     names = protocol.get("methods")
     if not isinstance(names, list) or not all(isinstance(m, str) for m in names):
         return "has no list of method names in 'protocol'"
+    unknown = [m for m in names if m not in methods.names()]
+    if unknown:
+        return f"names method(s) {', '.join(map(repr, unknown))} this installation does not have"
+    for key, mine in Protocol(methods=()).to_json().items():
+        # A field of the wrong type is damage, not another protocol (which load_state names).
+        if key in protocol and key != "methods" and _json_type(protocol[key]) != _json_type(mine):
+            return f"has protocol {key!r} {json.dumps(protocol[key])}, not a JSON {jsonfile.kind(mine)}"
     for key in ("selection", "runs", "short_runs"):
         if not isinstance(state.get(key, {}), dict):
             return not_an_object(repr(key), state[key])
@@ -343,18 +351,18 @@ def state_problem(state: dict) -> str | None:
             return not_an_object(f"selection {method!r}", by_lr)
         for lr, result in by_lr.items():
             try:
-                ok = f"{float(lr):g}" == lr
+                ok = f"{float(lr):g}" == lr and number(float(lr)) and float(lr) > 0
             except ValueError:
                 ok = False
             if not ok:
                 return f"has selection {method!r} keyed {lr!r}, not a learning rate written as %g"
-            if not isinstance(result, dict) or not number(result.get("fid"), null_ok=True):
+            if not isinstance(result, dict) or "fid" not in result or not number(result["fid"], null_ok=True):
                 return f"has selection {method!r} at lr {lr} without an 'fid' number (or null: diverged)"
     for key in ("runs", "short_runs"):
         for name, run in state.get(key, {}).items():
             where = f"{key} {name!r}"
             method, _, seed = name.partition("/seed=")
-            if not method or not seed.lstrip("-").isdigit():
+            if not method or not re.fullmatch(r"-?[0-9]+", seed):
                 return f"has {where}, not named <method>/seed=<n>"
             if not isinstance(run, dict):
                 return not_an_object(where, run)
@@ -380,10 +388,18 @@ def state_problem(state: dict) -> str | None:
                 return f"has {where} with a 'curve' that is not equal-length 'steps' and 'fid' number lists"
     machines = state.get("machines", [])
     if not isinstance(machines, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("cpu"), str) and number(m.get("cpu_count")) for m in machines
+        isinstance(m, dict) and isinstance(m.get("cpu"), str) and number(m.get("cpu_count"), null_ok=True)
+        for m in machines  # os.cpu_count() may be None
     ):
         return "has a 'machines' entry without a 'cpu' name and a 'cpu_count'"
     return None
+
+
+def _json_type(value) -> str:
+    """jsonfile.kind, with a list's element kinds: [0, 1] and ["0"] differ."""
+    if isinstance(value, list):
+        return "array of " + ",".join(sorted({jsonfile.kind(v) for v in value}))
+    return jsonfile.kind(value)
 
 
 def load_state(path: str, protocol: Protocol) -> dict:

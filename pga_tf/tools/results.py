@@ -19,6 +19,7 @@ training and evaluation is recorded beside its figures.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -158,7 +159,9 @@ flags.DEFINE_boolean("report_only", False, "--protocol=fair: write the section f
 flags.register_validator("jobs", lambda v: v >= 1, message="--jobs must be >= 1")
 flags.register_validator("cores", lambda v: all(c.isdigit() for c in v), message="--cores must be core numbers")
 flags.register_validator(
-    "lr_grid", lambda v: bool(v) and all(_positive_float(x) for x in v), message="--lr_grid must be positive numbers"
+    "lr_grid",
+    lambda v: bool(v) and all(_positive_float(x) for x in v),
+    message="--lr_grid must be positive finite numbers",
 )
 flags.register_validator(
     "seeds",
@@ -187,7 +190,7 @@ def _int_or_none(text: str) -> int | None:
 
 def _positive_float(text: str) -> bool:
     try:
-        return float(text) > 0
+        return math.isfinite(float(text)) and float(text) > 0
     except ValueError:
         return False
 
@@ -222,7 +225,7 @@ def _run(args: list[str], log_path: str, what: str, core: int | None = None) -> 
     with open(log_path, "w") as log:
         proc = subprocess.run([*prefix, sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        with open(log_path) as f:
+        with open(log_path, encoding="utf-8", errors="replace") as f:  # a child's bytes, whatever they are
             lines = [line.strip() for line in f if line.strip()]
         last = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
         raise ResultsError(f"{what} failed (exit {proc.returncode}): {last} [log: {log_path}]")
@@ -245,10 +248,18 @@ def stage1_steps(method: str) -> int:
     from pga_tf import data  # TensorFlow loads here for TFDS data only, to count the training images
 
     batch_size = config_lib.Config.batch_size
-    with open(os.path.join(ROOT, "flags", f"{method}_{FLAGS.dataset}.cfg")) as f:
-        for line in f:
-            if line.strip().startswith("--batch_size="):
-                batch_size = int(line.strip().split("=", 1)[1])
+    path = os.path.join(ROOT, "flags", f"{method}_{FLAGS.dataset}.cfg")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(f"cannot read the flagfile {path} ({e}); restore it (`git checkout -- flags/`)") from None
+    for line in lines:
+        if line.strip().startswith("--batch_size="):
+            value = line.strip().split("=", 1)[1]
+            if not value.isdigit() or int(value) < 1:
+                raise ResultsError(f"{path} has --batch_size={value}, not a positive integer; restore it")
+            batch_size = int(value)
     return FLAGS.epochs * (data.num_examples(FLAGS.dataset, "train", FLAGS.data_dir or None) // batch_size)
 
 
@@ -353,10 +364,12 @@ def _reusable(done: dict, command: str, report_path: str, step: int, sampler: st
         report = jsonfile.read(report_path, "")
     except ValueError:  # damaged since: evaluated again, which writes it afresh
         return False
-    fid, sampler_there = report.get("fid"), report.get("sampler")
+    fid, sampler_there, grids = report.get("fid"), report.get("sampler"), report.get("grids")
     return (
         isinstance(fid, dict)
         and isinstance(sampler_there, dict)
+        and isinstance(grids, dict)
+        and all(isinstance(grids.get(g), str) for g in ("samples", "interpolations"))
         and report.get("step") == step
         and sampler_there.get("kind") == sampler
         and fid.get("num_generated") == FLAGS.num_samples
@@ -376,11 +389,17 @@ def _timing(path: str) -> dict:
     )
     timing = jsonfile.read(path, fix, ResultsError)
     seconds, evals = timing.get("train_seconds", 0), timing.get("eval", {})
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+    if not _number(seconds):
         raise ResultsError(f"{path} has train_seconds {json.dumps(seconds)}, not a number; {fix}")
-    if not isinstance(evals, dict) or not all(isinstance(e, dict) for e in evals.values()):
-        raise ResultsError(f"{path} has no 'eval' object of one object per sampler; {fix}")
+    if not isinstance(evals, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("command"), str) and _number(e.get("seconds")) for e in evals.values()
+    ):
+        raise ResultsError(f"{path} has no 'eval' object of one {{command, seconds}} object per sampler; {fix}")
     return timing
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_features(results: dict, baselines: dict) -> None:
@@ -488,8 +507,11 @@ def extra_curves() -> list[tuple[int, dict]]:
                 and isinstance(curve.get("steps"), list)
                 and isinstance(curve.get("fid"), list)
                 and len(curve["steps"]) == len(curve["fid"])
+                and all(_number(v) for v in curve["steps"] + curve["fid"])
             ):
-                raise ResultsError(f"{path} has a curve of {m!r} without equal-length 'steps' and 'fid' lists; {fix}")
+                raise ResultsError(
+                    f"{path} has a curve of {m!r} without equal-length 'steps' and 'fid' lists of numbers; {fix}"
+                )
         out.append((seed, curves_there))
     return out
 
@@ -646,6 +668,11 @@ def main(argv):
     if FLAGS.protocol == "fair":
         return fair(say)
     extra = extra_curves()  # before anything is trained or written
+    for method in FLAGS.methods:  # each method's files too, not after the methods before it trained
+        run_dir = os.path.abspath(os.path.join(FLAGS.runs_dir, method))
+        config_lib.load(run_dir)
+        if os.path.lexists(run_dir + ".timing.json"):
+            _timing(run_dir + ".timing.json")
     os.makedirs(FLAGS.runs_dir, exist_ok=True)
     os.makedirs(FLAGS.docs_dir, exist_ok=True)
     t0 = time.time()
