@@ -13,6 +13,7 @@ TensorFlow-free: the command lines read these files before TensorFlow loads.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from typing import Any
@@ -103,6 +104,14 @@ class _NonFinite(ValueError):
 
 def _refuse_constant(name: str) -> None:
     raise _NonFinite(name)  # NaN, Infinity or -Infinity: Python's extension, not JSON
+
+
+def is_number(value: Any, null_ok: bool = False) -> bool:
+    """Whether a parsed JSON value is a finite number (true and false are not; null only with
+    `null_ok`, e.g. a diverged run's FID)."""
+    if value is None:
+        return null_ok
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def kind(value: Any) -> str:

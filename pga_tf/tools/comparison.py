@@ -45,6 +45,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from pga_tf import config as config_lib
 from pga_tf import jsonfile, methods
+from pga_tf.tools import curves
 
 # The standard 1-3 series of learning rates; the grid extends along it by one point.
 LR_SERIES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -322,11 +323,6 @@ def state_problem(state: dict) -> str | None:
     """What in a parsed results.json this tool could not have written (as a phrase that follows
     the file's name), or None: every field the units' bookkeeping and the report read."""
 
-    def number(value, null_ok: bool = False) -> bool:
-        if value is None:
-            return null_ok
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
     def not_an_object(what: str, value) -> str:
         return f"has {what} as a JSON {jsonfile.kind(value)}, not an object"
 
@@ -351,12 +347,16 @@ def state_problem(state: dict) -> str | None:
             return not_an_object(f"selection {method!r}", by_lr)
         for lr, result in by_lr.items():
             try:
-                ok = f"{float(lr):g}" == lr and number(float(lr)) and float(lr) > 0
+                ok = f"{float(lr):g}" == lr and jsonfile.is_number(float(lr)) and float(lr) > 0
             except ValueError:
                 ok = False
             if not ok:
                 return f"has selection {method!r} keyed {lr!r}, not a learning rate written as %g"
-            if not isinstance(result, dict) or "fid" not in result or not number(result["fid"], null_ok=True):
+            if (
+                not isinstance(result, dict)
+                or "fid" not in result
+                or not jsonfile.is_number(result["fid"], null_ok=True)
+            ):
                 return f"has selection {method!r} at lr {lr} without an 'fid' number (or null: diverged)"
     for key in ("runs", "short_runs"):
         for name, run in state.get(key, {}).items():
@@ -366,7 +366,9 @@ def state_problem(state: dict) -> str | None:
                 return f"has {where}, not named <method>/seed=<n>"
             if not isinstance(run, dict):
                 return not_an_object(where, run)
-            if not number(run.get("lr")) or (key == "runs" and not number(run.get("train_seconds"))):
+            if not jsonfile.is_number(run.get("lr")) or (
+                key == "runs" and not jsonfile.is_number(run.get("train_seconds"))
+            ):
                 return f"has {where} without its 'lr'" + (
                     " and 'train_seconds' numbers" if key == "runs" else " number"
                 )
@@ -375,20 +377,14 @@ def state_problem(state: dict) -> str | None:
                 return f"has {where} without an 'evaluations' object of objects"
             for label, figures in evaluations.items():
                 for metric in ("fid", "kid", "precision", "recall"):
-                    if metric in figures and not number(figures[metric], null_ok=True):
+                    if metric in figures and not jsonfile.is_number(figures[metric], null_ok=True):
                         return f"has {where} {label} {metric} {json.dumps(figures[metric])}, not a number"
             curve = run.get("curve")
-            if curve is not None and not (
-                isinstance(curve, dict)
-                and isinstance(curve.get("steps"), list)
-                and isinstance(curve.get("fid"), list)
-                and len(curve["steps"]) == len(curve["fid"])
-                and all(number(v) for v in curve["steps"] + curve["fid"])
-            ):
+            if curve is not None and not curves.well_formed(curve):
                 return f"has {where} with a 'curve' that is not equal-length 'steps' and 'fid' number lists"
     machines = state.get("machines", [])
     if not isinstance(machines, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("cpu"), str) and number(m.get("cpu_count"), null_ok=True)
+        isinstance(m, dict) and isinstance(m.get("cpu"), str) and jsonfile.is_number(m.get("cpu_count"), null_ok=True)
         for m in machines  # os.cpu_count() may be None
     ):
         return "has a 'machines' entry without a 'cpu' name and a 'cpu_count'"
@@ -536,8 +532,6 @@ def _run_unit(
                 "evaluations": {},
             }
         check_finished(run_dir, train)
-        from pga_tf.tools import curves
-
         # The run's own time over all its starts: a resumed unit's last start is only a part of it.
         spent = curves.train_seconds(os.path.join(run_dir, "tb"))
         if spent is not None:

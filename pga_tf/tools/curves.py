@@ -13,6 +13,20 @@ import textwrap
 FID_TAG_PREFIX = "eval/FID-"
 
 
+def well_formed(curve) -> bool:
+    """Whether a curve parsed back from JSON is what `read` returns: equal-length lists of
+    finite numbers under "steps" and "fid"."""
+    from pga_tf import jsonfile
+
+    return (
+        isinstance(curve, dict)
+        and isinstance(curve.get("steps"), list)
+        and isinstance(curve.get("fid"), list)
+        and len(curve["steps"]) == len(curve["fid"])
+        and all(jsonfile.is_number(v) for v in curve["steps"] + curve["fid"])
+    )
+
+
 def read(tb_dir: str) -> dict | None:
     """The FID curve of one run: {"tag", "steps", "fid"}, steps ascending, or None without one.
 

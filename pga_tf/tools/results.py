@@ -389,17 +389,14 @@ def _timing(path: str) -> dict:
     )
     timing = jsonfile.read(path, fix, ResultsError)
     seconds, evals = timing.get("train_seconds", 0), timing.get("eval", {})
-    if not _number(seconds):
+    if not jsonfile.is_number(seconds):
         raise ResultsError(f"{path} has train_seconds {json.dumps(seconds)}, not a number; {fix}")
     if not isinstance(evals, dict) or not all(
-        isinstance(e, dict) and isinstance(e.get("command"), str) and _number(e.get("seconds")) for e in evals.values()
+        isinstance(e, dict) and isinstance(e.get("command"), str) and jsonfile.is_number(e.get("seconds"))
+        for e in evals.values()
     ):
         raise ResultsError(f"{path} has no 'eval' object of one {{command, seconds}} object per sampler; {fix}")
     return timing
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_features(results: dict, baselines: dict) -> None:
@@ -502,13 +499,7 @@ def extra_curves() -> list[tuple[int, dict]]:
             raise ResultsError(f"{path} has no 'methods' object of one object per method; {fix}")
         curves_there = {m: r["curve"] for m, r in runs.items() if r.get("curve")}
         for m, curve in curves_there.items():
-            if not (
-                isinstance(curve, dict)
-                and isinstance(curve.get("steps"), list)
-                and isinstance(curve.get("fid"), list)
-                and len(curve["steps"]) == len(curve["fid"])
-                and all(_number(v) for v in curve["steps"] + curve["fid"])
-            ):
+            if not curves.well_formed(curve):
                 raise ResultsError(
                     f"{path} has a curve of {m!r} without equal-length 'steps' and 'fid' lists of numbers; {fix}"
                 )
