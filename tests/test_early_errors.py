@@ -467,3 +467,12 @@ def test_a_classifier_of_another_dataset(no_tf, tmp_path):
 def test_the_fair_protocol_refuses_a_learning_rate_that_is_not_finite(no_tf):
     proc = tool(no_tf, "pga_tf.tools.results", "--protocol=fair", "--lr_grid=3e-4,inf")
     assert_early_error(proc, "--lr_grid must be positive finite numbers")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("flags", [["--cores=4096"], ["--jobs=4096"], ["--cores=a"]])
+def test_the_fair_protocol_refuses_cores_this_machine_does_not_let_it_use(no_tf, flags, tmp_path):
+    """taskset would refuse each unit's command only once its run dir was made."""
+    proc = tool(no_tf, "pga_tf.tools.results", "--protocol=fair", *flags, f"--runs_dir={tmp_path / 'runs'}")
+    assert_early_error(proc, "--cores must be core numbers this machine lets it use")
+    assert not (tmp_path / "runs").exists()

@@ -157,7 +157,22 @@ flags.DEFINE_string(
 )
 flags.DEFINE_boolean("report_only", False, "--protocol=fair: write the section from results.json, run nothing.")
 flags.register_validator("jobs", lambda v: v >= 1, message="--jobs must be >= 1")
-flags.register_validator("cores", lambda v: all(c.isdigit() for c in v), message="--cores must be core numbers")
+
+
+def _usable_cores() -> list[int]:
+    """The CPU cores this process may run on (taskset -c takes only these)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+flags.register_multi_flags_validator(
+    ["jobs", "cores"],
+    lambda f: (
+        all(c.isdigit() for c in f["cores"])
+        and {int(c) for c in f["cores"] or range(f["jobs"])} <= set(_usable_cores())
+    ),
+    message=f"--cores must be core numbers this machine lets it use ({','.join(map(str, _usable_cores()))}); "
+    "without --cores, --jobs runs on cores 0 .. jobs-1",
+)
 flags.register_validator(
     "lr_grid",
     lambda v: bool(v) and all(_positive_float(x) for x in v),
