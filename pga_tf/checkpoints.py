@@ -327,7 +327,7 @@ def recover(directory: str, log=print) -> str | None:
         raise CheckpointError(_all_damaged(directory, damaged))
     removed = remove_partial(directory)
     if removed:
-        log(f"removed what interrupted saves left in {directory}: {', '.join(removed)}")
+        log(f"removed what interrupted saves or prunes left in {directory}: {', '.join(removed)}")
     for prefix, why in damaged:
         aside = _move_aside(prefix)
         log(
@@ -445,9 +445,10 @@ def remove_partial(directory: str) -> list[str]:
     """Delete what interrupted or failed saves left in `directory`; returns the names removed.
 
     That is every `ckpt-N_temp/` (a save's shards before they are merged), the `.data` shards of
-    a checkpoint without its `.index` (TensorFlow writes the index last) and a state file's
-    temporary copy. A checkpoint with its index is never deleted here, listed in the state file
-    or not. Call it only while holding the run dir (run_lock), so no other process is saving there.
+    a checkpoint without its `.index` (TensorFlow writes the index last, and Manager prunes it
+    first) and a state file's temporary copy. A checkpoint with its index is never deleted here,
+    listed in the state file or not. Call it only while holding the run dir (run_lock), so no
+    other process is saving there.
     """
     if not os.path.isdir(directory):
         return []
@@ -483,9 +484,12 @@ class Manager:
     def save(self, step: int) -> str:
         """Write ckpt-<step>, record it in the state file, then delete the oldest beyond max_to_keep.
 
-        The state file is replaced atomically after the checkpoint's files are complete, so at every
-        moment it names complete checkpoints only. Raises SaveError (after removing the partial
-        files) if the write fails.
+        The state file is replaced atomically after the checkpoint's files are complete, and before
+        any old checkpoint is deleted, so at every moment it names complete checkpoints only. A
+        pruned checkpoint loses its .index first: a process killed halfway through a prune leaves
+        .data shards without an index, which `recover` tidies as a save's leftovers, never an
+        index without its data, which would look like a damaged checkpoint. Raises SaveError
+        (after removing the partial files) if the write fails.
         """
         import tensorflow as tf
 
@@ -497,7 +501,7 @@ class Manager:
             self.checkpoint.save_counter.assign_add(1)
             self.checkpoint.write(prefix)
             names = [n for n in _on_disk(self.directory)[0] if n != name] + [name]
-            _write_state(self.directory, names)
+            _write_state(self.directory, names[-self.max_to_keep :])
         except (tf.errors.OpError, OSError) as e:
             _remove(self.directory, STATE_FILE + ".tmp")
             for entry in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
@@ -509,11 +513,10 @@ class Manager:
                 f"cannot save checkpoint {prefix} ({_short(reason)}); last good checkpoint: {last or 'none'}"
             ) from None
         for old in names[: -self.max_to_keep]:
+            _remove(self.directory, old + ".index")
             for entry in os.listdir(self.directory):
                 if _NAME.match(entry) and entry.split(".")[0].removesuffix("_temp") == old:
                     _remove(self.directory, entry)
-        if len(names) > self.max_to_keep:
-            _write_state(self.directory, names[-self.max_to_keep :])
         return prefix
 
 

@@ -155,6 +155,58 @@ def test_a_checkpoint_pruned_before_it_is_held_is_retried_on_the_next(tmp_path, 
         checkpoints.newest(directory, lambda line: None)
 
 
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it in the process runs (not an Exception, so no
+    handler of the code under test catches it)."""
+
+
+def test_a_prune_cut_anywhere_leaves_no_damaged_checkpoint_and_an_honest_state_file(tmp_path, monkeypatch):
+    # --keep_checkpoints prunes after each save; a kill -9 can land between any two deletions.
+    remove = checkpoints._remove
+    for cut in range(10):
+        directory = str(tmp_path / f"cut{cut}")
+        v = tf.Variable(0.0)
+        manager = checkpoints.Manager(tf.train.Checkpoint(v=v), directory, max_to_keep=2)
+        for step in (5, 10):
+            v.assign(float(step))
+            manager.save(step)
+        calls = []
+
+        def cut_short(d, name, cut=cut, calls=calls):
+            if len(calls) == cut:
+                raise _Killed
+            calls.append(name)
+            remove(d, name)
+
+        monkeypatch.setattr(checkpoints, "_remove", cut_short)
+        v.assign(15.0)
+        try:
+            manager.save(15)
+        except _Killed:
+            pass
+        monkeypatch.setattr(checkpoints, "_remove", remove)
+        lines = []
+        found = checkpoints.recover(directory, lines.append)
+        assert found == os.path.join(directory, "ckpt-15") and _value(found) == 15.0
+        assert not any("damaged" in line or "state file" in line for line in lines), (cut, calls, lines)
+        assert not os.path.exists(os.path.join(directory, checkpoints.DAMAGED_DIR)), (cut, calls)
+        kept = {STATE, "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-15.data-00000-of-00001", "ckpt-15.index"}
+        left = set(os.listdir(directory)) - kept
+        # What the cut prune left: nothing, or all of ckpt-5 (whole), which the next save prunes.
+        assert left in (set(), {"ckpt-5.data-00000-of-00001", "ckpt-5.index"}), (cut, calls, left)
+        state = tf.train.get_checkpoint_state(directory)
+        assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-10", "ckpt-15"]
+        v.assign(20.0)
+        checkpoints.Manager(tf.train.Checkpoint(v=v), directory, max_to_keep=2).save(20)
+        assert sorted(os.listdir(directory)) == sorted(
+            {STATE, "ckpt-15.data-00000-of-00001", "ckpt-15.index", "ckpt-20.data-00000-of-00001", "ckpt-20.index"}
+        )
+        if len(calls) < cut:  # the prune ran to its end before the cut: every point was tried
+            break
+    else:
+        pytest.fail("the prune made more deletions than the test cuts at")
+
+
 # ------------------------------------------------------------------ through the entry points
 def _export(run_dir, out):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
