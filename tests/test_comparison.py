@@ -159,11 +159,9 @@ def test_state_refuses_another_protocols_file(tmp_path):
         comparison.load_state(path, comparison.Protocol(methods=P.methods, seeds=(0, 1), holdout=5000))
 
 
-def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
-    """The scheduler with a fake executor: each train/evaluate call writes what the real command
-    would (a report), and one learning rate diverges."""
-    protocol = comparison.Protocol(methods=("ae",), seeds=(0,))
-    calls = []
+def _fake_execute(calls):
+    """An executor that writes what the real commands would (a last checkpoint, a report) and
+    records each command in `calls`; lr 1e-3 diverges."""
 
     def execute(args, log_path, what, core):
         calls.append(args)
@@ -197,6 +195,15 @@ def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
             )
         return 2.0
 
+    return execute
+
+
+def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
+    """The scheduler with a fake executor: each train/evaluate call writes what the real command
+    would (a report), and one learning rate diverges."""
+    protocol = comparison.Protocol(methods=("ae",), seeds=(0,))
+    calls = []
+    execute = _fake_execute(calls)
     monkeypatch.setattr(comparison, "_machine", lambda: {"cpu": "test", "cpu_count": 1, "platform": "t"})
     state = comparison.run(protocol, str(tmp_path / "runs"), str(tmp_path / "docs"), execute, log=lambda s: None)
     sel = state["selection"]["ae"]
@@ -210,6 +217,48 @@ def test_run_records_each_unit_and_a_divergence(tmp_path, monkeypatch):
     # Started again, nothing is pending: no command runs.
     comparison.run(protocol, str(tmp_path / "runs"), str(tmp_path / "docs"), execute, log=lambda s: None)
     assert len(calls) == n
+
+
+def test_run_can_take_only_the_short_units(tmp_path, monkeypatch):
+    """--unit_kinds=short: the short-budget units run, in pending's order; the long ones wait."""
+    protocol = comparison.Protocol(methods=("ae", "two_stage_vae"), seeds=(0, 1, 2), long_seeds=(0, 1))
+    chosen = {"0.0001": {"fid": 60.0}, "0.0003": {"fid": 40.0}, "0.001": {"fid": 50.0}}
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    comparison.save_state(
+        {
+            "protocol": protocol.to_json(),
+            "selection": {m: chosen for m in protocol.methods},
+            "runs": {},
+            "short_runs": {},
+        },
+        str(docs / comparison.RESULTS_FILE),
+    )
+    calls = []
+    monkeypatch.setattr(comparison, "_machine", lambda: {"cpu": "test", "cpu_count": 1, "platform": "t"})
+    state = comparison.run(
+        protocol, str(tmp_path / "runs"), str(docs), _fake_execute(calls), log=lambda s: None, kinds=("short",)
+    )
+    trained = [
+        (a[1].split("/")[1].split("_fashion")[0], next(x for x in a if x.startswith("--seed=")))
+        for a in calls
+        if a[0] == "train.py"
+    ]
+    assert trained == [
+        ("two_stage_vae", "--seed=0"),
+        ("two_stage_vae", "--seed=1"),
+        ("ae", "--seed=2"),
+        ("two_stage_vae", "--seed=2"),
+    ]
+    assert all("--train_steps=3000" in a for a in calls if a[0] == "train.py")
+    assert state["runs"] == {} and sorted(state["short_runs"]) == [
+        "ae/seed=2",
+        "two_stage_vae/seed=0",
+        "two_stage_vae/seed=1",
+        "two_stage_vae/seed=2",
+    ]
+    # What is left is exactly the long runs.
+    assert {u.kind for u in comparison.pending(protocol, state)} == {"seed"}
 
 
 def test_welch_interval_matches_scipy():

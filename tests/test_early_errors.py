@@ -476,3 +476,10 @@ def test_the_fair_protocol_refuses_cores_this_machine_does_not_let_it_use(no_tf,
     proc = tool(no_tf, "pga_tf.tools.results", "--protocol=fair", *flags, f"--runs_dir={tmp_path / 'runs'}")
     assert_early_error(proc, "--cores must be core numbers this machine lets it use")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.e2e
+def test_the_fair_protocol_refuses_an_unknown_unit_kind(no_tf, tmp_path):
+    proc = tool(no_tf, "pga_tf.tools.results", "--protocol=fair", "--unit_kinds=short,long", f"--runs_dir={tmp_path}/r")
+    assert_early_error(proc, "--unit_kinds must be a subset of select,seed,short")
+    assert not (tmp_path / "r").exists()

@@ -81,6 +81,9 @@ class Protocol:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+UNIT_KINDS = ("select", "seed", "short")
+
+
 @dataclasses.dataclass(frozen=True)
 class Unit:
     """One training run and its evaluations: kind "select" (method, lr), "seed" (method, seed)
@@ -449,6 +452,7 @@ def run(
     log: Callable[[str], None] = print,
     max_units: int = 0,
     cores: tuple[int, ...] = (),
+    kinds: tuple[str, ...] = UNIT_KINDS,
 ) -> dict:
     """Runs every pending unit (`jobs` at a time, each on its own CPU core of `cores`, by default
     0 .. jobs - 1), recording each into <docs_dir>/results.json as it finishes; returns the state.
@@ -456,6 +460,9 @@ def run(
     Args:
       execute: (args, log path, what, core) -> wall seconds; runs `python <args>` (results._run).
       max_units: stop after this many units (0: until nothing is pending).
+      kinds: the kinds of unit to run (of UNIT_KINDS), in `pending`'s order; the others wait.
+        A unit cut short is lost with its run dir, so a machine with less time left than a long
+        run takes can still finish short ones.
     """
     os.makedirs(runs_dir, exist_ok=True)
     os.makedirs(docs_dir, exist_ok=True)
@@ -473,7 +480,7 @@ def run(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while True:
             with lock:
-                todo = [u for u in pending(protocol, state) if u.key + u.kind not in running]
+                todo = [u for u in pending(protocol, state) if u.kind in kinds and u.key + u.kind not in running]
             while todo and len(running) < jobs and (not max_units or done_units + len(running) < max_units):
                 unit = todo.pop(0)
                 running[unit.key + unit.kind] = pool.submit(

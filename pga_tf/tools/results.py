@@ -38,7 +38,7 @@ from pga_tf import cli, jsonfile, runs  # noqa: E402
 from pga_tf import config as config_lib
 from pga_tf import methods as methods_lib
 from pga_tf.config import SAMPLERS, default_sampler, eval_report_path, sampler_suffix  # noqa: E402
-from pga_tf.tools import curves  # noqa: E402
+from pga_tf.tools import comparison, curves  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 METHODS = methods_lib.names()  # table order
@@ -144,6 +144,18 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_list("cores", [], "--protocol=fair: the CPU cores the --jobs run on (default 0 .. jobs-1).")
 flags.DEFINE_integer("max_units", 0, "--protocol=fair: stop after this many units (0: all).")
+flags.DEFINE_list(
+    "unit_kinds",
+    list(comparison.UNIT_KINDS),
+    "--protocol=fair: the kinds of unit to run (select: a learning-rate selection run; seed: a "
+    "final run of the long budget; short: a short-budget run of its own). A unit cut short is "
+    "lost, so with less time left than a long run takes, --unit_kinds=short finishes short ones.",
+)
+flags.register_validator(
+    "unit_kinds",
+    lambda v: bool(v) and set(v) <= set(comparison.UNIT_KINDS),
+    message=f"--unit_kinds must be a subset of {','.join(comparison.UNIT_KINDS)}",
+)
 flags.DEFINE_string(
     "results_md",
     os.path.join("docs", "RESULTS.md"),
@@ -567,7 +579,7 @@ def curve_section(results: dict, fid_name: str, extra: list[tuple[int, dict]] = 
 
 def fair(say) -> None:
     """--protocol=fair: pga_tf/tools/comparison.py's units, then its section."""
-    from pga_tf.tools import comparison, comparison_report
+    from pga_tf.tools import comparison_report
 
     runs_dir, docs_dir = _dirs()
     methods = tuple(FLAGS.methods) if FLAGS["methods"].present else METHODS
@@ -615,6 +627,7 @@ def fair(say) -> None:
                 log=say,
                 max_units=FLAGS.max_units,
                 cores=tuple(int(c) for c in FLAGS.cores),
+                kinds=tuple(FLAGS.unit_kinds),
             )
         except ValueError as e:  # results.json of another protocol
             raise ResultsError(str(e)) from None
@@ -731,8 +744,6 @@ def main(argv):
 
 def run() -> None:
     """`pga-results` and `python -m pga_tf.tools.results` (its flags are defined on import)."""
-    from pga_tf.tools import comparison
-
     cli.run(
         main,
         (ResultsError, comparison.Interrupted, config_lib.ConfigError, OSError),
