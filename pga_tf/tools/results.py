@@ -76,8 +76,12 @@ flags.DEFINE_list(
     "curves join the plot (a band from the lowest to the highest FID per step).",
 )
 flags.DEFINE_integer("init_steps", 1000, "Warm-up steps for the methods that have one (LPGA, LVPGA).")
-flags.DEFINE_string("runs_dir", os.path.join("runs", "results"), "Run dirs: <runs_dir>/<method>.")
-flags.DEFINE_string("docs_dir", os.path.join("docs", "results"), "Where the table, JSON and PNGs go.")
+flags.DEFINE_string(
+    "runs_dir", os.path.join("runs", "results"), "Run dirs: <runs_dir>/<method> (--protocol=fair: runs/fair)."
+)
+flags.DEFINE_string(
+    "docs_dir", os.path.join("docs", "results"), "Where the table, JSON and PNGs go (--protocol=fair: docs/fair)."
+)
 flags.DEFINE_integer("num_samples", 10000, "Samples per draw for FID/KID.")
 flags.DEFINE_integer("draws", 3, "Draws of --num_samples samples (mean and std over draws).")
 flags.DEFINE_string("classifier", "", "Domain classifier for the features (default: evaluate.py's).")
