@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import textwrap
 
+from pga_tf import jsonfile
+
 FID_TAG_PREFIX = "eval/FID-"
 
 
 def well_formed(curve) -> bool:
     """Whether a curve parsed back from JSON is what `read` returns: equal-length lists of
     finite numbers under "steps" and "fid"."""
-    from pga_tf import jsonfile
-
     return (
         isinstance(curve, dict)
         and isinstance(curve.get("steps"), list)
