@@ -100,6 +100,17 @@ def test_short_rows_join_long_runs_checkpoints_and_short_runs(tmp_path):
     assert "| VAE | 0.001 | 2 | 41.0 ± 1.4 |" in text  # the long table: seeds 0 and 1
     assert "| VAE | 0.001 | 3 | 53.0 ± 3.6 |" in text  # the short table: 50, 52 and 57
     assert "3 of 3 final runs done" in text  # two long runs and seed 2's short run
+    # Train time: the long runs' mean; the short row has no run of its own with a time yet.
+    assert [line.rsplit("|", 2)[1].strip() for line in text.splitlines() if line.startswith("| VAE | 0.001 |")] == [
+        "10 min",
+        "–",
+    ]
+    state["short_runs"]["vae/seed=2"]["train_seconds"] = 300.0
+    text = comparison_report.section(state, str(tmp_path))
+    assert [line.rsplit("|", 2)[1].strip() for line in text.splitlines() if line.startswith("| VAE | 0.001 |")] == [
+        "10 min",
+        "5 min",  # seed 2's run of its own, not the long runs' 10 min
+    ]
 
 
 def test_a_file_from_before_long_seeds_loads_while_no_other_seed_ran(tmp_path):

@@ -203,6 +203,10 @@ STATE_FAULTS = {
     ),
     "a run without evaluations": (lambda s: _first(s["runs"]).pop("evaluations"), "without an 'evaluations' object"),
     "a run without train time": (lambda s: _first(s["runs"]).pop("train_seconds"), "'train_seconds'"),
+    "a short run's train time a string": (
+        lambda s: _first(s["short_runs"]).update(train_seconds="600"),
+        "'train_seconds' that is not a number",
+    ),
     "a run misnamed": (lambda s: s["runs"].update({"vae-seed0": _first(s["runs"])}), "not named <method>/seed=<n>"),
     "a selection FID a string": (
         lambda s: _first(_first(s["selection"])).update(fid="x"),

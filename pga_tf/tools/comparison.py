@@ -375,6 +375,8 @@ def state_problem(state: dict) -> str | None:
                 return f"has {where} without its 'lr'" + (
                     " and 'train_seconds' numbers" if key == "runs" else " number"
                 )
+            if "train_seconds" in run and not jsonfile.is_number(run["train_seconds"]):
+                return f"has {where} with a 'train_seconds' that is not a number"
             evaluations = run.get("evaluations")
             if not isinstance(evaluations, dict) or not all(isinstance(e, dict) for e in evaluations.values()):
                 return f"has {where} without an 'evaluations' object of objects"

@@ -127,8 +127,10 @@ def budget_table(state: dict, row: str) -> str:
         own_runs = [r for k, r in state["short_runs"].items() if k.startswith(f"{m}/seed=")]
         n = len(per_seed(state, m, row, "own"))
         lr = f"{(runs or own_runs)[0]['lr']:g}" if runs or own_runs else "–"
-        minutes = [r["train_seconds"] / 60 for r in runs]
-        time_cell = f"{np.mean(minutes):.0f} min" if minutes and row == "long" else "–"
+        # A short row read from a long run's checkpoint has no time of its own, so the short
+        # budget's time is that of its runs of their own.
+        minutes = [r["train_seconds"] / 60 for r in (runs if row == "long" else own_runs) if "train_seconds" in r]
+        time_cell = f"{np.mean(minutes):.0f} min" if minutes else "–"
         rows.append(f"| {label(m)} | {lr} | {n} | " + " | ".join(cells) + f" | {time_cell} |")
     return "\n".join(rows) + "\n"
 
@@ -333,7 +335,9 @@ def section(state: dict, docs_dir: str) -> str:
         "features.",
         "- **Train time:** wall time of train.py over all of a run's starts (FID curve points included), "
         "on 2-core machines running two units at once beside other work: what a run cost here, not which "
-        "method is faster (docs/BENCHMARKS.md times the steps).",
+        "method is faster (docs/BENCHMARKS.md times the steps). The short budget's is the mean over its "
+        "runs of their own (a row read from a long run's checkpoint has no time of its own; the 2-Stage "
+        "VAE's includes its second stage).",
         "",
     ]
     n_final = len(p["methods"]) * len(protocol.long_seeds)
