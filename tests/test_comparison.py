@@ -322,6 +322,40 @@ def test_section_tables_hold_the_seed_statistics(tmp_path):
     assert text.startswith(comparison_report.START) and text.rstrip().endswith(comparison_report.END)
 
 
+def test_the_best_pga_is_chosen_on_the_validation_split_not_on_the_test_fids(tmp_path):
+    state = _state_with_seeds()  # LPGA: validation 39.0 at its chosen rate, test FIDs 40.0, 41.5, 39.0
+    state["protocol"]["methods"] = ["vae", "lpga", "vpga"]
+    state["selection"]["vpga"] = {"0.0003": {"fid": 41.0}, "0.001": {"fid": 39.5}, "0.003": {"fid": 45.0}}
+
+    def ev(fid):
+        return {
+            f"{row}/{s}": {"fid": fid, "kid": 0.01, "precision": 0.7, "recall": 0.4}
+            for row in ("long", "short")
+            for s in ("prior", "gmm")
+        }
+
+    state["runs"].update(
+        {
+            f"vpga/seed={s}": {"lr": 1e-3, "train_seconds": 600, "evaluations": ev(f)}
+            for s, f in enumerate([30.0, 31.0, 32.0])
+        }
+    )
+    assert comparison_report.best_pga(state) == ("lpga", 39.0)  # VPGA has the lower test FIDs
+    best, diffs = comparison_report.differences(state, "long", "own")
+    assert best == "lpga" and [d["against"] for d in diffs] == ["vae", "vpga"]
+    assert diffs[1]["diff"] == pytest.approx(np.mean([40.0, 41.5, 39.0]) - 31.0)
+    text = comparison_report.section(state, str(tmp_path))
+    assert "(LPGA, validation FID 39.0 at its chosen rate)" in text
+    assert "| long budget | own sampler | LPGA | VPGA | +9.2 |" in text
+    # A PGA whose rate is not chosen yet (a grid point missing) is not a candidate.
+    state["selection"]["lpga"].pop("0.0003")
+    assert comparison_report.best_pga(state) == ("vpga", 39.5)
+    # Before any PGA's rate is chosen there is no best PGA and no difference.
+    state["selection"]["vpga"].pop("0.0003")
+    assert comparison_report.best_pga(state) is None
+    assert comparison_report.differences(state, "long", "own") == (None, [])
+
+
 def test_write_replaces_only_its_section(tmp_path):
     state = _state_with_seeds()
     (tmp_path / "docs").mkdir()
