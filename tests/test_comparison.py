@@ -356,6 +356,22 @@ def test_the_best_pga_is_chosen_on_the_validation_split_not_on_the_test_fids(tmp
     assert comparison_report.differences(state, "long", "own") == (None, [])
 
 
+def test_core_hours_add_every_unit_s_training_and_evaluations():
+    state = _state_with_seeds()  # six long runs of 600 s, no evaluation times
+    state["selection"]["vae"]["0.001"].update(train_seconds=1800.0, eval_seconds=90.0)
+    state["selection"]["lpga"]["0.003"].update(train_seconds=360.0)  # diverged: no evaluation
+    state["runs"]["vae/seed=0"]["evaluations"]["long/prior"]["eval_seconds"] = 120.0
+    state["runs"]["vae/seed=0"]["evaluations"]["long/gmm"]["eval_seconds"] = 150.0
+    state["short_runs"]["lpga/seed=3"] = {
+        "lr": 1e-3,
+        "train_seconds": 540.0,
+        "evaluations": {"short/prior": {"eval_seconds": 60.0}},
+    }
+    train, evaluation = comparison_report.core_hours(state)
+    assert train == pytest.approx((6 * 600 + 1800 + 360 + 540) / 3600)
+    assert evaluation == pytest.approx((90 + 120 + 150 + 60) / 3600)
+
+
 def test_write_replaces_only_its_section(tmp_path):
     state = _state_with_seeds()
     (tmp_path / "docs").mkdir()

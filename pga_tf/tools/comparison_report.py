@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from pga_tf import config as config_lib
-from pga_tf import methods
+from pga_tf import jsonfile, methods
 from pga_tf.methods import label
 from pga_tf.tools import comparison
 
@@ -74,6 +74,20 @@ def per_seed(state: dict, method: str, row: str, sampler: str, metric: str = "fi
         if value is not None:
             out.append(float(value))
     return out
+
+
+def core_hours(state: dict) -> tuple[float, float]:
+    """(training, evaluation) core-hours of every unit results.json holds: each unit ran on one
+    core, so the sum of its train.py and evaluate.py wall times is what the protocol has cost."""
+    units = [r for sel in state["selection"].values() for r in sel.values()]
+    units += [r for key in ("runs", "short_runs") for r in state[key].values()]
+    evals = [r for r in units if "evaluations" not in r]  # a selection unit holds its one evaluation
+    evals += [e for r in units for e in r.get("evaluations", {}).values()]
+
+    def hours(records: list[dict], key: str) -> float:
+        return sum(r[key] for r in records if jsonfile.is_number(r.get(key))) / 3600
+
+    return hours(units, "train_seconds"), hours(evals, "eval_seconds")
 
 
 def _pm(values: list[float], digits: int) -> str:
@@ -382,7 +396,10 @@ def section(state: dict, docs_dir: str) -> str:
     text += [
         f"**Progress:** {sum(map(len, state['selection'].values()))} selection runs done; "
         f"{done} of {n_final + n_short} final runs done. Rows fill in as `--protocol=fair` "
-        "finishes them (a dash: not run yet).",
+        "finishes them (a dash: not run yet). Spent so far: {:.1f} core-hours of training and {:.1f} of "
+        "evaluation (the wall times of each unit on its core, beside other work as the train times are).".format(
+            *core_hours(state)
+        ),
         "",
     ]
     text += ["### Learning-rate selection (validation FID, own sampler)", "", selection_table(state)]
