@@ -347,6 +347,7 @@ def test_the_best_pga_is_chosen_on_the_validation_split_not_on_the_test_fids(tmp
     text = comparison_report.section(state, str(tmp_path))
     assert "(LPGA, validation FID 39.0 at its chosen rate)" in text
     assert "| long budget | own sampler | LPGA | VPGA | +9.2 |" in text
+    assert "LPGA worse (interval above 0)" in text and "PGA worse" not in text.replace("LPGA worse", "")
     # A PGA whose rate is not chosen yet (a grid point missing) is not a candidate.
     state["selection"]["lpga"].pop("0.0003")
     assert comparison_report.best_pga(state) == ("vpga", 39.5)
@@ -455,11 +456,65 @@ def test_verdicts_name_each_claim_with_its_interval(tmp_path):
     vae = next(line for line in text.splitlines() if line.startswith("- **PGA against the VAE**"))
     assert (
         f"9370 steps: LPGA − VAE {want['diff']:+.1f} [{want['low']:+.1f}, {want['high']:+.1f}], "
-        "PGA better (interval below 0)" in vae
+        "LPGA better (interval below 0)" in vae
     )
     # No WAE, RAE or 2-Stage VAE in this state: those claims are not listed; the GMM one is.
     assert "simple-prior" not in text and "second-stage" not in text
     assert "- **Every method with the ex-post GMM sampler** (VAE; ex-post GMM). 9370 steps: LPGA − VAE" in text
+
+
+def test_rae_is_also_held_against_pga_with_the_sampler_of_its_paper():
+    state = _state_with_seeds()
+    state["protocol"]["methods"] = ["vae", "rae", "lpga"]
+    state["selection"]["rae"] = {"0.0003": {"fid": 50.0}, "0.001": {"fid": 45.0}, "0.003": {"fid": 60.0}}
+    for seed, (prior, gmm) in enumerate([(60.0, 38.0), (62.0, 39.0), (61.0, 41.0)]):
+        ev = {
+            f"{row}/{s}": {"fid": f, "kid": 0.01, "precision": 0.7, "recall": 0.4}
+            for row in ("long", "short")
+            for s, f in (("prior", prior), ("gmm", gmm))
+        }
+        state["runs"][f"rae/seed={seed}"] = {"lr": 1e-3, "train_seconds": 600, "evaluations": ev}
+    text = comparison_report.verdicts(state)
+    simple = next(line for line in text.splitlines() if line.startswith("- **PGA against the other simple-prior"))
+    lpga = [40.0, 41.5, 39.0]  # LPGA's own sampler on both budgets
+    own = comparison_report.welch_interval(lpga, [60.0, 62.0, 61.0])
+    paper = comparison_report.welch_interval(lpga, [38.0, 39.0, 41.0])
+    assert f"LPGA − RAE {own['diff']:+.1f} [{own['low']:+.1f}, {own['high']:+.1f}], LPGA better" in simple
+    assert (
+        f"LPGA − RAE with ex-post GMM, the sampler of its paper, {paper['diff']:+.1f} "
+        f"[{paper['low']:+.1f}, {paper['high']:+.1f}], not resolved (interval holds 0)" in simple
+    )
+    # The GMM claim already holds both sides on the GMM: no second RAE item there.
+    gmm = next(line for line in text.splitlines() if line.startswith("- **Every method with the ex-post GMM"))
+    assert "the sampler of its paper" not in gmm
+
+
+def test_the_second_stage_s_steps_are_said_from_the_evaluated_step():
+    state = _state_with_seeds()
+    state["protocol"]["methods"] = ["vae", "two_stage_vae", "lpga"]
+    state["protocol"]["steps"], state["protocol"]["short_steps"] = 9370, 3000
+    ev = {"long/two_stage": {"fid": 20.0, "step": 28110}, "long/gmm": {"fid": 9.0, "step": 28110}}
+    command = "python train.py --flagfile=flags/two_stage_vae_fashion_mnist.cfg --optimizer=adam --lr=0.001"
+    state["runs"]["two_stage_vae/seed=1"] = {
+        "lr": 1e-3,
+        "train_seconds": 60,
+        "train_command": command,
+        "evaluations": ev,
+    }
+    said = comparison_report.later_phases(state)
+    assert said == (
+        "The 2-Stage VAE trains the budget's steps at the chosen rate and then its later phases (a second "
+        "stage) at its flagfile's settings (flags/two_stage_vae_fashion_mnist.cfg): 9370 + 18740 steps at "
+        "the long budget."
+    )
+    assert said in comparison_report.section(state, "/nonexistent")
+    short = {"short/two_stage": {"fid": 30.0, "step": 9000}}
+    state["short_runs"]["two_stage_vae/seed=2"] = {"lr": 1e-3, "train_command": command, "evaluations": short}
+    assert comparison_report.later_phases(state).endswith(
+        "9370 + 18740 steps at the long budget, 3000 + 6000 steps at the short budget."
+    )
+    del state["runs"]["two_stage_vae/seed=1"], state["short_runs"]["two_stage_vae/seed=2"]
+    assert comparison_report.later_phases(state) == ""
 
 
 def test_readme_block_ranks_methods_and_links_the_section(tmp_path):

@@ -53,6 +53,8 @@ class Method:
         norm off only; methods/pga.py `fused_losses`), or None: the plain step only.
       sampler: the latent sampler of its own generative model (evaluate.py's and the export's
         default); "prior" for z ~ N(0, I).
+      paper_sampler: the sampler its paper reports samples with, when that is not `sampler` (RAE:
+        "gmm", the ex-post GMM); the fair comparison's verdicts also hold PGA against it so.
       samplers: sampler names this method adds, each "module:builder" with the signature of
         samplers.BUILDERS' values (source, options, log) -> LatentSampler.
       log_det_term: the loss term holding its log ||J_h u|| (named by the non-finite-loss hint).
@@ -86,6 +88,7 @@ class Method:
     claim: str = ""
     fused_losses: str | None = None
     sampler: str = "prior"
+    paper_sampler: str = ""
     samplers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     log_det_term: str | None = None
     forward_mode_log_det: bool = False

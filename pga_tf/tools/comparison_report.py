@@ -90,6 +90,18 @@ def core_hours(state: dict) -> tuple[float, float]:
     return hours(units, "train_seconds"), hours(evals, "eval_seconds")
 
 
+def max_draw_spread(state: dict) -> float:
+    """The largest standard deviation of FID between the draws of one final run's evaluation."""
+    spreads = [
+        e["fid_std_draws"]
+        for key in ("runs", "short_runs")
+        for r in state[key].values()
+        for e in r["evaluations"].values()
+        if jsonfile.is_number(e.get("fid_std_draws"))
+    ]
+    return max(spreads, default=0.0)
+
+
 def _pm(values: list[float], digits: int) -> str:
     if not values:
         return "–"
@@ -204,13 +216,13 @@ def best_pga_text(state: dict) -> str:
     )
 
 
-def _verdict(d: dict) -> str:
+def _verdict(d: dict, best: str) -> str:
     if d["low"] is None:
         return "too few seeds for an interval"
     if d["high"] < 0:
-        return "PGA better (interval below 0)"
+        return f"{label(best)} better (interval below 0)"
     if d["low"] > 0:
-        return "PGA worse (interval above 0)"
+        return f"{label(best)} worse (interval above 0)"
     return "not resolved (interval holds 0)"
 
 
@@ -226,7 +238,7 @@ def difference_table(state: dict) -> str:
                 interval = f"[{d['low']:+.1f}, {d['high']:+.1f}]" if d["low"] is not None else "–"
                 rows.append(
                     f"| {name} | {SAMPLER_NAMES[sampler]} | {label(best)} | {label(d['against'])} | "
-                    f"{d['diff']:+.1f} | {interval} | {_verdict(d)} |"
+                    f"{d['diff']:+.1f} | {interval} | {_verdict(d, best)} |"
                 )
     return "\n".join(rows) + "\n"
 
@@ -250,12 +262,24 @@ def verdicts(state: dict) -> str:
                 continue
             said = []
             for d in found:
-                interval = f" [{d['low']:+.1f}, {d['high']:+.1f}]" if d["low"] is not None else ""
-                said.append(f"{label(best)} − {label(d['against'])} {d['diff']:+.1f}{interval}, {_verdict(d)}")
+                said.append(f"{label(best)} − {label(d['against'])} {_said(d, best)}")
+                paper = methods.get(d["against"]).paper_sampler
+                theirs = per_seed(state, d["against"], row, paper) if paper and paper != sampler else []
+                if theirs:
+                    e = welch_interval(per_seed(state, best, row, sampler), theirs)
+                    said.append(
+                        f"{label(best)} − {label(d['against'])} with {SAMPLER_NAMES[paper]}, the sampler "
+                        f"of its paper, {_said(e, best)}"
+                    )
             parts.append(f"{budget}: " + "; ".join(said))
         names = ", ".join(label(m) for m in others)
         lines.append(f"- **{claim}** ({names}; {SAMPLER_NAMES[sampler]}). " + ". ".join(parts) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _said(d: dict, best: str) -> str:
+    interval = f" [{d['low']:+.1f}, {d['high']:+.1f}]" if d["low"] is not None else ""
+    return f"{d['diff']:+.1f}{interval}, {_verdict(d, best)}"
 
 
 def _anchor(title: str) -> str:
@@ -265,9 +289,38 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 
 
+def later_phases(state: dict) -> str:
+    """What the methods with later phases (the 2-Stage VAE's second stage) train beyond the
+    budget's steps, read from the steps their evaluations record; "" when none has run."""
+    p = state["protocol"]
+    out = []
+    for m in comparison.table_order(p["methods"]):
+        if not methods.get(m).later_phases:
+            continue
+        said, flagfile = [], ""
+        for row, key, steps in (("long", "runs", p["steps"]), ("short", "short_runs", p["short_steps"])):
+            for seed in comparison.protocol_of(state).seeds:
+                run = state[key].get(comparison.run_key(m, seed))
+                step = run and next((e.get("step") for k, e in run["evaluations"].items() if k.startswith(row)), None)
+                if jsonfile.is_number(step):
+                    args = run.get("train_command", "").split()
+                    flagfile = next((a.split("=", 1)[1] for a in args if a.startswith("--flagfile=")), flagfile)
+                    said.append(f"{steps} + {int(step) - steps} steps at the {row} budget")
+                    break
+        if said:
+            where = f" ({flagfile})" if flagfile else ""
+            out.append(
+                f"The {label(m)} trains the budget's steps at the chosen rate and then its later phases (a "
+                f"second stage) at its flagfile's settings{where}: " + ", ".join(said) + "."
+            )
+    return " ".join(out)
+
+
 def section_title(state: dict) -> str:
-    seeds = len(state["protocol"]["seeds"])
-    return f"Fair comparison: one optimiser, a learning rate chosen on a validation split, {seeds} seeds"
+    protocol = comparison.protocol_of(state)
+    n_long, n_all = len(protocol.long_seeds), len(protocol.seeds)
+    seeds = f"{n_all} seeds" if n_long == n_all else f"{n_long} seeds ({n_all} at the short budget)"
+    return f"Fair comparison: one optimiser, a learning rate chosen on a validation split, {seeds}"
 
 
 def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> str:
@@ -292,8 +345,10 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
         "at a learning rate chosen on "
         f"{p['holdout']} held-out training images; FID on classifier features against the test split "
         "(lower is better), improved precision and recall (k = 3) of the same samples, each method's own "
-        f"sampler; mean ± standard deviation over seeds ({done} of {n_long} runs of this budget done so far). "
-        f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the ex-post GMM "
+        f"sampler; mean ± standard deviation over seeds ({done} of {n_long} runs of this budget done so far), "
+        "best first: with one or two seeds a gap of a few points is within the spread between seeds. "
+        + (later_phases(state) + " " if later_phases(state) else "")
+        + f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the ex-post GMM "
         "sampler, the intervals and the verdicts.",
         "",
         "| method | FID | precision | recall | seeds |",
@@ -370,17 +425,23 @@ def section(state: dict, docs_dir: str) -> str:
         f"- **Learning rate:** per method, the best of {', '.join(f'{x:g}' for x in p['lr_grid'])} (grown once, by "
         f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
         f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
-        f"draw of {p['num_samples']}). The test split is not used for the choice.",
+        f"draw of {p['num_samples']}). The test split is not used for the choice. The rate chosen at "
+        f"{p['select_steps']} steps is kept for the long budget, and rates whose validation FIDs differ by "
+        "less than the spread over seeds in the tables below are a toss-up, not a finding.",
         f"- **Final runs:** on the full training split at the chosen rate. Long budget: {long_name}, "
         f"seeds {', '.join(map(str, protocol.long_seeds))}. Short budget: {p['short_steps']} steps, seeds "
         f"{', '.join(map(str, protocol.seeds))}: for seeds {', '.join(map(str, protocol.long_seeds))} read from "
         "the long run's checkpoint at that step (the rate is constant, so it is that run), for the others a "
         "run of its own; the 2-Stage VAE's short rows are all runs of their own (its second stage trains "
-        "on that first stage).",
+        "on that first stage). " + later_phases(state),
         f"- **Scores:** FID/KID of {p['draws']} draws of {p['num_samples']} samples against the test split "
         "(each seed's figure the mean over its draws; the table's ± is the standard deviation over "
-        "seeds), and improved precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier "
-        "features.",
+        "seeds; between a seed's draws the FID's standard deviation is at most "
+        f"{max_draw_spread(state):.1f}), KID as the unscaled squared MMD (not ×1000), and improved "
+        "precision/recall (Kynkäänniemi et al. 2019, k = 3) on the same classifier features. Own sampler: "
+        "z ~ N(0, I) for every method but the 2-Stage VAE (its second stage); the AE and RAE train no prior, "
+        "so for them it is a reference point, and RAE's paper samples with the ex-post GMM (the GMM "
+        "columns; the verdicts hold PGA against both).",
         "- **Train time:** wall time of train.py over all of a run's starts (FID curve points included), "
         "on 2-core machines running two units at once beside other work: what a run cost here, not which "
         "method is faster (docs/BENCHMARKS.md times the steps). The short budget's is the mean over its "
@@ -414,7 +475,9 @@ def section(state: dict, docs_dir: str) -> str:
         "### Verdicts on the paper's claims",
         "",
         "Difference of mean FID, best PGA minus the other method (negative: PGA better), with its "
-        "95% Welch interval over seeds.",
+        "95% Welch interval over seeds, each on its own (not corrected for the number of comparisons). "
+        "With two seeds a side an interval has one to two degrees of freedom, so only large gaps "
+        "resolve: read an unresolved difference as not shown either way.",
         "",
         verdicts(state),
     ]
@@ -423,6 +486,11 @@ def section(state: dict, docs_dir: str) -> str:
             "### FID during training",
             "",
             f"![FID curves, band over seeds]({os.path.basename(docs_dir)}/fid_curves.png)",
+            "",
+            f"Each point is the FID of {p['fid_samples']} samples against the first {p['fid_samples']} test "
+            f"images, which reads higher than the tables' FIDs of {p['num_samples']} (FID is biased upward "
+            "at fewer samples): compare the curves with each other, not with the tables. A band (lowest "
+            "to highest over seeds) shows where a method has two or more seeds.",
             "",
         ]
     # One entry per kind of CPU (a machine's record also names its kernel build).

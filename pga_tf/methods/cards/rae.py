@@ -13,6 +13,7 @@ METHODS = (
         name="rae",
         label="RAE",
         claim="simple_prior",
+        paper_sampler="gmm",
         paper="Ghosh, Sajjadi, Vergari, Black, Schoelkopf, From "
         "Variational to Deterministic Autoencoders, ICLR 2020, eq. 11",
         losses="pga_tf.methods.rae:losses",
