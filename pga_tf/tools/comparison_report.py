@@ -426,8 +426,9 @@ def section(state: dict, docs_dir: str) -> str:
         f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
         f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
         f"draw of {p['num_samples']}). The test split is not used for the choice. The rate chosen at "
-        f"{p['select_steps']} steps is kept for the long budget, and rates whose validation FIDs differ by "
-        "less than the spread over seeds in the tables below are a toss-up, not a finding.",
+        f"{p['select_steps']} steps is kept for the long budget; for the AE and RAE it is chosen on the "
+        "N(0, I) prior's FID, though their GMM rows might favour another rate; and rates whose validation "
+        "FIDs differ by less than the spread over seeds in the tables below are a toss-up, not a finding.",
         f"- **Final runs:** on the full training split at the chosen rate. Long budget: {long_name}, "
         f"seeds {', '.join(map(str, protocol.long_seeds))}. Short budget: {p['short_steps']} steps, seeds "
         f"{', '.join(map(str, protocol.seeds))}: for seeds {', '.join(map(str, protocol.long_seeds))} read from "
