@@ -339,6 +339,7 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
     section_link = os.path.relpath(os.path.abspath(results_md), here) + "#" + _anchor(section_title(state))
     n_long = len(p["methods"]) * len(protocol.long_seeds)
     done = sum(1 for k in state["runs"] if comparison.seed_of(k) in protocol.long_seeds)
+    phases = later_phases(state)
     text = [
         HEADLINE_START,
         f"{DATASET_NAMES.get(p['dataset'], p['dataset'])}, {p['steps']} steps, every method trained with Adam "
@@ -347,7 +348,7 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
         "(lower is better), improved precision and recall (k = 3) of the same samples, each method's own "
         f"sampler; mean ± standard deviation over seeds ({done} of {n_long} runs of this budget done so far), "
         "best first: with one or two seeds a gap of a few points is within the spread between seeds. "
-        + (later_phases(state) + " " if later_phases(state) else "")
+        + (f"{phases} " if phases else "")
         + f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the ex-post GMM "
         "sampler, the intervals and the verdicts.",
         "",
