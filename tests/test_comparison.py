@@ -463,6 +463,37 @@ def test_verdicts_name_each_claim_with_its_interval(tmp_path):
     assert "- **Every method with the ex-post GMM sampler** (VAE; ex-post GMM). 9370 steps: LPGA − VAE" in text
 
 
+def test_the_vae_claim_holds_each_pga_with_a_vae_objective_against_the_vae():
+    # The abstract claims it for the PGAs combined with VAEs: VPGA and LVPGA answer it whichever
+    # PGA is the best (here LPGA, on validation), and no other claim lists them.
+    state = _state_with_seeds()
+    state["protocol"]["methods"] = ["vae", "rae", "lpga", "vpga", "lvpga"]
+    for m, val in (("rae", 45.0), ("vpga", 39.5), ("lvpga", 40.5)):
+        state["selection"][m] = {"0.0003": {"fid": val + 5}, "0.001": {"fid": val}, "0.003": {"fid": val + 9}}
+    fids = {"rae": [60.0, 62.0, 61.0], "vpga": [30.0, 31.0, 32.0], "lvpga": [44.0, 49.0]}
+    for m, values in fids.items():
+        for seed, f in enumerate(values):
+            ev = {  # the short row 10 above the long one, as _state_with_seeds's VAE and LPGA
+                f"{row}/{s}": {"fid": f + extra, "kid": 0.01, "precision": 0.7, "recall": 0.4}
+                for row, extra in (("long", 0.0), ("short", 10.0))
+                for s in ("prior", "gmm")
+            }
+            state["runs"][f"{m}/seed={seed}"] = {"lr": 1e-3, "train_seconds": 600, "evaluations": ev}
+    assert comparison_report.best_pga(state)[0] == "lpga"
+    text = comparison_report.verdicts(state)
+    vae = next(line for line in text.splitlines() if line.startswith("- **PGA against the VAE**"))
+    for pga, reading in (("VPGA", "VPGA better (interval below 0)"), ("LVPGA", "not resolved (interval holds 0)")):
+        e = comparison_report.welch_interval(fids[pga.lower()], [46.0, 47.0, 48.0])
+        assert vae.count(f"{pga} − VAE {e['diff']:+.1f} [{e['low']:+.1f}, {e['high']:+.1f}], {reading}") == 2
+    assert vae.count("LPGA − VAE") == 2  # the best PGA once per budget, not again
+    others = [line for line in text.splitlines() if not line.startswith("- **PGA against the VAE**")]
+    assert not any("VPGA −" in line or "LVPGA −" in line for line in others)
+    # With VPGA the best, it is said once per budget, not a second time as a PGA the claim names.
+    state["selection"]["lpga"]["0.001"]["fid"] = 42.0
+    vae = next(line for line in comparison_report.verdicts(state).splitlines() if "PGA against the VAE" in line)
+    assert vae.count(": VPGA − VAE") == 2 and vae.count("; LVPGA − VAE") == 2 and "LPGA −" not in vae
+
+
 def test_rae_is_also_held_against_pga_with_the_sampler_of_its_paper():
     state = _state_with_seeds()
     state["protocol"]["methods"] = ["vae", "rae", "lpga"]
