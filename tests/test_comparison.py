@@ -2,6 +2,8 @@
 
 import json
 import os
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -345,7 +347,7 @@ def test_the_best_pga_is_chosen_on_the_validation_split_not_on_the_test_fids(tmp
     assert best == "lpga" and [d["against"] for d in diffs] == ["vae", "vpga"]
     assert diffs[1]["diff"] == pytest.approx(np.mean([40.0, 41.5, 39.0]) - 31.0)
     text = comparison_report.section(state, str(tmp_path))
-    assert "(LPGA, validation FID 39.0 at its chosen rate)" in text
+    assert "(LPGA; validation FIDs at the chosen rates: LPGA 39.0, VPGA 39.5)" in text
     assert "| long budget | own sampler | LPGA | VPGA | +9.2 |" in text
     assert "LPGA worse (interval above 0)" in text and "PGA worse" not in text.replace("LPGA worse", "")
     # A PGA whose rate is not chosen yet (a grid point missing) is not a candidate.
@@ -388,6 +390,48 @@ def test_write_replaces_only_its_section(tmp_path):
     twice = md.read_text()
     assert twice.count(comparison_report.START) == 1 and twice.endswith("kept below\n")
     assert (tmp_path / "docs" / "fid_curves.png").exists() is False  # no curves in this state
+
+
+def test_links_of_table_md_and_results_md_resolve_from_where_each_file_is(tmp_path):
+    state = _state_with_seeds()
+    for seed, run in enumerate(r for k, r in state["runs"].items() if k.startswith("lpga/")):
+        run["curve"] = {"steps": [1000, 2000, 3000], "fid": [60.0 + seed, 50.0, 45.0]}
+    docs = tmp_path / "docs"
+    (docs / "fair").mkdir(parents=True)
+    (docs / "evaluation.md").write_text("# Evaluation\n")
+    results = docs / "fair" / "results.json"
+    results.write_text(json.dumps(state))
+    md = docs / "RESULTS.md"
+    md.write_text("# Results\n")
+    table = comparison_report.write(str(results), str(docs / "fair"), str(tmp_path / "runs"), str(md))
+    for path in (md, pathlib.Path(table)):
+        targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)]+)\)", path.read_text())]
+        assert len(targets) == 3, targets  # results.json, evaluation.md, the curves
+        for t in targets:
+            assert (path.parent / t).exists(), f"{path.name}: {t}"
+
+
+def test_selection_cells_say_where_a_rate_diverged_and_times_give_their_range(tmp_path):
+    state = _state_with_seeds()
+    state["protocol"]["methods"] = ["vae", "two_stage_vae", "lpga", "lvpga"]
+    steps = state["protocol"]["select_steps"]
+    state["selection"]["two_stage_vae"] = {
+        "0.0003": {"fid": 44.0},
+        "0.001": {"fid": 34.0},
+        "0.003": {"fid": None, "diverged": f"train.py failed (exit 1): error: non-finite x at step {steps + 208}; ..."},
+    }
+    state["selection"]["lpga"]["0.003"]["diverged"] = "train.py failed (exit 1): error: non-finite y at step 27; ..."
+    state["selection"]["lvpga"] = {"0.0003": {"fid": 43.0}, "0.001": {"fid": 29.0}, "0.003": {"fid": None}}
+    for seed, seconds in enumerate([600, 1800, 11940]):
+        state["runs"][f"vae/seed={seed}"]["train_seconds"] = seconds
+    text = comparison_report.section(state, str(tmp_path))
+    assert f"| 2-Stage VAE | 44.0 | 34.0 | diverged at step {steps + 208} (second stage) | 0.001 |" in text
+    assert "| LPGA | 40.0 | 39.0 | diverged at step 27 | 0.001 |" in text
+    assert "| LVPGA | 43.0 | 29.0 | diverged | 0.001 |" in text  # no step recorded
+    long_vae = next(line for line in text.splitlines() if line.startswith("| VAE | 0.001 | 3 |"))
+    assert long_vae.endswith("| 10–199 min |")
+    # A method with its rate chosen and no final run yet shows that rate.
+    assert "| LVPGA | 0.001 | 0 | – |" in text
 
 
 def test_methods_keep_the_registrys_table_order(tmp_path):
@@ -492,6 +536,11 @@ def test_the_vae_claim_holds_each_pga_with_a_vae_objective_against_the_vae():
     state["selection"]["lpga"]["0.001"]["fid"] = 42.0
     vae = next(line for line in comparison_report.verdicts(state).splitlines() if "PGA against the VAE" in line)
     assert vae.count(": VPGA − VAE") == 2 and vae.count("; LVPGA − VAE") == 2 and "LPGA −" not in vae
+    # A PGA the claim names that has not run yet is said so, not left out.
+    for seed in range(2):
+        del state["runs"][f"lvpga/seed={seed}"]
+    vae = next(line for line in comparison_report.verdicts(state).splitlines() if "PGA against the VAE" in line)
+    assert vae.count("; LVPGA − VAE not run yet") == 2
 
 
 def test_rae_is_also_held_against_pga_with_the_sampler_of_its_paper():
@@ -512,7 +561,7 @@ def test_rae_is_also_held_against_pga_with_the_sampler_of_its_paper():
     paper = comparison_report.welch_interval(lpga, [38.0, 39.0, 41.0])
     assert f"LPGA − RAE {own['diff']:+.1f} [{own['low']:+.1f}, {own['high']:+.1f}], LPGA better" in simple
     assert (
-        f"LPGA − RAE with ex-post GMM, the sampler of its paper, {paper['diff']:+.1f} "
+        f"LPGA with its own sampler − RAE with ex-post GMM, the sampler of its paper, {paper['diff']:+.1f} "
         f"[{paper['low']:+.1f}, {paper['high']:+.1f}], not resolved (interval holds 0)" in simple
     )
     # The GMM claim already holds both sides on the GMM: no second RAE item there.
@@ -553,14 +602,16 @@ def test_readme_block_ranks_methods_and_links_the_section(tmp_path):
     docs = tmp_path / "docs"
     (docs / "fair").mkdir(parents=True)
     results_md, readme = docs / "RESULTS.md", tmp_path / "README.md"
+    for seed, fid in enumerate([20.0, 22.0, 27.0]):  # the VAE's GMM FIDs: 23.0 ± 3.6
+        state["runs"][f"vae/seed={seed}"]["evaluations"]["long/gmm"]["fid"] = fid
     section = comparison_report.section(state, str(docs / "fair"))
     block = comparison_report.readme_block(state, str(docs / "fair"), str(results_md), str(readme))
     lines = block.splitlines()
     table = [line for line in lines if line.startswith("| ") and "method" not in line]
     assert table == [
-        "| LPGA | 40.2 ± 1.3 | 0.70 ± 0.00 | 0.40 ± 0.00 | 3 |",
-        "| VAE | 47.0 ± 1.0 | 0.70 ± 0.00 | 0.40 ± 0.00 | 3 |",
-    ]
+        "| LPGA | 40.2 ± 1.3 | 0.70 ± 0.00 | 0.40 ± 0.00 | 40.2 ± 1.3 | 3 |",
+        "| VAE | 47.0 ± 1.0 | 0.70 ± 0.00 | 0.40 ± 0.00 | 23.0 ± 3.6 | 3 |",
+    ]  # ranked by the own sampler's FID
     heading = next(line for line in section.splitlines() if line.startswith("## "))
     anchor = heading[3:].lower().replace(":", "").replace(",", "").replace(" ", "-")
     assert f"](docs/RESULTS.md#{anchor})" in block

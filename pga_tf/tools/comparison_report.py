@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 
@@ -112,6 +113,18 @@ def _pm(values: list[float], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def _diverged(state: dict, method: str, record: dict) -> str:
+    """The selection table's cell for a diverged grid point: where it diverged, and whether in a
+    later phase (the 2-Stage VAE's second stage trains at its flagfile's rate on the first stage's
+    latents, so a first stage at too high a rate can show there)."""
+    found = re.search(r"at step (\d+)", record.get("diverged", ""))
+    if not found:
+        return "diverged"
+    step = int(found.group(1))
+    later = methods.get(method).later_phases and step > state["protocol"]["select_steps"]
+    return f"diverged at step {step}" + (" (second stage)" if later else "")
+
+
 def selection_table(state: dict) -> str:
     grid = sorted({float(lr) for sel in state["selection"].values() for lr in sel})
     head = "| method | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |"
@@ -123,7 +136,7 @@ def selection_table(state: dict) -> str:
             (
                 "–"
                 if f"{lr:g}" not in sel
-                else "diverged"
+                else _diverged(state, m, sel[f"{lr:g}"])
                 if sel[f"{lr:g}"]["fid"] is None
                 else f"{sel[f'{lr:g}']['fid']:.1f}"
             )
@@ -155,13 +168,33 @@ def budget_table(state: dict, row: str) -> str:
         runs = [r for k, r in state["runs"].items() if k.startswith(f"{m}/seed=")]
         own_runs = [r for k, r in state["short_runs"].items() if k.startswith(f"{m}/seed=")]
         n = len(per_seed(state, m, row, "own"))
-        lr = f"{(runs or own_runs)[0]['lr']:g}" if runs or own_runs else "–"
+        chosen = comparison.chosen_lr(state["selection"].get(m, {}), tuple(state["protocol"]["lr_grid"]))
+        lr = f"{(runs or own_runs)[0]['lr']:g}" if runs or own_runs else f"{chosen:g}" if chosen else "–"
         # A short row read from a long run's checkpoint has no time of its own, so the short
         # budget's time is that of its runs of their own.
         minutes = [r["train_seconds"] / 60 for r in (runs if row == "long" else own_runs) if "train_seconds" in r]
-        time_cell = f"{np.mean(minutes):.0f} min" if minutes else "–"
+        # The range, not a mean: one run beside the test suite can take several times another.
+        time_cell = (
+            f"{min(minutes):.0f}–{max(minutes):.0f} min"
+            if len(minutes) > 1 and round(min(minutes)) != round(max(minutes))
+            else f"{minutes[0]:.0f} min"
+            if minutes
+            else "–"
+        )
         rows.append(f"| {label(m)} | {lr} | {n} | " + " | ".join(cells) + f" | {time_cell} |")
     return "\n".join(rows) + "\n"
+
+
+def pga_scores(state: dict) -> dict[str, float]:
+    """Validation FID at its chosen rate of every PGA whose rate is chosen, in table order."""
+    p = state["protocol"]
+    scores = {}
+    for m in comparison.table_order(p["methods"]):
+        sel = state["selection"].get(m, {})
+        lr = comparison.chosen_lr(sel, tuple(p["lr_grid"])) if methods.get(m).perceptual else None
+        if lr is not None:
+            scores[m] = sel[f"{lr:g}"]["fid"]
+    return scores
 
 
 def best_pga(state: dict) -> tuple[str, float] | None:
@@ -173,13 +206,7 @@ def best_pga(state: dict) -> tuple[str, float] | None:
     in PGA's favour (the winner's curse), more so with few seeds. None before any PGA's rate is
     chosen.
     """
-    p = state["protocol"]
-    scores = {}
-    for m in comparison.table_order(p["methods"]):
-        sel = state["selection"].get(m, {})
-        lr = comparison.chosen_lr(sel, tuple(p["lr_grid"])) if methods.get(m).perceptual else None
-        if lr is not None:
-            scores[m] = sel[f"{lr:g}"]["fid"]
+    scores = pga_scores(state)
     if not scores:
         return None
     best = min(scores, key=scores.get)
@@ -204,16 +231,20 @@ def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[d
 
 def best_pga_text(state: dict) -> str:
     chosen = best_pga(state)
+    scores = pga_scores(state)
     which = (
-        f"{label(chosen[0])}, validation FID {chosen[1]:.1f} at its chosen rate"
+        f"{label(chosen[0])}; validation FIDs at the chosen rates: "
+        + ", ".join(f"{label(m)} {v:.1f}" for m, v in sorted(scores.items(), key=lambda kv: kv[1]))
         if chosen
         else "none yet: no PGA's rate is chosen"
     )
     return (
         f"The best PGA is the one with the lowest validation FID in the selection above ({which}), "
         "chosen before the test split is looked at: picking the best of the PGAs on the test FIDs "
-        "that are then compared would favour PGA in every difference. The other PGAs' rows are in "
-        "the tables above. Difference = best PGA minus the other method; Welch's t interval over seeds, "
+        "that are then compared would favour PGA in every difference. It rests on one 3000-step run "
+        "per PGA, so PGAs a point or two apart there are a toss-up, and another PGA may do better on "
+        "the test split (the other PGAs are in the tables above, and against the best one below). "
+        "Difference = best PGA minus the other method; Welch's t interval over seeds, "
         "95% for each comparison on its own (not corrected for the several comparisons)."
     )
 
@@ -272,14 +303,13 @@ def verdicts(state: dict) -> str:
                 if theirs:
                     e = welch_interval(per_seed(state, best, row, sampler), theirs)
                     said.append(
-                        f"{label(best)} − {label(d['against'])} with {SAMPLER_NAMES[paper]}, the sampler "
-                        f"of its paper, {_said(e, best)}"
+                        f"{label(best)} with its {SAMPLER_NAMES[sampler]} − {label(d['against'])} with "
+                        f"{SAMPLER_NAMES[paper]}, the sampler of its paper, {_said(e, best)}"
                     )
-                for pga in named:
-                    ours = per_seed(state, pga, row, sampler) if pga != best else []
-                    if ours:
-                        e = welch_interval(ours, per_seed(state, d["against"], row, sampler))
-                        said.append(f"{label(pga)} − {label(d['against'])} {_said(e, pga)}")
+                for pga in (m for m in named if m != best):
+                    ours = per_seed(state, pga, row, sampler)
+                    e = ours and welch_interval(ours, per_seed(state, d["against"], row, sampler))
+                    said.append(f"{label(pga)} − {label(d['against'])} " + (_said(e, pga) if ours else "not run yet"))
             parts.append(f"{budget}: " + "; ".join(said))
         names = ", ".join(label(m) for m in others)
         lines.append(f"- **{claim}** ({names}; {SAMPLER_NAMES[sampler]}). " + ". ".join(parts) + ".")
@@ -293,8 +323,6 @@ def _said(d: dict, best: str) -> str:
 
 def _anchor(title: str) -> str:
     """GitHub's anchor of a heading."""
-    import re
-
     return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 
 
@@ -333,8 +361,9 @@ def section_title(state: dict) -> str:
 
 
 def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> str:
-    """The README's headline: the long budget's FID, precision and recall per method (own sampler),
-    best first, one sample grid and a link to the full section; paths relative to `readme`."""
+    """The README's headline: the long budget's FID, precision and recall per method (own sampler)
+    and its FID with the ex-post GMM, best first by the former, one sample grid and a link to the
+    full section; paths relative to `readme`."""
     p = state["protocol"]
     protocol = comparison.protocol_of(state)
     here = os.path.dirname(os.path.abspath(readme))
@@ -342,7 +371,8 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
     for m in comparison.table_order(p["methods"]):
         fid = per_seed(state, m, "long", "own")
         precision, recall = (per_seed(state, m, "long", "own", k) for k in ("precision", "recall"))
-        line = f"| {label(m)} | {_pm(fid, 1)} | {_pm(precision, 2)} | {_pm(recall, 2)} | {len(fid)} |"
+        gmm = _pm(per_seed(state, m, "long", "gmm"), 1)
+        line = f"| {label(m)} | {_pm(fid, 1)} | {_pm(precision, 2)} | {_pm(recall, 2)} | {gmm} | {len(fid)} |"
         rows.append((float(np.mean(fid)) if fid else math.inf, m, line))
     rows.sort(key=lambda r: r[0])
     section_link = os.path.relpath(os.path.abspath(results_md), here) + "#" + _anchor(section_title(state))
@@ -354,15 +384,18 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
         f"{DATASET_NAMES.get(p['dataset'], p['dataset'])}, {p['steps']} steps, every method trained with Adam "
         "at a learning rate chosen on "
         f"{p['holdout']} held-out training images; FID on classifier features against the test split "
-        "(lower is better), improved precision and recall (k = 3) of the same samples, each method's own "
-        f"sampler; mean ± standard deviation over seeds ({done} of {n_long} runs of this budget done so far), "
-        "best first: with one or two seeds a gap of a few points is within the spread between seeds. "
+        "(lower is better) and improved precision and recall (k = 3) of the same samples, from each method's "
+        "own sampler: z ~ N(0, I), or the 2-Stage VAE's second stage. The AE and RAE train no prior, so "
+        "N(0, I) is not their generative model (RAE's paper samples from a GMM fitted to the training "
+        "codes afterwards); the last FID column gives every method with that ex-post GMM. Mean ± standard "
+        f"deviation over seeds ({done} of {n_long} runs of this budget done so far), best first by the own "
+        "sampler's FID: with one or two seeds a gap of a few points is within the spread between seeds. "
         + (f"{phases} " if phases else "")
-        + f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the ex-post GMM "
-        "sampler, the intervals and the verdicts.",
+        + f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the GMM's "
+        "precision and recall, the intervals and the verdicts.",
         "",
-        "| method | FID | precision | recall | seeds |",
-        "|---|---|---|---|---|",
+        "| method | FID | precision | recall | FID, ex-post GMM | seeds |",
+        "|---|---|---|---|---|---|",
         *(line for _, _, line in rows),
         "",
     ]
@@ -417,25 +450,42 @@ def curves_plot(state: dict, docs_dir: str) -> str | None:
     return path
 
 
-def section(state: dict, docs_dir: str) -> str:
+def section(state: dict, docs_dir: str, base_dir: str | None = None) -> str:
+    """The section's Markdown, its links relative to `base_dir` (the directory of the file it goes
+    into; default: docs_dir's parent, where RESULTS.md is)."""
     p = state["protocol"]
     protocol = comparison.protocol_of(state)
     long_name = f"{p['steps']} steps"
+    base_dir = os.path.abspath(base_dir or os.path.dirname(os.path.abspath(docs_dir)))
+
+    def link(path: str) -> str:
+        return os.path.relpath(os.path.abspath(path), base_dir)
+
+    guide = os.path.join(os.path.dirname(os.path.abspath(docs_dir)), "evaluation.md")
+    # The link's text names results.json from the repo root (docs/fair/results.json) in either file.
+    shown = "/".join((*os.path.abspath(docs_dir).split(os.sep)[-2:], "results.json"))
+    n_long, n_all = len(protocol.long_seeds), len(protocol.seeds)
     text = [
         START,
         f"## {section_title(state)}",
         "",
-        "Generated by `.venv/bin/python -m pga_tf.tools.results --protocol=fair` (pga_tf/tools/comparison.py) from "
-        "[docs/fair/results.json](fair/results.json); do not edit by hand.",
+        "Generated by `.venv/bin/python -m pga_tf.tools.results --protocol=fair --jobs=2` "
+        f"(pga_tf/tools/comparison.py) from [{shown}]"
+        f"({link(os.path.join(docs_dir, 'results.json'))}); do not edit by hand. How to run, resume and "
+        f"move it to another machine: [docs/evaluation.md]({link(guide)}#the-fair-comparison).",
         "",
         "- **Optimiser:** Adam (Keras defaults) for all methods, overriding each flagfile's; the "
         "2-Stage VAE's second stage keeps its own Adam at its flagfile's rate. The methods with a "
         f"warm-up (LPGA, LVPGA) switch their latent terms on after {p['init_steps']} steps, not their "
-        "flagfiles' 3000, so that they act within the short budget. Everything else is each method's flagfile.",
-        f"- **Learning rate:** per method, the best of {', '.join(f'{x:g}' for x in p['lr_grid'])} (grown once, by "
-        f"one point past an end that wins) by FID of its own sampler against {p['holdout']} training "
-        f"images held out of training (training on the rest for {p['select_steps']} steps, seed 0, one "
-        f"draw of {p['num_samples']}). The test split is not used for the choice. The rate chosen at "
+        "reference settings' 3000, so that they act within the short budget. Everything else is each "
+        "method's flagfile.",
+        f"- **Learning rate:** per method, the best of {', '.join(f'{x:g}' for x in p['lr_grid'])}, grown once by "
+        "one point past an end that wins and not again (a rate chosen at the grown end, the table's last "
+        "column, may not be the best one further out), "
+        f"by FID of its own sampler against {p['holdout']} training "
+        f"images held out of training (training on the rest for {p['select_steps']} steps, the 2-Stage VAE "
+        f"then its second stage, seed 0, one draw of {p['num_samples']}). The test split is not used for "
+        "the choice. The rate chosen at "
         f"{p['select_steps']} steps is kept for the long budget; for the AE and RAE it is chosen on the "
         "N(0, I) prior's FID, though their GMM rows might favour another rate; and rates whose validation "
         "FIDs differ by less than the spread over seeds in the tables below are a toss-up, not a finding.",
@@ -487,10 +537,15 @@ def section(state: dict, docs_dir: str) -> str:
         "",
         "Difference of mean FID, best PGA minus the other method (negative: PGA better), with its "
         "95% Welch interval over seeds, each on its own (not corrected for the number of comparisons). "
-        "With two seeds a side an interval has one to two degrees of freedom, so only large gaps "
-        "resolve: read an unresolved difference as not shown either way. The paper makes its VAE claim "
-        'for the PGAs "combined with VAEs" (VPGA, LVPGA), so that claim also holds each of them against '
-        "the VAE, whichever PGA is the best.",
+        f"With {n_long} seeds a side (the long budget) an interval has {n_long - 1} to {2 * n_long - 2} "
+        f"degrees of freedom, with {n_all} (the short) {n_all - 1} to {2 * n_all - 2}, so only large gaps "
+        "resolve: read an unresolved difference as not shown either way. At the short budget the "
+        "seeds that share a long run are that run's step-"
+        f"{p['short_steps']} checkpoint, so a finding at both budgets is not two independent "
+        "confirmations. The paper makes its VAE claim "
+        'for the PGAs "combined with VAEs" (VPGA, LVPGA), so that claim also tests each of them against '
+        "the VAE, whichever PGA is the best. A budget counts the 2-Stage VAE's first stage; its second "
+        "stage trains on top (Final runs, above).",
         "",
         verdicts(state),
     ]
@@ -498,7 +553,7 @@ def section(state: dict, docs_dir: str) -> str:
         text += [
             "### FID during training",
             "",
-            f"![FID curves, band over seeds]({os.path.basename(docs_dir)}/fid_curves.png)",
+            f"![FID curves, band over seeds]({link(os.path.join(docs_dir, 'fid_curves.png'))})",
             "",
             f"Each point is the FID of {p['fid_samples']} samples against the first {p['fid_samples']} test "
             f"images, which reads higher than the tables' FIDs of {p['num_samples']} (FID is biased upward "
@@ -521,12 +576,17 @@ def write(results_path: str, docs_dir: str, runs_dir: str, results_md: str, read
         m for m in comparison.table_order(state["protocol"]["methods"]) if comparison.run_key(m, 0) in state["runs"]
     ]
     comparison.copy_grids(runs_dir, docs_dir, tuple(recorded))
-    text = section(state, docs_dir)
     out = os.path.join(docs_dir, "table.md")
     with open(out, "w") as f:
-        f.write(text)
+        f.write(section(state, docs_dir, base_dir=docs_dir))
     if results_md and os.path.exists(results_md):
-        _splice(results_md, text, START, END, append=True)
+        _splice(
+            results_md,
+            section(state, docs_dir, base_dir=os.path.dirname(os.path.abspath(results_md))),
+            START,
+            END,
+            append=True,
+        )
         if readme and os.path.exists(readme):
             _splice(readme, readme_block(state, docs_dir, results_md, readme), HEADLINE_START, HEADLINE_END, False)
     return out
