@@ -101,8 +101,8 @@ def test_short_rows_join_long_runs_checkpoints_and_short_runs(tmp_path):
     text = comparison_report.section(state, str(tmp_path))
     assert "| VAE | 0.001 | 2 | 41.0 ± 1.4 |" in text  # the long table: seeds 0 and 1
     assert "| VAE | 0.001 | 3 | 53.0 ± 3.6 |" in text  # the short table: 50, 52 and 57
-    assert "3 of 3 final runs done" in text  # two long runs and seed 2's short run
-    # Train time: the long runs' mean; the short row has no run of its own with a time yet.
+    assert "all 3 final runs" in text  # two long runs and seed 2's short run
+    # Train time: the long runs' (equal here); the short row has no run of its own with a time yet.
     assert [line.rsplit("|", 2)[1].strip() for line in text.splitlines() if line.startswith("| VAE | 0.001 |")] == [
         "10 min",
         "–",
@@ -432,6 +432,22 @@ def test_selection_cells_say_where_a_rate_diverged_and_times_give_their_range(tm
     assert long_vae.endswith("| 10–199 min |")
     # A method with its rate chosen and no final run yet shows that rate.
     assert "| LVPGA | 0.001 | 0 | – |" in text
+
+
+def test_section_and_headline_say_done_only_when_every_final_run_is(tmp_path):
+    state = _state_with_seeds()  # VAE and LPGA, three long seeds each: 6 of 6 final runs
+    docs = tmp_path / "docs" / "fair"
+    docs.mkdir(parents=True)
+    readme, results_md = str(tmp_path / "README.md"), str(tmp_path / "docs" / "RESULTS.md")
+    text = comparison_report.section(state, str(docs))
+    block = comparison_report.readme_block(state, str(docs), results_md, readme)
+    assert "**Done:** 6 selection runs and all 6 final runs" in text and "Progress" not in text
+    assert "(all 6 runs of this budget)" in block and "so far" not in block
+    del state["runs"]["lpga/seed=2"]
+    text = comparison_report.section(state, str(docs))
+    block = comparison_report.readme_block(state, str(docs), results_md, readme)
+    assert "**Progress:** 6 selection runs done; 5 of 6 final runs done." in text and "**Done:**" not in text
+    assert "(5 of 6 runs of this budget done so far)" in block
 
 
 def test_methods_keep_the_registrys_table_order(tmp_path):

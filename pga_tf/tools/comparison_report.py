@@ -378,6 +378,9 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
     section_link = os.path.relpath(os.path.abspath(results_md), here) + "#" + _anchor(section_title(state))
     n_long = len(p["methods"]) * len(protocol.long_seeds)
     done = sum(1 for k in state["runs"] if comparison.seed_of(k) in protocol.long_seeds)
+    progress = (
+        f"all {n_long} runs of this budget" if done >= n_long else f"{done} of {n_long} runs of this budget done so far"
+    )
     phases = later_phases(state)
     text = [
         HEADLINE_START,
@@ -388,7 +391,7 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
         "own sampler: z ~ N(0, I), or the 2-Stage VAE's second stage. The AE and RAE train no prior, so "
         "N(0, I) is not their generative model (RAE's paper samples from a GMM fitted to the training "
         "codes afterwards); the last FID column gives every method with that ex-post GMM. Mean ± standard "
-        f"deviation over seeds ({done} of {n_long} runs of this budget done so far), best first by the own "
+        f"deviation over seeds ({progress}), best first by the own "
         "sampler's FID: with one or two seeds a gap of a few points is within the spread between seeds. "
         + (f"{phases} " if phases else "")
         + f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the GMM's "
@@ -515,13 +518,15 @@ def section(state: dict, docs_dir: str, base_dir: str | None = None) -> str:
         comparison.short_source(protocol, m, seed) == "short_runs" for m in p["methods"] for seed in protocol.seeds
     )
     done = len(state["runs"]) + len(state["short_runs"])
+    selected = sum(map(len, state["selection"].values()))
+    spent = "{:.1f} core-hours of training and {:.1f} of evaluation".format(*core_hours(state))
     text += [
-        f"**Progress:** {sum(map(len, state['selection'].values()))} selection runs done; "
-        f"{done} of {n_final + n_short} final runs done. Rows fill in as `--protocol=fair` "
-        "finishes them (a dash: not run yet). Spent so far: {:.1f} core-hours of training and {:.1f} of "
-        "evaluation (the wall times of each unit on its core, beside other work as the train times are).".format(
-            *core_hours(state)
-        ),
+        f"**Done:** {selected} selection runs and all {done} final runs; they spent {spent} (the wall times "
+        "of each unit on its core, beside other work as the train times are)."
+        if done >= n_final + n_short
+        else f"**Progress:** {selected} selection runs done; {done} of {n_final + n_short} final runs done. "
+        "Rows fill in as `--protocol=fair` finishes them (a dash: not run yet). Spent so far: "
+        f"{spent} (the wall times of each unit on its core, beside other work as the train times are).",
         "",
     ]
     text += ["### Learning-rate selection (validation FID, own sampler)", "", selection_table(state)]
