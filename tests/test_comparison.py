@@ -430,6 +430,7 @@ def test_selection_cells_say_where_a_rate_diverged_and_times_give_their_range(tm
     assert "| LVPGA | 43.0 | 29.0 | diverged | 0.001 |" in text  # no step recorded
     long_vae = next(line for line in text.splitlines() if line.startswith("| VAE | 0.001 | 3 |"))
     assert long_vae.endswith("| 10–199 min |")
+    assert "A cell gives the lowest–highest over a method's runs" in text and "mean over its runs" not in text
     # A method with its rate chosen and no final run yet shows that rate.
     assert "| LVPGA | 0.001 | 0 | – |" in text
 

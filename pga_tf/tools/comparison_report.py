@@ -508,9 +508,9 @@ def section(state: dict, docs_dir: str, base_dir: str | None = None) -> str:
         "columns; the verdicts hold PGA against both).",
         "- **Train time:** wall time of train.py over all of a run's starts (FID curve points included), "
         "on 2-core machines running two units at once beside other work: what a run cost here, not which "
-        "method is faster (docs/BENCHMARKS.md times the steps). The short budget's is the mean over its "
-        "runs of their own (a row read from a long run's checkpoint has no time of its own; the 2-Stage "
-        "VAE's includes its second stage).",
+        "method is faster (docs/BENCHMARKS.md times the steps). A cell gives the lowest–highest over a "
+        "method's runs; the short budget's counts only its runs of their own (a row read from a long "
+        "run's checkpoint has no time of its own; the 2-Stage VAE's includes its second stage).",
         "",
     ]
     n_final = len(p["methods"]) * len(protocol.long_seeds)
