@@ -444,11 +444,13 @@ def test_section_and_headline_say_done_only_when_every_final_run_is(tmp_path):
     block = comparison_report.readme_block(state, str(docs), results_md, readme)
     assert "**Done:** 6 selection runs and all 6 final runs" in text and "Progress" not in text
     assert "(all 6 runs of this budget)" in block and "so far" not in block
+    assert "with three seeds a gap" in block
     del state["runs"]["lpga/seed=2"]
     text = comparison_report.section(state, str(docs))
     block = comparison_report.readme_block(state, str(docs), results_md, readme)
     assert "**Progress:** 6 selection runs done; 5 of 6 final runs done." in text and "**Done:**" not in text
     assert "(5 of 6 runs of this budget done so far)" in block
+    assert "with two or three seeds a gap" in block
 
 
 def test_methods_keep_the_registrys_table_order(tmp_path):

@@ -40,6 +40,7 @@ CLAIMS = (
 ROWS = (("long", "long budget"), ("short", "short budget"))
 SAMPLER_NAMES = {"own": "own sampler", "gmm": "ex-post GMM"}
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "celeb_a": "CelebA"}
+_NUMBER_WORDS = {0: "no", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
 def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict:
@@ -375,6 +376,11 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
         line = f"| {label(m)} | {_pm(fid, 1)} | {_pm(precision, 2)} | {_pm(recall, 2)} | {gmm} | {len(fid)} |"
         rows.append((float(np.mean(fid)) if fid else math.inf, m, line))
     rows.sort(key=lambda r: r[0])
+    counts = sorted({len(per_seed(state, m, "long", "own")) for m in p["methods"]} - {0}) or [0]
+    seed_words = [_NUMBER_WORDS.get(n, str(n)) for n in counts]
+    seeds_said = (seed_words[0] if len(seed_words) == 1 else ", ".join(seed_words[:-1]) + " or " + seed_words[-1]) + (
+        " seed" if counts == [1] else " seeds"
+    )
     section_link = os.path.relpath(os.path.abspath(results_md), here) + "#" + _anchor(section_title(state))
     n_long = len(p["methods"]) * len(protocol.long_seeds)
     done = sum(1 for k in state["runs"] if comparison.seed_of(k) in protocol.long_seeds)
@@ -392,7 +398,7 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
         "N(0, I) is not their generative model (RAE's paper samples from a GMM fitted to the training "
         "codes afterwards); the last FID column gives every method with that ex-post GMM. Mean ± standard "
         f"deviation over seeds ({progress}), best first by the own "
-        "sampler's FID: with one or two seeds a gap of a few points is within the spread between seeds. "
+        f"sampler's FID: with {seeds_said} a gap of a few points is within the spread between seeds. "
         + (f"{phases} " if phases else "")
         + f"[The full comparison]({section_link}) has the {p['short_steps']}-step budget, the GMM's "
         "precision and recall, the intervals and the verdicts.",
