@@ -174,16 +174,17 @@ def budget_table(state: dict, row: str) -> str:
         # A short row read from a long run's checkpoint has no time of its own, so the short
         # budget's time is that of its runs of their own.
         minutes = [r["train_seconds"] / 60 for r in (runs if row == "long" else own_runs) if "train_seconds" in r]
-        # The range, not a mean: one run beside the test suite can take several times another.
-        time_cell = (
-            f"{min(minutes):.0f}–{max(minutes):.0f} min"
-            if len(minutes) > 1 and round(min(minutes)) != round(max(minutes))
-            else f"{minutes[0]:.0f} min"
-            if minutes
-            else "–"
-        )
-        rows.append(f"| {label(m)} | {lr} | {n} | " + " | ".join(cells) + f" | {time_cell} |")
+        rows.append(f"| {label(m)} | {lr} | {n} | " + " | ".join(cells) + f" | {_time_range(minutes)} |")
     return "\n".join(rows) + "\n"
+
+
+def _time_range(minutes: list[float]) -> str:
+    """A train-time cell: the range, not a mean (one run beside the test suite can take several
+    times another); one figure when the runs round alike; a dash with no run."""
+    if not minutes:
+        return "–"
+    low, high = round(min(minutes)), round(max(minutes))
+    return f"{low} min" if low == high else f"{low}–{high} min"
 
 
 def pga_scores(state: dict) -> dict[str, float]:
@@ -231,12 +232,11 @@ def differences(state: dict, row: str, sampler: str) -> tuple[str | None, list[d
 
 
 def best_pga_text(state: dict) -> str:
-    chosen = best_pga(state)
-    scores = pga_scores(state)
+    ranked = sorted(pga_scores(state).items(), key=lambda kv: kv[1])  # best_pga's pick first
     which = (
-        f"{label(chosen[0])}; validation FIDs at the chosen rates: "
-        + ", ".join(f"{label(m)} {v:.1f}" for m, v in sorted(scores.items(), key=lambda kv: kv[1]))
-        if chosen
+        f"{label(ranked[0][0])}; validation FIDs at the chosen rates: "
+        + ", ".join(f"{label(m)} {v:.1f}" for m, v in ranked)
+        if ranked
         else "none yet: no PGA's rate is chosen"
     )
     return (
@@ -369,14 +369,17 @@ def readme_block(state: dict, docs_dir: str, results_md: str, readme: str) -> st
     protocol = comparison.protocol_of(state)
     here = os.path.dirname(os.path.abspath(readme))
     rows = []  # (mean FID or inf, method, table line)
+    seeds = set()  # how many seeds the methods with a run have
     for m in comparison.table_order(p["methods"]):
         fid = per_seed(state, m, "long", "own")
+        if fid:
+            seeds.add(len(fid))
         precision, recall = (per_seed(state, m, "long", "own", k) for k in ("precision", "recall"))
         gmm = _pm(per_seed(state, m, "long", "gmm"), 1)
         line = f"| {label(m)} | {_pm(fid, 1)} | {_pm(precision, 2)} | {_pm(recall, 2)} | {gmm} | {len(fid)} |"
         rows.append((float(np.mean(fid)) if fid else math.inf, m, line))
     rows.sort(key=lambda r: r[0])
-    counts = sorted({len(per_seed(state, m, "long", "own")) for m in p["methods"]} - {0}) or [0]
+    counts = sorted(seeds) or [0]
     seed_words = [_NUMBER_WORDS.get(n, str(n)) for n in counts]
     seeds_said = (seed_words[0] if len(seed_words) == 1 else ", ".join(seed_words[:-1]) + " or " + seed_words[-1]) + (
         " seed" if counts == [1] else " seeds"
